@@ -1,0 +1,643 @@
+/*
+ * config.c - the settings apubid runs with, read from an INI file.
+ *
+ * One table, config_settings[], names every setting: its section and key,
+ * the function that parses and checks a value (which is its type), where
+ * the value goes in struct config, the accepted range, and the default as
+ * it would be written in the file. Defaults go through the same parser as
+ * the file, so a default can never be a value the file would refuse, and
+ * adding a setting is one line in the table plus a field in apubid.h.
+ *
+ * The format is deliberately small: "[section]", "key = value", and whole
+ * comment lines starting with '#' or ';'. There are no inline comments: a
+ * '#' inside a value belongs to the value, since '#' is a legal character
+ * in a path. A key set twice is refused (it is nearly always a mistake)
+ * except for the repeatable allow lists, which accumulate.
+ *
+ * Prefixes ([source] allow, [destination] root and allow, public_url) are
+ * stored in one canonical shape, so that asset.c can compare them without
+ * guessing: "scheme://host[:port]/path/", scheme and host lower-case, the
+ * path normalised and percent-encoded, ending in exactly one '/', without
+ * userinfo (prefixes are matched with userinfo ignored, so keeping a
+ * password here would only risk printing it). A plain path is a local
+ * directory and becomes "file:///absolute/path/".
+ */
+#include "apubid.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONFIG_REQUIRED 1 /* missing from the file is an error */
+#define CONFIG_REPEAT 2   /* may appear several times; values accumulate */
+
+#define CONFIG_MAX_FILE (1024 * 1024)
+
+struct config_setting;
+/* Parses `v` (trimmed, non-empty, free of control characters) into *c, or
+ * returns -1 with a reason in err (the caller adds "name:line: "). */
+typedef int (*config_setter)(struct config *c, const struct config_setting *s,
+			     const char *v, char *err, size_t errlen);
+
+struct config_setting {
+	const char *section;
+	const char *key;
+	config_setter set;
+	size_t offset;    /* field in struct config the setter writes */
+	int64_t min, max; /* accepted range for numbers and sizes */
+	const char *def;  /* default, written as in the file; NULL for none */
+	int flags;        /* CONFIG_REQUIRED, CONFIG_REPEAT */
+};
+
+static int config_set_int(struct config *, const struct config_setting *, const char *, char *,
+			  size_t);
+static int config_set_size(struct config *, const struct config_setting *, const char *, char *,
+			   size_t);
+static int config_set_string(struct config *, const struct config_setting *, const char *,
+			     char *, size_t);
+static int config_set_listen(struct config *, const struct config_setting *, const char *,
+			     char *, size_t);
+static int config_set_endpoint(struct config *, const struct config_setting *, const char *,
+			       char *, size_t);
+static int config_set_status(struct config *, const struct config_setting *, const char *,
+			     char *, size_t);
+static int config_set_level(struct config *, const struct config_setting *, const char *, char *,
+			    size_t);
+static int config_set_source_allow(struct config *, const struct config_setting *, const char *,
+				   char *, size_t);
+static int config_set_dest_root(struct config *, const struct config_setting *, const char *,
+				char *, size_t);
+static int config_set_dest_allow(struct config *, const struct config_setting *, const char *,
+				 char *, size_t);
+static int config_set_public_url(struct config *, const struct config_setting *, const char *,
+				 char *, size_t);
+
+#define F(field) offsetof(struct config, field)
+#define KIB 1024LL
+#define GIB (1024LL * 1024 * 1024)
+
+static const struct config_setting config_settings[] = {
+	{ "server", "listen", config_set_listen, 0, 0, 0, "127.0.0.1:8080", 0 },
+	{ "server", "endpoint", config_set_endpoint, F(endpoint), 0, 0, "/apubi", 0 },
+	{ "server", "threads", config_set_int, F(threads), 1, 1024, "16", 0 },
+	{ "server", "max_request_size", config_set_size, F(max_request_size), KIB, GIB, "1M", 0 },
+	{ "server", "client_fault_status", config_set_status, F(client_fault_status), 0, 0, "500", 0 },
+	{ "server", "recv_timeout", config_set_int, F(recv_timeout), 1, 3600, "10", 0 },
+	{ "server", "send_timeout", config_set_int, F(send_timeout), 1, 3600, "10", 0 },
+	{ "server", "request_timeout", config_set_int, F(request_timeout), 1, 3600, "30", 0 },
+	{ "server", "keepalive_timeout", config_set_int, F(keepalive_timeout), 1, 3600, "15", 0 },
+	{ "server", "max_keepalive_requests", config_set_int, F(max_keepalive_requests), 1, 1000000,
+	  "1000", 0 },
+	{ "store", "path", config_set_string, F(store_path), 0, 0, "var/apubid.db", 0 },
+	{ "store", "retention_days", config_set_int, F(retention_days), 0, 36500, "30", 0 },
+	{ "workers", "count", config_set_int, F(workers), 1, 256, "4", 0 },
+	{ "workers", "queue_limit", config_set_int, F(queue_limit), 1, 100000000, "10000", 0 },
+	{ "source", "allow", config_set_source_allow, 0, 0, 0, NULL, CONFIG_REPEAT },
+	{ "destination", "root", config_set_dest_root, 0, 0, 0, NULL, CONFIG_REQUIRED },
+	{ "destination", "allow", config_set_dest_allow, 0, 0, 0, NULL, CONFIG_REPEAT },
+	{ "destination", "public_url", config_set_public_url, 0, 0, 0, NULL, 0 },
+	{ "log", "level", config_set_level, F(log_level), 0, 0, "info", 0 },
+};
+
+#define CONFIG_NSETTINGS (sizeof config_settings / sizeof config_settings[0])
+
+const char config_default_text[] =
+	"# apubid built-in configuration, used when no -f is given.\n"
+	"[server]\n"
+	"listen = 127.0.0.1:8080\n"
+	"endpoint = /apubi\n"
+	"[store]\n"
+	"path = var/apubid.db\n"
+	"[source]\n"
+	"allow = var/ingest/\n"
+	"[destination]\n"
+	"root = var/cdn/\n"
+	"[log]\n"
+	"level = info\n";
+
+static void config_error(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void config_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || !errlen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void *config_field(struct config *c, const struct config_setting *s)
+{
+	return (char *)c + s->offset;
+}
+
+/* Parses an optionally negative decimal number that fills the whole string.
+ * Negative numbers are read so that "-1" is reported as out of range
+ * rather than as not a number. */
+static int config_number(const char *v, const char **end, int64_t *out)
+{
+	int neg = *v == '-';
+	const char *p = v + neg;
+	int64_t n = 0;
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (INT64_MAX - 9) / 10)
+			return -1;
+		n = n * 10 + (*p - '0');
+	}
+	*end = p;
+	*out = neg ? -n : n;
+	return 0;
+}
+
+static int config_set_int(struct config *c, const struct config_setting *s, const char *v,
+			  char *err, size_t errlen)
+{
+	const char *end;
+	int64_t n;
+	if (config_number(v, &end, &n) < 0 || *end || n < s->min || n > s->max) {
+		config_error(err, errlen, "'%s' must be a whole number from %lld to %lld, not '%s'",
+			     s->key, (long long)s->min, (long long)s->max, v);
+		return -1;
+	}
+	*(int *)config_field(c, s) = (int)n;
+	return 0;
+}
+
+static int config_set_size(struct config *c, const struct config_setting *s, const char *v,
+			   char *err, size_t errlen)
+{
+	const char *end;
+	int64_t n, mult = 1;
+	int ok = config_number(v, &end, &n) == 0;
+	if (ok && *end) {
+		if (*end == 'K' || *end == 'k')
+			mult = KIB;
+		else if (*end == 'M' || *end == 'm')
+			mult = KIB * KIB;
+		else if (*end == 'G' || *end == 'g')
+			mult = GIB;
+		else
+			ok = 0;
+		ok = ok && end[1] == '\0';
+	}
+	/* Range-check before multiplying so a huge number cannot overflow. */
+	if (!ok || n < 0 || n > s->max / mult || n * mult < s->min) {
+		config_error(err, errlen,
+			     "'%s' must be a size from 1K to 1G (bytes, or with a K, M or G suffix), not '%s'",
+			     s->key, v);
+		return -1;
+	}
+	*(int64_t *)config_field(c, s) = n * mult;
+	return 0;
+}
+
+static int config_set_string(struct config *c, const struct config_setting *s, const char *v,
+			     char *err, size_t errlen)
+{
+	char **field = config_field(c, s);
+	free(*field);
+	*field = util_strdup(v);
+	return 0;
+}
+
+static int config_is_host_char(int ch, int ipv6)
+{
+	if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'))
+		return 1;
+	if (ipv6)
+		return ch == ':' || ch == '.';
+	return (ch >= 'g' && ch <= 'z') || (ch >= 'G' && ch <= 'Z') || ch == '.' || ch == '-';
+}
+
+/* "host:port" or "[v6]:port"; the host is not resolved here (binding
+ * does that and reports what the resolver says). */
+static int config_set_listen(struct config *c, const struct config_setting *s, const char *v,
+			     char *err, size_t errlen)
+{
+	const char *host = v, *hend, *portp;
+	int ipv6 = *v == '[';
+	if (ipv6) {
+		host = v + 1;
+		hend = strchr(host, ']');
+		if (!hend || hend[1] != ':') {
+			config_error(err, errlen, "'listen' must be host:port or [ipv6]:port, not '%s'", v);
+			return -1;
+		}
+		portp = hend + 2;
+	} else {
+		hend = strrchr(v, ':');
+		if (!hend) {
+			config_error(err, errlen, "'listen' must be host:port or [ipv6]:port, not '%s'", v);
+			return -1;
+		}
+		if (memchr(v, ':', (size_t)(hend - v))) {
+			config_error(err, errlen,
+				     "'listen': an IPv6 address goes in brackets, e.g. [::1]:8080, not '%s'", v);
+			return -1;
+		}
+		portp = hend + 1;
+	}
+	int ok = hend > host;
+	for (const char *p = host; ok && p < hend; p++)
+		ok = config_is_host_char((unsigned char)*p, ipv6);
+	if (!ok) {
+		config_error(err, errlen, "'listen' has a bad host in '%s'", v);
+		return -1;
+	}
+	const char *end;
+	int64_t port;
+	if (config_number(portp, &end, &port) < 0 || *end || port < 1 || port > 65535) {
+		config_error(err, errlen, "'listen' needs a port from 1 to 65535, not '%s'", v);
+		return -1;
+	}
+	free(c->listen_host);
+	c->listen_host = util_strndup(host, (size_t)(hend - host));
+	c->listen_port = (int)port;
+	return 0;
+}
+
+static int config_set_endpoint(struct config *c, const struct config_setting *s, const char *v,
+			       char *err, size_t errlen)
+{
+	if (v[0] != '/' || strpbrk(v, "?# \t")) {
+		config_error(err, errlen,
+			     "'endpoint' must be a path starting with '/' without '?', '#' or spaces, not '%s'",
+			     v);
+		return -1;
+	}
+	return config_set_string(c, s, v, err, errlen);
+}
+
+static int config_set_status(struct config *c, const struct config_setting *s, const char *v,
+			     char *err, size_t errlen)
+{
+	if (strcmp(v, "400") != 0 && strcmp(v, "500") != 0) {
+		config_error(err, errlen, "'client_fault_status' must be 400 or 500, not '%s'", v);
+		return -1;
+	}
+	c->client_fault_status = atoi(v);
+	return 0;
+}
+
+static int config_set_level(struct config *c, const struct config_setting *s, const char *v,
+			    char *err, size_t errlen)
+{
+	int level = log_parse_level(v);
+	if (level < 0) {
+		config_error(err, errlen, "'level' must be error, warn, info or debug, not '%s'", v);
+		return -1;
+	}
+	c->log_level = level;
+	return 0;
+}
+
+/* Brings a prefix to its canonical shape (see the top of the file). On
+ * success *out is the canonical URL and *u its parse, with u->path the
+ * decoded normalised path ending in '/' (its user and password are kept
+ * for the caller to check, but never reach *out); on failure both are
+ * empty and err starts with `what`. */
+static int config_prefix(const char *what, const char *v, char **out, struct url *u, char *err,
+			 size_t errlen)
+{
+	char e[256];
+	char *abs = NULL, *norm = NULL;
+	int dir;
+	*out = NULL;
+	memset(u, 0, sizeof *u);
+	if (url_is_absolute(v)) {
+		if (url_parse(v, u, e, sizeof e) < 0) {
+			config_error(err, errlen, "%s: %s", what, e);
+			return -1;
+		}
+		if (strcmp(u->scheme, "file") == 0) {
+			if (*u->host && strcmp(u->host, "localhost") != 0) {
+				config_error(err, errlen, "%s: a file:// URL cannot name a remote host ('%s')",
+					     what, u->host);
+				goto fail;
+			}
+			if (u->path[0] != '/') {
+				config_error(err, errlen, "%s: a file:// URL needs an absolute path", what);
+				goto fail;
+			}
+			u->host[0] = '\0'; /* file://localhost/x is file:///x */
+		}
+	} else {
+		char cwd[4096];
+		if (v[0] == '/') {
+			abs = util_strdup(v);
+		} else if (getcwd(cwd, sizeof cwd)) {
+			abs = util_printf("%s/%s", cwd, v);
+		} else {
+			config_error(err, errlen, "%s: cannot resolve '%s' against the working directory: %s",
+				     what, v, strerror(errno));
+			return -1;
+		}
+		u->scheme = util_strdup("file");
+		u->host = util_strdup("");
+		u->path = abs;
+	}
+	if (url_path_normalize(u->path[0] == '/' ? u->path + 1 : u->path, &norm, &dir, e,
+			       sizeof e) < 0) {
+		config_error(err, errlen, "%s: %s", what, e);
+		goto fail;
+	}
+	free(u->path);
+	u->path = *norm ? util_printf("/%s/", norm) : util_strdup("/");
+	free(norm);
+
+	char *enc = url_encode_path(u->path);
+	if (strchr(u->host, ':'))
+		*out = util_printf("%s://[%s]", u->scheme, u->host);
+	else
+		*out = util_printf("%s://%s", u->scheme, u->host);
+	char *tmp = *out;
+	*out = u->port ? util_printf("%s:%d%s", tmp, u->port, enc) : util_printf("%s%s", tmp, enc);
+	free(tmp);
+	free(enc);
+	return 0;
+
+fail:
+	url_free(u);
+	return -1;
+}
+
+static int config_add_prefix(const char *what, char **list, int *n, const char *v, char *err,
+			     size_t errlen)
+{
+	struct url u;
+	char *p;
+	if (*n >= CONFIG_MAX_PREFIXES) {
+		config_error(err, errlen, "%s: at most %d prefixes are allowed", what,
+			     CONFIG_MAX_PREFIXES);
+		return -1;
+	}
+	if (config_prefix(what, v, &p, &u, err, errlen) < 0)
+		return -1;
+	url_free(&u);
+	list[(*n)++] = p;
+	return 0;
+}
+
+static int config_set_source_allow(struct config *c, const struct config_setting *s,
+				   const char *v, char *err, size_t errlen)
+{
+	return config_add_prefix("[source] allow", c->source_allow, &c->nsource_allow, v, err,
+				 errlen);
+}
+
+static int config_set_dest_allow(struct config *c, const struct config_setting *s,
+				 const char *v, char *err, size_t errlen)
+{
+	return config_add_prefix("[destination] allow", c->dest_allow, &c->ndest_allow, v, err,
+				 errlen);
+}
+
+static int config_set_dest_root(struct config *c, const struct config_setting *s, const char *v,
+				char *err, size_t errlen)
+{
+	struct url u;
+	char *p;
+	if (config_prefix("destination root", v, &p, &u, err, errlen) < 0)
+		return -1;
+	/* Other backends will come with their own xfer_ file; until then a
+	 * root apubid cannot write to must be refused at start-up, not
+	 * discovered by the first task. */
+	if (strcmp(u.scheme, "file") != 0) {
+		config_error(err, errlen, "destination root: only file:// roots are supported");
+		goto fail;
+	}
+	if (strcmp(u.path, "/") == 0) {
+		config_error(err, errlen, "destination root: '/' cannot be the root");
+		goto fail;
+	}
+	free(c->dest_root);
+	free(c->dest_root_path);
+	c->dest_root = p;
+	c->dest_root_path = util_strndup(u.path, strlen(u.path) - 1);
+	url_free(&u);
+	return 0;
+fail:
+	free(p);
+	url_free(&u);
+	return -1;
+}
+
+static int config_set_public_url(struct config *c, const struct config_setting *s,
+				 const char *v, char *err, size_t errlen)
+{
+	struct url u;
+	char *p;
+	if (!url_is_absolute(v)) {
+		config_error(err, errlen, "public_url must be an absolute http:// or https:// URL, not '%s'",
+			     v);
+		return -1;
+	}
+	if (config_prefix("public_url", v, &p, &u, err, errlen) < 0)
+		return -1;
+	if (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0) {
+		config_error(err, errlen, "public_url must be an http:// or https:// URL");
+		goto fail;
+	}
+	/* The public URL is handed to every client: credentials in it would
+	 * be published with each asset. */
+	if (u.user) {
+		config_error(err, errlen, "public_url must not carry credentials");
+		goto fail;
+	}
+	free(c->public_url);
+	c->public_url = p;
+	url_free(&u);
+	return 0;
+fail:
+	free(p);
+	url_free(&u);
+	return -1;
+}
+
+static char *config_trim(char *s)
+{
+	char *e = s + strlen(s);
+	while (*s == ' ' || *s == '\t' || *s == '\r')
+		s++;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		e--;
+	*e = '\0';
+	return s;
+}
+
+static const struct config_setting *config_find(const char *section, const char *key)
+{
+	for (size_t i = 0; i < CONFIG_NSETTINGS; i++)
+		if (strcmp(config_settings[i].section, section) == 0 &&
+		    (!key || strcmp(config_settings[i].key, key) == 0))
+			return &config_settings[i];
+	return NULL;
+}
+
+/* Parses one "key = value" line of `section`; `seen` records the line each
+ * setting was first set on. */
+static int config_line(struct config *c, const char *section, char *l, int line, int *seen,
+		       char *err, size_t errlen)
+{
+	char *eq = strchr(l, '=');
+	if (!eq) {
+		config_error(err, errlen, "expected 'key = value' or '[section]'");
+		return -1;
+	}
+	*eq = '\0';
+	char *key = config_trim(l), *v = config_trim(eq + 1);
+	if (!section) {
+		config_error(err, errlen, "'%s' is outside any section", key);
+		return -1;
+	}
+	const struct config_setting *s = config_find(section, key);
+	if (!s) {
+		config_error(err, errlen, "unknown key '%s' in [%s]", key, section);
+		return -1;
+	}
+	size_t i = (size_t)(s - config_settings);
+	if (seen[i] && !(s->flags & CONFIG_REPEAT)) {
+		config_error(err, errlen, "'%s' is set twice in [%s] (first on line %d)", key,
+			     section, seen[i]);
+		return -1;
+	}
+	if (!*v) {
+		config_error(err, errlen, "'%s' has an empty value", key);
+		return -1;
+	}
+	for (const char *p = v; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			config_error(err, errlen, "control character in the value of '%s'", key);
+			return -1;
+		}
+	}
+	if (!seen[i])
+		seen[i] = line;
+	return s->set(c, s, v, err, errlen);
+}
+
+int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen)
+{
+	int seen[CONFIG_NSETTINGS] = { 0 };
+	char e[512];
+	const char *section = NULL;
+	int line = 0;
+
+	memset(c, 0, sizeof *c);
+	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
+		const struct config_setting *s = &config_settings[i];
+		if (s->def && s->set(c, s, s->def, e, sizeof e) < 0) {
+			config_error(err, errlen, "%s: built-in default: %s", name, e);
+			goto fail;
+		}
+	}
+
+	const char *p = text;
+	if (strncmp(p, "\xef\xbb\xbf", 3) == 0) /* a UTF-8 BOM some editors add */
+		p += 3;
+	while (*p) {
+		const char *nl = strchrnul(p, '\n');
+		char *buf = util_strndup(p, (size_t)(nl - p));
+		char *l = config_trim(buf);
+		int rc = 0;
+		p = *nl ? nl + 1 : nl;
+		line++;
+		if (*l == '\0' || *l == '#' || *l == ';') {
+			/* a blank line or a comment */
+		} else if (*l == '[') {
+			size_t n = strlen(l);
+			const struct config_setting *s = NULL;
+			char *inner = l + 1;
+			if (l[n - 1] != ']') {
+				config_error(e, sizeof e, "a section header must end with ']'");
+				rc = -1;
+			} else {
+				l[n - 1] = '\0';
+				inner = config_trim(inner);
+				s = config_find(inner, NULL);
+				if (!s) {
+					config_error(e, sizeof e, "unknown section [%s]", inner);
+					rc = -1;
+				} else {
+					section = s->section;
+				}
+			}
+		} else {
+			rc = config_line(c, section, l, line, seen, e, sizeof e);
+		}
+		free(buf);
+		if (rc < 0) {
+			config_error(err, errlen, "%s:%d: %s", name, line, e);
+			goto fail;
+		}
+	}
+
+	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
+		const struct config_setting *s = &config_settings[i];
+		if ((s->flags & CONFIG_REQUIRED) && !seen[i]) {
+			config_error(err, errlen, "%s: [%s] %s is required", name, s->section, s->key);
+			goto fail;
+		}
+	}
+	return 0;
+
+fail:
+	config_free(c);
+	return -1;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	if (!path)
+		return config_parse(c, config_default_text, "(built-in defaults)", err, errlen);
+
+	memset(c, 0, sizeof *c);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		config_error(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return -1;
+	}
+	char *text = util_malloc(CONFIG_MAX_FILE + 1);
+	size_t n = fread(text, 1, CONFIG_MAX_FILE + 1, f);
+	int rc = -1;
+	if (ferror(f))
+		config_error(err, errlen, "cannot read %s: %s", path, strerror(errno));
+	else if (n > CONFIG_MAX_FILE)
+		config_error(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+	else if (memchr(text, '\0', n))
+		config_error(err, errlen, "%s: contains a NUL byte (not a text file?)", path);
+	else
+		rc = 0;
+	fclose(f);
+	if (rc == 0) {
+		text[n] = '\0';
+		rc = config_parse(c, text, path, err, errlen);
+	}
+	free(text);
+	return rc;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->listen_host);
+	free(c->endpoint);
+	free(c->store_path);
+	for (int i = 0; i < c->nsource_allow; i++)
+		free(c->source_allow[i]);
+	free(c->dest_root);
+	free(c->dest_root_path);
+	for (int i = 0; i < c->ndest_allow; i++)
+		free(c->dest_allow[i]);
+	free(c->public_url);
+	memset(c, 0, sizeof *c);
+}

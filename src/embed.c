@@ -1,0 +1,21 @@
+/*
+ * embed.c - files built into the binary: the WSDL and XSD served at
+ * ?wsdl, and the store's schema migrations. They are pulled in with the
+ * assembler's .incbin at build time, so the daemon needs nothing from the
+ * source tree at run time. Each blob is NUL-terminated.
+ */
+#include "apubid.h"
+
+#define EMBED(sym, file)                                                       \
+	__asm__(".section .rodata\n"                                           \
+		".global " #sym "\n"                                           \
+		".type " #sym ", @object\n"                                    \
+		".balign 16\n" #sym ":\n"                                      \
+		".incbin \"" file "\"\n"                                       \
+		".byte 0\n"                                                    \
+		".size " #sym ", . - " #sym "\n"                               \
+		".previous\n")
+
+EMBED(embed_wsdl, "wsdl/APUBI.wsdl");
+EMBED(embed_xsd, "wsdl/APUBI.xsd");
+EMBED(embed_schema_v1, "db/001_init.sql");

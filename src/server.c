@@ -1,0 +1,451 @@
+/*
+ * server.c - the SOAP listener: accept loop, serving threads, and the HTTP
+ * status of every answer.
+ *
+ * Design: the main thread binds and accepts; accepted sockets go through a
+ * bounded queue to a fixed pool of serving threads, each with its own copy
+ * of the gSOAP context and its own store connection. A serving thread runs
+ * apubid's own serve loop (not the generated soap_serve) so that it can:
+ *   - wait for the next keep-alive request in poll(), checking the stop
+ *     flag, instead of blocking inside gSOAP (bytes gSOAP already buffered
+ *     count as a request waiting);
+ *   - answer bodies that are not SOAP at all with a 400 fault, a POST to
+ *     another path with 404, an oversized body with 413;
+ *   - free each request's memory before the next one on the connection;
+ *   - write one log line per request.
+ *
+ * HTTP status of faults (server_response): SOAP 1.1 client faults get
+ * `client_fault_status` (500 by default, WS-I BP R1126), server faults 500;
+ * SOAP 1.2 Sender 400, Receiver 500; an explicit status chosen by an
+ * operation (404, 405, 413, 503) is kept. A Retry-After header goes with a
+ * 503. Limits (sizes, depth, timeouts) are set on the master context
+ * before it is copied, so every serving context inherits them.
+ */
+#include "apubid.h"
+
+#include "soapH.h"
+#include "APUBIBinding.nsmap"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SERVER_QUEUE_LEN 1024
+#define SERVER_MAX_DEPTH 64
+#define SERVER_MAX_STRING 65536
+#define SERVER_MAX_OCCURS 1000
+#define SERVER_LINGER_MS 2000
+#define SERVER_LINGER_BYTES (64 << 20)
+
+static const struct config *server_cfg;
+static volatile sig_atomic_t *server_stop;
+
+/* The engine's callbacks, saved before apubid's wrappers replace them. */
+static int (*server_orig_response)(struct soap *, int, ULONG64);
+static int (*server_orig_parsehdr)(struct soap *, const char *, const char *);
+static int (*server_orig_posthdr)(struct soap *, const char *, const char *);
+static int (*server_orig_close)(struct soap *);
+
+/* The accepted-socket queue between the accept loop and serving threads. */
+static SOAP_SOCKET server_queue[SERVER_QUEUE_LEN];
+static int server_qhead, server_qlen;
+static pthread_mutex_t server_qlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t server_qnotempty = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t server_qnotfull = PTHREAD_COND_INITIALIZER;
+
+static void server_enqueue(SOAP_SOCKET s)
+{
+	pthread_mutex_lock(&server_qlock);
+	while (server_qlen == SERVER_QUEUE_LEN)
+		pthread_cond_wait(&server_qnotfull, &server_qlock);
+	server_queue[(server_qhead + server_qlen++) % SERVER_QUEUE_LEN] = s;
+	pthread_cond_signal(&server_qnotempty);
+	pthread_mutex_unlock(&server_qlock);
+}
+
+static SOAP_SOCKET server_dequeue(void)
+{
+	pthread_mutex_lock(&server_qlock);
+	while (server_qlen == 0)
+		pthread_cond_wait(&server_qnotempty, &server_qlock);
+	SOAP_SOCKET s = server_queue[server_qhead];
+	server_qhead = (server_qhead + 1) % SERVER_QUEUE_LEN;
+	server_qlen--;
+	pthread_cond_signal(&server_qnotfull);
+	pthread_mutex_unlock(&server_qlock);
+	return s;
+}
+
+static int server_is_sender_fault(struct soap *soap)
+{
+	const char **code = soap_faultcode(soap);
+	return code && *code &&
+	       (strcmp(*code, "SOAP-ENV:Client") == 0 || strcmp(*code, "SOAP-ENV:Sender") == 0);
+}
+
+/* Chooses the HTTP status of every response (see the file comment). */
+static int server_response(struct soap *soap, int status, ULONG64 count)
+{
+	struct conn *cn = soap->user;
+	if ((status > 0 && status < 200) || (status >= 600 && status < SOAP_STOP)) {
+		if (status >= SOAP_GET_METHOD && status <= SOAP_HTTP_METHOD)
+			status = 405;
+		else if (!server_is_sender_fault(soap))
+			status = 500;
+		else if (soap->version == 2)
+			status = 400;
+		else
+			status = cn ? cn->cfg->client_fault_status : 500;
+	}
+	if (cn) {
+		if (status == SOAP_OK)
+			cn->http_status = 200;
+		else if (status >= SOAP_FILE && status < SOAP_FILE + 600)
+			cn->http_status = status == SOAP_FILE ? 200 : status - SOAP_FILE;
+		else if (status >= 200 && status < 600)
+			cn->http_status = status;
+		else
+			cn->http_status = 200;
+	}
+	return server_orig_response(soap, status, count);
+}
+
+/* Refuses an announced body over the limit before reading it. */
+static int server_parsehdr(struct soap *soap, const char *key, const char *val)
+{
+	struct conn *cn = soap->user;
+	if (cn && key && val && strcasecmp(key, "Content-Length") == 0) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(val, &end, 10);
+		if (errno || end == val || (int64_t)n > cn->cfg->max_request_size) {
+			cn->linger = 1;
+			return 413;
+		}
+	}
+	return server_orig_parsehdr(soap, key, val);
+}
+
+/* Adds Retry-After to a 503 just before the header block ends. */
+static int server_posthdr(struct soap *soap, const char *key, const char *val)
+{
+	struct conn *cn = soap->user;
+	if (!key && cn && cn->retry_after > 0) {
+		char secs[16];
+		snprintf(secs, sizeof secs, "%d", cn->retry_after);
+		cn->retry_after = 0;
+		int rc = server_orig_posthdr(soap, "Retry-After", secs);
+		if (rc)
+			return rc;
+	}
+	return server_orig_posthdr(soap, key, val);
+}
+
+/* Before closing a connection whose request body was refused unread,
+ * drains it for a moment: closing with unread data makes the kernel send a
+ * reset, and the client would lose the 413 it was sent. */
+static int server_close(struct soap *soap)
+{
+	struct conn *cn = soap->user;
+	if (cn && cn->linger && soap_valid_socket(soap->socket)) {
+		cn->linger = 0;
+		shutdown(soap->socket, SHUT_WR);
+		int64_t until = util_mono_ms() + SERVER_LINGER_MS;
+		size_t total = 0;
+		char buf[16384];
+		while (total < SERVER_LINGER_BYTES) {
+			int64_t left = until - util_mono_ms();
+			if (left <= 0)
+				break;
+			struct pollfd p = { .fd = soap->socket, .events = POLLIN };
+			if (poll(&p, 1, (int)left) <= 0)
+				break;
+			ssize_t n = recv(soap->socket, buf, sizeof buf, 0);
+			if (n <= 0)
+				break;
+			total += (size_t)n;
+		}
+	}
+	return server_orig_close(soap);
+}
+
+/* Waits for the next request on a keep-alive connection. Returns 1 when
+ * one is there (or the peer closed, which the engine will see), 0 when the
+ * connection should be closed: idle too long, or apubid is stopping. */
+static int server_wait_request(struct soap *soap)
+{
+	if (soap->bufidx < soap->buflen)
+		return 1;
+	int64_t until = util_mono_ms() + (int64_t)server_cfg->keepalive_timeout * 1000;
+	while (!*server_stop) {
+		int64_t left = until - util_mono_ms();
+		if (left <= 0)
+			return 0;
+		struct pollfd p = { .fd = soap->socket, .events = POLLIN };
+		int rc = poll(&p, 1, left > 250 ? 250 : (int)left);
+		if (rc > 0)
+			return 1;
+		if (rc < 0 && errno != EINTR)
+			return 0;
+	}
+	return 0;
+}
+
+static void server_log_request(struct soap *soap, struct conn *cn)
+{
+	if (!cn->http_status)
+		return;
+	int64_t ms = util_mono_ms() - cn->started_ms;
+	int fault = cn->http_status != 200;
+	const char **fs = fault && soap->fault ? soap_faultstring(soap) : NULL;
+	log_msg(cn->http_status >= 500 ? LOG_WARN : LOG_INFO,
+		"request op=%s status=%d ms=%lld%s%s%s%s%s", cn->op ? cn->op : "-",
+		cn->http_status, (long long)ms, cn->taskid[0] ? " task=" : "", cn->taskid,
+		fs && *fs ? " fault=\"" : "", fs && *fs ? *fs : "", fs && *fs ? "\"" : "");
+}
+
+/* Serves one request whose headers have been read; returns 0 to keep the
+ * connection, -1 to close it. */
+static int server_dispatch(struct soap *soap, struct conn *cn)
+{
+	const char *path = soap->path;
+	size_t plen = strcspn(path, "?");
+	if (plen != strlen(server_cfg->endpoint) || strncmp(path, server_cfg->endpoint, plen) != 0) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "no APUBI endpoint at %.200s (it is at %s)", path,
+			 server_cfg->endpoint);
+		svc_fault(soap, 1, msg);
+		soap->error = 404;
+		cn->linger = 1;
+		soap_send_fault(soap);
+		return -1;
+	}
+	if (soap_envelope_begin_in(soap) || soap_recv_header(soap) || soap_body_begin_in(soap) ||
+	    soap_serve_request(soap)) {
+		int e = soap->error;
+		if (e == SOAP_EOF)
+			return -1;
+		if (e == SOAP_NO_DATA || e >= SOAP_STOP || e == SOAP_NO_METHOD ||
+		    e == SOAP_TAG_MISMATCH || e == SOAP_SYNTAX_ERROR) {
+			/* Not an APUBI request at all: say so with 400, whatever
+			 * the SOAP version, as the contract decides. */
+			const char *why = e == SOAP_NO_DATA ? "the request body is empty"
+					 : e == SOAP_NO_METHOD
+						 ? "the SOAP body holds no APUBI operation (LoadAsset, PurgeAsset or GetTaskStatus)"
+						 : "the request body is not a SOAP envelope";
+			if (soap->version != 0 && e != SOAP_NO_DATA && e < SOAP_STOP &&
+			    e != SOAP_NO_METHOD) {
+				/* A SOAP envelope that is malformed inside. */
+				soap_set_fault(soap);
+				svc_fault_detail(soap);
+			} else {
+				svc_fault(soap, 1, why);
+				soap->error = 400;
+			}
+		} else if (e < 200 || e >= 600) {
+			soap_set_fault(soap);
+			svc_fault_detail(soap);
+		}
+		cn->linger = 1;
+		soap_send_fault(soap);
+		return -1;
+	}
+	return soap->keep_alive ? 0 : -1;
+}
+
+/* One connection, possibly many requests. */
+static void server_serve(struct soap *soap, struct conn *cn)
+{
+	int first = 1;
+	soap->keep_alive = soap->max_keep_alive + 1;
+	do {
+		if (soap->keep_alive > 0 && soap->max_keep_alive > 0)
+			soap->keep_alive--;
+		if (!first && !server_wait_request(soap))
+			break;
+		first = 0;
+		cn->op = NULL;
+		cn->taskid[0] = '\0';
+		cn->http_status = 0;
+		cn->retry_after = 0;
+		cn->linger = 0;
+		cn->started_ms = util_mono_ms();
+		soap_begin(soap);
+		int rc;
+		if (soap_begin_recv(soap)) {
+			int e = soap->error;
+			if (e == SOAP_STOP || e == SOAP_FORM || e == SOAP_HTML ||
+			    (e >= SOAP_FILE && e < SOAP_FILE + 600)) {
+				/* A GET (or HEAD) answered by web_get or the engine. */
+				server_log_request(soap, cn);
+				rc = soap->keep_alive ? 0 : -1;
+			} else if (e == SOAP_EOF) {
+				rc = -1;
+			} else {
+				if (e < 200 || e >= 600) {
+					soap_set_fault(soap);
+					svc_fault_detail(soap);
+				} else if (e == 413) {
+					char msg[128];
+					snprintf(msg, sizeof msg,
+						 "the request body is larger than max_request_size (%lld bytes)",
+						 (long long)server_cfg->max_request_size);
+					svc_fault(soap, 1, msg);
+					soap->error = 413;
+				} else if (!soap->fault) {
+					svc_fault(soap, 1, "the request was refused");
+					soap->error = e;
+				}
+				soap_send_fault(soap);
+				server_log_request(soap, cn);
+				rc = -1;
+			}
+		} else {
+			rc = server_dispatch(soap, cn);
+			server_log_request(soap, cn);
+		}
+		soap_destroy(soap);
+		soap_end(soap);
+		if (rc < 0)
+			break;
+	} while (soap->keep_alive && !*server_stop);
+	soap_force_closesock(soap);
+}
+
+static void *server_thread(void *arg)
+{
+	struct soap *soap = arg;
+	struct conn *cn = soap->user;
+	for (;;) {
+		SOAP_SOCKET s = server_dequeue();
+		if (!soap_valid_socket(s))
+			break;
+		soap->socket = s;
+		server_serve(soap, cn);
+	}
+	return NULL;
+}
+
+int server_run(const struct config *c, volatile sig_atomic_t *stop)
+{
+	server_cfg = c;
+	server_stop = stop;
+	int mode = SOAP_IO_KEEPALIVE | SOAP_C_UTFSTRING | SOAP_XML_TREE;
+	struct soap *master = soap_new2(mode, mode | SOAP_XML_NOTYPE);
+	if (!master) {
+		log_error("cannot create the SOAP context");
+		return -1;
+	}
+	soap_set_namespaces(master, namespaces);
+	master->bind_flags = SO_REUSEADDR;
+	master->bind_inet6 = strchr(c->listen_host, ':') != NULL;
+	master->accept_timeout = 1;
+	master->recv_timeout = c->recv_timeout;
+	master->send_timeout = c->send_timeout;
+	master->transfer_timeout = c->request_timeout;
+	master->recv_maxlength = (ULONG64)c->max_request_size;
+	master->max_keep_alive = c->max_keepalive_requests;
+	master->maxlevel = SERVER_MAX_DEPTH;
+	master->maxlength = SERVER_MAX_STRING;
+	master->maxoccurs = SERVER_MAX_OCCURS;
+	master->fget = web_get;
+	server_orig_response = master->fresponse;
+	master->fresponse = server_response;
+	server_orig_parsehdr = master->fparsehdr;
+	master->fparsehdr = server_parsehdr;
+	server_orig_posthdr = master->fposthdr;
+	master->fposthdr = server_posthdr;
+	server_orig_close = master->fclose;
+	master->fclose = server_close;
+
+	if (!soap_valid_socket(soap_bind(master, c->listen_host, c->listen_port, 128))) {
+		char buf[256];
+		soap_sprint_fault(master, buf, sizeof buf);
+		log_error("cannot listen on %s:%d: %s", c->listen_host, c->listen_port, buf);
+		soap_free(master);
+		return -1;
+	}
+
+	int n = c->threads;
+	struct soap **ctx = util_calloc((size_t)n, sizeof *ctx);
+	struct conn *conns = util_calloc((size_t)n, sizeof *conns);
+	pthread_t *tids = util_calloc((size_t)n, sizeof *tids);
+	int started = 0, rc = 0;
+	for (int i = 0; i < n; i++) {
+		char err[512];
+		conns[i].cfg = c;
+		conns[i].store = store_open(c->store_path, err, sizeof err);
+		if (!conns[i].store) {
+			log_error("%s", err);
+			rc = -1;
+			break;
+		}
+		ctx[i] = soap_copy(master);
+		if (!ctx[i]) {
+			log_error("cannot copy the SOAP context");
+			rc = -1;
+			break;
+		}
+		ctx[i]->user = &conns[i];
+		if (pthread_create(&tids[i], NULL, server_thread, ctx[i]) != 0) {
+			log_error("cannot start serving thread %d", i);
+			rc = -1;
+			break;
+		}
+		started++;
+	}
+
+	if (rc == 0) {
+		log_info("listening on http://%s%s%s:%d%s (%d serving threads)",
+			 master->bind_inet6 ? "[" : "", c->listen_host,
+			 master->bind_inet6 ? "]" : "", c->listen_port, c->endpoint, n);
+		while (!*stop) {
+			SOAP_SOCKET s = soap_accept(master);
+			if (!soap_valid_socket(s)) {
+				if (master->errnum && !*stop) {
+					char buf[256];
+					soap_sprint_fault(master, buf, sizeof buf);
+					log_warn("accept: %s", buf);
+					usleep(100 * 1000);
+				}
+				continue;
+			}
+			server_enqueue(s);
+			/* The socket now belongs to a serving thread. */
+			master->socket = SOAP_INVALID_SOCKET;
+		}
+		log_info("stopping: no new connections, finishing requests in flight");
+	}
+
+	/* Stop accepting at once, then let each thread finish its connection. */
+	if (soap_valid_socket(master->master)) {
+		close(master->master);
+		master->master = SOAP_INVALID_SOCKET;
+	}
+	for (int i = 0; i < started; i++)
+		server_enqueue(SOAP_INVALID_SOCKET);
+	for (int i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	for (int i = 0; i < n; i++) {
+		if (ctx[i]) {
+			ctx[i]->user = NULL;
+			soap_destroy(ctx[i]);
+			soap_end(ctx[i]);
+			soap_free(ctx[i]);
+		}
+		store_close(conns[i].store);
+	}
+	free(ctx);
+	free(conns);
+	free(tids);
+	soap_destroy(master);
+	soap_end(master);
+	soap_free(master);
+	return rc;
+}

@@ -1,0 +1,312 @@
+/*
+ * store.c - tasks on disk, in SQLite. The only file that includes sqlite3.h.
+ *
+ * A `struct store` is one connection; every thread that touches tasks opens
+ * its own (SQLite connections are not shared between threads here). The
+ * database runs in WAL mode with synchronous=FULL, so a commit is on disk
+ * when sqlite3_step returns: LoadAsset answers a TaskId only after
+ * store_insert returned 0, and a TaskId once answered is never lost.
+ *
+ * The schema lives in db/NNN_*.sql, embedded in the binary, and is applied
+ * in order at open time, tracked by PRAGMA user_version. A later back end
+ * (PostgreSQL, for several nodes sharing one task table) implements the same
+ * functions in store_pg.c.
+ *
+ * Claiming is one UPDATE ... RETURNING statement, so two workers (or two
+ * processes) can never claim the same task.
+ */
+#include "apubid.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const store_migrations[] = { embed_schema_v1 };
+#define STORE_VERSION ((int)(sizeof store_migrations / sizeof store_migrations[0]))
+
+enum {
+	Q_INSERT,
+	Q_GET,
+	Q_CLAIM,
+	Q_FINISH,
+	Q_REQUEUE,
+	Q_RECOVER,
+	Q_COUNT,
+	Q_PRUNE,
+	Q_MAX
+};
+
+static const char *const store_sql[Q_MAX] = {
+	[Q_INSERT] = "INSERT INTO task (id, kind, state, source, destination, dest_path,"
+		     " dest_is_dir, created_ms, updated_ms) VALUES (?,?,0,?,?,?,?,?,?)",
+	[Q_GET] = "SELECT id, kind, state, source, destination, dest_path, dest_is_dir,"
+		  " result, reason, note, attempts, created_ms, updated_ms"
+		  " FROM task WHERE id = ?",
+	[Q_CLAIM] = "UPDATE task SET state = 1, attempts = attempts + 1, updated_ms = ?"
+		    " WHERE seq = (SELECT seq FROM task WHERE state = 0 ORDER BY seq LIMIT 1)"
+		    " RETURNING id, kind, state, source, destination, dest_path, dest_is_dir,"
+		    " result, reason, note, attempts, created_ms, updated_ms",
+	[Q_FINISH] = "UPDATE task SET state = ?, result = ?, reason = ?, note = ?,"
+		     " updated_ms = ? WHERE id = ? AND state = 1",
+	[Q_REQUEUE] = "UPDATE task SET state = 0, updated_ms = ? WHERE id = ? AND state = 1",
+	[Q_RECOVER] = "UPDATE task SET state = 0, updated_ms = ? WHERE state IN (1, 2)",
+	[Q_COUNT] = "SELECT count(*) FROM task WHERE state < 3",
+	[Q_PRUNE] = "DELETE FROM task WHERE state >= 3 AND updated_ms < ?",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *q[Q_MAX];
+};
+
+static int store_exec(struct store *s, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store: %s", msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int store_user_version(struct store *s)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Applies the migrations the file has not seen yet, each in its own
+ * transaction together with the version bump. */
+static int store_migrate(struct store *s, char *err, size_t errlen)
+{
+	if (store_exec(s, "BEGIN IMMEDIATE") < 0) {
+		snprintf(err, errlen, "cannot lock the store: %s", sqlite3_errmsg(s->db));
+		return -1;
+	}
+	int v = store_user_version(s);
+	if (v > STORE_VERSION) {
+		store_exec(s, "ROLLBACK");
+		snprintf(err, errlen, "store schema version %d is newer than this apubid (%d)", v,
+			 STORE_VERSION);
+		return -1;
+	}
+	for (; v >= 0 && v < STORE_VERSION; v++) {
+		char bump[64];
+		snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+		if (store_exec(s, store_migrations[v]) < 0 || store_exec(s, bump) < 0) {
+			store_exec(s, "ROLLBACK");
+			snprintf(err, errlen, "cannot apply store migration %d", v + 1);
+			return -1;
+		}
+		log_info("store: schema migrated to version %d", v + 1);
+	}
+	if (v < 0 || store_exec(s, "COMMIT") < 0) {
+		store_exec(s, "ROLLBACK");
+		snprintf(err, errlen, "cannot read the store schema version");
+		return -1;
+	}
+	return 0;
+}
+
+struct store *store_open(const char *path, char *err, size_t errlen)
+{
+	struct store *s = util_calloc(1, sizeof *s);
+	int rc = sqlite3_open_v2(path, &s->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open store %s: %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 10000);
+	if (store_exec(s, "PRAGMA journal_mode = WAL") < 0 ||
+	    store_exec(s, "PRAGMA synchronous = FULL") < 0 ||
+	    store_exec(s, "PRAGMA foreign_keys = ON") < 0) {
+		snprintf(err, errlen, "cannot set up store %s: %s", path, sqlite3_errmsg(s->db));
+		goto fail;
+	}
+	if (store_migrate(s, err, errlen) < 0)
+		goto fail;
+	for (int i = 0; i < Q_MAX; i++) {
+		if (sqlite3_prepare_v3(s->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &s->q[i], NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "cannot prepare store statement: %s",
+				 sqlite3_errmsg(s->db));
+			goto fail;
+		}
+	}
+	return s;
+fail:
+	store_close(s);
+	return NULL;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < Q_MAX; i++)
+		sqlite3_finalize(s->q[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+/* Runs a prepared statement that returns no rows; resets it afterwards. */
+static int store_step_done(struct store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+		return -1;
+	}
+	return 0;
+}
+
+static void store_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int store_insert(struct store *s, const struct task *t)
+{
+	sqlite3_stmt *st = s->q[Q_INSERT];
+	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, t->kind);
+	store_bind_text(st, 3, t->source);
+	store_bind_text(st, 4, t->destination);
+	store_bind_text(st, 5, t->dest_path);
+	sqlite3_bind_int(st, 6, t->dest_is_dir);
+	sqlite3_bind_int64(st, 7, t->created_ms);
+	sqlite3_bind_int64(st, 8, t->created_ms);
+	return store_step_done(s, st, "insert");
+}
+
+static char *store_column_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *v = sqlite3_column_text(st, i);
+	return v ? util_strdup((const char *)v) : NULL;
+}
+
+static void store_read_task(sqlite3_stmt *st, struct task *t)
+{
+	memset(t, 0, sizeof *t);
+	const unsigned char *id = sqlite3_column_text(st, 0);
+	snprintf(t->id, sizeof t->id, "%s", id ? (const char *)id : "");
+	t->kind = sqlite3_column_int(st, 1);
+	t->state = sqlite3_column_int(st, 2);
+	t->source = store_column_text(st, 3);
+	t->destination = store_column_text(st, 4);
+	t->dest_path = store_column_text(st, 5);
+	t->dest_is_dir = sqlite3_column_int(st, 6);
+	t->result = store_column_text(st, 7);
+	t->reason = store_column_text(st, 8);
+	t->note = store_column_text(st, 9);
+	t->attempts = sqlite3_column_int(st, 10);
+	t->created_ms = sqlite3_column_int64(st, 11);
+	t->updated_ms = sqlite3_column_int64(st, 12);
+}
+
+/* Steps a statement that returns at most one task row. */
+static int store_one_task(struct store *s, sqlite3_stmt *st, struct task *t, const char *what)
+{
+	int rc = sqlite3_step(st), ret;
+	if (rc == SQLITE_ROW) {
+		store_read_task(st, t);
+		/* Drain so that an UPDATE ... RETURNING completes. */
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			;
+		ret = 0;
+		if (rc != SQLITE_DONE) {
+			log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+			task_clear(t);
+			ret = -1;
+		}
+	} else if (rc == SQLITE_DONE) {
+		ret = 1;
+	} else {
+		log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+		ret = -1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+int store_get(struct store *s, const char *id, struct task *t)
+{
+	sqlite3_stmt *st = s->q[Q_GET];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	return store_one_task(s, st, t, "get");
+}
+
+int store_claim(struct store *s, struct task *t)
+{
+	sqlite3_stmt *st = s->q[Q_CLAIM];
+	sqlite3_bind_int64(st, 1, util_now_ms());
+	return store_one_task(s, st, t, "claim");
+}
+
+int store_finish(struct store *s, const char *id, int state, const char *result,
+		 const char *reason, const char *note)
+{
+	sqlite3_stmt *st = s->q[Q_FINISH];
+	sqlite3_bind_int(st, 1, state);
+	store_bind_text(st, 2, result);
+	store_bind_text(st, 3, reason);
+	store_bind_text(st, 4, note);
+	sqlite3_bind_int64(st, 5, util_now_ms());
+	sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+	return store_step_done(s, st, "finish");
+}
+
+int store_requeue(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = s->q[Q_REQUEUE];
+	sqlite3_bind_int64(st, 1, util_now_ms());
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	return store_step_done(s, st, "requeue");
+}
+
+int store_recover(struct store *s)
+{
+	sqlite3_stmt *st = s->q[Q_RECOVER];
+	sqlite3_bind_int64(st, 1, util_now_ms());
+	if (store_step_done(s, st, "recover") < 0)
+		return -1;
+	return sqlite3_changes(s->db);
+}
+
+int64_t store_count_active(struct store *s)
+{
+	sqlite3_stmt *st = s->q[Q_COUNT];
+	int64_t n = -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	else
+		log_error("store: count: %s", sqlite3_errmsg(s->db));
+	sqlite3_reset(st);
+	return n;
+}
+
+int64_t store_prune(struct store *s, int64_t before_ms)
+{
+	sqlite3_stmt *st = s->q[Q_PRUNE];
+	sqlite3_bind_int64(st, 1, before_ms);
+	if (store_step_done(s, st, "prune") < 0)
+		return -1;
+	return sqlite3_changes(s->db);
+}

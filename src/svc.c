@@ -1,0 +1,217 @@
+/*
+ * svc.c - the three APUBI operations: LoadAsset, PurgeAsset, GetTaskStatus.
+ *
+ * Each operation trims its inputs (the WFM's samples carry stray
+ * whitespace), validates them against the configuration, and for the two
+ * that create work commits a task to the store before answering its TaskId.
+ * Everything kept beyond the request is copied out of gSOAP's memory into
+ * the task; gSOAP frees its own at the end of the request.
+ *
+ * Faults: Client (Sender) for anything the caller got wrong, Server
+ * (Receiver) for apubid's own trouble and for an unknown TaskId, exactly as
+ * the contract's sample. The HTTP status is chosen in server.c.
+ */
+#include "apubid.h"
+
+#include "soapH.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How long a client is asked to wait when the queue is full. */
+#define SVC_RETRY_AFTER 5
+
+void svc_fault_detail(struct soap *soap)
+{
+	const char **s = soap_faultstring(soap);
+	(void)soap_faultdetail(soap); /* allocates the detail for the current version */
+	struct SOAP_ENV__Detail *d =
+		soap->version == 2 ? soap->fault->SOAP_ENV__Detail : soap->fault->detail;
+	if (!d || d->ns__ExceptionWS || d->__any || d->fault)
+		return;
+	struct _ns__ExceptionWS *ex = soap_new__ns__ExceptionWS(soap, 1);
+	if (!ex)
+		return;
+	ex->message = (char *)(s && *s ? *s : "internal error");
+	d->ns__ExceptionWS = ex;
+}
+
+int svc_fault(struct soap *soap, int sender, const char *msg)
+{
+	if (soap->version == 0)
+		soap_set_version(soap, 1);
+	const char *m = soap_strdup(soap, msg);
+	if (sender)
+		soap_sender_fault(soap, m, NULL);
+	else
+		soap_receiver_fault(soap, m, NULL);
+	svc_fault_detail(soap);
+	return SOAP_FAULT;
+}
+
+/* A required string element: trimmed in place, NULL when missing or empty. */
+static char *svc_required(char *v)
+{
+	v = util_trim(v);
+	return v && *v ? v : NULL;
+}
+
+/* The source's own name, ready to append to `dst`: the last segment of
+ * its local path, percent-encoded when `dst` is a URL (asset_destination
+ * decodes URL paths, never relative ones). */
+static char *svc_basename(const char *local, const char *dst)
+{
+	size_t end = strlen(local);
+	while (end > 0 && local[end - 1] == '/')
+		end--;
+	size_t start = end;
+	while (start > 0 && local[start - 1] != '/')
+		start--;
+	char *base = util_strndup(local + start, end - start);
+	if (!url_is_absolute(dst))
+		return base;
+	char *enc = url_encode_path(base);
+	free(base);
+	return enc;
+}
+
+/* Where a load lands. A destination ending in '/' names a directory: a
+ * directory source becomes that directory, a file source goes inside it
+ * under its own name. A destination that is the root itself (the docs'
+ * "ftp://CDN:21/data/cdn/") receives the source under its own name. */
+static int svc_load_destination(const struct config *c, const char *dst, const char *src,
+				int src_is_dir, char **rel, char *err, size_t errlen)
+{
+	int dst_is_dir;
+	size_t n = strlen(dst);
+	int ends_slash = n > 0 && dst[n - 1] == '/';
+	if (ends_slash && !src_is_dir) {
+		char *base = svc_basename(src, dst);
+		char *full = util_printf("%s%s", dst, base);
+		int rc = asset_destination(c, full, rel, &dst_is_dir, err, errlen);
+		free(base);
+		free(full);
+		return rc;
+	}
+	if (asset_destination(c, dst, rel, &dst_is_dir, err, errlen) == 0)
+		return 0;
+	if (!ends_slash)
+		return -1;
+	/* Appending one valid segment can only cure "this is the root". */
+	char *base = svc_basename(src, dst);
+	char *full = util_printf("%s%s/", dst, base);
+	char err2[512];
+	int rc = *base ? asset_destination(c, full, rel, &dst_is_dir, err2, sizeof err2) : -1;
+	free(base);
+	free(full);
+	return rc;
+}
+
+/* Commits a task and answers its TaskId; 503 when too much is unfinished. */
+static int svc_submit(struct soap *soap, struct task *t, char **task_id)
+{
+	struct conn *cn = soap->user;
+	if (pool_active() >= cn->cfg->queue_limit) {
+		char msg[160];
+		snprintf(msg, sizeof msg,
+			 "too many unfinished tasks (queue_limit %d); try again later",
+			 cn->cfg->queue_limit);
+		cn->retry_after = SVC_RETRY_AFTER;
+		svc_fault(soap, 0, msg);
+		return 503;
+	}
+	util_uuid(t->id);
+	t->created_ms = util_now_ms();
+	if (store_insert(cn->store, t) < 0)
+		return svc_fault(soap, 0, "internal error: the task could not be recorded");
+	pool_add_active(1);
+	pool_wake();
+	memcpy(cn->taskid, t->id, TASKID_LEN);
+	*task_id = soap_strdup(soap, t->id);
+	return SOAP_OK;
+}
+
+int __ns__LoadAsset(struct soap *soap, struct _ns__LoadAsset *in,
+		    struct _ns__LoadAssetResponse *out)
+{
+	struct conn *cn = soap->user;
+	char err[1024];
+	cn->op = "LoadAsset";
+	char *src = in ? svc_required(in->SourceAssetUrl) : NULL;
+	char *dst = in ? svc_required(in->DestinationAsset) : NULL;
+	if (!src)
+		return svc_fault(soap, 1, "SourceAssetUrl is missing or empty");
+	if (!dst)
+		return svc_fault(soap, 1, "DestinationAsset is missing or empty");
+
+	char *local = NULL, *rel = NULL;
+	int is_dir = 0;
+	if (asset_source(cn->cfg, src, &local, &is_dir, err, sizeof err) < 0)
+		return svc_fault(soap, 1, err);
+	if (svc_load_destination(cn->cfg, dst, local, is_dir, &rel, err, sizeof err) < 0) {
+		free(local);
+		return svc_fault(soap, 1, err);
+	}
+	struct task t = { .kind = TASK_LOAD, .state = TS_QUEUED, .dest_is_dir = is_dir };
+	t.source = util_strdup(src);
+	t.destination = util_strdup(dst);
+	t.dest_path = rel;
+	free(local);
+	int rc = svc_submit(soap, &t, &out->TaskId);
+	task_clear(&t);
+	return rc;
+}
+
+int __ns__PurgeAsset(struct soap *soap, struct _ns__PurgeAsset *in,
+		     struct _ns__PurgeAssetResponse *out)
+{
+	struct conn *cn = soap->user;
+	char err[1024];
+	cn->op = "PurgeAsset";
+	char *dst = in ? svc_required(in->DestinationAsset) : NULL;
+	if (!dst)
+		return svc_fault(soap, 1, "DestinationAsset is missing or empty");
+	char *rel = NULL;
+	int is_dir = 0;
+	if (asset_destination(cn->cfg, dst, &rel, &is_dir, err, sizeof err) < 0)
+		return svc_fault(soap, 1, err);
+	struct task t = { .kind = TASK_PURGE, .state = TS_QUEUED, .dest_is_dir = is_dir };
+	t.destination = util_strdup(dst);
+	t.dest_path = rel;
+	int rc = svc_submit(soap, &t, &out->TaskId);
+	task_clear(&t);
+	return rc;
+}
+
+int __ns__GetTaskStatus(struct soap *soap, struct _ns__GetTaskStatus *in,
+			struct _ns__GetTaskStatusResponse *out)
+{
+	struct conn *cn = soap->user;
+	cn->op = "GetTaskStatus";
+	char *id = in ? svc_required(in->TaskId) : NULL;
+	if (!id)
+		return svc_fault(soap, 1, "TaskId is missing or empty");
+	/* TaskIds are handed out upper-case; accept them in any case. */
+	for (char *p = id; *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	snprintf(cn->taskid, sizeof cn->taskid, "%s", id);
+
+	struct task t;
+	int rc = store_get(cn->store, id, &t);
+	if (rc == 1)
+		return svc_fault(soap, 0, "Task Id does not exist");
+	if (rc < 0)
+		return svc_fault(soap, 0, "internal error: the task store cannot be read");
+	const char *status = task_apubi_status(t.state);
+	if (strcmp(status, "SUCCESS") == 0)
+		out->Status = ns__StatusType__SUCCESS;
+	else if (strcmp(status, "FAILED") == 0)
+		out->Status = ns__StatusType__FAILED;
+	else
+		out->Status = ns__StatusType__IN_USCOREPROGRESS;
+	if (t.kind == TASK_LOAD && t.state == TS_SUCCEEDED && t.result)
+		out->DestinationAsset = soap_strdup(soap, t.result);
+	task_clear(&t);
+	return SOAP_OK;
+}

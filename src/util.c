@@ -1,0 +1,104 @@
+/*
+ * util.c - small helpers every subsystem needs: allocation that never hands
+ * back NULL, trimming, clocks and TaskId generation.
+ */
+#include "apubid.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uuid/uuid.h>
+
+static void util_oom(size_t n)
+{
+	log_error("out of memory (%zu bytes)", n);
+	abort();
+}
+
+void *util_malloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		util_oom(n);
+	return p;
+}
+
+void *util_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		util_oom(n * size);
+	return p;
+}
+
+char *util_strdup(const char *s)
+{
+	if (!s)
+		return NULL;
+	return util_strndup(s, strlen(s));
+}
+
+char *util_strndup(const char *s, size_t n)
+{
+	char *p = util_malloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *util_printf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		util_oom(0);
+	char *p = util_malloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+static int util_is_xml_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+char *util_trim(char *s)
+{
+	if (!s)
+		return NULL;
+	size_t start = 0, len = strlen(s);
+	while (start < len && util_is_xml_space(s[start]))
+		start++;
+	while (len > start && util_is_xml_space(s[len - 1]))
+		len--;
+	memmove(s, s + start, len - start);
+	s[len - start] = '\0';
+	return s;
+}
+
+int64_t util_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void util_uuid(char out[TASKID_LEN])
+{
+	uuid_t u;
+	uuid_generate_random(u);
+	uuid_unparse_upper(u, out);
+}
