@@ -288,7 +288,10 @@ static void server_serve(struct soap *soap, struct conn *cn)
 			} else if (e == SOAP_EOF) {
 				rc = -1;
 			} else {
-				if (e < 200 || e >= 600) {
+				if (e == SOAP_NO_DATA) {
+					svc_fault(soap, 1, "the request body is empty");
+					soap->error = 400;
+				} else if (e < 200 || e >= 600) {
 					soap_set_fault(soap);
 					svc_fault_detail(soap);
 				} else if (e == 413) {

@@ -1,0 +1,294 @@
+/*
+ * test_store.c - the SQLite task store: durable insert, lookup, claim
+ * order, final states, crash recovery, counting, pruning, and that two
+ * connections claiming at once never get the same task.
+ */
+#include "apubid.h"
+#include "harness.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[64];
+static char path[128];
+
+static struct store *fresh_store(void)
+{
+	char side[160];
+	unlink(path);
+	snprintf(side, sizeof side, "%.120s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof side, "%.120s-shm", path);
+	unlink(side);
+	char err[256];
+	return store_open(path, err, sizeof err);
+}
+
+static void make_task(struct task *t, const char *dest)
+{
+	memset(t, 0, sizeof *t);
+	util_uuid(t->id);
+	t->kind = TASK_LOAD;
+	t->source = "file:///srv/ingest/a.ts";
+	t->destination = (char *)dest;
+	t->dest_path = (char *)dest;
+	t->created_ms = util_now_ms();
+}
+
+static void test_inserted_task_reads_back_queued(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task t, got;
+	make_task(&t, "dir/a.ts");
+	CHECK(store_insert(s, &t) == 0);
+	CHECK(store_get(s, t.id, &got) == 0);
+	CHECK_STR(got.id, t.id);
+	CHECK(got.kind == TASK_LOAD);
+	CHECK(got.state == TS_QUEUED);
+	CHECK_STR(got.source, "file:///srv/ingest/a.ts");
+	CHECK_STR(got.dest_path, "dir/a.ts");
+	CHECK(got.result == NULL && got.reason == NULL);
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_unknown_task_is_absent(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task got;
+	CHECK(store_get(s, "00000000-0000-0000-0000-000000000000", &got) == 1);
+	store_close(s);
+}
+
+static void test_duplicate_task_id_is_refused(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task t;
+	make_task(&t, "a.ts");
+	CHECK(store_insert(s, &t) == 0);
+	CHECK(store_insert(s, &t) == -1);
+	store_close(s);
+}
+
+static void test_claim_takes_oldest_first_and_counts_attempts(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, b, got;
+	make_task(&a, "a.ts");
+	make_task(&b, "b.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_insert(s, &b) == 0);
+	CHECK(store_claim(s, &got) == 0);
+	CHECK_STR(got.id, a.id);
+	CHECK(got.state == TS_RUNNING);
+	CHECK(got.attempts == 1);
+	task_clear(&got);
+	CHECK(store_claim(s, &got) == 0);
+	CHECK_STR(got.id, b.id);
+	task_clear(&got);
+	CHECK(store_claim(s, &got) == 1);
+	store_close(s);
+}
+
+static void test_finish_records_result_and_reason(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, b, got;
+	make_task(&a, "a.ts");
+	make_task(&b, "b.ts");
+	CHECK(store_insert(s, &a) == 0 && store_insert(s, &b) == 0);
+	CHECK(store_claim(s, &got) == 0);
+	task_clear(&got);
+	CHECK(store_claim(s, &got) == 0);
+	task_clear(&got);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "file:///cdn/a.ts", NULL, NULL) == 0);
+	CHECK(store_finish(s, b.id, TS_FAILED, NULL, "source asset does not exist: /x", NULL) == 0);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.state == TS_SUCCEEDED);
+	CHECK_STR(got.result, "file:///cdn/a.ts");
+	task_clear(&got);
+	CHECK(store_get(s, b.id, &got) == 0);
+	CHECK(got.state == TS_FAILED);
+	CHECK_STR(got.reason, "source asset does not exist: /x");
+	task_clear(&got);
+	CHECK(store_count_active(s) == 0);
+	store_close(s);
+}
+
+static void test_running_tasks_are_queued_again_after_a_crash(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, got;
+	make_task(&a, "a.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_claim(s, &got) == 0);
+	task_clear(&got);
+	/* The process dies here: close without finishing, open again. */
+	store_close(s);
+	char err[256];
+	s = store_open(path, err, sizeof err);
+	CHECK(s);
+	CHECK(store_recover(s) == 1);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.state == TS_QUEUED);
+	task_clear(&got);
+	CHECK(store_claim(s, &got) == 0);
+	CHECK(got.attempts == 2);
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_finish_of_a_task_not_running_changes_nothing(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, got;
+	make_task(&a, "a.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL) == 0);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.state == TS_QUEUED);
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_requeue_puts_a_running_task_back(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, got;
+	make_task(&a, "a.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_claim(s, &got) == 0);
+	task_clear(&got);
+	CHECK(store_requeue(s, a.id) == 0);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.state == TS_QUEUED);
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_prune_removes_only_old_final_tasks(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, b, got;
+	make_task(&a, "a.ts");
+	make_task(&b, "b.ts");
+	CHECK(store_insert(s, &a) == 0 && store_insert(s, &b) == 0);
+	CHECK(store_claim(s, &got) == 0);
+	task_clear(&got);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL) == 0);
+	CHECK(store_prune(s, util_now_ms() - 60000) == 0);
+	CHECK(store_prune(s, util_now_ms() + 1000) == 1);
+	CHECK(store_get(s, a.id, &got) == 1);
+	CHECK(store_get(s, b.id, &got) == 0);
+	task_clear(&got);
+	CHECK(store_count_active(s) == 1);
+	store_close(s);
+}
+
+static void test_reopening_keeps_tasks_and_schema(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, got;
+	make_task(&a, "é/日本.ts");
+	CHECK(store_insert(s, &a) == 0);
+	store_close(s);
+	char err[256];
+	s = store_open(path, err, sizeof err);
+	CHECK(s);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK_STR(got.dest_path, "é/日本.ts");
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_store_in_missing_directory_fails_with_reason(void)
+{
+	char err[256] = "";
+	struct store *s = store_open("/nonexistent-dir/x/apubid.db", err, sizeof err);
+	CHECK(s == NULL);
+	CHECK(strstr(err, "/nonexistent-dir/x/apubid.db") != NULL);
+}
+
+#define RACE_TASKS 200
+static char claimed[RACE_TASKS][TASKID_LEN];
+static int nclaimed;
+static pthread_mutex_t claimed_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *race_claimer(void *arg)
+{
+	(void)arg;
+	char err[256];
+	struct store *s = store_open(path, err, sizeof err);
+	if (!s)
+		return NULL;
+	struct task t;
+	while (store_claim(s, &t) == 0) {
+		pthread_mutex_lock(&claimed_lock);
+		if (nclaimed < RACE_TASKS)
+			memcpy(claimed[nclaimed++], t.id, TASKID_LEN);
+		pthread_mutex_unlock(&claimed_lock);
+		task_clear(&t);
+	}
+	store_close(s);
+	return NULL;
+}
+
+static void test_concurrent_claims_never_share_a_task(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task t;
+	for (int i = 0; i < RACE_TASKS; i++) {
+		make_task(&t, "x.ts");
+		CHECK(store_insert(s, &t) == 0);
+	}
+	store_close(s);
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, race_claimer, NULL);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	CHECK(nclaimed == RACE_TASKS);
+	for (int i = 0; i < nclaimed; i++)
+		for (int j = i + 1; j < nclaimed; j++)
+			CHECK(strcmp(claimed[i], claimed[j]) != 0);
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/apubid-test-store-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	log_set_level(LOG_ERROR);
+	RUN(test_inserted_task_reads_back_queued);
+	RUN(test_unknown_task_is_absent);
+	RUN(test_duplicate_task_id_is_refused);
+	RUN(test_claim_takes_oldest_first_and_counts_attempts);
+	RUN(test_finish_records_result_and_reason);
+	RUN(test_running_tasks_are_queued_again_after_a_crash);
+	RUN(test_finish_of_a_task_not_running_changes_nothing);
+	RUN(test_requeue_puts_a_running_task_back);
+	RUN(test_prune_removes_only_old_final_tasks);
+	RUN(test_reopening_keeps_tasks_and_schema);
+	RUN(test_store_in_missing_directory_fails_with_reason);
+	RUN(test_concurrent_claims_never_share_a_task);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+	return HARNESS_END("test_store");
+}
