@@ -134,6 +134,34 @@ static int asset_abs_path(const char *path, char **out, int *is_dir, char *err, 
 	return 0;
 }
 
+/* 1 when the fully resolved `path` lies strictly below the resolved
+ * directory of one of the file:// source prefixes: a symbolic link placed in
+ * the source area must not lead out of it. */
+static int asset_real_under(const struct config *c, const char *path)
+{
+	char *real = realpath(path, NULL);
+	int ok = 0;
+	if (!real)
+		return 0;
+	for (int i = 0; i < c->nsource_allow && !ok; i++) {
+		struct url p;
+		if (url_parse(c->source_allow[i], &p, NULL, 0) < 0)
+			continue;
+		char *rp = strcmp(p.scheme, "file") == 0 ? realpath(p.path, NULL) : NULL;
+		if (rp) {
+			size_t n = strlen(rp);
+			if (strcmp(rp, "/") == 0)
+				ok = real[1] != '\0';
+			else
+				ok = strncmp(real, rp, n) == 0 && real[n] == '/';
+		}
+		free(rp);
+		url_free(&p);
+	}
+	free(real);
+	return ok;
+}
+
 int asset_source(const struct config *c, const char *src, char **local_path, int *is_dir,
 		 char *err, size_t errlen)
 {
@@ -218,6 +246,11 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 	}
 	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
 		asset_error(err, errlen, "source is neither a file nor a directory: %s", path);
+		goto out;
+	}
+	if (!asset_real_under(c, path)) {
+		asset_error(err, errlen,
+			    "source resolves outside the allowed source prefixes: %s", path);
 		goto out;
 	}
 	*is_dir = S_ISDIR(st.st_mode);

@@ -190,6 +190,20 @@ static void test_missing_source_does_not_exist(void)
 	CHECK(source_refused(P("%s/ingest/a.ts/x"), want));
 }
 
+static void test_symlink_out_of_the_source_area_is_refused(void)
+{
+	char link[1024], target[1024], want[1024];
+	snprintf(link, sizeof link, "%s/ingest/escape", base);
+	snprintf(target, sizeof target, "%s", base); /* holds secret.ts */
+	CHECK(symlink(target, link) == 0);
+	snprintf(want, sizeof want,
+		 "source resolves outside the allowed source prefixes: %s/ingest/escape/secret.ts",
+		 base);
+	int ok = source_refused(P("%s/ingest/escape/secret.ts"), want);
+	unlink(link);
+	CHECK(ok);
+}
+
 static void test_source_outside_allow_is_refused(void)
 {
 	char want[1024];
@@ -545,6 +559,7 @@ int main(void)
 	RUN(test_file_source_with_trailing_slash_is_not_a_directory);
 	RUN(test_missing_source_does_not_exist);
 	RUN(test_source_outside_allow_is_refused);
+	RUN(test_symlink_out_of_the_source_area_is_refused);
 	RUN(test_source_prefix_ends_at_a_slash);
 	RUN(test_source_allow_prefix_itself_is_not_a_source);
 	RUN(test_source_dotdot_is_refused);

@@ -719,5 +719,5 @@ int main(void)
 	RUN(test_purge_of_tree_does_not_follow_links_inside_it);
 	RUN(test_purge_finishes_what_a_crashed_attempt_left);
 	fx_teardown();
-	return HARNESS_END("xfer_file");
+	return HARNESS_END("test_xfer_file");
 }
