@@ -8,7 +8,8 @@
 CC      ?= cc
 PKGS    := gsoapssl sqlite3 uuid
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev \
-           libssl-dev zlib1g-dev curl python3 python3-zeep python3-pytest
+           libssl-dev zlib1g-dev curl openssl python3 python3-zeep python3-pytest \
+           python3-pyftpdlib python3-openssl openssh-server openssh-client nginx
 CFLAGS  ?= -O2 -g
 XCFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Igenerated -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

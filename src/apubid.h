@@ -336,6 +336,10 @@ struct conn {
 	int retry_after;       /* seconds for a Retry-After header, 0 for none */
 	int linger;            /* drain the unread request body before closing */
 	int64_t started_ms;
+	int64_t received;      /* bytes read from the socket for this request */
+	int64_t body_left;     /* declared body bytes not yet read, -1 unknown */
+	int too_large;         /* the body outgrew max_request_size */
+	int stalled;           /* the client stopped sending within the limits */
 };
 
 /* svc.c: fills the context's fault (Client/Sender when `sender`, else

@@ -51,6 +51,7 @@ static int (*server_orig_response)(struct soap *, int, ULONG64);
 static int (*server_orig_parsehdr)(struct soap *, const char *, const char *);
 static int (*server_orig_posthdr)(struct soap *, const char *, const char *);
 static int (*server_orig_close)(struct soap *);
+static size_t (*server_orig_recv)(struct soap *, char *, size_t);
 
 /* The accepted-socket queue between the accept loop and serving threads. */
 static SOAP_SOCKET server_queue[SERVER_QUEUE_LEN];
@@ -175,6 +176,52 @@ static int server_close(struct soap *soap)
 	return server_orig_close(soap);
 }
 
+/* Reads request bytes for the engine, within two bounds it does not keep
+ * by itself: once the body announced by Content-Length is in, the engine
+ * sees end of input (a truncated envelope is then answered at once instead
+ * of after a read timeout), and a body (chunked) that outgrows
+ * max_request_size ends the input and is answered 413. */
+static size_t server_recv(struct soap *soap, char *buf, size_t len)
+{
+	struct conn *cn = soap->user;
+	if (!cn)
+		return server_orig_recv(soap, buf, len);
+	if (cn->body_left == 0 || cn->stalled)
+		return 0;
+	if (cn->body_left > 0 && (int64_t)len > cn->body_left)
+		len = (size_t)cn->body_left;
+	if (cn->received > server_cfg->max_request_size + SOAP_HDRLEN) {
+		cn->too_large = 1;
+		cn->linger = 1;
+		return 0;
+	}
+	/* The engine calls this only with its buffer empty. Each read may stall
+	 * recv_timeout seconds and the whole request request_timeout: a client
+	 * trickling bytes (slowloris) cannot hold a serving thread longer. */
+	int64_t deadline = cn->started_ms + (int64_t)server_cfg->request_timeout * 1000;
+	int64_t wait = (int64_t)server_cfg->recv_timeout * 1000;
+	int64_t left = deadline - util_mono_ms();
+	if (left < wait)
+		wait = left;
+	if (!soap->ssl) {
+		struct pollfd p = { .fd = soap->socket, .events = POLLIN };
+		int rc;
+		do
+			rc = wait > 0 ? poll(&p, 1, (int)wait) : 0;
+		while (rc < 0 && errno == EINTR);
+		if (rc <= 0) {
+			/* Sticky: the engine tries again on an empty read. */
+			cn->stalled = 1;
+			return 0;
+		}
+	}
+	size_t n = server_orig_recv(soap, buf, len);
+	cn->received += (int64_t)n;
+	if (cn->body_left > 0)
+		cn->body_left -= (int64_t)n;
+	return n;
+}
+
 /* Waits for the next request on a keep-alive connection. Returns 1 when
  * one is there (or the peer closed, which the engine will see), 0 when the
  * connection should be closed: idle too long, or apubid is stopping. */
@@ -210,11 +257,28 @@ static void server_log_request(struct soap *soap, struct conn *cn)
 		fs && *fs ? " fault=\"" : "", fs && *fs ? *fs : "", fs && *fs ? "\"" : "");
 }
 
+/* Answers a request the client stopped sending with 408. */
+static void server_send_stalled(struct soap *soap, struct conn *cn)
+{
+	char msg[160];
+	snprintf(msg, sizeof msg,
+		 "the request did not arrive in time (recv_timeout %d s, request_timeout %d s)",
+		 server_cfg->recv_timeout, server_cfg->request_timeout);
+	svc_fault(soap, 1, msg);
+	soap->error = 408;
+	soap_send_fault(soap);
+}
+
 /* Serves one request whose headers have been read; returns 0 to keep the
  * connection, -1 to close it. */
 static int server_dispatch(struct soap *soap, struct conn *cn)
 {
 	const char *path = soap->path;
+	/* The headers are parsed; what of the body is already buffered counts. */
+	if (soap->length > 0 && (soap->imode & SOAP_IO) != SOAP_IO_CHUNK) {
+		int64_t buffered = (int64_t)(soap->buflen - soap->bufidx);
+		cn->body_left = (int64_t)soap->length > buffered ? (int64_t)soap->length - buffered : 0;
+	}
 	size_t plen = strcspn(path, "?");
 	if (plen != strlen(server_cfg->endpoint) || strncmp(path, server_cfg->endpoint, plen) != 0) {
 		char msg[300];
@@ -229,6 +293,31 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 	if (soap_envelope_begin_in(soap) || soap_recv_header(soap) || soap_body_begin_in(soap) ||
 	    soap_serve_request(soap)) {
 		int e = soap->error;
+		log_debug("request failed in the engine: error %d, %lld bytes read%s", e,
+			  (long long)cn->received, cn->too_large ? ", body too large" : "");
+		if (cn->stalled) {
+			server_send_stalled(soap, cn);
+			return -1;
+		}
+		if (e == SOAP_EOF && cn->received > server_cfg->max_request_size)
+			cn->too_large = 1;
+		if (e == SOAP_EOF && cn->too_large) {
+			cn->linger = 1;
+			char msg[128];
+			snprintf(msg, sizeof msg,
+				 "the request body is larger than max_request_size (%lld bytes)",
+				 (long long)server_cfg->max_request_size);
+			svc_fault(soap, 1, msg);
+			soap->error = 413;
+			soap_send_fault(soap);
+			return -1;
+		}
+		if (e == SOAP_EOF && cn->body_left == 0) {
+			svc_fault(soap, 1, "the request body ends before its SOAP envelope does");
+			soap->error = 400;
+			soap_send_fault(soap);
+			return -1;
+		}
 		if (e == SOAP_EOF)
 			return -1;
 		if (e == SOAP_NO_DATA || e >= SOAP_STOP || e == SOAP_NO_METHOD ||
@@ -263,6 +352,10 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 static void server_serve(struct soap *soap, struct conn *cn)
 {
 	int first = 1;
+	/* A new connection starts with an empty buffer: whatever the last one
+	 * left unread (after an error) must not be taken for this one's. */
+	soap->bufidx = 0;
+	soap->buflen = 0;
 	soap->keep_alive = soap->max_keep_alive + 1;
 	do {
 		if (soap->keep_alive > 0 && soap->max_keep_alive > 0)
@@ -276,16 +369,25 @@ static void server_serve(struct soap *soap, struct conn *cn)
 		cn->retry_after = 0;
 		cn->linger = 0;
 		cn->started_ms = util_mono_ms();
+		cn->received = 0;
+		cn->body_left = -1;
+		cn->too_large = 0;
 		soap_begin(soap);
 		int rc;
 		if (soap_begin_recv(soap)) {
 			int e = soap->error;
-			if (e == SOAP_STOP || e == SOAP_FORM || e == SOAP_HTML ||
+			if (cn->stalled && cn->received > 0) {
+				server_send_stalled(soap, cn);
+				server_log_request(soap, cn);
+				rc = -1;
+			} else if (e == SOAP_STOP || e == SOAP_FORM || e == SOAP_HTML ||
 			    (e >= SOAP_FILE && e < SOAP_FILE + 600)) {
 				/* A GET (or HEAD) answered by web_get or the engine. */
 				server_log_request(soap, cn);
 				rc = soap->keep_alive ? 0 : -1;
 			} else if (e == SOAP_EOF) {
+				log_debug("connection closed before a request: %lld bytes read",
+					  (long long)cn->received);
 				rc = -1;
 			} else {
 				if (e == SOAP_NO_DATA) {
@@ -348,11 +450,14 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 	soap_set_namespaces(master, namespaces);
 	master->bind_flags = SO_REUSEADDR;
 	master->bind_inet6 = strchr(c->listen_host, ':') != NULL;
-	master->accept_timeout = 1;
+	/* Negative is microseconds: the stop flag is seen within 200 ms. */
+	master->accept_timeout = -200000;
 	master->recv_timeout = c->recv_timeout;
 	master->send_timeout = c->send_timeout;
 	master->transfer_timeout = c->request_timeout;
-	master->recv_maxlength = (ULONG64)c->max_request_size;
+	/* server_recv enforces the size and answers 413; the engine's own
+	 * limit, a silent close, stays as a backstop just above it. */
+	master->recv_maxlength = (ULONG64)c->max_request_size + 2 * SOAP_HDRLEN;
 	master->max_keep_alive = c->max_keepalive_requests;
 	master->maxlevel = SERVER_MAX_DEPTH;
 	master->maxlength = SERVER_MAX_STRING;
@@ -366,6 +471,8 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 	master->fposthdr = server_posthdr;
 	server_orig_close = master->fclose;
 	master->fclose = server_close;
+	server_orig_recv = master->frecv;
+	master->frecv = server_recv;
 
 	if (!soap_valid_socket(soap_bind(master, c->listen_host, c->listen_port, 128))) {
 		char buf[256];

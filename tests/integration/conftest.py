@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.parse
 import xml.etree.ElementTree as ET
 from collections import namedtuple
 from io import BytesIO
@@ -430,14 +429,6 @@ class Daemon:
         st, _ = self.wait_for_status(tid, timeout)
         assert st == "SUCCESS", f"purge {destination!r} ended {st}\n{self.log_tail()}"
         return tid
-
-    def file_url(self, path):
-        """A file:// URL for a local path (raw UTF-8, no escaping)."""
-        return f"file://{path}"
-
-
-def unquote_url(u):
-    return urllib.parse.unquote(u)
 
 
 # ---- fixtures -----------------------------------------------------------

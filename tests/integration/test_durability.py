@@ -18,11 +18,29 @@ from conftest import (TASKID_RE, envelope, hidden_entries, parse_response, sha25
 MiB = 1 << 20
 
 
-def make_sources(d, count, size, prefix="src"):
-    """count distinct files of `size` bytes under ingest/; returns {name: sha256}."""
+def make_sources(d, count, size, prefix="src", package_every=0, package_files=20):
+    """count distinct sources under ingest/: files of `size` bytes, and when
+    package_every = n, every n-th one a directory package of package_files
+    files (size // package_files bytes each, every one fsync'ed by the
+    daemon, so packages take a while). Returns {name: sha256 of the file, or
+    {relative path: sha256} for a package}."""
     block = os.urandom(size)
     digests = {}
     for i in range(count):
+        if package_every and i % package_every == package_every - 1:
+            name = f"{prefix}-{i:03d}.pkg"
+            files = {}
+            part = size // package_files
+            for j in range(package_files):
+                rel = f"v{j % 3}/seg-{j:03d}.ts"
+                head = f"{name}/{rel}".encode().ljust(64, b"#")
+                data = head + block[:part]
+                p = d.ingest / name / rel
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(data)
+                files[rel] = hashlib.sha256(data).hexdigest()
+            digests[name] = files
+            continue
         name = f"{prefix}-{i:03d}.ts"
         head = f"{name}:{i}:".encode().ljust(64, b"#")
         data = head + block[64:-64] + head
@@ -57,8 +75,13 @@ def assert_all_published(d, ids, digests, dest_dir, timeout):
     failed = {t: s for t, s in done.items() if s[0] != "SUCCESS"}
     assert not failed, f"{len(failed)} tasks did not succeed, e.g. {next(iter(failed.items()))}"
     for tid, name in ids.items():
-        assert done[tid][1] == f"file://{d.cdn}/{dest_dir}/{name}"
         p = d.cdn / dest_dir / name
+        if isinstance(digests[name], dict):
+            assert done[tid][1] == f"file://{d.cdn}/{dest_dir}/{name}/"
+            got = {str(f.relative_to(p)): sha256(f) for f in p.rglob("*") if f.is_file()}
+            assert got == digests[name], f"package {p} differs from its source"
+            continue
+        assert done[tid][1] == f"file://{d.cdn}/{dest_dir}/{name}"
         assert p.exists(), f"{p} missing after SUCCESS"
         assert sha256(p) == digests[name], f"{p} differs from its source"
     assert sorted(os.listdir(d.cdn / dest_dir)) == sorted(ids.values())
@@ -95,7 +118,7 @@ def test_many_concurrent_loads_get_distinct_ids_and_all_succeed(daemon):
 
 
 def test_tasks_survive_kill_9_and_finish_after_restart(daemon):
-    digests = make_sources(daemon, 100, 2 * MiB)
+    digests = make_sources(daemon, 100, 2 * MiB, package_every=10)
     ids = submit_all(daemon, sorted(digests), "crash")
     daemon.kill9()
     daemon.start()
@@ -107,8 +130,14 @@ def test_tasks_survive_kill_9_and_finish_after_restart(daemon):
 
 
 def test_sigterm_while_tasks_run_exits_cleanly_and_work_resumes(daemon):
-    digests = make_sources(daemon, 30, 4 * MiB, prefix="term")
+    # Packages of many small files: each file is created and fsync'ed, so
+    # the work lasts well beyond the moment the signal is sent.
+    digests = make_sources(daemon, 24, 2 * MiB, prefix="term", package_every=1,
+                           package_files=1000)
     ids = submit_all(daemon, sorted(digests), "term")
+    # The point is to stop the daemon in the middle of work: check that it is.
+    in_progress = [t for t in list(ids)[-4:] if daemon.status(t)[0] == "IN_PROGRESS"]
+    assert in_progress, "test precondition: every task finished before SIGTERM was sent"
     t0 = time.monotonic()
     rc = daemon.stop(timeout=15)
     assert rc == 0, f"apubid exited {rc} on SIGTERM\n{daemon.log_tail()}"

@@ -9,6 +9,7 @@ unknown path 404, a full queue 503 with Retry-After.
 """
 import http.client
 import os
+import select
 import socket
 import time
 
@@ -150,6 +151,20 @@ def test_body_that_is_not_soap_gets_http_400_and_a_fault(daemon, body, ctype):
     assert f.string and f.message == f.string, f
 
 
+@pytest.mark.parametrize("version", [11, 12])
+def test_truncated_envelope_is_answered_promptly_with_a_fault(daemon, version):
+    # Complete as HTTP (Content-Length matches), broken as XML.
+    body = envelope("GetTaskStatus", [("TaskId", "TestAssetA")], version)[:-30]
+    t0 = time.monotonic()
+    try:
+        status, headers, resp = daemon.post(body, soap_headers(version), timeout=5)
+    except (OSError, http.client.HTTPException) as e:
+        pytest.fail(f"no answer after {time.monotonic() - t0:.1f}s: {e!r}")
+    expected = (400, 500) if version == 11 else (400,)
+    assert status in expected, f"HTTP {status}, expected one of {expected}"
+    assert parse_fault(resp).code in ("Client", "Sender")
+
+
 def test_faults_are_never_http_200(daemon):
     replies = [daemon.status_reply("nope"), daemon.load_reply("", ""),
                daemon.post(b"junk", soap_headers()), daemon.purge_reply("../x", version=12)]
@@ -158,17 +173,20 @@ def test_faults_are_never_http_200(daemon):
         parse_fault(body)
 
 
-def _raw_exchange(port, head, body, timeout=15):
-    """Sends head+body on a raw socket (tolerating the server closing early),
-    then returns the status code read back."""
+def _send_watching(port, head, pieces, timeout=15):
+    """Sends head, then each piece, stopping early when the server has
+    already answered (so an early 413 is read before any reset); returns the
+    HTTP status read back, or None when the connection closed unanswered."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s.sendall(head)
-        try:
-            for i in range(0, len(body), 65536):
-                s.sendall(body[i:i + 65536])
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        for piece in pieces:
+            if select.select([s], [], [], 0)[0]:
+                break
+            try:
+                s.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
         data = b""
         try:
             while b"\r\n" not in data:
@@ -178,22 +196,72 @@ def _raw_exchange(port, head, body, timeout=15):
                 data += chunk
         except ConnectionResetError:
             pass
-        assert data.startswith(b"HTTP/1."), f"no HTTP answer, got {data[:200]!r}"
+        if not data.startswith(b"HTTP/1."):
+            return None
         return int(data.split()[1])
     finally:
         s.close()
 
 
-def test_body_larger_than_max_request_size_gets_http_413(daemon):
+def _oversized_envelope():
     pad = b"<!--" + b"x" * (2 * 1024 * 1024) + b"-->"
-    body = envelope("GetTaskStatus", [("TaskId", "x")]).replace(b"<soap:Body>",
-                                                                 pad + b"<soap:Body>")
-    head = (f"POST /apubi HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
+    return envelope("GetTaskStatus", [("TaskId", "x")]).replace(b"<soap:Body>",
+                                                                pad + b"<soap:Body>")
+
+
+def _head(port, framing):
+    return (f"POST /apubi HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
-    assert _raw_exchange(daemon.port, head, body) == 413
+            f"{framing}\r\n\r\n").encode()
+
+
+def _chunks(body, size=65536):
+    out = [b"%x\r\n" % len(body[i:i + size]) + body[i:i + size] + b"\r\n"
+           for i in range(0, len(body), size)]
+    return out + [b"0\r\n\r\n"]
+
+
+def test_body_larger_than_max_request_size_gets_http_413(daemon):
+    body = _oversized_envelope()
+    head = _head(daemon.port, f"Content-Length: {len(body)}")
+    pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+    assert _send_watching(daemon.port, head, pieces) == 413
     # The daemon still serves afterwards.
     assert_fault(daemon.status_reply("nope"), "Server", 500)
+
+
+def test_small_chunked_request_is_served(daemon):
+    body = envelope("GetTaskStatus", [("TaskId", "TestAssetA")])
+    head = _head(daemon.port, "Transfer-Encoding: chunked")
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=15)
+    try:
+        s.sendall(head + b"".join(_chunks(body, 50)))
+        r = http.client.HTTPResponse(s)
+        r.begin()
+        reply = (r.status, r.headers, r.read())
+    finally:
+        s.close()
+    f = assert_fault(reply, "Server", 500)
+    assert f.string == "Task Id does not exist"
+
+
+def test_chunked_body_larger_than_max_request_size_gets_http_413(daemon):
+    head = _head(daemon.port, "Transfer-Encoding: chunked")
+    status = _send_watching(daemon.port, head, _chunks(_oversized_envelope()))
+    assert status == 413, ("connection closed without an HTTP answer" if status is None
+                           else f"HTTP {status}")
+
+
+def test_oversized_chunked_body_leaves_later_requests_unharmed(daemon):
+    # 16 serving threads: 40 requests afterwards reach every one of them.
+    head = _head(daemon.port, "Transfer-Encoding: chunked")
+    _send_watching(daemon.port, head, _chunks(_oversized_envelope()))
+    wrong = []
+    for i in range(40):
+        status, _, body = daemon.status_reply("TestAssetA")
+        if status != 500 or b"Task Id does not exist" not in body:
+            wrong.append((i, status, body[-300:]))
+    assert not wrong, f"{len(wrong)} of 40 later requests answered wrongly, e.g. {wrong[0]}"
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT"])
@@ -249,3 +317,53 @@ def test_full_queue_answers_503_with_retry_after(make_daemon):
     tid = d.load(src, "q/again.ts")
     assert TASKID_RE.match(tid)
     assert d.wait_for_status(tid, timeout=60)[0] == "SUCCESS"
+
+
+def test_destination_through_a_symbolic_link_never_touches_what_it_points_to(daemon):
+    outside = daemon.tmp / "outside"
+    outside.mkdir()
+    (outside / "secret.ts").write_bytes(b"secret")
+    (daemon.cdn / "link").symlink_to(outside)
+    src = _src(daemon)
+    reply = daemon.load_reply(src, "link/new.ts")
+    if reply.status == 200:
+        tid = parse_response(reply.body, "LoadAsset")["TaskId"]
+        assert daemon.wait_for_status(tid)[0] == "FAILED"
+    else:
+        assert_fault(reply, "Client", 500)
+    reply = daemon.purge_reply("link/secret.ts")
+    if reply.status == 200:
+        tid = parse_response(reply.body, "PurgeAsset")["TaskId"]
+        assert daemon.wait_for_status(tid)[0] == "FAILED"
+    else:
+        assert_fault(reply, "Client", 500)
+    assert sorted(os.listdir(outside)) == ["secret.ts"]
+    assert (outside / "secret.ts").read_bytes() == b"secret"
+
+
+def test_stalled_request_is_dropped_after_recv_timeout(make_daemon):
+    # etc/apubid.conf: recv_timeout is the seconds a socket read may stall
+    # before the connection is dropped. Headers that stop arriving count.
+    d = make_daemon(server={"recv_timeout": "2", "request_timeout": "30"})
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    try:
+        s.sendall(b"POST /apubi HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        t0 = time.monotonic()
+        try:
+            while s.recv(4096):
+                pass
+        except (TimeoutError, socket.timeout):
+            pytest.fail("connection still open 10s after a stall, with recv_timeout = 2")
+        except ConnectionResetError:
+            pass
+        took = time.monotonic() - t0
+        assert took < 4.5, f"stalled connection dropped only after {took:.1f}s (recv_timeout = 2)"
+    finally:
+        s.close()
+
+
+def test_fault_naming_a_url_masks_its_password(daemon):
+    reply = daemon.load_reply(_src(daemon), "ftp://user:password@other:21/x.ts")
+    f = assert_fault(reply, "Client", 500)
+    assert "other" in f.string
+    assert b"password" not in reply.body, f.string

@@ -129,6 +129,9 @@ def test_ftp_destination_under_an_allowed_prefix_lands_under_the_root(daemon):
                           "ftp://user:password@CDN:21/data/cdn/x/y.ts")
     assert (daemon.cdn / "x" / "y.ts").read_bytes() == b"ftp dest"
     assert dest == f"file://{daemon.cdn}/x/y.ts"
+    # The same asset can be purged by the ftp URL it was loaded with.
+    daemon.remove("ftp://user:password@CDN:21/data/cdn/x/y.ts")
+    assert not (daemon.cdn / "x" / "y.ts").exists()
 
 
 def test_destination_given_under_the_root_url_lands_under_the_root(daemon):
@@ -163,6 +166,7 @@ def test_purge_removes_exactly_the_file_status_returned(daemon):
     daemon.remove(dest_a)
     assert not (daemon.cdn / "dir" / "a.ts").exists()
     assert (daemon.cdn / "dir" / "b.ts").read_bytes() == b"b"
+    assert hidden_entries(daemon.cdn) == []
 
 
 def test_purge_of_a_directory_removes_the_whole_tree(daemon):
@@ -173,6 +177,7 @@ def test_purge_of_a_directory_removes_the_whole_tree(daemon):
     daemon.remove(dest)
     assert not (daemon.cdn / "vod" / "pkg").exists()
     assert (daemon.cdn / "vod" / "pkg-keep.ts").read_bytes() == b"keep"
+    assert hidden_entries(daemon.cdn) == []
 
 
 def test_purge_by_relative_path_removes_the_asset(daemon):
@@ -291,3 +296,29 @@ def test_keep_alive_connection_serves_several_requests(daemon):
     finally:
         conn.close()
     daemon.wait_all(ids)
+
+
+def test_directory_with_non_ascii_name_round_trips_through_purge(daemon):
+    write_tree(daemon.ingest / "café-日本", {"a.ts": b"a", "b/é.ts": b"e"})
+    dest = daemon.publish(f"file://{daemon.ingest}/café-日本/", "vod/café-日本/")
+    assert urllib.parse.unquote(dest) == f"file://{daemon.cdn}/vod/café-日本/"
+    assert read_tree(daemon.cdn / "vod" / "café-日本") == {"a.ts": b"a", "b/é.ts": b"e"}
+    daemon.remove(dest)
+    assert not (daemon.cdn / "vod" / "café-日本").exists()
+    assert hidden_entries(daemon.cdn) == []
+
+
+def test_load_whose_source_vanished_ends_failed_without_destination(make_daemon):
+    d = make_daemon(workers={"count": "1"})
+    # Keep the only worker busy with a package of many files, queue a load
+    # behind it, and delete that load's source before the worker reaches it.
+    write_tree(d.ingest / "busy", {f"f{i:04d}.ts": b"x" * 1024 for i in range(1500)})
+    (d.ingest / "gone.ts").write_bytes(b"gone")
+    busy = d.load(f"file://{d.ingest}/busy/", "busy/")
+    tid = d.load(f"file://{d.ingest}/gone.ts", "gone.ts")
+    (d.ingest / "gone.ts").unlink()
+    assert d.status(busy)[0] == "IN_PROGRESS", "test precondition: the worker was not busy"
+    assert d.wait_for_status(tid, timeout=60) == ("FAILED", None)
+    assert d.wait_for_status(busy, timeout=60)[0] == "SUCCESS"
+    assert not (d.cdn / "gone.ts").exists()
+    assert hidden_entries(d.cdn) == []
