@@ -31,8 +31,9 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-APUBID = os.environ.get("APUBID", "/work/main/apubid")
-FIXTURES = Path(os.environ.get("APUBI_FIXTURES", "/work/shared/spec/fixtures"))
+REPO = Path(__file__).resolve().parents[2]
+APUBID = os.environ.get("APUBID", str(REPO / "apubid"))
+FIXTURES = Path(os.environ.get("APUBI_FIXTURES", str(REPO.parent / "shared" / "spec" / "fixtures")))
 
 NS = "wfm:APUBI/v1/schemas"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import APUBID, Daemon
 
-SAMPLE = Path("/work/main/etc/apubid.conf")
+SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "apubid.conf"
 
 
 def check(conf, cwd):
