@@ -56,6 +56,7 @@ void util_uuid(char out[TASKID_LEN]);
 extern const char embed_wsdl[];      /* wsdl/APUBI.wsdl */
 extern const char embed_xsd[];       /* wsdl/APUBI.xsd */
 extern const char embed_schema_v1[]; /* db/001_init.sql */
+extern const char embed_schema_v2[]; /* db/002_transfer.sql */
 
 /* ---- log.c: one line per event on stderr ----------------------------- */
 
@@ -104,6 +105,10 @@ char *url_mask(const char *s);
  * malloc'ed string. */
 char *url_encode_path(const char *p);
 
+/* The URL's port, or its scheme's default when it names none (ftp and
+ * ftps 21, sftp 22, http 80, https 443), 0 for other schemes. */
+int url_default_port(const struct url *u);
+
 /* Returns 1 when `s` looks like an absolute URL ("scheme://"), else 0. */
 int url_is_absolute(const char *s);
 
@@ -143,11 +148,38 @@ struct config {
 	char *source_allow[CONFIG_MAX_PREFIXES];
 	int nsource_allow;
 	/* [destination] */
-	char *dest_root;            /* "file:///srv/cdn/", always ends in '/' */
+	char *dest_root;            /* "file:///srv/cdn/" or "ftp://cdn:21/data/cdn/"
+				     * (no userinfo), always ends in '/' */
 	char *dest_root_path;       /* "/srv/cdn" for a file:// root, else NULL */
 	char *dest_allow[CONFIG_MAX_PREFIXES]; /* prefixes ending in '/' */
 	int ndest_allow;
 	char *public_url;           /* ends in '/', or NULL */
+	/* The root normalised like dest_root but with its userinfo kept
+	 * (percent-encoded again), for the transfers; never shown. Equal to
+	 * dest_root for a file:// root. */
+	char *dest_root_auth;
+	/* [transfer] */
+	int retries;                /* attempts per task before FAILED, 5 (1 = no retry) */
+	int retry_delay;            /* seconds before the first retry, 2; doubles each time */
+	int retry_max_delay;        /* cap on one delay, seconds, 60 */
+	int retry_max_time;         /* no retry starts later than this after the first attempt, 600 */
+	int connect_timeout;        /* seconds, 15 */
+	int stall_timeout;          /* seconds without progress before a transfer is cut, 30 */
+	int task_timeout;           /* seconds for a whole task (all attempts) before FAILED, 3600 */
+	int max_per_host;           /* concurrent connections to one server, 4 */
+	/* The four files below: absolute paths, readable when the
+	 * configuration was loaded. */
+	char *ca_file;              /* CA bundle for FTPS/HTTPS servers, NULL: system store */
+	char *ssh_private_key;      /* SFTP key authentication */
+	char *ssh_public_key;
+	char *ssh_known_hosts;      /* NULL: SFTP host keys are not checked */
+	/* [credentials] url (repeatable): "scheme://user:password@host[:port]/"
+	 * entries whose userinfo is used for URLs of that scheme, host and port
+	 * that carry none. Kept as written; matched on scheme, host and
+	 * effective port; at most one entry per server; a user is required,
+	 * the password optional (SFTP keys). */
+	char *credentials[CONFIG_MAX_PREFIXES];
+	int ncredentials;
 	/* [log] */
 	int log_level;              /* LOG_INFO */
 };
@@ -163,7 +195,9 @@ extern const char config_default_text[];
  * values, a key outside any section, and missing required settings are
  * refused with "name:line: reason" in err. Lines starting with '#' or ';'
  * are comments; "key = value" with whitespace trimmed. Repeatable keys
- * ([source] allow, [destination] allow) accumulate. Sizes accept K, M, G
+ * ([source] allow, [destination] allow, [credentials] url) accumulate. The
+ * [transfer] file settings are opened at load: a missing or unreadable
+ * file is refused. Sizes accept K, M, G
  * suffixes (powers of 1024). Returns 0 or -1. On failure *c holds nothing
  * that needs freeing beyond config_free. */
 int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen);
@@ -175,13 +209,18 @@ void config_free(struct config *c);
 
 /* Validates a SourceAssetUrl (already trimmed) against the configuration:
  * it must be an absolute URL or an absolute path ("/srv/ingest/a.ts",
- * taken as file://), its scheme must be one apubid can fetch (today:
- * "file"), and it must fall under one of [source] allow. For file sources
- * the path must not contain "..", and the local file or directory must
- * exist. On success *local_path receives the absolute local path (without a
- * trailing '/'), and *is_dir whether the source is a directory (a trailing
- * '/' in the URL, or an existing directory). Returns 0, or -1 with err set
- * to a sentence fit for a client fault, e.g.
+ * taken as file://), its scheme one of file, ftp, ftps, sftp, http, https,
+ * and it must fall strictly under one of [source] allow (userinfo ignored,
+ * an absent port is the scheme's default). ".." segments are refused. A
+ * file source must exist, and resolve (symbolic links followed) under an
+ * allowed prefix: *local_path receives its absolute local path (without a
+ * trailing '/'), and *is_dir whether it is a directory (a trailing '/' in
+ * the URL, or an existing directory). A remote source is not looked up (the
+ * worker finds out): it must name a host and a path, *is_dir is 1 when the
+ * URL ends in '/', and *local_path receives the decoded, normalised URL
+ * path without a trailing '/' ("/repository/movie.ts"), so callers can take
+ * its basename. A directory over http(s) is refused. Returns 0, or -1 with
+ * err set to a sentence fit for a client fault (credentials masked), e.g.
  * "source asset does not exist: /srv/ingest/a.ts". */
 int asset_source(const struct config *c, const char *src, char **local_path, int *is_dir,
 		 char *err, size_t errlen);
@@ -232,7 +271,24 @@ struct task {
 	int attempts;      /* how many times a worker started it */
 	int64_t created_ms;
 	int64_t updated_ms;
+	int64_t next_attempt_ms;  /* when a task waiting to retry may run again */
+	int64_t first_started_ms; /* the first attempt's start, for the task timeout */
+	int64_t bytes_total, bytes_done;
+	int files_total, files_done;
 };
+
+/* One file (or directory) of a load, in transfer order. */
+enum item_state { ITEM_PENDING = 0, ITEM_DONE = 1, ITEM_FAILED = 2 };
+struct item {
+	int seq;
+	char *path;    /* relative to the asset, "" for a single-file asset */
+	int is_dir;
+	int64_t size;  /* -1 when unknown */
+	int state;     /* enum item_state */
+	char *sha256;  /* lower-case hex, once done */
+	char *error;   /* the last error of this file */
+};
+void item_free_all(struct item *items, int n);
 
 /* "IN_PROGRESS" for queued, running and retry; "SUCCESS"; "FAILED" for
  * failed and cancelled. */
@@ -262,8 +318,9 @@ void store_close(struct store *s);
 int store_insert(struct store *s, const struct task *t);
 /* 0 and *t filled (caller task_clear's it), 1 when no such task, -1 on error. */
 int store_get(struct store *s, const char *id, struct task *t);
-/* Atomically moves the oldest queued task to running, bumps its attempts
- * and fills *t. 0 when a task was claimed, 1 when none waits, -1 on error. */
+/* Atomically moves the oldest queued task, or retry task whose time has
+ * come, to running, bumps its attempts, stamps its first start, and fills
+ * *t. 0 when a task was claimed, 1 when none waits, -1 on error. */
 int store_claim(struct store *s, struct task *t);
 /* Ends a running task: state TS_SUCCEEDED, TS_FAILED or TS_CANCELLED, with
  * the result, reason and note (each may be NULL). */
@@ -271,32 +328,54 @@ int store_finish(struct store *s, const char *id, int state, const char *result,
 		 const char *reason, const char *note);
 /* Puts a running task back to queued (a worker stopped at a safe point). */
 int store_requeue(struct store *s, const char *id);
-/* At start-up: every task left running by a crash goes back to queued.
+/* At start-up: every task left running by a crash goes back to queued
+ * (tasks waiting to retry keep waiting).
  * Returns how many, or -1. */
 int store_recover(struct store *s);
 /* Tasks not yet final, or -1. */
 int64_t store_count_active(struct store *s);
-/* Deletes final tasks last updated before `before_ms`; returns how many. */
+/* Deletes final tasks last updated before `before_ms` (with their items
+ * and attempts); returns how many. */
 int64_t store_prune(struct store *s, int64_t before_ms);
+/* Running -> retry: the task runs again once `next_ms` has passed; the
+ * reason says why it is waiting. */
+int store_retry(struct store *s, const char *id, int64_t next_ms, const char *reason);
+/* Records the end of attempt `n` with its error (NULL: it succeeded). */
+int store_attempt(struct store *s, const char *id, int n, int64_t started_ms, const char *error);
+/* The items of a task in order: 0 and a malloc'ed array (item_free_all),
+ * *n = 0 when none were recorded yet; -1 on error. */
+int store_items(struct store *s, const char *id, struct item **items, int *n);
+/* Replaces the items of a task and sets its totals, in one transaction. */
+int store_set_items(struct store *s, const char *id, const struct item *items, int n);
+/* Marks one item done (size, sha256) or failed (error), and updates the
+ * task's files_done. */
+int store_item_done(struct store *s, const char *id, int seq, int64_t size, const char *sha256);
+int store_item_failed(struct store *s, const char *id, int seq, const char *error);
+/* Progress of a running task (callers throttle: not once per buffer). */
+int store_progress(struct store *s, const char *id, int64_t bytes_done);
 
 /* ---- xfer.c, xfer_file.c: carrying out a task ------------------------ */
 
-enum xfer_result { XFER_OK = 0, XFER_FAILED = -1, XFER_STOPPED = 1 };
+enum xfer_result { XFER_OK = 0, XFER_FAILED = -1, XFER_STOPPED = 1, XFER_RETRY = 2 };
 
-/* Publishes t->source (a validated source URL or absolute path) to
- * t->dest_path under the destination root. A file is written under a
- * temporary name in its final directory and renamed into place; a
- * directory is assembled under a staging name beside its final place and
- * swapped in, so the final name never shows a partial asset. An existing
- * asset at the destination is replaced. `stop` is polled between files:
- * when it becomes non-zero the transfer cleans up and returns XFER_STOPPED.
- * On XFER_FAILED, err holds a sentence for the task's reason. */
-int xfer_load(const struct config *c, const struct task *t, volatile sig_atomic_t *stop,
-	      char *err, size_t errlen);
-/* Removes t->dest_path (file or whole directory) under the root. An absent
- * asset is not a failure: *note receives a malloc'ed remark instead. */
-int xfer_purge(const struct config *c, const struct task *t, char **note, char *err,
-	       size_t errlen);
+/* Carries out a load: lists the source (a local path or a server), records
+ * one item per file, and copies every item not yet done into a staging
+ * area beside the destination (local root or server), manifests (.m3u8,
+ * .mpd) last; then puts the asset in place in one rename, replacing what
+ * was there. A retry of the same task (XFER_RETRY earlier) resumes: done
+ * items are skipped, a partial file continues where the protocol allows.
+ * Each file's size is checked and its SHA-256, computed while streaming,
+ * is stored on its item. `stop` is polled during transfers: XFER_STOPPED
+ * keeps the stage for a later resume. XFER_RETRY means a transient error
+ * (worth another attempt), XFER_FAILED a permanent one; err then names the
+ * file, the server (credentials masked) and the protocol's message. */
+int xfer_load(const struct config *c, struct store *s, const struct task *t,
+	      volatile sig_atomic_t *stop, char *err, size_t errlen);
+/* Removes t->dest_path (file or whole directory) under the root, local or
+ * remote; a directory is first renamed aside so it vanishes at once. An
+ * absent asset is not a failure: *note receives a malloc'ed remark. */
+int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic_t *stop,
+	       char **note, char *err, size_t errlen);
 
 /* The local-filesystem backend behind xfer_load/xfer_purge. `root` is the
  * absolute destination root directory, `src` an absolute local path. All
@@ -306,6 +385,183 @@ int xfer_file_load(const char *src, const char *root, const char *rel, const cha
 		   volatile sig_atomic_t *stop, char *err, size_t errlen);
 int xfer_file_purge(const char *root, const char *rel, const char *taskid, char **note,
 		    char *err, size_t errlen);
+
+/* The pieces xfer.c assembles transfers from when one end is local. Every
+ * function returns XFER_OK or XFER_FAILED (xfer_file_copy also
+ * XFER_STOPPED), with err set on failure to a sentence for a task's reason.
+ * Paths inside a package ("sub/a.ts") are normalised: no "..", ".", empty
+ * segment, or leading or trailing '/'; anything else is refused. */
+
+/* A local package being assembled below the destination root, under
+ * ".NAME.apubid-TASKID.stage" (a directory) or ".NAME.apubid-TASKID.tmp"
+ * (a single file) beside its final name. One thread at a time. */
+struct xfer_file_stage;
+/* Prepares publishing `rel` (normalised relative path) below `root`: walks
+ * and creates the parent directories (never through a symbolic link) and,
+ * for a directory asset (is_dir), the staging directory. With `resume`, an
+ * existing staging directory or temporary file of the same task is kept
+ * (a retry continues where the last attempt stopped); without, it is
+ * removed first. Side names a retry cannot continue in (an interrupted
+ * commit's .swap and .old, a stage of the other kind) are always removed.
+ * *out is freed by exactly one of xfer_file_stage_close and
+ * xfer_file_stage_discard. */
+int xfer_file_stage_open(const char *root, const char *rel, const char *taskid, int is_dir,
+			 int resume, struct xfer_file_stage **out, char *err, size_t errlen);
+/* 1 when xfer_file_stage_open (with resume) found an earlier attempt's
+ * stage to continue in, 0 when the stage is new: then nothing an earlier
+ * attempt did is there any more (it was committed, or lost), and every item
+ * must be done again. */
+int xfer_file_stage_found(const struct xfer_file_stage *st);
+/* Opens for writing one file of the asset, creating missing directories
+ * inside the stage: `path` is "" for a single-file asset, else the file's
+ * relative path inside the package. A symbolic link on the way or at the
+ * file fails; a file that also has a name elsewhere (a hard link) is
+ * replaced by a fresh one. The file is not truncated: *size receives its
+ * current size, the offset a resumed transfer continues from; the returned
+ * fd is positioned at that offset (O_RDWR|O_CLOEXEC, blocking, no
+ * O_APPEND). The caller closes the fd after xfer_file_stage_done_file (or
+ * after a failure, without it). */
+int xfer_file_stage_file(struct xfer_file_stage *st, const char *path, int *fd, int64_t *size,
+			 char *err, size_t errlen);
+/* Truncates an open stage file to `size` and positions the fd there (when
+ * a resumed transfer has to start again from 0 or from a known good
+ * offset). */
+int xfer_file_stage_truncate(int fd, int64_t size, char *err, size_t errlen);
+/* fsyncs a finished file (the caller then closes it). */
+int xfer_file_stage_done_file(struct xfer_file_stage *st, int fd, char *err, size_t errlen);
+/* Creates an (empty) directory inside the package, and any missing parent;
+ * an existing directory is fine. */
+int xfer_file_stage_mkdir(struct xfer_file_stage *st, const char *path, char *err,
+			  size_t errlen);
+/* Puts the asset in place: fsyncs the stage's directories (refusing a
+ * stage that holds a symbolic link or a special file), renames the stage
+ * to the final name (or, over a directory with content or another type,
+ * moves it to ".NAME.apubid-TASKID.swap" and exchanges it with the
+ * existing asset, which is then removed), and fsyncs the parent. After it
+ * the stage is gone; a failure before the rename leaves the stage as it
+ * was. The handle still needs xfer_file_stage_close or _discard. */
+int xfer_file_stage_commit(struct xfer_file_stage *st, char *err, size_t errlen);
+/* Removes whatever the stage holds (a permanent failure, or a local copy
+ * that will be redone from scratch) and frees the handle; after a
+ * successful commit it only frees. Use it instead of
+ * xfer_file_stage_close, not before it. NULL is fine. */
+void xfer_file_stage_discard(struct xfer_file_stage *st);
+/* Frees the handle (NULL is fine); what the stage holds stays for a later
+ * resume. */
+void xfer_file_stage_close(struct xfer_file_stage *st);
+
+/* One file or directory of a local source tree. */
+struct xfer_file_item {
+	char *path;   /* relative to the source, "" for a single-file source */
+	int is_dir;
+	int64_t size; /* 0 for a directory */
+};
+/* Lists a local source (an absolute path): for a file, one item with path
+ * "" and is_dir 0; for a directory, every file and directory below it
+ * (none for an empty one), depth first in bytewise name order, directories
+ * before their content. A symbolic link or a special file anywhere fails
+ * the listing ("source contains a symbolic link: sub/x", "source asset is
+ * a symbolic link: /in/x", "source contains a special file: sub/p", "source
+ * asset does not exist: /in/x"). *items is malloc'ed (free with
+ * xfer_file_free_items); on failure it is NULL and *n 0. */
+int xfer_file_list(const char *src, struct xfer_file_item **items, int *n, char *err,
+		   size_t errlen);
+void xfer_file_free_items(struct xfer_file_item *items, int n);
+/* Opens one source file for reading (path "" for a single-file source),
+ * walking from `src` with O_NOFOLLOW on every component; *size = its size.
+ * A directory, a symbolic link or a special file is refused. The caller
+ * closes *fd. */
+int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *size,
+			  char *err, size_t errlen);
+/* Copies `len` bytes from `in` at `in_off` to `out` at `out_off` with
+ * positional calls (neither descriptor's offset moves), with
+ * copy_file_range where it works and pread/pwrite otherwise, polling *stop
+ * (may be NULL) before every 16 MiB, the first included. When on_data is
+ * not NULL the bytes pass through us (no copy_file_range) and on_data sees
+ * each chunk read, in order, so the caller can hash; a non-zero return
+ * fails the copy. Returns XFER_OK, XFER_FAILED or XFER_STOPPED. err names
+ * no file (the function only has descriptors): "read error at byte N:
+ * ...", "write error at byte N: ...", "the source ended at byte N, M bytes
+ * short"; callers add which files. */
+int xfer_file_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+		   volatile sig_atomic_t *stop, char *err, size_t errlen);
+
+/* ---- xfer_curl.c: remote servers through libcurl ---------------------- */
+
+/* How a remote operation ended; the caller decides on retries. */
+enum xfer_status {
+	XS_OK = 0,
+	XS_TRANSIENT = 1, /* worth another attempt: refused, reset, timeout, FTP 4xx, HTTP 5xx, short transfer */
+	XS_PERMANENT = 2, /* not worth retrying: login refused, permission, 550, 4xx */
+	XS_NOTFOUND = 3,  /* the path does not exist (FTP 550 on RETR/SIZE, HTTP 404, SFTP no such file) */
+	XS_STOPPED = 4,   /* *stop became non-zero */
+};
+
+/* Options for a remote session, filled by xfer.c from the configuration. */
+struct xfer_curl_opts {
+	const char *ca_file;          /* CA bundle for FTPS/HTTPS peers, NULL: system store */
+	const char *ssh_private_key;  /* SFTP key authentication */
+	const char *ssh_public_key;
+	const char *ssh_known_hosts;  /* NULL: host key not checked */
+	int connect_timeout;          /* seconds */
+	int stall_timeout;            /* seconds below 1 byte/s before a transfer is cut */
+	volatile sig_atomic_t *stop;  /* polled during transfers */
+};
+
+struct xfer_entry {
+	char *name;    /* the entry's name within its directory (raw bytes, not encoded) */
+	int is_dir;
+	int64_t size;  /* -1 when unknown */
+};
+
+/* One session with one server: scheme://[user[:password]@]host[:port].
+ * The easy handle (and so the connection) is reused across calls. All
+ * `path` arguments are absolute server paths, raw (not percent-encoded);
+ * a directory path ends in '/'. Functions return enum xfer_status; on
+ * anything but XS_OK, err holds the protocol's own message with the server
+ * named (credentials masked), e.g. "ftp://user:***@cdn:21/x.ts: 550 No such
+ * file". Schemes: ftp, ftps (ftp with explicit TLS, AUTH TLS), sftp,
+ * http, https (WebDAV for writes). */
+struct xfer_curl;
+struct xfer_curl *xfer_curl_open(const char *url, const struct xfer_curl_opts *o, char *err,
+				 size_t errlen);
+void xfer_curl_close(struct xfer_curl *x);
+/* Lists a directory (not recursive). FTP and SFTP only; *entries is a
+ * malloc'ed array of *n entries without "." and "..". */
+int xfer_curl_list(struct xfer_curl *x, const char *dir, struct xfer_entry **entries, int *n,
+		   char *err, size_t errlen);
+void xfer_curl_free_entries(struct xfer_entry *e, int n);
+/* Whether a path exists and what it is (size of a file, -1 if unknown). */
+int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size, char *err,
+		   size_t errlen);
+/* Downloads `path` into `fd` from byte `offset` on (resume: the fd is
+ * positioned by the caller at `offset`); calls on_data for every chunk
+ * written, so the caller hashes and counts. */
+int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
+		  int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
+		  size_t errlen);
+/* Uploads `size` bytes of `fd` to `path`, starting at byte `offset` of both
+ * (resume where the protocol allows: FTP APPE/REST, SFTP; WebDAV always
+ * starts at 0: pass 0). on_data is called for every chunk read. Parent
+ * directories must exist. */
+int xfer_curl_put(struct xfer_curl *x, const char *path, int fd, int64_t offset, int64_t size,
+		  int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
+		  size_t errlen);
+/* Size of a remote file (for resuming an upload), XS_NOTFOUND if absent. */
+int xfer_curl_size(struct xfer_curl *x, const char *path, int64_t *size, char *err,
+		   size_t errlen);
+/* Creates one directory level; an existing directory is XS_OK. */
+int xfer_curl_mkdir(struct xfer_curl *x, const char *dir, char *err, size_t errlen);
+/* Renames `from` to `to` (files or directories), replacing a file at `to`
+ * where the protocol can (FTP RNFR/RNTO, SFTP rename after removing a file
+ * in the way, WebDAV MOVE with Overwrite: T). */
+int xfer_curl_rename(struct xfer_curl *x, const char *from, const char *to, char *err,
+		     size_t errlen);
+/* Removes a file, or a directory tree (depth first; WebDAV: DELETE). An
+ * absent path is XS_NOTFOUND. */
+int xfer_curl_remove(struct xfer_curl *x, const char *path, int is_dir, char *err,
+		     size_t errlen);
 
 /* ---- pool.c: the task worker threads --------------------------------- */
 

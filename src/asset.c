@@ -1,12 +1,15 @@
 /*
  * asset.c - turning what the WFM sends into what apubid touches.
  *
- * A SourceAssetUrl becomes an absolute local path that exists under one of
- * the [source] allow prefixes; a DestinationAsset becomes a path relative
- * to the destination root; and a published asset's relative path becomes
- * the DestinationAsset that GetTaskStatus answers. These three functions
- * are the whole boundary between client input and the filesystem, so the
- * rules live here and nowhere else:
+ * A SourceAssetUrl is checked against the [source] allow prefixes: a local
+ * one becomes an absolute path that exists, a remote one (ftp, ftps, sftp,
+ * http, https) is only checked for shape, since whether it exists is for
+ * the worker to find out on the server; a DestinationAsset becomes a path
+ * relative to the destination root, local or remote; and a published
+ * asset's relative path becomes the DestinationAsset that GetTaskStatus
+ * answers. These three functions are the whole boundary between client
+ * input and the filesystem or servers apubid writes to, so the rules live
+ * here and nowhere else:
  *
  * - No value escapes the root: ".." segments are refused after
  *   percent-decoding (so "%2e%2e" and "..%2F" are caught too), and control
@@ -20,6 +23,8 @@
  *   matches "/data/cdnx/".
  * - Every error message names the offending value with its password masked
  *   and control characters replaced, fit for a fault string and a log line.
+ * - Nothing here reads dest_root_auth: what apubid answers is built from
+ *   dest_root and public_url, which carry no credentials.
  *
  * asset_public is the inverse of asset_destination for the values apubid
  * hands out: whatever it returns maps back to the same relative path.
@@ -78,22 +83,13 @@ static int asset_has_dotdot(const char *path)
 	return 0;
 }
 
-/* The port a URL means when it names none, so that "ftp://cdn/" and
- * "ftp://cdn:21/" are the same place. */
-static int asset_port(const struct url *u)
+/* The remote schemes a source may use: the ones xfer_curl.c speaks. */
+static int asset_is_remote(const char *scheme)
 {
-	static const struct {
-		const char *scheme;
-		int port;
-	} defaults[] = {
-		{ "ftp", 21 },	 { "ftps", 990 }, { "sftp", 22 },
-		{ "scp", 22 },	 { "http", 80 },  { "https", 443 },
-	};
-	if (u->port)
-		return u->port;
-	for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-		if (strcmp(u->scheme, defaults[i].scheme) == 0)
-			return defaults[i].port;
+	static const char *const remote[] = { "ftp", "ftps", "sftp", "http", "https" };
+	for (size_t i = 0; i < sizeof remote / sizeof remote[0]; i++)
+		if (strcmp(scheme, remote[i]) == 0)
+			return 1;
 	return 0;
 }
 
@@ -116,7 +112,7 @@ static int asset_match(const char *prefix, const struct url *u, const char *path
 	if (!prefix || url_parse(prefix, &p, NULL, 0) < 0)
 		return -1;
 	if (strcmp(p.scheme, u->scheme) == 0 && strcasecmp(asset_host(&p), asset_host(u)) == 0 &&
-	    asset_port(&p) == asset_port(u) && strncmp(path, p.path, strlen(p.path)) == 0)
+	    url_default_port(&p) == url_default_port(u) && strncmp(path, p.path, strlen(p.path)) == 0)
 		n = (int)strlen(p.path);
 	url_free(&p);
 	return n;
@@ -198,12 +194,22 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 		goto out;
 	}
 
-	if (strcmp(u.scheme, "file") != 0) {
-		asset_error(err, errlen, "unsupported source scheme '%s' (supported: file)", u.scheme);
+	int local = strcmp(u.scheme, "file") == 0;
+	if (!local && !asset_is_remote(u.scheme)) {
+		asset_error(err, errlen,
+			    "unsupported source scheme '%s' (supported: file, ftp, ftps, sftp, http, "
+			    "https)",
+			    u.scheme);
 		goto out;
 	}
-	if (*asset_host(&u)) {
+	if (local && *asset_host(&u)) {
 		asset_error(err, errlen, "a file:// source cannot name a remote host: %s", show);
+		goto out;
+	}
+	if (!local && !*u.host) {
+		/* url_parse refuses this already; checked again because an
+		 * empty host would reach libcurl as "the local machine". */
+		asset_error(err, errlen, "source URL names no host: %s", show);
 		goto out;
 	}
 	if (u.path[0] != '/') {
@@ -232,6 +238,23 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 
 	if (strlen(path) > 1)
 		path[strlen(path) - 1] = '\0'; /* the local path has no trailing '/' */
+
+	/* A remote source is not looked up here: a server may be slow or
+	 * briefly down, and the worker, which retries, finds out whether the
+	 * asset exists. Only what the URL itself says is checked. */
+	if (!local) {
+		/* HTTP has no directory listing apubid could walk. */
+		if (dir && (strcmp(u.scheme, "http") == 0 || strcmp(u.scheme, "https") == 0)) {
+			asset_error(err, errlen, "a directory source is not supported over http: %s",
+				    show);
+			goto out;
+		}
+		*is_dir = dir;
+		*local_path = path;
+		path = NULL;
+		rc = 0;
+		goto out;
+	}
 	if (stat(path, &st) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			asset_error(err, errlen, "source asset does not exist: %s", path);

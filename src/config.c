@@ -12,7 +12,7 @@
  * comment lines starting with '#' or ';'. There are no inline comments: a
  * '#' inside a value belongs to the value, since '#' is a legal character
  * in a path. A key set twice is refused (it is nearly always a mistake)
- * except for the repeatable allow lists, which accumulate.
+ * except for the repeatable allow lists and credentials, which accumulate.
  *
  * Prefixes ([source] allow, [destination] root and allow, public_url) are
  * stored in one canonical shape, so that asset.c can compare them without
@@ -20,16 +20,29 @@
  * path normalised and percent-encoded, ending in exactly one '/', without
  * userinfo (prefixes are matched with userinfo ignored, so keeping a
  * password here would only risk printing it). A plain path is a local
- * directory and becomes "file:///absolute/path/".
+ * directory and becomes "file:///absolute/path/". A port is kept as
+ * written: "ftp://cdn/" and "ftp://cdn:21/" are stored apart but compared
+ * as the same server.
+ *
+ * Secrets: the destination root's userinfo is kept in one place only,
+ * dest_root_auth, and [credentials] entries are kept as written; neither
+ * is ever put into an error message. Messages about them name the line
+ * and what is wrong, never the value.
+ *
+ * Files the transfers will need (ca_file, the SSH keys, known_hosts) are
+ * opened here, at start-up, so that a typo is reported by `apubid -n`
+ * rather than by the first task that reaches a remote server.
  */
 #include "apubid.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CONFIG_REQUIRED 1 /* missing from the file is an error */
@@ -75,6 +88,10 @@ static int config_set_dest_allow(struct config *, const struct config_setting *,
 				 char *, size_t);
 static int config_set_public_url(struct config *, const struct config_setting *, const char *,
 				 char *, size_t);
+static int config_set_file(struct config *, const struct config_setting *, const char *, char *,
+			   size_t);
+static int config_set_credentials(struct config *, const struct config_setting *, const char *,
+				  char *, size_t);
 
 #define F(field) offsetof(struct config, field)
 #define KIB 1024LL
@@ -100,6 +117,19 @@ static const struct config_setting config_settings[] = {
 	{ "destination", "root", config_set_dest_root, 0, 0, 0, NULL, CONFIG_REQUIRED },
 	{ "destination", "allow", config_set_dest_allow, 0, 0, 0, NULL, CONFIG_REPEAT },
 	{ "destination", "public_url", config_set_public_url, 0, 0, 0, NULL, 0 },
+	{ "transfer", "retries", config_set_int, F(retries), 1, 100, "5", 0 },
+	{ "transfer", "retry_delay", config_set_int, F(retry_delay), 0, 3600, "2", 0 },
+	{ "transfer", "retry_max_delay", config_set_int, F(retry_max_delay), 1, 86400, "60", 0 },
+	{ "transfer", "retry_max_time", config_set_int, F(retry_max_time), 0, 604800, "600", 0 },
+	{ "transfer", "connect_timeout", config_set_int, F(connect_timeout), 1, 600, "15", 0 },
+	{ "transfer", "stall_timeout", config_set_int, F(stall_timeout), 1, 3600, "30", 0 },
+	{ "transfer", "task_timeout", config_set_int, F(task_timeout), 1, 604800, "3600", 0 },
+	{ "transfer", "max_per_host", config_set_int, F(max_per_host), 1, 256, "4", 0 },
+	{ "transfer", "ca_file", config_set_file, F(ca_file), 0, 0, NULL, 0 },
+	{ "transfer", "ssh_private_key", config_set_file, F(ssh_private_key), 0, 0, NULL, 0 },
+	{ "transfer", "ssh_public_key", config_set_file, F(ssh_public_key), 0, 0, NULL, 0 },
+	{ "transfer", "ssh_known_hosts", config_set_file, F(ssh_known_hosts), 0, 0, NULL, 0 },
+	{ "credentials", "url", config_set_credentials, 0, 0, 0, NULL, CONFIG_REPEAT },
 	{ "log", "level", config_set_level, F(log_level), 0, 0, "info", 0 },
 };
 
@@ -299,6 +329,78 @@ static int config_set_level(struct config *c, const struct config_setting *s, co
 	return 0;
 }
 
+/* The schemes apubid can reach a remote server with (xfer_curl.c). */
+static const char *const config_remote_schemes[] = { "ftp", "ftps", "sftp", "http", "https" };
+
+static int config_is_remote(const char *scheme)
+{
+	for (size_t i = 0; i < sizeof config_remote_schemes / sizeof config_remote_schemes[0]; i++)
+		if (strcmp(scheme, config_remote_schemes[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Makes a local path absolute against the working directory; the path is
+ * otherwise kept as written. Returns a malloc'ed string, or NULL with err
+ * starting with `what`. */
+static char *config_absolute(const char *what, const char *v, char *err, size_t errlen)
+{
+	char cwd[4096];
+	if (v[0] == '/')
+		return util_strdup(v);
+	if (!getcwd(cwd, sizeof cwd)) {
+		config_error(err, errlen, "%s: cannot resolve '%s' against the working directory: %s",
+			     what, v, strerror(errno));
+		return NULL;
+	}
+	return util_printf("%s/%s", cwd, v);
+}
+
+/* Percent-encodes a user name or password for the userinfo of a URL:
+ * everything but RFC 3986 unreserved characters, so that ':', '@' and '/'
+ * in a secret cannot move the boundaries of the URL. */
+static char *config_encode_userinfo(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = util_malloc(strlen(s) * 3 + 1), *o = out;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch)) {
+			*o++ = (char)ch;
+		} else {
+			*o++ = '%';
+			*o++ = hex[ch >> 4];
+			*o++ = hex[ch & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Writes a parsed URL whose path is already normalised in the canonical
+ * shape; with `userinfo`, its user and password (re-encoded) are kept. */
+static char *config_url(const struct url *u, int userinfo)
+{
+	char *enc = url_encode_path(u->path);
+	char *ui = NULL, port[16] = "";
+	if (userinfo && u->user) {
+		char *user = config_encode_userinfo(u->user);
+		char *pw = u->password ? config_encode_userinfo(u->password) : NULL;
+		ui = pw ? util_printf("%s:%s@", user, pw) : util_printf("%s@", user);
+		free(user);
+		free(pw);
+	}
+	if (u->port)
+		snprintf(port, sizeof port, ":%d", u->port);
+	int v6 = strchr(u->host, ':') != NULL;
+	char *out = util_printf("%s://%s%s%s%s%s%s", u->scheme, ui ? ui : "", v6 ? "[" : "",
+				u->host, v6 ? "]" : "", port, enc);
+	free(ui);
+	free(enc);
+	return out;
+}
+
 /* Brings a prefix to its canonical shape (see the top of the file). On
  * success *out is the canonical URL and *u its parse, with u->path the
  * decoded normalised path ending in '/' (its user and password are kept
@@ -308,7 +410,7 @@ static int config_prefix(const char *what, const char *v, char **out, struct url
 			 size_t errlen)
 {
 	char e[256];
-	char *abs = NULL, *norm = NULL;
+	char *norm = NULL;
 	int dir;
 	*out = NULL;
 	memset(u, 0, sizeof *u);
@@ -330,16 +432,9 @@ static int config_prefix(const char *what, const char *v, char **out, struct url
 			u->host[0] = '\0'; /* file://localhost/x is file:///x */
 		}
 	} else {
-		char cwd[4096];
-		if (v[0] == '/') {
-			abs = util_strdup(v);
-		} else if (getcwd(cwd, sizeof cwd)) {
-			abs = util_printf("%s/%s", cwd, v);
-		} else {
-			config_error(err, errlen, "%s: cannot resolve '%s' against the working directory: %s",
-				     what, v, strerror(errno));
+		char *abs = config_absolute(what, v, err, errlen);
+		if (!abs)
 			return -1;
-		}
 		u->scheme = util_strdup("file");
 		u->host = util_strdup("");
 		u->path = abs;
@@ -352,16 +447,7 @@ static int config_prefix(const char *what, const char *v, char **out, struct url
 	free(u->path);
 	u->path = *norm ? util_printf("/%s/", norm) : util_strdup("/");
 	free(norm);
-
-	char *enc = url_encode_path(u->path);
-	if (strchr(u->host, ':'))
-		*out = util_printf("%s://[%s]", u->scheme, u->host);
-	else
-		*out = util_printf("%s://%s", u->scheme, u->host);
-	char *tmp = *out;
-	*out = u->port ? util_printf("%s:%d%s", tmp, u->port, enc) : util_printf("%s%s", tmp, enc);
-	free(tmp);
-	free(enc);
+	*out = config_url(u, 0);
 	return 0;
 
 fail:
@@ -407,21 +493,29 @@ static int config_set_dest_root(struct config *c, const struct config_setting *s
 	char *p;
 	if (config_prefix("destination root", v, &p, &u, err, errlen) < 0)
 		return -1;
-	/* Other backends will come with their own xfer_ file; until then a
-	 * root apubid cannot write to must be refused at start-up, not
-	 * discovered by the first task. */
-	if (strcmp(u.scheme, "file") != 0) {
-		config_error(err, errlen, "destination root: only file:// roots are supported");
+	/* A root that no backend can write to must be refused at start-up,
+	 * not discovered by the first task. */
+	int local = strcmp(u.scheme, "file") == 0;
+	if (!local && !config_is_remote(u.scheme)) {
+		config_error(err, errlen,
+			     "destination root: unsupported scheme '%s' (supported: file, ftp, ftps, "
+			     "sftp, http, https)",
+			     u.scheme);
 		goto fail;
 	}
-	if (strcmp(u.path, "/") == 0) {
+	/* Publishing into a machine's filesystem root is refused; on a remote
+	 * server "/" is often the account's own (chrooted) home, a sensible
+	 * root. */
+	if (local && strcmp(u.path, "/") == 0) {
 		config_error(err, errlen, "destination root: '/' cannot be the root");
 		goto fail;
 	}
 	free(c->dest_root);
 	free(c->dest_root_path);
+	free(c->dest_root_auth);
 	c->dest_root = p;
-	c->dest_root_path = util_strndup(u.path, strlen(u.path) - 1);
+	c->dest_root_path = local ? util_strndup(u.path, strlen(u.path) - 1) : NULL;
+	c->dest_root_auth = local ? util_strdup(p) : config_url(&u, 1);
 	url_free(&u);
 	return 0;
 fail:
@@ -460,6 +554,93 @@ fail:
 	free(p);
 	url_free(&u);
 	return -1;
+}
+
+/* A file the transfers will open: a relative path is made absolute against
+ * the working directory, like every other path in the file, and the file
+ * is opened once, so that a missing or unreadable file fails `apubid -n`
+ * instead of the first remote task. */
+static int config_set_file(struct config *c, const struct config_setting *s, const char *v,
+			   char *err, size_t errlen)
+{
+	char **field = config_field(c, s);
+	struct stat st;
+	char *path = config_absolute(s->key, v, err, errlen);
+	if (!path)
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int e = fd < 0 ? errno : 0;
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+		e = EISDIR;
+	if (fd >= 0)
+		close(fd);
+	if (e) {
+		config_error(err, errlen, "cannot read %s %s: %s", s->key, path, strerror(e));
+		free(path);
+		return -1;
+	}
+	free(*field);
+	*field = path;
+	return 0;
+}
+
+/* One [credentials] url: the user (and password) apubid logs in with on
+ * one server, named by scheme, host and port. Kept as written, since only
+ * the transfers read it; no message here repeats the value, as it holds a
+ * password. */
+static int config_set_credentials(struct config *c, const struct config_setting *s,
+				  const char *v, char *err, size_t errlen)
+{
+	const char *what = "[credentials] url";
+	struct url u, o;
+	char e[256];
+	int rc = -1;
+	if (c->ncredentials >= CONFIG_MAX_PREFIXES) {
+		config_error(err, errlen, "%s: at most %d entries are allowed", what,
+			     CONFIG_MAX_PREFIXES);
+		return -1;
+	}
+	if (url_parse(v, &u, e, sizeof e) < 0) {
+		config_error(err, errlen, "%s: %s", what, e);
+		return -1;
+	}
+	if (!config_is_remote(u.scheme)) {
+		config_error(err, errlen,
+			     "%s: unsupported scheme '%s' (supported: ftp, ftps, sftp, http, https)",
+			     what, u.scheme);
+		goto out;
+	}
+	if (!u.user || !*u.user) {
+		config_error(err, errlen, "%s: needs a user (scheme://user:password@host[:port]/)",
+			     what);
+		goto out;
+	}
+	/* The entry is matched on the server alone: a path would look like
+	 * it narrows the entry down, and it would not. */
+	if (*u.path && strcmp(u.path, "/") != 0) {
+		config_error(err, errlen,
+			     "%s: names a server, not a path (scheme://user:password@host[:port]/)",
+			     what);
+		goto out;
+	}
+	for (int i = 0; i < c->ncredentials; i++) {
+		if (url_parse(c->credentials[i], &o, NULL, 0) < 0)
+			continue;
+		int same = strcmp(o.scheme, u.scheme) == 0 && strcmp(o.host, u.host) == 0 &&
+			   url_default_port(&o) == url_default_port(&u);
+		url_free(&o);
+		if (same) {
+			int v6 = strchr(u.host, ':') != NULL;
+			config_error(err, errlen, "%s: a second entry for %s://%s%s%s:%d/", what,
+				     u.scheme, v6 ? "[" : "", u.host, v6 ? "]" : "", url_default_port(&u));
+			goto out;
+		}
+	}
+	c->credentials[c->ncredentials++] = util_strdup(v);
+	rc = 0;
+out:
+	url_free(&u);
+	return rc;
 }
 
 static char *config_trim(char *s)
@@ -636,8 +817,15 @@ void config_free(struct config *c)
 		free(c->source_allow[i]);
 	free(c->dest_root);
 	free(c->dest_root_path);
+	free(c->dest_root_auth);
 	for (int i = 0; i < c->ndest_allow; i++)
 		free(c->dest_allow[i]);
 	free(c->public_url);
+	free(c->ca_file);
+	free(c->ssh_private_key);
+	free(c->ssh_public_key);
+	free(c->ssh_known_hosts);
+	for (int i = 0; i < c->ncredentials; i++)
+		free(c->credentials[i]);
 	memset(c, 0, sizeof *c);
 }

@@ -19,10 +19,17 @@
  * task committed by another process (or a missed signal) waits at most that
  * long.
  *
- * Stopping: pool_stop sets `pool_stopping`; the file back end polls it
- * between files and gives up at a safe point, and the task goes back to
- * queued so the next start finishes it. Workers never exit the process: a
- * task's failure is recorded on the task.
+ * Retries: a transient failure (xfer says XFER_RETRY) puts the task in
+ * the retry state with a time for the next attempt, exponential backoff
+ * with jitter, within `retries` attempts, `retry_max_time` and the task
+ * timeout; the task is then claimed again like a queued one and resumes.
+ * Every attempt is recorded with its error.
+ *
+ * Stopping: each worker has its own stop flag, which its transfers poll.
+ * A monitor thread raises it when apubid stops (the task goes back to
+ * queued, the next start resumes it) or when the task's task_timeout has
+ * passed (the task fails). Workers never exit the process: a task's
+ * failure is recorded on the task.
  */
 #include "apubid.h"
 
@@ -36,9 +43,21 @@
 
 #define POOL_PRUNE_EVERY_MS (10 * 60 * 1000)
 
+/* One worker: its thread, the stop flag its transfers poll, and the
+ * deadline of the task it runs (0: none). The monitor thread raises `stop`
+ * when apubid stops or the deadline passes. */
+struct pool_worker {
+	pthread_t thread;
+	int index;
+	volatile sig_atomic_t stop;
+	int64_t deadline_ms; /* wall clock */
+};
+
 static const struct config *pool_cfg;
-static pthread_t *pool_threads;
+static struct pool_worker *pool_workers;
 static int pool_nthreads;
+static pthread_t pool_monitor_thread;
+static int pool_monitor_started;
 static volatile sig_atomic_t pool_stopping;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cond;
@@ -80,46 +99,94 @@ static void pool_record(struct store *s, const struct task *t, int state, const 
 		  task_state_name(state));
 }
 
-static void pool_run(struct store *s, struct task *t)
+/* Seconds to wait before attempt n+1: doubling from retry_delay, capped,
+ * with jitter (half fixed, half random) so that tasks failing together do
+ * not retry together. */
+static int64_t pool_backoff_ms(int attempts)
 {
-	char err[1024] = "";
+	int64_t d = (int64_t)pool_cfg->retry_delay * 1000;
+	for (int i = 1; i < attempts && d < (int64_t)pool_cfg->retry_max_delay * 1000; i++)
+		d *= 2;
+	if (d > (int64_t)pool_cfg->retry_max_delay * 1000)
+		d = (int64_t)pool_cfg->retry_max_delay * 1000;
+	unsigned int seed = (unsigned int)util_mono_ms() ^ (unsigned int)attempts;
+	return d / 2 + (d > 1 ? (int64_t)(rand_r(&seed) % (d / 2 + 1)) : 0);
+}
+
+/* A transient failure: another attempt if the budget allows, else FAILED. */
+static void pool_retry_or_fail(struct store *s, const struct task *t, const char *err)
+{
+	int64_t now = util_now_ms();
+	int64_t delay = pool_backoff_ms(t->attempts);
+	int64_t deadline = t->first_started_ms + (int64_t)pool_cfg->task_timeout * 1000;
+	int within_time = now - t->first_started_ms + delay <= (int64_t)pool_cfg->retry_max_time * 1000;
+	if (t->attempts < pool_cfg->retries && within_time && now + delay < deadline) {
+		char *reason = util_printf("attempt %d failed, retrying in %lld s: %s", t->attempts,
+					   (long long)((delay + 999) / 1000), err);
+		if (store_retry(s, t->id, now + delay, reason) == 0)
+			log_warn("task %s: %s", t->id, reason);
+		free(reason);
+		return;
+	}
+	char *reason = util_printf("gave up after %d attempt%s: %s", t->attempts,
+				   t->attempts == 1 ? "" : "s", err);
+	pool_record(s, t, TS_FAILED, NULL, reason, NULL);
+	log_warn("task %s failed: %s", t->id, reason);
+	free(reason);
+}
+
+static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
+{
+	char err[2048] = "";
 	char *src = url_mask(t->source ? t->source : "");
 	char *dst = url_mask(t->destination);
 	log_info("task %s %s running (attempt %d): %s%s%s", t->id, task_kind_name(t->kind),
 		 t->attempts, src, *src ? " -> " : "", dst);
-	int64_t started = util_mono_ms();
+	int64_t started = util_mono_ms(), started_wall = util_now_ms();
+	w->deadline_ms = t->first_started_ms + (int64_t)pool_cfg->task_timeout * 1000;
+	w->stop = pool_stopping || util_now_ms() >= w->deadline_ms;
 
-	if (t->kind == TASK_LOAD) {
-		int rc = xfer_load(pool_cfg, t, &pool_stopping, err, sizeof err);
-		if (rc == XFER_OK) {
-			char *result = asset_public(pool_cfg, t->dest_path, t->dest_is_dir);
-			pool_record(s, t, TS_SUCCEEDED, result, NULL, NULL);
-			log_info("task %s succeeded in %lld ms: %s", t->id,
-				 (long long)(util_mono_ms() - started), result);
-			free(result);
-		} else if (rc == XFER_STOPPED) {
-			if (store_requeue(s, t->id) == 0)
-				log_info("task %s interrupted by shutdown, queued again", t->id);
-		} else {
-			pool_record(s, t, TS_FAILED, NULL, err, NULL);
-			log_warn("task %s failed: %s", t->id, err);
-		}
-	} else if (t->kind == TASK_PURGE) {
-		char *note = NULL;
-		int rc = xfer_purge(pool_cfg, t, &note, err, sizeof err);
-		if (rc == XFER_OK) {
-			pool_record(s, t, TS_SUCCEEDED, NULL, NULL, note);
-			log_info("task %s succeeded in %lld ms%s%s", t->id,
-				 (long long)(util_mono_ms() - started), note ? ": " : "",
-				 note ? note : "");
-		} else {
-			pool_record(s, t, TS_FAILED, NULL, err, NULL);
-			log_warn("task %s failed: %s", t->id, err);
-		}
-		free(note);
-	} else {
-		pool_record(s, t, TS_FAILED, NULL, "unknown task kind", NULL);
+	int rc;
+	char *note = NULL;
+	if (t->kind == TASK_LOAD)
+		rc = xfer_load(pool_cfg, s, t, &w->stop, err, sizeof err);
+	else if (t->kind == TASK_PURGE)
+		rc = xfer_purge(pool_cfg, t, &w->stop, &note, err, sizeof err);
+	else {
+		snprintf(err, sizeof err, "unknown task kind %d", t->kind);
+		rc = XFER_FAILED;
 	}
+	w->deadline_ms = 0;
+	if (rc == XFER_STOPPED && !pool_stopping) {
+		/* The monitor raised the flag: the task ran out of time. */
+		char *why = util_printf("the task did not finish within task_timeout (%d s)%s%s",
+					pool_cfg->task_timeout, *err ? ": " : "", err);
+		snprintf(err, sizeof err, "%s", why);
+		free(why);
+		rc = XFER_FAILED;
+	}
+	if (rc != XFER_STOPPED)
+		store_attempt(s, t->id, t->attempts, started_wall, rc == XFER_OK ? NULL : err);
+
+	if (rc == XFER_OK) {
+		char *result = t->kind == TASK_LOAD
+				       ? asset_public(pool_cfg, t->dest_path, t->dest_is_dir)
+				       : NULL;
+		pool_record(s, t, TS_SUCCEEDED, result, NULL, note);
+		log_info("task %s succeeded in %lld ms%s%s%s%s", t->id,
+			 (long long)(util_mono_ms() - started), result ? ": " : "",
+			 result ? result : "", note ? ": " : "", note ? note : "");
+		free(result);
+	} else if (rc == XFER_STOPPED) {
+		if (store_requeue(s, t->id) == 0)
+			log_info("task %s interrupted by shutdown, queued again", t->id);
+	} else if (rc == XFER_RETRY) {
+		pool_retry_or_fail(s, t, err);
+	} else {
+		pool_record(s, t, TS_FAILED, NULL, err, NULL);
+		log_warn("task %s failed: %s", t->id, err);
+	}
+	free(note);
 	free(src);
 	free(dst);
 }
@@ -135,9 +202,28 @@ static void pool_prune(struct store *s)
 			 pool_cfg->retention_days);
 }
 
+/* Raises a worker's stop flag when apubid stops or its task's time is up. */
+static void *pool_monitor(void *arg)
+{
+	(void)arg;
+	while (!pool_stopping) {
+		int64_t now = util_now_ms();
+		for (int i = 0; i < pool_nthreads; i++) {
+			int64_t d = pool_workers[i].deadline_ms;
+			if (d && now >= d)
+				pool_workers[i].stop = 1;
+		}
+		usleep(200 * 1000);
+	}
+	for (int i = 0; i < pool_nthreads; i++)
+		pool_workers[i].stop = 1;
+	return NULL;
+}
+
 static void *pool_main(void *arg)
 {
-	int index = (int)(intptr_t)arg;
+	struct pool_worker *w = arg;
+	int index = w->index;
 	char err[512];
 	struct store *s = NULL;
 	while (!pool_stopping && !(s = store_open(pool_cfg->store_path, err, sizeof err))) {
@@ -157,7 +243,7 @@ static void *pool_main(void *arg)
 		struct task t;
 		int rc = store_claim(s, &t);
 		if (rc == 0) {
-			pool_run(s, &t);
+			pool_run(w, s, &t);
 			task_clear(&t);
 			continue;
 		}
@@ -186,9 +272,10 @@ int pool_start(const struct config *c)
 	pthread_condattr_destroy(&attr);
 
 	pool_cfg = c;
-	pool_threads = util_calloc((size_t)c->workers, sizeof *pool_threads);
+	pool_workers = util_calloc((size_t)c->workers, sizeof *pool_workers);
 	for (int i = 0; i < c->workers; i++) {
-		int rc = pthread_create(&pool_threads[i], NULL, pool_main, (void *)(intptr_t)i);
+		pool_workers[i].index = i;
+		int rc = pthread_create(&pool_workers[i].thread, NULL, pool_main, &pool_workers[i]);
 		if (rc != 0) {
 			log_error("cannot start worker %d: %s", i, strerror(rc));
 			pool_stop();
@@ -196,6 +283,12 @@ int pool_start(const struct config *c)
 		}
 		pool_nthreads++;
 	}
+	if (pthread_create(&pool_monitor_thread, NULL, pool_monitor, NULL) != 0) {
+		log_error("cannot start the worker monitor");
+		pool_stop();
+		return -1;
+	}
+	pool_monitor_started = 1;
 	log_info("%d task workers started", c->workers);
 	return 0;
 }
@@ -207,8 +300,13 @@ void pool_stop(void)
 	pthread_cond_broadcast(&pool_cond);
 	pthread_mutex_unlock(&pool_lock);
 	for (int i = 0; i < pool_nthreads; i++)
-		pthread_join(pool_threads[i], NULL);
-	free(pool_threads);
-	pool_threads = NULL;
+		pool_workers[i].stop = 1;
+	if (pool_monitor_started)
+		pthread_join(pool_monitor_thread, NULL);
+	pool_monitor_started = 0;
+	for (int i = 0; i < pool_nthreads; i++)
+		pthread_join(pool_workers[i].thread, NULL);
+	free(pool_workers);
+	pool_workers = NULL;
 	pool_nthreads = 0;
 }

@@ -22,8 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const store_migrations[] = { embed_schema_v1 };
+static const char *const store_migrations[] = { embed_schema_v1, embed_schema_v2 };
 #define STORE_VERSION ((int)(sizeof store_migrations / sizeof store_migrations[0]))
+
+#define STORE_TASK_COLUMNS                                                             \
+	"id, kind, state, source, destination, dest_path, dest_is_dir, result, reason,"    \
+	" note, attempts, created_ms, updated_ms, next_attempt_ms, first_started_ms,"     \
+	" bytes_total, bytes_done, files_total, files_done"
 
 enum {
 	Q_INSERT,
@@ -34,25 +39,53 @@ enum {
 	Q_RECOVER,
 	Q_COUNT,
 	Q_PRUNE,
+	Q_RETRY,
+	Q_ATTEMPT,
+	Q_ITEMS,
+	Q_ITEMS_DEL,
+	Q_ITEM_ADD,
+	Q_TOTALS,
+	Q_ITEM_DONE,
+	Q_ITEM_FAILED,
+	Q_FILES_DONE,
+	Q_PROGRESS,
 	Q_MAX
 };
 
 static const char *const store_sql[Q_MAX] = {
 	[Q_INSERT] = "INSERT INTO task (id, kind, state, source, destination, dest_path,"
 		     " dest_is_dir, created_ms, updated_ms) VALUES (?,?,0,?,?,?,?,?,?)",
-	[Q_GET] = "SELECT id, kind, state, source, destination, dest_path, dest_is_dir,"
-		  " result, reason, note, attempts, created_ms, updated_ms"
-		  " FROM task WHERE id = ?",
-	[Q_CLAIM] = "UPDATE task SET state = 1, attempts = attempts + 1, updated_ms = ?"
-		    " WHERE seq = (SELECT seq FROM task WHERE state = 0 ORDER BY seq LIMIT 1)"
-		    " RETURNING id, kind, state, source, destination, dest_path, dest_is_dir,"
-		    " result, reason, note, attempts, created_ms, updated_ms",
+	[Q_GET] = "SELECT " STORE_TASK_COLUMNS " FROM task WHERE id = ?",
+	[Q_CLAIM] = "UPDATE task SET state = 1, attempts = attempts + 1, updated_ms = ?1,"
+		    " first_started_ms = CASE WHEN first_started_ms = 0 THEN ?1"
+		    " ELSE first_started_ms END"
+		    " WHERE seq = (SELECT seq FROM task WHERE state IN (0, 2)"
+		    " AND next_attempt_ms <= ?1 ORDER BY seq LIMIT 1)"
+		    " RETURNING " STORE_TASK_COLUMNS,
 	[Q_FINISH] = "UPDATE task SET state = ?, result = ?, reason = ?, note = ?,"
 		     " updated_ms = ? WHERE id = ? AND state = 1",
 	[Q_REQUEUE] = "UPDATE task SET state = 0, updated_ms = ? WHERE id = ? AND state = 1",
-	[Q_RECOVER] = "UPDATE task SET state = 0, updated_ms = ? WHERE state IN (1, 2)",
+	[Q_RECOVER] = "UPDATE task SET state = 0, updated_ms = ? WHERE state = 1",
 	[Q_COUNT] = "SELECT count(*) FROM task WHERE state < 3",
 	[Q_PRUNE] = "DELETE FROM task WHERE state >= 3 AND updated_ms < ?",
+	[Q_RETRY] = "UPDATE task SET state = 2, next_attempt_ms = ?, reason = ?, updated_ms = ?"
+		    " WHERE id = ? AND state = 1",
+	[Q_ATTEMPT] = "INSERT OR REPLACE INTO attempt (task_id, n, started_ms, ended_ms, error)"
+		      " VALUES (?, ?, ?, ?, ?)",
+	[Q_ITEMS] = "SELECT seq, path, is_dir, size, state, sha256, error FROM item"
+		    " WHERE task_id = ? ORDER BY seq",
+	[Q_ITEMS_DEL] = "DELETE FROM item WHERE task_id = ?",
+	[Q_ITEM_ADD] = "INSERT INTO item (task_id, seq, path, is_dir, size, state, sha256, error)"
+		       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+	[Q_TOTALS] = "UPDATE task SET files_total = ?, bytes_total = ?, files_done = ?,"
+		     " bytes_done = ?, updated_ms = ? WHERE id = ?",
+	[Q_ITEM_DONE] = "UPDATE item SET state = 1, size = ?, sha256 = ?, error = NULL"
+			" WHERE task_id = ? AND seq = ?",
+	[Q_ITEM_FAILED] = "UPDATE item SET state = 2, error = ? WHERE task_id = ? AND seq = ?",
+	[Q_FILES_DONE] = "UPDATE task SET files_done = (SELECT count(*) FROM item"
+			 " WHERE task_id = ?1 AND state = 1 AND is_dir = 0), updated_ms = ?2"
+			 " WHERE id = ?1",
+	[Q_PROGRESS] = "UPDATE task SET bytes_done = ?, updated_ms = ? WHERE id = ?",
 };
 
 struct store {
@@ -218,6 +251,12 @@ static void store_read_task(sqlite3_stmt *st, struct task *t)
 	t->attempts = sqlite3_column_int(st, 10);
 	t->created_ms = sqlite3_column_int64(st, 11);
 	t->updated_ms = sqlite3_column_int64(st, 12);
+	t->next_attempt_ms = sqlite3_column_int64(st, 13);
+	t->first_started_ms = sqlite3_column_int64(st, 14);
+	t->bytes_total = sqlite3_column_int64(st, 15);
+	t->bytes_done = sqlite3_column_int64(st, 16);
+	t->files_total = sqlite3_column_int(st, 17);
+	t->files_done = sqlite3_column_int(st, 18);
 }
 
 /* Steps a statement that returns at most one task row. */
@@ -309,4 +348,165 @@ int64_t store_prune(struct store *s, int64_t before_ms)
 	if (store_step_done(s, st, "prune") < 0)
 		return -1;
 	return sqlite3_changes(s->db);
+}
+
+int store_retry(struct store *s, const char *id, int64_t next_ms, const char *reason)
+{
+	sqlite3_stmt *st = s->q[Q_RETRY];
+	sqlite3_bind_int64(st, 1, next_ms);
+	store_bind_text(st, 2, reason);
+	sqlite3_bind_int64(st, 3, util_now_ms());
+	sqlite3_bind_text(st, 4, id, -1, SQLITE_STATIC);
+	return store_step_done(s, st, "retry");
+}
+
+int store_attempt(struct store *s, const char *id, int n, int64_t started_ms, const char *error)
+{
+	sqlite3_stmt *st = s->q[Q_ATTEMPT];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, n);
+	sqlite3_bind_int64(st, 3, started_ms);
+	sqlite3_bind_int64(st, 4, util_now_ms());
+	store_bind_text(st, 5, error);
+	return store_step_done(s, st, "attempt");
+}
+
+void item_free_all(struct item *items, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(items[i].path);
+		free(items[i].sha256);
+		free(items[i].error);
+	}
+	free(items);
+}
+
+int store_items(struct store *s, const char *id, struct item **items, int *n)
+{
+	sqlite3_stmt *st = s->q[Q_ITEMS];
+	struct item *v = NULL;
+	int len = 0, cap = 0, rc;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 16;
+			struct item *nv = util_calloc((size_t)cap, sizeof *nv);
+			if (v)
+				memcpy(nv, v, (size_t)len * sizeof *nv);
+			free(v);
+			v = nv;
+		}
+		struct item *it = &v[len++];
+		it->seq = sqlite3_column_int(st, 0);
+		it->path = store_column_text(st, 1);
+		if (!it->path)
+			it->path = util_strdup("");
+		it->is_dir = sqlite3_column_int(st, 2);
+		it->size = sqlite3_column_int64(st, 3);
+		it->state = sqlite3_column_int(st, 4);
+		it->sha256 = store_column_text(st, 5);
+		it->error = store_column_text(st, 6);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store: items: %s", sqlite3_errmsg(s->db));
+		item_free_all(v, len);
+		return -1;
+	}
+	*items = v;
+	*n = len;
+	return 0;
+}
+
+int store_set_items(struct store *s, const char *id, const struct item *items, int n)
+{
+	if (store_exec(s, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	sqlite3_stmt *st = s->q[Q_ITEMS_DEL];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (store_step_done(s, st, "items") < 0)
+		goto fail;
+	int64_t bytes = 0, bytes_done = 0;
+	int files = 0, files_done = 0;
+	for (int i = 0; i < n; i++) {
+		st = s->q[Q_ITEM_ADD];
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, items[i].seq);
+		sqlite3_bind_text(st, 3, items[i].path, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 4, items[i].is_dir);
+		sqlite3_bind_int64(st, 5, items[i].size);
+		sqlite3_bind_int(st, 6, items[i].state);
+		store_bind_text(st, 7, items[i].sha256);
+		store_bind_text(st, 8, items[i].error);
+		if (store_step_done(s, st, "items") < 0)
+			goto fail;
+		if (!items[i].is_dir) {
+			files++;
+			if (items[i].size > 0)
+				bytes += items[i].size;
+			if (items[i].state == ITEM_DONE) {
+				files_done++;
+				if (items[i].size > 0)
+					bytes_done += items[i].size;
+			}
+		}
+	}
+	st = s->q[Q_TOTALS];
+	sqlite3_bind_int(st, 1, files);
+	sqlite3_bind_int64(st, 2, bytes);
+	sqlite3_bind_int(st, 3, files_done);
+	sqlite3_bind_int64(st, 4, bytes_done);
+	sqlite3_bind_int64(st, 5, util_now_ms());
+	sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+	if (store_step_done(s, st, "items") < 0 || store_exec(s, "COMMIT") < 0)
+		goto fail;
+	return 0;
+fail:
+	store_exec(s, "ROLLBACK");
+	return -1;
+}
+
+/* Recounts the finished files of a task after one item changed. */
+static int store_files_done(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = s->q[Q_FILES_DONE];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, util_now_ms());
+	return store_step_done(s, st, "files done");
+}
+
+int store_item_done(struct store *s, const char *id, int seq, int64_t size, const char *sha256)
+{
+	if (store_exec(s, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	sqlite3_stmt *st = s->q[Q_ITEM_DONE];
+	sqlite3_bind_int64(st, 1, size);
+	store_bind_text(st, 2, sha256);
+	sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, seq);
+	if (store_step_done(s, st, "item done") < 0 || store_files_done(s, id) < 0 ||
+	    store_exec(s, "COMMIT") < 0) {
+		store_exec(s, "ROLLBACK");
+		return -1;
+	}
+	return 0;
+}
+
+int store_item_failed(struct store *s, const char *id, int seq, const char *error)
+{
+	sqlite3_stmt *st = s->q[Q_ITEM_FAILED];
+	store_bind_text(st, 1, error);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, seq);
+	return store_step_done(s, st, "item failed");
+}
+
+int store_progress(struct store *s, const char *id, int64_t bytes_done)
+{
+	sqlite3_stmt *st = s->q[Q_PROGRESS];
+	sqlite3_bind_int64(st, 1, bytes_done);
+	sqlite3_bind_int64(st, 2, util_now_ms());
+	sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+	return store_step_done(s, st, "progress");
 }

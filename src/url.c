@@ -379,3 +379,19 @@ char *url_encode_path(const char *p)
 	*o = '\0';
 	return out;
 }
+
+int url_default_port(const struct url *u)
+{
+	static const struct {
+		const char *scheme;
+		int port;
+	} defaults[] = {
+		{ "ftp", 21 }, { "ftps", 21 }, { "sftp", 22 }, { "http", 80 }, { "https", 443 },
+	};
+	if (u->port)
+		return u->port;
+	for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+		if (strcmp(u->scheme, defaults[i].scheme) == 0)
+			return defaults[i].port;
+	return 0;
+}

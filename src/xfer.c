@@ -1,61 +1,993 @@
 /*
- * xfer.c - carrying out a task: picks the transfer back end from the
- * source URL scheme and the destination root. Today every path leads to the
- * local-filesystem back end (xfer_file.c); remote back ends plug in here by
- * scheme, sharing the xfer_ stem.
+ * xfer.c - carrying out a task: the orchestration of a load or a purge over
+ * two ends, a source and a destination, each either a local path
+ * (xfer_file.c) or a server reached through libcurl (xfer_curl.c).
+ *
+ * A load runs in four steps, each safe to repeat, so that a task retried
+ * after a transient error, or resumed after a crash or a shutdown,
+ * continues where it stopped:
+ *   1. plan: list the source into items (one per file or directory),
+ *      ordered directories first and manifests (.m3u8, .mpd) last, and
+ *      record them on the task; a task that has items already keeps them;
+ *   2. stage: prepare a staging area beside the final name (a hidden
+ *      ".NAME.apubid-TASKID.stage" directory, or ".NAME.apubid-TASKID.tmp"
+ *      for a single file), reusing what an earlier attempt left;
+ *   3. copy every item not yet done into the stage, resuming a partial
+ *      file, hashing every byte with SHA-256 as it streams, checking sizes;
+ *   4. commit: one rename puts the asset at its final name (an asset
+ *      already there is swapped out and removed).
+ * Nothing is ever visible at the final name before step 4.
+ *
+ * Between two servers (remote to remote) a file passes through a spool
+ * file beside the store, so memory never grows with file size and both
+ * halves can resume.
+ *
+ * Connections: one session per end for the whole task (connections are
+ * reused across the files of a package), and at most max_per_host
+ * sessions to one server across all workers; a task takes the slots of
+ * both its ends at once, so two tasks can never wait on each other.
  */
 #include "apubid.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/* Turns a validated source (file:// URL or absolute path) into a local path
- * without a trailing '/'. Returns a malloc'ed path or NULL with err set. */
-static char *xfer_local_source(const char *source, char *err, size_t errlen)
+#define XFER_PROGRESS_EVERY_MS 1000
+#define XFER_MAX_HOSTS 256
+
+/* ---- per-host connection slots --------------------------------------- */
+
+static pthread_mutex_t xfer_hosts_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t xfer_hosts_cond = PTHREAD_COND_INITIALIZER;
+static struct {
+	char *key;
+	int used;
+} xfer_hosts[XFER_MAX_HOSTS];
+
+static int xfer_host_index(const char *key, int create)
 {
-	char *path;
-	if (url_is_absolute(source)) {
-		struct url u;
-		if (url_parse(source, &u, err, errlen) < 0)
-			return NULL;
-		if (strcmp(u.scheme, "file") != 0) {
-			snprintf(err, errlen, "unsupported source scheme '%s'", u.scheme);
-			url_free(&u);
-			return NULL;
-		}
-		path = util_strdup(u.path);
-		url_free(&u);
-	} else {
-		path = util_strdup(source);
+	int free_slot = -1;
+	for (int i = 0; i < XFER_MAX_HOSTS; i++) {
+		if (xfer_hosts[i].key && strcmp(xfer_hosts[i].key, key) == 0)
+			return i;
+		if (free_slot < 0 && (!xfer_hosts[i].key || xfer_hosts[i].used == 0))
+			free_slot = i;
 	}
-	size_t n = strlen(path);
-	while (n > 1 && path[n - 1] == '/')
-		path[--n] = '\0';
-	return path;
+	if (!create || free_slot < 0)
+		return -1;
+	free(xfer_hosts[free_slot].key);
+	xfer_hosts[free_slot].key = util_strdup(key);
+	xfer_hosts[free_slot].used = 0;
+	return free_slot;
 }
 
-int xfer_load(const struct config *c, const struct task *t, volatile sig_atomic_t *stop,
-	      char *err, size_t errlen)
+/* Takes one slot for each key (NULL keys are local ends), all or none,
+ * waiting while any server is at its limit. Returns -1 when *stop. */
+static int xfer_hosts_acquire(const char *a, const char *b, int limit,
+			      volatile sig_atomic_t *stop)
 {
-	if (!c->dest_root_path) {
-		snprintf(err, errlen, "destination root %s is not a local directory", c->dest_root);
-		return XFER_FAILED;
+	int need_a = a != NULL, need_b = b != NULL, same = a && b && strcmp(a, b) == 0;
+	pthread_mutex_lock(&xfer_hosts_lock);
+	for (;;) {
+		int ia = need_a ? xfer_host_index(a, 1) : -1;
+		int ib = need_b ? xfer_host_index(b, 1) : -1;
+		int ok = (ia < 0 && need_a) || (ib < 0 && need_b) ? 0 : 1;
+		if (ok && same)
+			ok = xfer_hosts[ia].used + 2 <= limit || limit < 2;
+		else if (ok)
+			ok = (!need_a || xfer_hosts[ia].used < limit) &&
+			     (!need_b || xfer_hosts[ib].used < limit);
+		if (ok) {
+			if (need_a)
+				xfer_hosts[ia].used++;
+			if (need_b)
+				xfer_hosts[ib].used++;
+			pthread_mutex_unlock(&xfer_hosts_lock);
+			return 0;
+		}
+		if (*stop) {
+			pthread_mutex_unlock(&xfer_hosts_lock);
+			return -1;
+		}
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&xfer_hosts_cond, &xfer_hosts_lock, &until);
 	}
-	char *src = xfer_local_source(t->source, err, errlen);
-	if (!src)
-		return XFER_FAILED;
-	int rc = xfer_file_load(src, c->dest_root_path, t->dest_path, t->id, stop, err, errlen);
+}
+
+static void xfer_hosts_release(const char *a, const char *b)
+{
+	pthread_mutex_lock(&xfer_hosts_lock);
+	const char *keys[2] = { a, b };
+	for (int k = 0; k < 2; k++) {
+		int i = keys[k] ? xfer_host_index(keys[k], 0) : -1;
+		if (i >= 0 && xfer_hosts[i].used > 0)
+			xfer_hosts[i].used--;
+	}
+	pthread_cond_broadcast(&xfer_hosts_cond);
+	pthread_mutex_unlock(&xfer_hosts_lock);
+}
+
+/* ---- the two ends ----------------------------------------------------- */
+
+struct xfer_end {
+	int remote;
+	char *path;    /* local path, or raw server path (no trailing '/') */
+	char *session; /* scheme://user:password@host:port/ (remote) */
+	char *show;    /* the session or path, credentials masked, for messages */
+	char *key;     /* scheme://host:port, for the per-host limit */
+	char *scheme;
+	struct xfer_curl *x;
+};
+
+static void xfer_end_free(struct xfer_end *e)
+{
+	if (e->x)
+		xfer_curl_close(e->x);
+	free(e->path);
+	free(e->session);
+	free(e->show);
+	free(e->key);
+	free(e->scheme);
+	memset(e, 0, sizeof *e);
+}
+
+/* Percent-encodes userinfo: everything outside RFC 3986's unreserved set. */
+static char *xfer_encode_userinfo(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = util_malloc(strlen(s) * 3 + 1), *o = out;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch)) {
+			*o++ = (char)ch;
+		} else {
+			*o++ = '%';
+			*o++ = hex[ch >> 4];
+			*o++ = hex[ch & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The user and password for a server: the URL's own, else the first
+ * [credentials] entry for the same scheme, host and port. */
+static void xfer_find_credentials(const struct config *c, const struct url *u, char **user,
+				  char **password)
+{
+	*user = util_strdup(u->user);
+	*password = util_strdup(u->password);
+	if (u->user)
+		return;
+	int port = url_default_port(u);
+	for (int i = 0; i < c->ncredentials; i++) {
+		struct url k;
+		if (url_parse(c->credentials[i], &k, NULL, 0) < 0)
+			continue;
+		int kport = url_default_port(&k);
+		if (strcmp(k.scheme, u->scheme) == 0 && strcasecmp(k.host, u->host) == 0 &&
+		    kport == port && k.user) {
+			*user = util_strdup(k.user);
+			*password = util_strdup(k.password);
+			url_free(&k);
+			return;
+		}
+		url_free(&k);
+	}
+}
+
+/* Fills a remote end from a parsed URL. */
+static void xfer_end_remote(const struct config *c, struct xfer_end *e, const struct url *u)
+{
+	char *user, *password;
+	xfer_find_credentials(c, u, &user, &password);
+	int port = url_default_port(u);
+	int v6 = strchr(u->host, ':') != NULL;
+	char *auth = NULL;
+	if (user) {
+		char *eu = xfer_encode_userinfo(user);
+		char *ep = password ? xfer_encode_userinfo(password) : NULL;
+		auth = util_printf("%s%s%s@", eu, ep ? ":" : "", ep ? ep : "");
+		free(eu);
+		free(ep);
+	}
+	e->remote = 1;
+	e->scheme = util_strdup(u->scheme);
+	e->session = util_printf("%s://%s%s%s%s:%d/", u->scheme, auth ? auth : "", v6 ? "[" : "",
+				 u->host, v6 ? "]" : "", port);
+	e->key = util_printf("%s://%s%s%s:%d", u->scheme, v6 ? "[" : "", u->host, v6 ? "]" : "",
+			     port);
+	e->show = url_mask(e->session);
+	size_t n = strlen(e->show);
+	if (n > 0 && e->show[n - 1] == '/')
+		e->show[n - 1] = '\0';
+	free(auth);
+	free(user);
+	free(password);
+}
+
+static void xfer_strip_slashes(char *p)
+{
+	size_t n = strlen(p);
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = '\0';
+}
+
+/* The source end of a load. */
+static int xfer_source_end(const struct config *c, const char *source, struct xfer_end *e,
+			   char *err, size_t errlen)
+{
+	memset(e, 0, sizeof *e);
+	if (!url_is_absolute(source)) {
+		e->path = util_strdup(source);
+	} else {
+		struct url u;
+		if (url_parse(source, &u, err, errlen) < 0)
+			return -1;
+		if (strcmp(u.scheme, "file") == 0) {
+			e->path = util_strdup(u.path);
+		} else {
+			xfer_end_remote(c, e, &u);
+			e->path = util_strdup(u.path);
+		}
+		url_free(&u);
+	}
+	xfer_strip_slashes(e->path);
+	if (!e->remote)
+		e->show = util_strdup(e->path);
+	return 0;
+}
+
+/* The destination end: the root, local or remote; e->path is the root's
+ * local path or its server path, without a trailing '/'. */
+static int xfer_dest_end(const struct config *c, struct xfer_end *e, char *err, size_t errlen)
+{
+	memset(e, 0, sizeof *e);
+	if (c->dest_root_path) {
+		e->path = util_strdup(c->dest_root_path);
+		e->show = util_strdup(c->dest_root_path);
+		return 0;
+	}
+	struct url u;
+	if (url_parse(c->dest_root_auth ? c->dest_root_auth : c->dest_root, &u, err, errlen) < 0)
+		return -1;
+	xfer_end_remote(c, e, &u);
+	e->path = util_strdup(u.path);
+	xfer_strip_slashes(e->path);
+	url_free(&u);
+	return 0;
+}
+
+static int xfer_end_open(const struct config *c, struct xfer_end *e, volatile sig_atomic_t *stop,
+			 char *err, size_t errlen)
+{
+	if (!e->remote || e->x)
+		return XS_OK;
+	struct xfer_curl_opts o = {
+		.ca_file = c->ca_file,
+		.ssh_private_key = c->ssh_private_key,
+		.ssh_public_key = c->ssh_public_key,
+		.ssh_known_hosts = c->ssh_known_hosts,
+		.connect_timeout = c->connect_timeout,
+		.stall_timeout = c->stall_timeout,
+		.stop = stop,
+	};
+	e->x = xfer_curl_open(e->session, &o, err, errlen);
+	return e->x ? XS_OK : XS_PERMANENT;
+}
+
+/* "/a/b" + "c/d" -> "/a/b/c/d"; an empty part adds nothing. */
+static char *xfer_join(const char *a, const char *b)
+{
+	if (!*b)
+		return util_strdup(a);
+	if (!*a || strcmp(a, "/") == 0)
+		return util_printf("/%s", b);
+	return util_printf("%s/%s", a, b);
+}
+
+/* ---- the job ----------------------------------------------------------- */
+
+struct xfer_job {
+	const struct config *c;
+	struct store *s;
+	const struct task *t;
+	volatile sig_atomic_t *stop;
+	struct xfer_end src, dst;
+	struct item *items;
+	int nitems;
+	/* Destination paths (remote: server paths; local: relative to the stage). */
+	char *final;    /* the asset's final server path (remote) */
+	char *stage;    /* stage directory or temporary file (remote) */
+	struct xfer_file_stage *lstage; /* local destination */
+	char *spool;    /* spool directory for remote-to-remote */
+	/* Progress. */
+	int64_t bytes_base; /* bytes of items done */
+	int64_t bytes_cur;  /* bytes of the current item */
+	int64_t last_progress;
+	EVP_MD_CTX *md;
+	char *err;
+	size_t errlen;
+};
+
+static int xfer_is_manifest(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	return dot && (strcasecmp(dot, ".m3u8") == 0 || strcasecmp(dot, ".mpd") == 0 ||
+		       strcasecmp(dot, ".m3u") == 0 || strcasecmp(dot, ".ism") == 0);
+}
+
+static int xfer_depth(const char *path)
+{
+	int d = 0;
+	for (; *path; path++)
+		d += *path == '/';
+	return d;
+}
+
+/* Transfer order: directories (shallow first), then media files, then
+ * manifests, deepest first, so a player never finds a manifest whose
+ * segments or variant playlists are not there yet. */
+static int xfer_item_rank(const struct item *it)
+{
+	return it->is_dir ? 0 : xfer_is_manifest(it->path) ? 2 : 1;
+}
+
+static int xfer_item_cmp(const void *pa, const void *pb)
+{
+	const struct item *a = pa, *b = pb;
+	int ra = xfer_item_rank(a), rb = xfer_item_rank(b);
+	if (ra != rb)
+		return ra - rb;
+	int da = xfer_depth(a->path), db = xfer_depth(b->path);
+	if (ra == 0 && da != db)
+		return da - db;
+	if (ra == 2 && da != db)
+		return db - da;
+	return strcmp(a->path, b->path);
+}
+
+static void xfer_add_item(struct item **v, int *n, int *cap, const char *path, int is_dir,
+			  int64_t size)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		struct item *nv = util_calloc((size_t)*cap, sizeof *nv);
+		if (*v)
+			memcpy(nv, *v, (size_t)*n * sizeof *nv);
+		free(*v);
+		*v = nv;
+	}
+	struct item *it = &(*v)[(*n)++];
+	memset(it, 0, sizeof *it);
+	it->path = util_strdup(path);
+	it->is_dir = is_dir;
+	it->size = size;
+}
+
+/* Lists a remote directory tree, breadth first. */
+static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *cap)
+{
+	char **queue = util_calloc(1, sizeof *queue);
+	int qlen = 1, qhead = 0, rc = XS_OK;
+	queue[0] = util_strdup("");
+	while (qhead < qlen && rc == XS_OK) {
+		char *rel = queue[qhead++];
+		char *abs = xfer_join(j->src.path, rel);
+		char *dir = util_printf("%s/", abs);
+		struct xfer_entry *e = NULL;
+		int ne = 0;
+		rc = xfer_curl_list(j->src.x, dir, &e, &ne, j->err, j->errlen);
+		for (int i = 0; rc == XS_OK && i < ne; i++) {
+			char *path = *rel ? util_printf("%s/%s", rel, e[i].name) : util_strdup(e[i].name);
+			xfer_add_item(v, n, cap, path, e[i].is_dir, e[i].is_dir ? -1 : e[i].size);
+			if (e[i].is_dir) {
+				queue = realloc(queue, (size_t)(qlen + 1) * sizeof *queue);
+				if (!queue)
+					abort();
+				queue[qlen++] = util_strdup(path);
+			}
+			free(path);
+		}
+		xfer_curl_free_entries(e, ne);
+		free(abs);
+		free(dir);
+	}
+	for (int i = 0; i < qlen; i++)
+		free(queue[i]);
+	free(queue);
+	return rc;
+}
+
+/* Step 1: the items of the task, from the store or from a fresh listing. */
+static int xfer_plan(struct xfer_job *j)
+{
+	if (store_items(j->s, j->t->id, &j->items, &j->nitems) < 0) {
+		snprintf(j->err, j->errlen, "internal error: the task's items cannot be read");
+		return XS_TRANSIENT;
+	}
+	if (j->nitems > 0)
+		return XS_OK;
+	struct item *v = NULL;
+	int n = 0, cap = 0, rc = XS_OK;
+	if (!j->src.remote) {
+		struct xfer_file_item *fi = NULL;
+		int nf = 0;
+		if (xfer_file_list(j->src.path, &fi, &nf, j->err, j->errlen) < 0)
+			return access(j->src.path, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
+		for (int i = 0; i < nf; i++)
+			xfer_add_item(&v, &n, &cap, fi[i].path, fi[i].is_dir, fi[i].size);
+		xfer_file_free_items(fi, nf);
+	} else if (j->t->dest_is_dir) {
+		rc = xfer_list_remote(j, &v, &n, &cap);
+	} else {
+		int is_dir = 0;
+		int64_t size = -1;
+		rc = xfer_curl_stat(j->src.x, j->src.path, &is_dir, &size, j->err, j->errlen);
+		if (rc == XS_OK && is_dir) {
+			snprintf(j->err, j->errlen,
+				 "source %s%s is a directory: name it with a trailing '/'", j->src.show,
+				 j->src.path);
+			rc = XS_PERMANENT;
+		}
+		if (rc == XS_OK)
+			xfer_add_item(&v, &n, &cap, "", 0, size);
+	}
+	if (rc != XS_OK) {
+		item_free_all(v, n);
+		return rc;
+	}
+	qsort(v, (size_t)n, sizeof *v, xfer_item_cmp);
+	for (int i = 0; i < n; i++)
+		v[i].seq = i;
+	if (store_set_items(j->s, j->t->id, v, n) < 0) {
+		item_free_all(v, n);
+		snprintf(j->err, j->errlen, "internal error: the task's items cannot be recorded");
+		return XS_TRANSIENT;
+	}
+	j->items = v;
+	j->nitems = n;
+	return XS_OK;
+}
+
+/* The hidden names beside the final one: ".NAME.apubid-TASKID.SUFFIX". */
+static char *xfer_side_name(const char *final, const char *taskid, const char *suffix)
+{
+	const char *slash = strrchr(final, '/');
+	size_t dirlen = slash ? (size_t)(slash - final) + 1 : 0;
+	return util_printf("%.*s.%s.apubid-%s.%s", (int)dirlen, final, final + dirlen, taskid,
+			   suffix);
+}
+
+/* When the stage an earlier attempt filled is not there any more (it was
+ * committed just before a crash, or lost), every item is done again: the
+ * store must not claim files the stage does not hold. */
+static int xfer_forget_done(struct xfer_job *j)
+{
+	int any = 0;
+	for (int i = 0; i < j->nitems; i++) {
+		any |= j->items[i].state != ITEM_PENDING;
+		j->items[i].state = ITEM_PENDING;
+	}
+	if (any && store_set_items(j->s, j->t->id, j->items, j->nitems) < 0) {
+		snprintf(j->err, j->errlen, "internal error: the task's items cannot be recorded");
+		return XS_TRANSIENT;
+	}
+	return XS_OK;
+}
+
+/* Step 2: the staging area. */
+static int xfer_stage(struct xfer_job *j)
+{
+	int is_dir = j->t->dest_is_dir;
+	if (!j->dst.remote) {
+		if (xfer_file_stage_open(j->dst.path, j->t->dest_path, j->t->id, is_dir, 1,
+					 &j->lstage, j->err, j->errlen) < 0)
+			return XS_PERMANENT;
+		return xfer_file_stage_found(j->lstage) ? XS_OK : xfer_forget_done(j);
+	}
+	j->final = xfer_join(j->dst.path, j->t->dest_path);
+	j->stage = xfer_side_name(j->final, j->t->id, is_dir ? "stage" : "tmp");
+	/* Parent directories below the root, one level at a time. */
+	const char *rel = j->t->dest_path;
+	for (const char *p = strchr(rel, '/'); p; p = strchr(p + 1, '/')) {
+		char *part = util_strndup(rel, (size_t)(p - rel));
+		char *dir = xfer_join(j->dst.path, part);
+		char *d = util_printf("%s/", dir);
+		int rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		free(part);
+		free(dir);
+		free(d);
+		if (rc != XS_OK)
+			return rc;
+	}
+	int found_dir = 0, rc;
+	int64_t size;
+	rc = xfer_curl_stat(j->dst.x, j->stage, &found_dir, &size, j->err, j->errlen);
+	if (rc == XS_NOTFOUND || (rc == XS_OK && found_dir != is_dir)) {
+		if (rc == XS_OK)
+			xfer_curl_remove(j->dst.x, j->stage, found_dir, j->err, j->errlen);
+		if ((rc = xfer_forget_done(j)) != XS_OK)
+			return rc;
+	} else if (rc != XS_OK) {
+		return rc;
+	}
+	if (is_dir) {
+		char *d = util_printf("%s/", j->stage);
+		rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		free(d);
+		return rc;
+	}
+	return XS_OK;
+}
+
+/* Counts and hashes every byte that passes; writes progress now and then. */
+static int xfer_on_data(void *arg, const char *buf, size_t n)
+{
+	struct xfer_job *j = arg;
+	EVP_DigestUpdate(j->md, buf, n);
+	j->bytes_cur += (int64_t)n;
+	int64_t now = util_mono_ms();
+	if (now - j->last_progress >= XFER_PROGRESS_EVERY_MS) {
+		j->last_progress = now;
+		store_progress(j->s, j->t->id, j->bytes_base + j->bytes_cur);
+	}
+	return 0;
+}
+
+/* Hashes bytes [0, len) of fd into the job's digest (a resumed file's
+ * first part, transferred by an earlier attempt). */
+static int xfer_hash_prefix(struct xfer_job *j, int fd, int64_t len)
+{
+	static const size_t bufsize = 1 << 20;
+	char *buf = util_malloc(bufsize);
+	int64_t off = 0;
+	int rc = 0;
+	while (off < len) {
+		size_t want = (size_t)(len - off) < bufsize ? (size_t)(len - off) : bufsize;
+		ssize_t got = pread(fd, buf, want, off);
+		if (got <= 0) {
+			snprintf(j->err, j->errlen, "cannot read back a partial file: %s",
+				 got < 0 ? strerror(errno) : "unexpected end of file");
+			rc = -1;
+			break;
+		}
+		EVP_DigestUpdate(j->md, buf, (size_t)got);
+		off += got;
+	}
+	free(buf);
+	return rc;
+}
+
+static void xfer_digest_hex(struct xfer_job *j, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	EVP_DigestFinal_ex(j->md, md, &len);
+	for (unsigned int i = 0; i < len && i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Prefixes err with the file it concerns. */
+static void xfer_blame(struct xfer_job *j, const struct item *it)
+{
+	char *msg = util_strdup(j->err);
+	if (*it->path)
+		snprintf(j->err, j->errlen, "file %s: %s", it->path, msg);
+	free(msg);
+}
+
+static int xfer_size_check(struct xfer_job *j, int64_t got, int64_t want, const char *where)
+{
+	if (want >= 0 && got != want) {
+		snprintf(j->err, j->errlen, "short transfer to %s: %lld of %lld bytes", where,
+			 (long long)got, (long long)want);
+		return XS_TRANSIENT;
+	}
+	return XS_OK;
+}
+
+/* Copies one file into a local stage, from a local or remote source. */
+static int xfer_item_to_local(struct xfer_job *j, const struct item *it, int64_t *size_out)
+{
+	int out = -1, in = -1, rc;
+	int64_t have = 0, size = it->size;
+	if (xfer_file_stage_file(j->lstage, it->path, &out, &have, j->err, j->errlen) < 0)
+		return XS_PERMANENT;
+	char *src = xfer_join(j->src.path, it->path);
+	if (!j->src.remote) {
+		if (xfer_file_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
+			rc = access(src, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
+			goto out;
+		}
+	}
+	if (size >= 0 && have > size)
+		have = 0;
+	if (have == 0 && xfer_file_stage_truncate(out, 0, j->err, j->errlen) < 0) {
+		rc = XS_PERMANENT;
+		goto out;
+	}
+	if (lseek(out, have, SEEK_SET) < 0 || xfer_hash_prefix(j, out, have) < 0) {
+		rc = XS_PERMANENT;
+		goto out;
+	}
+	j->bytes_cur = have;
+	if (!j->src.remote) {
+		int r = xfer_file_copy(in, have, out, have, size - have, xfer_on_data, j, j->stop,
+				       j->err, j->errlen);
+		rc = r == XFER_OK ? XS_OK : r == XFER_STOPPED ? XS_STOPPED : XS_PERMANENT;
+	} else {
+		rc = xfer_curl_get(j->src.x, src, out, have, xfer_on_data, j, j->err, j->errlen);
+	}
+	if (rc == XS_OK) {
+		struct stat st;
+		if (fstat(out, &st) < 0) {
+			snprintf(j->err, j->errlen, "cannot check the size of %s: %s",
+				 *it->path ? it->path : j->t->dest_path, strerror(errno));
+			rc = XS_PERMANENT;
+		} else {
+			rc = xfer_size_check(j, st.st_size, size, "the destination");
+			*size_out = st.st_size;
+		}
+	}
+	if (rc == XS_OK && xfer_file_stage_done_file(j->lstage, out, j->err, j->errlen) < 0)
+		rc = XS_PERMANENT;
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
 	free(src);
 	return rc;
 }
 
-int xfer_purge(const struct config *c, const struct task *t, char **note, char *err,
-	       size_t errlen)
+/* Uploads `size` bytes of local fd `in` to server path `target`, resuming
+ * an earlier partial upload where the protocol allows. */
+static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *target)
 {
-	if (!c->dest_root_path) {
-		snprintf(err, errlen, "destination root %s is not a local directory", c->dest_root);
+	int64_t have = 0;
+	int resumable = strcmp(j->dst.scheme, "http") != 0 && strcmp(j->dst.scheme, "https") != 0;
+	if (resumable) {
+		int64_t rsize = 0;
+		if (xfer_curl_size(j->dst.x, target, &rsize, j->err, j->errlen) == XS_OK &&
+		    rsize > 0 && rsize <= size)
+			have = rsize;
+	}
+	if (xfer_hash_prefix(j, in, have) < 0)
+		return XS_PERMANENT;
+	j->bytes_cur = have;
+	int rc = xfer_curl_put(j->dst.x, target, in, have, size, xfer_on_data, j, j->err,
+			       j->errlen);
+	if (rc != XS_OK)
+		return rc;
+	int64_t rsize = -1;
+	rc = xfer_curl_size(j->dst.x, target, &rsize, j->err, j->errlen);
+	if (rc == XS_NOTFOUND)
+		rc = XS_TRANSIENT;
+	if (rc != XS_OK)
+		return rc;
+	return xfer_size_check(j, rsize, size, j->dst.show);
+}
+
+/* Copies one file to a remote stage, from a local source, or from a
+ * remote one through a spool file. */
+static int xfer_item_to_remote(struct xfer_job *j, const struct item *it, int64_t *size_out)
+{
+	char *target = xfer_join(j->stage, it->path);
+	int in = -1, rc;
+	int64_t size = it->size;
+	char *spool = NULL;
+	if (!j->src.remote) {
+		if (xfer_file_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
+			char *src = xfer_join(j->src.path, it->path);
+			rc = access(src, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
+			free(src);
+			goto out;
+		}
+	} else {
+		/* Download into the spool (resuming), then upload from it. */
+		spool = util_printf("%s/%d", j->spool, it->seq);
+		in = open(spool, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		struct stat st;
+		if (in < 0 || fstat(in, &st) < 0) {
+			snprintf(j->err, j->errlen, "cannot open spool file %s: %s", spool,
+				 strerror(errno));
+			rc = XS_PERMANENT;
+			goto out;
+		}
+		int64_t have = size >= 0 && st.st_size > size ? 0 : st.st_size;
+		if (have == 0 && ftruncate(in, 0) < 0) {
+			rc = XS_PERMANENT;
+			goto out;
+		}
+		EVP_MD_CTX *keep = j->md;
+		j->md = EVP_MD_CTX_new();
+		EVP_DigestInit_ex(j->md, EVP_sha256(), NULL);
+		char *src = xfer_join(j->src.path, it->path);
+		rc = lseek(in, have, SEEK_SET) < 0 ? XS_PERMANENT
+		     : xfer_curl_get(j->src.x, src, in, have, xfer_on_data, j, j->err, j->errlen);
+		free(src);
+		EVP_MD_CTX_free(j->md);
+		j->md = keep;
+		if (rc == XS_OK && fstat(in, &st) == 0)
+			rc = xfer_size_check(j, st.st_size, size, "the spool");
+		if (rc != XS_OK)
+			goto out;
+		size = st.st_size;
+		j->bytes_cur = 0;
+	}
+	rc = xfer_upload(j, in, size, target);
+	if (rc == XS_OK)
+		*size_out = size;
+out:
+	if (in >= 0)
+		close(in);
+	if (rc == XS_OK && spool)
+		unlink(spool);
+	free(spool);
+	free(target);
+	return rc;
+}
+
+/* Step 3 for one item. */
+static int xfer_item(struct xfer_job *j, struct item *it)
+{
+	if (it->is_dir) {
+		if (!j->dst.remote)
+			return xfer_file_stage_mkdir(j->lstage, it->path, j->err, j->errlen) < 0
+				       ? XS_PERMANENT
+				       : XS_OK;
+		char *dir = xfer_join(j->stage, it->path);
+		char *d = util_printf("%s/", dir);
+		int rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		free(dir);
+		free(d);
+		return rc;
+	}
+	j->md = EVP_MD_CTX_new();
+	if (!j->md || !EVP_DigestInit_ex(j->md, EVP_sha256(), NULL)) {
+		snprintf(j->err, j->errlen, "internal error: SHA-256 is not available");
+		EVP_MD_CTX_free(j->md);
+		j->md = NULL;
+		return XS_PERMANENT;
+	}
+	int64_t size = 0;
+	j->bytes_cur = 0;
+	int rc = j->dst.remote ? xfer_item_to_remote(j, it, &size) : xfer_item_to_local(j, it, &size);
+	if (rc == XS_OK) {
+		char hex[65] = "";
+		xfer_digest_hex(j, hex);
+		if (store_item_done(j->s, j->t->id, it->seq, size, hex) < 0) {
+			snprintf(j->err, j->errlen, "internal error: the item cannot be recorded");
+			rc = XS_TRANSIENT;
+		} else {
+			it->state = ITEM_DONE;
+			j->bytes_base += size;
+			j->bytes_cur = 0;
+		}
+	}
+	EVP_MD_CTX_free(j->md);
+	j->md = NULL;
+	return rc;
+}
+
+/* Step 4: the asset goes in place. */
+static int xfer_commit(struct xfer_job *j, char **note)
+{
+	if (!j->dst.remote)
+		return xfer_file_stage_commit(j->lstage, j->err, j->errlen) < 0 ? XS_PERMANENT
+										 : XS_OK;
+	if (!j->t->dest_is_dir)
+		return xfer_curl_rename(j->dst.x, j->stage, j->final, j->err, j->errlen);
+	/* A directory cannot be renamed over another: the old package steps
+	 * aside, the new one takes its name, the old one is removed. */
+	char *old = xfer_side_name(j->final, j->t->id, "old");
+	int is_dir = 0, rc;
+	int64_t size;
+	rc = xfer_curl_stat(j->dst.x, j->final, &is_dir, &size, j->err, j->errlen);
+	if (rc == XS_OK) {
+		int old_dir;
+		if (xfer_curl_stat(j->dst.x, old, &old_dir, &size, j->err, j->errlen) == XS_OK)
+			xfer_curl_remove(j->dst.x, old, old_dir, j->err, j->errlen);
+		rc = xfer_curl_rename(j->dst.x, j->final, old, j->err, j->errlen);
+	} else if (rc == XS_NOTFOUND) {
+		rc = XS_OK;
+		is_dir = -1;
+	}
+	if (rc == XS_OK)
+		rc = xfer_curl_rename(j->dst.x, j->stage, j->final, j->err, j->errlen);
+	if (rc == XS_OK && is_dir >= 0) {
+		char e[512];
+		if (xfer_curl_remove(j->dst.x, old, is_dir, e, sizeof e) != XS_OK) {
+			*note = util_printf("the replaced asset could not be removed entirely: %s", e);
+			log_warn("task %s: %s", j->t->id, *note);
+		}
+	}
+	free(old);
+	return rc;
+}
+
+static int xfer_verdict(int xs)
+{
+	switch (xs) {
+	case XS_OK:
+		return XFER_OK;
+	case XS_TRANSIENT:
+		return XFER_RETRY;
+	case XS_STOPPED:
+		return XFER_STOPPED;
+	default:
 		return XFER_FAILED;
 	}
-	return xfer_file_purge(c->dest_root_path, t->dest_path, t->id, note, err, errlen);
+}
+
+int xfer_load(const struct config *c, struct store *s, const struct task *t,
+	      volatile sig_atomic_t *stop, char *err, size_t errlen)
+{
+	struct xfer_job j = { .c = c, .s = s, .t = t, .stop = stop, .err = err, .errlen = errlen };
+	int rc, held = 0;
+	char *note = NULL;
+	*err = '\0';
+	if (xfer_source_end(c, t->source, &j.src, err, errlen) < 0 ||
+	    xfer_dest_end(c, &j.dst, err, errlen) < 0) {
+		rc = XS_PERMANENT;
+		goto out;
+	}
+	if (xfer_hosts_acquire(j.src.key, j.dst.key, c->max_per_host, stop) < 0) {
+		rc = XS_STOPPED;
+		goto out;
+	}
+	held = 1;
+	if ((rc = xfer_end_open(c, &j.src, stop, err, errlen)) != XS_OK ||
+	    (rc = xfer_end_open(c, &j.dst, stop, err, errlen)) != XS_OK)
+		goto out;
+	if (j.src.remote && j.dst.remote) {
+		char *dir = util_strdup(c->store_path);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+		j.spool = util_printf("%s/spool-%s", slash ? dir : ".", t->id);
+		free(dir);
+		if (mkdir(j.spool, 0700) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "cannot create spool directory %s: %s", j.spool,
+				 strerror(errno));
+			rc = XS_PERMANENT;
+			goto out;
+		}
+	}
+	rc = xfer_plan(&j);
+	if (rc == XS_NOTFOUND) {
+		if (strncmp(err, "source asset does not exist", 27) != 0) {
+			char *m = util_printf("source asset does not exist: %s", err);
+			snprintf(err, errlen, "%s", m);
+			free(m);
+		}
+		rc = XS_PERMANENT;
+	}
+	if (rc != XS_OK || (rc = xfer_stage(&j)) != XS_OK)
+		goto out;
+	for (int i = 0; i < j.nitems; i++)
+		if (j.items[i].state == ITEM_DONE && j.items[i].size > 0)
+			j.bytes_base += j.items[i].size;
+	for (int i = 0; i < j.nitems && rc == XS_OK; i++) {
+		struct item *it = &j.items[i];
+		if (it->state == ITEM_DONE)
+			continue;
+		if (*stop) {
+			rc = XS_STOPPED;
+			break;
+		}
+		rc = xfer_item(&j, it);
+		if (rc != XS_OK && rc != XS_STOPPED) {
+			if (rc == XS_NOTFOUND)
+				rc = XS_PERMANENT;
+			xfer_blame(&j, it);
+			store_item_failed(s, t->id, it->seq, err);
+		}
+	}
+	if (rc == XS_OK)
+		rc = xfer_commit(&j, &note);
+	if (rc == XS_OK)
+		store_progress(s, t->id, j.bytes_base);
+	if (rc == XS_OK && note)
+		log_info("task %s: %s", t->id, note);
+out:
+	if (rc == XS_PERMANENT && j.lstage)
+		xfer_file_stage_discard(j.lstage);
+	else if (j.lstage)
+		xfer_file_stage_close(j.lstage);
+	if (rc == XS_PERMANENT && j.dst.remote && j.stage && j.dst.x) {
+		char e[256];
+		xfer_curl_remove(j.dst.x, j.stage, t->dest_is_dir, e, sizeof e);
+	}
+	if (j.spool && (rc == XS_OK || rc == XS_PERMANENT)) {
+		for (int i = 0; i < j.nitems; i++) {
+			char *f = util_printf("%s/%d", j.spool, j.items[i].seq);
+			unlink(f);
+			free(f);
+		}
+		rmdir(j.spool);
+	}
+	if (held)
+		xfer_hosts_release(j.src.key, j.dst.key);
+	item_free_all(j.items, j.nitems);
+	xfer_end_free(&j.src);
+	xfer_end_free(&j.dst);
+	free(j.final);
+	free(j.stage);
+	free(j.spool);
+	free(note);
+	return xfer_verdict(rc);
+}
+
+int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic_t *stop,
+	       char **note, char *err, size_t errlen)
+{
+	struct xfer_end dst;
+	*err = '\0';
+	if (xfer_dest_end(c, &dst, err, errlen) < 0)
+		return XFER_FAILED;
+	if (!dst.remote) {
+		int rc = xfer_file_purge(dst.path, t->dest_path, t->id, note, err, errlen);
+		xfer_end_free(&dst);
+		return rc;
+	}
+	int rc;
+	if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, stop) < 0) {
+		xfer_end_free(&dst);
+		return XFER_STOPPED;
+	}
+	char *final = xfer_join(dst.path, t->dest_path);
+	char *aside = NULL;
+	int is_dir = 0;
+	int64_t size;
+	if ((rc = xfer_end_open(c, &dst, stop, err, errlen)) != XS_OK)
+		goto out;
+	rc = xfer_curl_stat(dst.x, final, &is_dir, &size, err, errlen);
+	if (rc == XS_NOTFOUND) {
+		*note = util_printf("nothing to purge: %s was not there", t->dest_path);
+		rc = XS_OK;
+		goto out;
+	}
+	if (rc != XS_OK)
+		goto out;
+	if (!is_dir) {
+		rc = xfer_curl_remove(dst.x, final, 0, err, errlen);
+		if (rc == XS_NOTFOUND) {
+			*note = util_printf("nothing to purge: %s was not there", t->dest_path);
+			rc = XS_OK;
+		}
+		goto out;
+	}
+	/* A directory vanishes at once under a hidden name, then is removed. */
+	aside = xfer_side_name(final, t->id, "purge");
+	rc = xfer_curl_rename(dst.x, final, aside, err, errlen);
+	if (rc == XS_OK || rc == XS_NOTFOUND) {
+		int r = xfer_curl_remove(dst.x, aside, 1, err, errlen);
+		if (r != XS_OK && r != XS_NOTFOUND && rc == XS_OK)
+			*note = util_printf("%s was removed, but some of its files could not be "
+					    "deleted: %s", t->dest_path, err);
+		rc = XS_OK;
+	}
+out:
+	xfer_hosts_release(dst.key, NULL);
+	free(final);
+	free(aside);
+	xfer_end_free(&dst);
+	return xfer_verdict(rc);
 }

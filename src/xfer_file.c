@@ -1,7 +1,10 @@
 /*
- * xfer_file.c - the local-filesystem transfer backend: publishes a local
- * file or directory tree into the destination root, and purges an asset
- * from it.
+ * xfer_file.c - the local-filesystem side of transfers: listing and reading
+ * a local source, assembling an asset below the local destination root
+ * ("a stage") and putting it in place, copying between local files, and
+ * purging an asset from the root. xfer_file_load is these pieces run in a
+ * row for a local source and a local root; xfer.c runs the same pieces
+ * with a remote end on one side.
  *
  * Invariants this file keeps:
  *
@@ -9,23 +12,33 @@
  *   opened once, and every path below it is reached by walking the relative
  *   path one component at a time with openat(O_NOFOLLOW | O_DIRECTORY). A
  *   symbolic link anywhere on the way fails the task; a symbolic link at the
- *   final name is replaced or unlinked itself, never followed. Recursive
- *   removal (xfer_file_rmtree) follows the same rule.
+ *   final name is replaced or unlinked itself, never followed. Paths inside
+ *   a stage are walked the same way from the staging directory, and
+ *   recursive removal (xfer_file_rmtree) follows the same rule.
  *
  * - The final name never shows a partial asset. A file is written as
- *   ".<name>.apubid-<taskid>.tmp" in its final directory, fsync'ed, and
- *   renamed into place; a directory tree is assembled under
- *   ".<name>.apubid-<taskid>.stage" beside its final place, every file and
- *   directory fsync'ed, and then renamed (or swapped with
- *   renameat2(RENAME_EXCHANGE)) into place. Whatever was there before is
- *   removed only after the new asset is visible. A purged directory is first
- *   renamed to ".<name>.apubid-<taskid>.purge" so it vanishes at once, and
- *   only then deleted file by file.
+ *   ".<name>.apubid-<taskid>.tmp" in its final directory; a directory tree
+ *   is assembled under ".<name>.apubid-<taskid>.stage" beside its final
+ *   place. Every file is fsync'ed when finished and every staged directory
+ *   at commit, and then the stage is renamed into place. When a plain
+ *   rename cannot replace what is there (a directory with content, or a
+ *   different type), the stage is first renamed to
+ *   ".<name>.apubid-<taskid>.swap" and swapped with the old asset by
+ *   renameat2(RENAME_EXCHANGE), so the old asset lands under the swap name,
+ *   never under the stage name: a retry that resumes a stage can therefore
+ *   never mistake the old asset for a partial new one. Whatever was there
+ *   before is removed only after the new asset is visible. A purged
+ *   directory is first renamed to ".<name>.apubid-<taskid>.purge" so it
+ *   vanishes at once, and only then deleted file by file.
  *
- * - The side names carry the TaskId, so a retry of the same task finds and
- *   removes what a crashed attempt left, and two tasks never share one.
- *   On failure or stop, this file removes its own side names before
- *   returning.
+ * - A stage can outlive an attempt. The side names carry the TaskId, so a
+ *   retry of the same task finds what an earlier attempt left: opened with
+ *   `resume` it continues in it (a partial file keeps its bytes and tells
+ *   its size), without `resume` it removes it first. Two tasks never share
+ *   a side name. A commit publishes the staged tree as it stands, files
+ *   finished by earlier attempts included (the caller skips those), but
+ *   refuses one that holds a symbolic link or a special file: only files
+ *   and directories are ever staged, so anything else was planted.
  *
  * - Sources are read without following a symbolic link at the source's
  *   last component or anywhere inside a source tree: a link or a special
@@ -35,7 +48,8 @@
  * Errors are reported once, in `err`, as a sentence fit for a task's
  * reason. Destination failures name the relative path the WFM asked for
  * ("cannot write dir/movie.ts: ..."), not the absolute path on our disks;
- * source failures name the source path the WFM sent.
+ * source failures name the source path the WFM sent. A stage handle is used
+ * by one thread at a time.
  */
 #include "apubid.h"
 
@@ -51,26 +65,40 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-/* copy_file_range moves at most this much per call, so a stop request is
- * noticed within one chunk even inside a very large file. */
+/* A copy polls the stop flag at least this often, so a stop request is
+ * noticed within one chunk even inside a very large file; it is also the
+ * most copy_file_range is asked for in one call. */
 #define XFER_FILE_CHUNK (16 * 1024 * 1024)
-/* The read/write fallback buffer, used when the kernel cannot copy between
- * the two file systems itself. */
+/* The read/write buffer, used when the kernel cannot copy between the two
+ * file systems itself or when the caller wants to see the data. */
 #define XFER_FILE_BUFSZ (1024 * 1024)
 
 #define XFER_FILE_DIR_FLAGS (O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC)
 
-/* What one load needs to hand down the copy routines. */
-struct xfer_file_job {
-	const char *src;             /* absolute source path, for messages */
-	const char *rel;             /* destination below the root, for messages */
-	const char *taskid;
-	volatile sig_atomic_t *stop; /* may be NULL: never stop */
-	dev_t stage_dev;             /* the staging directory, so a source tree */
-	ino_t stage_ino;             /* that contains it is refused */
-	char *buf;                   /* fallback buffer, allocated on first use */
-	char *err;
-	size_t errlen;
+/* Flags for xfer_file_walk. */
+#define XFER_FILE_WALK_CREATE 1 /* make missing directories on the way */
+#define XFER_FILE_WALK_SYNC 2   /* and fsync the directory each was made in */
+
+/* A file of a stage handed out by xfer_file_stage_file and not yet
+ * finished, so later calls on its descriptor can name it in messages. */
+struct xfer_file_open {
+	int fd;
+	char *path;
+};
+
+struct xfer_file_stage {
+	char *rel;     /* the asset below the root, for messages */
+	char *prefix;  /* rel + "/", for messages about paths inside a package */
+	char *taskid;
+	int is_dir;
+	int pfd;       /* the directory that holds the final name */
+	char *name;    /* the final name in pfd */
+	char *side;    /* the staging name in pfd: ".stage" or ".tmp" */
+	int dfd;       /* the staging directory of a directory asset, else -1 */
+	int gone;      /* committed: nothing left under the side names */
+	int found;     /* an earlier attempt's stage was there to continue */
+	struct xfer_file_open *open;
+	int nopen, capopen;
 };
 
 static int xfer_file_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -91,24 +119,28 @@ static int xfer_file_fail(char *err, size_t errlen, const char *fmt, ...)
 	return XFER_FAILED;
 }
 
-/* "cannot write <rel>[/<child>]: <reason>" for any failure on the
- * destination side; child is the path inside a directory package. */
-static int xfer_file_fail_write(struct xfer_file_job *j, const char *child, int e)
+static void xfer_file_clear_err(char *err, size_t errlen)
 {
-	return xfer_file_fail(j->err, j->errlen, "cannot write %s%s%s: %s", j->rel,
-			      child ? "/" : "", child ? child : "", strerror(e));
+	if (err && errlen)
+		err[0] = '\0';
 }
 
-/* "cannot read <src>[/<child>]: <reason>" for the source side. */
-static int xfer_file_fail_read(struct xfer_file_job *j, const char *child, int e)
+/* Grows an array like util_malloc allocates: never NULL. */
+static void *xfer_file_grow(void *p, int *cap, size_t elem)
 {
-	return xfer_file_fail(j->err, j->errlen, "cannot read %s%s%s: %s", j->src,
-			      child ? "/" : "", child ? child : "", strerror(e));
+	int n = *cap ? *cap * 2 : 16;
+	void *q = realloc(p, (size_t)n * elem);
+	if (!q) {
+		log_error("out of memory (%zu bytes)", (size_t)n * elem);
+		abort();
+	}
+	*cap = n;
+	return q;
 }
 
-static int xfer_file_stopped(const struct xfer_file_job *j)
+static int xfer_file_stopped(volatile sig_atomic_t *stop)
 {
-	return j->stop && *j->stop;
+	return stop && *stop;
 }
 
 /* A TaskId becomes part of file names, so it must not carry a '/' or
@@ -125,9 +157,9 @@ static int xfer_file_taskid_ok(const char *id)
 	return 1;
 }
 
-/* One path component as the walk accepts it. rel arrives normalised; this
+/* One path component as the walk accepts it. Paths arrive normalised; this
  * is the second line of defence, so a caller's bug cannot turn into a walk
- * out of the root. */
+ * out of the root or the source. */
 static int xfer_file_name_ok(const char *s, size_t n)
 {
 	if (n == 0 || n > NAME_MAX)
@@ -137,11 +169,38 @@ static int xfer_file_name_ok(const char *s, size_t n)
 	return memchr(s, '/', n) == NULL;
 }
 
+/* 1 when every '/'-separated component of a non-empty `path` is one the
+ * walk accepts (so no "..", ".", empty segment, or leading or trailing
+ * '/'). */
+static int xfer_file_path_ok(const char *path)
+{
+	if (!path || !*path)
+		return 0;
+	for (const char *p = path;;) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		if (!xfer_file_name_ok(p, n))
+			return 0;
+		if (!slash)
+			return 1;
+		p = slash + 1;
+	}
+}
+
 /* The name of a side file beside `name`: ".<name>.apubid-<taskid>.<what>".
  * Returns a malloc'ed string the caller frees. */
 static char *xfer_file_side_name(const char *name, const char *taskid, const char *what)
 {
 	return util_printf(".%s.apubid-%s.%s", name, taskid, what);
+}
+
+/* 1 when opening `name` in `dirfd` failed with `e` because it is a
+ * symbolic link (O_NOFOLLOW answers ELOOP, or ENOTDIR with O_DIRECTORY). */
+static int xfer_file_is_link(int dirfd, const char *name, int e)
+{
+	struct stat st;
+	return (e == ELOOP || e == ENOTDIR) &&
+	       fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
 }
 
 /*
@@ -209,7 +268,7 @@ out:
 	return rc;
 }
 
-/* Removes a side name left by a crashed attempt of this task. */
+/* Removes a side name left by an earlier attempt of this task. */
 static int xfer_file_clear_stale(int dirfd, const char *side)
 {
 	if (xfer_file_rmtree(dirfd, side) < 0 && errno != ENOENT)
@@ -217,37 +276,92 @@ static int xfer_file_clear_stale(int dirfd, const char *side)
 	return 0;
 }
 
+static int xfer_file_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Reads the names in the directory `dirfd` (without "." and ".."), sorted
+ * bytewise so listings and walks come out in the same order every time.
+ * Returns 0 with a malloc'ed *names of *n strings, or -1 with errno set. */
+static int xfer_file_read_names(int dirfd, char ***names, int *n)
+{
+	*names = NULL;
+	*n = 0;
+	/* fdopendir takes its descriptor over; give it its own. */
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	/* A descriptor shared with an earlier readdir may be at its end. */
+	rewinddir(d);
+	char **v = NULL;
+	int nv = 0, cap = 0, e = 0;
+	struct dirent *de;
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+			if (nv == cap)
+				v = xfer_file_grow(v, &cap, sizeof *v);
+			v[nv++] = util_strdup(de->d_name);
+		}
+		errno = 0;
+	}
+	e = errno;
+	closedir(d);
+	if (e) {
+		for (int i = 0; i < nv; i++)
+			free(v[i]);
+		free(v);
+		errno = e;
+		return -1;
+	}
+	qsort(v, (size_t)nv, sizeof *v, xfer_file_cmp_names);
+	*names = v;
+	*n = nv;
+	return 0;
+}
+
+static void xfer_file_free_names(char **names, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 /*
  * Opens the directory that holds the last component of `rel`, walking down
- * from `rootfd` one component at a time without following symbolic links.
- * With `create`, missing directories are made (0755, subject to the umask)
- * on the way. Returns 0 with *dirfd (the caller closes it) and *leaf (a
- * pointer into rel), 1 when a component is missing or is a file and
- * `create` is off (the asset is absent), -1 with err set.
+ * from `startfd` one component at a time without following symbolic links.
+ * With XFER_FILE_WALK_CREATE, missing directories are made (0755, subject to
+ * the umask) on the way; with XFER_FILE_WALK_SYNC as well, the directory
+ * each was made in is fsync'ed. `prefix` goes before `rel` in messages ("" or
+ * "pkg/" for a path inside a package). Returns 0 with *dirfd (the caller
+ * closes it) and *leaf (a pointer into rel), 1 when a component is missing
+ * or is a file and CREATE is off (the asset is absent), -1 with err set.
  */
-static int xfer_file_walk(int rootfd, const char *rel, int create, int *dirfd,
-			  const char **leaf, char *err, size_t errlen)
+static int xfer_file_walk(int startfd, const char *prefix, const char *rel, int flags,
+			  int *dirfd, const char **leaf, char *err, size_t errlen)
 {
+	int create = flags & XFER_FILE_WALK_CREATE;
 	*dirfd = -1;
 	*leaf = NULL;
 	if (!rel || !*rel)
 		return xfer_file_fail(err, errlen, "invalid destination path: it is empty");
 	/* Check every component before touching the disk, so a bad path
 	 * creates nothing. */
-	for (const char *p = rel;;) {
-		const char *slash = strchr(p, '/');
-		size_t n = slash ? (size_t)(slash - p) : strlen(p);
-		if (!xfer_file_name_ok(p, n))
-			return xfer_file_fail(err, errlen, "invalid destination path: %s", rel);
-		if (!slash)
-			break;
-		p = slash + 1;
-	}
+	if (!xfer_file_path_ok(rel))
+		return xfer_file_fail(err, errlen, "invalid destination path: %s%s", prefix, rel);
 
-	int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+	int fd = fcntl(startfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
-		return xfer_file_fail(err, errlen, "cannot open the destination root: %s",
-				      strerror(errno));
+		return xfer_file_fail(err, errlen, "cannot open %s: %s",
+				      *prefix ? prefix : "the destination root", strerror(errno));
 	const char *p = rel;
 	for (;;) {
 		const char *slash = strchr(p, '/');
@@ -270,7 +384,7 @@ static int xfer_file_walk(int rootfd, const char *rel, int create, int *dirfd,
 			else if (errno != EEXIST) {
 				int e = errno;
 				close(fd);
-				return xfer_file_fail(err, errlen, "cannot create %.*s: %s",
+				return xfer_file_fail(err, errlen, "cannot create %s%.*s: %s", prefix,
 						      upto, rel, strerror(e));
 			}
 			/* EEXIST: another task made it meanwhile; open what is there. */
@@ -278,32 +392,29 @@ static int xfer_file_walk(int rootfd, const char *rel, int create, int *dirfd,
 		}
 		if (next < 0) {
 			int e = errno;
-			struct stat st;
-			int islink = (e == ELOOP || e == ENOTDIR) &&
-				     fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-				     S_ISLNK(st.st_mode);
+			int islink = xfer_file_is_link(fd, comp, e);
 			close(fd);
 			if (islink)
 				return xfer_file_fail(err, errlen,
-						      "destination path crosses a symbolic link: %.*s",
-						      upto, rel);
+						      "destination path crosses a symbolic link: %s%.*s",
+						      prefix, upto, rel);
 			if (!create && (e == ENOENT || e == ENOTDIR))
 				return 1;
 			if (e == ENOTDIR)
 				return xfer_file_fail(err, errlen,
-						      "destination path is blocked by a file: %.*s",
-						      upto, rel);
-			return xfer_file_fail(err, errlen, "cannot open %.*s: %s", upto, rel,
-					      strerror(e));
+						      "destination path is blocked by a file: %s%.*s",
+						      prefix, upto, rel);
+			return xfer_file_fail(err, errlen, "cannot open %s%.*s: %s", prefix, upto,
+					      rel, strerror(e));
 		}
 		/* A directory made on the way must survive a crash along with
 		 * the asset that will be renamed into it. */
-		if (created && fsync(fd) < 0) {
+		if (created && (flags & XFER_FILE_WALK_SYNC) && fsync(fd) < 0) {
 			int e = errno;
 			close(fd);
 			close(next);
-			return xfer_file_fail(err, errlen, "cannot create %.*s: %s", upto, rel,
-					      strerror(e));
+			return xfer_file_fail(err, errlen, "cannot create %s%.*s: %s", prefix, upto,
+					      rel, strerror(e));
 		}
 		close(fd);
 		fd = next;
@@ -327,415 +438,1055 @@ static int xfer_file_open_root(const char *root, char *err, size_t errlen)
 	return fd;
 }
 
-/*
- * Copies everything from `in` (at its current offset) to `out` and checks
- * that exactly `size` bytes went across. copy_file_range lets the kernel
- * copy (or reflink) without the data passing through us; when the two file
- * systems cannot do that, read/write takes over from where it stopped, since
- * both calls advance the same file offsets. `child` names the file inside a
- * directory package, or is NULL.
- */
-static int xfer_file_copy(struct xfer_file_job *j, int in, int out, off_t size,
-			  const char *child)
+/* Clears O_NONBLOCK, which opens use so that a FIFO put where a file was
+ * cannot hang the worker in open(2); on a regular file it changes nothing,
+ * but the descriptor goes to callers that should see an ordinary one. */
+static void xfer_file_blocking(int fd)
 {
-	off_t done = 0;
-	int kernel = 1;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+/* ---- copying ------------------------------------------------------------ */
+
+/* Where a copy failed, so each caller can name the file at fault. */
+enum xfer_file_fault_at {
+	XFER_FILE_AT_NONE = 0,
+	XFER_FILE_AT_READ,   /* reading the source */
+	XFER_FILE_AT_WRITE,  /* writing the destination */
+	XFER_FILE_AT_COPY,   /* copy_file_range, which cannot tell which side */
+	XFER_FILE_AT_SHORT,  /* the source ended before `len` bytes */
+	XFER_FILE_AT_CALLER, /* on_data asked to stop */
+};
+
+struct xfer_file_fault {
+	int at;        /* enum xfer_file_fault_at */
+	int errnum;
+	int64_t done;  /* bytes copied before the fault */
+};
+
+/*
+ * Copies `len` bytes from `in` at `in_off` to `out` at `out_off` with
+ * positional calls, so the descriptors' own offsets do not move.
+ * copy_file_range lets the kernel copy (or reflink) without the data
+ * passing through us; when the two file systems cannot do that, or when
+ * `on_data` wants to see the bytes, pread/pwrite does the work. The stop
+ * flag is polled before every chunk of at most XFER_FILE_CHUNK bytes.
+ */
+static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+			      int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+			      volatile sig_atomic_t *stop, struct xfer_file_fault *f)
+{
+	int64_t done = 0;
+	int kernel = on_data == NULL;
+	char *buf = NULL;
+	int rc = XFER_OK;
+
+	memset(f, 0, sizeof *f);
+	if (in_off < 0 || out_off < 0 || len < 0) {
+		f->at = XFER_FILE_AT_COPY;
+		f->errnum = EINVAL;
+		return XFER_FAILED;
+	}
 	for (;;) {
-		if (xfer_file_stopped(j))
-			return XFER_STOPPED;
-		ssize_t n;
-		if (kernel) {
-			n = copy_file_range(in, NULL, out, NULL, XFER_FILE_CHUNK, 0);
+		if (xfer_file_stopped(stop)) {
+			rc = XFER_STOPPED;
+			break;
+		}
+		if (done >= len)
+			break;
+		int64_t end = len - done > XFER_FILE_CHUNK ? done + XFER_FILE_CHUNK : len;
+		while (done < end) {
+			if (kernel) {
+				loff_t io = in_off + done, oo = out_off + done;
+				ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)(end - done), 0);
+				if (n < 0 && errno == EINTR)
+					continue;
+				/* The kernel cannot copy between these two: do it
+				 * ourselves, from where it stopped. */
+				if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+					      errno == EOPNOTSUPP || errno == EBADF)) {
+					kernel = 0;
+					continue;
+				}
+				if (n < 0) {
+					f->errnum = errno;
+					f->at = errno == EIO ? XFER_FILE_AT_COPY : XFER_FILE_AT_WRITE;
+					rc = XFER_FAILED;
+					goto out;
+				}
+				/* Some file systems (procfs-like, some FUSE) answer 0
+				 * before the end; let pread(2) have the final word. */
+				if (n == 0) {
+					kernel = 0;
+					continue;
+				}
+				done += n;
+				continue;
+			}
+			if (!buf)
+				buf = util_malloc(XFER_FILE_BUFSZ);
+			size_t want = end - done > XFER_FILE_BUFSZ ? XFER_FILE_BUFSZ
+								   : (size_t)(end - done);
+			ssize_t n = pread(in, buf, want, in_off + done);
 			if (n < 0 && errno == EINTR)
 				continue;
-			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
-				      errno == EOPNOTSUPP)) {
-				kernel = 0;
-				continue;
+			if (n <= 0) {
+				f->at = n < 0 ? XFER_FILE_AT_READ : XFER_FILE_AT_SHORT;
+				f->errnum = n < 0 ? errno : 0;
+				rc = XFER_FAILED;
+				goto out;
 			}
-			if (n < 0) {
-				int e = errno;
-				if (e == EIO || e == EBADF)
-					return xfer_file_fail(j->err, j->errlen,
-							      "cannot copy %s%s%s to %s%s%s: %s",
-							      j->src, child ? "/" : "",
-							      child ? child : "", j->rel,
-							      child ? "/" : "", child ? child : "",
-							      strerror(e));
-				return xfer_file_fail_write(j, child, e);
+			if (on_data && on_data(arg, buf, (size_t)n) != 0) {
+				f->at = XFER_FILE_AT_CALLER;
+				rc = XFER_FAILED;
+				goto out;
 			}
-			/* Some file systems (procfs-like, some FUSE) answer 0
-			 * before the end; let read(2) have the final word. */
-			if (n == 0 && done < size) {
-				kernel = 0;
-				continue;
-			}
-		} else {
-			if (!j->buf)
-				j->buf = util_malloc(XFER_FILE_BUFSZ);
-			n = read(in, j->buf, XFER_FILE_BUFSZ);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				return xfer_file_fail_read(j, child, errno);
 			for (ssize_t off = 0; off < n;) {
-				ssize_t w = write(out, j->buf + off, (size_t)(n - off));
+				ssize_t w = pwrite(out, buf + off, (size_t)(n - off),
+						   out_off + done + off);
 				if (w < 0 && errno == EINTR)
 					continue;
-				if (w < 0)
-					return xfer_file_fail_write(j, child, errno);
+				if (w <= 0) {
+					f->at = XFER_FILE_AT_WRITE;
+					f->errnum = w < 0 ? errno : EIO;
+					done += off;
+					rc = XFER_FAILED;
+					goto out;
+				}
 				off += w;
 			}
+			done += n;
 		}
-		if (n == 0)
-			break;
-		done += n;
 	}
-	if (done != size)
-		return xfer_file_fail(j->err, j->errlen,
-				      "cannot write %s%s%s: copied %lld of %lld bytes; the source "
-				      "changed during the copy",
-				      j->rel, child ? "/" : "", child ? child : "",
-				      (long long)done, (long long)size);
+out:
+	f->done = done;
+	free(buf);
+	return rc;
+}
+
+int xfer_file_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+		   volatile sig_atomic_t *stop, char *err, size_t errlen)
+{
+	struct xfer_file_fault f;
+	xfer_file_clear_err(err, errlen);
+	int rc = xfer_file_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, &f);
+	if (rc != XFER_FAILED)
+		return rc;
+	switch (f.at) {
+	case XFER_FILE_AT_READ:
+		return xfer_file_fail(err, errlen, "read error at byte %lld: %s",
+				      (long long)(in_off + f.done), strerror(f.errnum));
+	case XFER_FILE_AT_WRITE:
+		return xfer_file_fail(err, errlen, "write error at byte %lld: %s",
+				      (long long)(out_off + f.done), strerror(f.errnum));
+	case XFER_FILE_AT_SHORT:
+		return xfer_file_fail(err, errlen,
+				      "the source ended at byte %lld, %lld bytes short",
+				      (long long)(in_off + f.done), (long long)(len - f.done));
+	case XFER_FILE_AT_CALLER:
+		return xfer_file_fail(err, errlen, "copy ended by its caller at byte %lld",
+				      (long long)(in_off + f.done));
+	default:
+		return xfer_file_fail(err, errlen, "copy error at byte %lld: %s",
+				      (long long)(in_off + f.done), strerror(f.errnum));
+	}
+}
+
+/* ---- reading a local source ------------------------------------------- */
+
+/* Opens the source `src` itself (already without a trailing '/') without
+ * following a link at its last component. Returns the descriptor and *st,
+ * or -1 with err set. */
+static int xfer_file_open_top(const char *src, struct stat *st, char *err, size_t errlen)
+{
+	/* O_NONBLOCK so that a FIFO put where the asset was cannot hang the
+	 * worker in open(2); it changes nothing for files and directories. */
+	int fd = open(src, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return xfer_file_fail(err, errlen, "source asset does not exist: %s", src);
+		if (e == ELOOP)
+			return xfer_file_fail(err, errlen, "source asset is a symbolic link: %s",
+					      src);
+		return xfer_file_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
+	}
+	if (fstat(fd, st) < 0) {
+		int e = errno;
+		close(fd);
+		return xfer_file_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
+	}
+	if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode)) {
+		close(fd);
+		return xfer_file_fail(err, errlen, "source asset is not a file or a directory: %s",
+				      src);
+	}
+	xfer_file_blocking(fd);
+	return fd;
+}
+
+/* An absolute source path without trailing '/': a trailing '/' would make
+ * open(2) follow a link at the last component despite O_NOFOLLOW. Returns
+ * a malloc'ed path, or NULL with err set. */
+static char *xfer_file_source_path(const char *src, char *err, size_t errlen)
+{
+	if (!src || src[0] != '/') {
+		xfer_file_fail(err, errlen, "source asset is not an absolute path: %s",
+			       src ? src : "(none)");
+		return NULL;
+	}
+	size_t n = strlen(src);
+	while (n > 1 && src[n - 1] == '/')
+		n--;
+	return util_strndup(src, n);
+}
+
+struct xfer_file_lister {
+	const char *src;
+	struct xfer_file_item *items;
+	int n, cap;
+	char *err;
+	size_t errlen;
+};
+
+static void xfer_file_list_add(struct xfer_file_lister *l, char *path, int is_dir, int64_t size)
+{
+	if (l->n == l->cap)
+		l->items = xfer_file_grow(l->items, &l->cap, sizeof *l->items);
+	l->items[l->n++] = (struct xfer_file_item){ .path = path, .is_dir = is_dir, .size = size };
+}
+
+/* Lists the directory `dfd`, which is `sub` inside the source ("" at the
+ * top): each entry, then, for a directory, its own content. */
+static int xfer_file_list_dir(struct xfer_file_lister *l, int dfd, const char *sub)
+{
+	char **names;
+	int nn, rc = XFER_OK;
+	if (xfer_file_read_names(dfd, &names, &nn) < 0)
+		return xfer_file_fail(l->err, l->errlen, "cannot read %s%s%s: %s", l->src,
+				      *sub ? "/" : "", sub, strerror(errno));
+	for (int i = 0; i < nn && rc == XFER_OK; i++) {
+		char *child = *sub ? util_printf("%s/%s", sub, names[i]) : util_strdup(names[i]);
+		struct stat st;
+		if (fstatat(dfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = xfer_file_fail(l->err, l->errlen, "cannot read %s/%s: %s", l->src,
+					    child, strerror(errno));
+		} else if (S_ISLNK(st.st_mode)) {
+			rc = xfer_file_fail(l->err, l->errlen,
+					    "source contains a symbolic link: %s", child);
+		} else if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+			rc = xfer_file_fail(l->err, l->errlen,
+					    "source contains a special file: %s", child);
+		} else if (S_ISREG(st.st_mode)) {
+			xfer_file_list_add(l, child, 0, (int64_t)st.st_size);
+			continue; /* the list owns child now */
+		} else {
+			int fd = openat(dfd, names[i], XFER_FILE_DIR_FLAGS);
+			if (fd < 0 && xfer_file_is_link(dfd, names[i], errno)) {
+				rc = xfer_file_fail(l->err, l->errlen,
+						    "source contains a symbolic link: %s", child);
+			} else if (fd < 0) {
+				rc = xfer_file_fail(l->err, l->errlen, "cannot read %s/%s: %s",
+						    l->src, child, strerror(errno));
+			} else {
+				xfer_file_list_add(l, child, 1, 0);
+				rc = xfer_file_list_dir(l, fd, child);
+				close(fd);
+				continue;
+			}
+		}
+		free(child);
+	}
+	xfer_file_free_names(names, nn);
+	return rc;
+}
+
+int xfer_file_list(const char *src, struct xfer_file_item **items, int *n, char *err,
+		   size_t errlen)
+{
+	struct xfer_file_lister l = { .err = err, .errlen = errlen };
+	struct stat st;
+	int fd = -1, rc = XFER_FAILED;
+
+	*items = NULL;
+	*n = 0;
+	xfer_file_clear_err(err, errlen);
+	char *path = xfer_file_source_path(src, err, errlen);
+	if (!path)
+		return XFER_FAILED;
+	l.src = path;
+	if ((fd = xfer_file_open_top(path, &st, err, errlen)) < 0)
+		goto out;
+	if (S_ISREG(st.st_mode)) {
+		xfer_file_list_add(&l, util_strdup(""), 0, (int64_t)st.st_size);
+		rc = XFER_OK;
+	} else {
+		rc = xfer_file_list_dir(&l, fd, "");
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	if (rc == XFER_OK) {
+		*items = l.items;
+		*n = l.n;
+	} else {
+		xfer_file_free_items(l.items, l.n);
+	}
+	return rc;
+}
+
+void xfer_file_free_items(struct xfer_file_item *items, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(items[i].path);
+	free(items);
+}
+
+int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *size,
+			  char *err, size_t errlen)
+{
+	struct stat st;
+	int dfd = -1, f = -1, rc = XFER_FAILED;
+
+	*fd = -1;
+	*size = 0;
+	xfer_file_clear_err(err, errlen);
+	char *top = xfer_file_source_path(src, err, errlen);
+	if (!top)
+		return XFER_FAILED;
+	if (!path || !*path) {
+		if ((f = xfer_file_open_top(top, &st, err, errlen)) < 0)
+			goto out;
+		if (S_ISDIR(st.st_mode)) {
+			xfer_file_fail(err, errlen, "cannot read %s: %s", top, strerror(EISDIR));
+			goto out;
+		}
+		goto done;
+	}
+	if (!xfer_file_path_ok(path)) {
+		xfer_file_fail(err, errlen, "invalid path inside the source %s: %s", top, path);
+		goto out;
+	}
+	if ((dfd = xfer_file_open_top(top, &st, err, errlen)) < 0)
+		goto out;
+	if (!S_ISDIR(st.st_mode)) {
+		xfer_file_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(ENOTDIR));
+		goto out;
+	}
+	const char *p = path;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		int upto = slash ? (int)(slash - path) : (int)strlen(path);
+		char comp[NAME_MAX + 1];
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		int next = openat(dfd, comp,
+				  slash ? XFER_FILE_DIR_FLAGS
+					: O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (next < 0) {
+			int e = errno;
+			if (xfer_file_is_link(dfd, comp, e))
+				xfer_file_fail(err, errlen, "source contains a symbolic link: %.*s",
+					       upto, path);
+			else
+				xfer_file_fail(err, errlen, "cannot read %s/%.*s: %s", top, upto,
+					       path, strerror(e));
+			goto out;
+		}
+		if (!slash) {
+			f = next;
+			break;
+		}
+		close(dfd);
+		dfd = next;
+		p = slash + 1;
+	}
+	if (fstat(f, &st) < 0) {
+		xfer_file_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(errno));
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		xfer_file_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(EISDIR));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		xfer_file_fail(err, errlen, "source contains a special file: %s", path);
+		goto out;
+	}
+	xfer_file_blocking(f);
+done:
+	*fd = f;
+	*size = (int64_t)st.st_size;
+	f = -1;
+	rc = XFER_OK;
+out:
+	if (f >= 0)
+		close(f);
+	if (dfd >= 0)
+		close(dfd);
+	free(top);
+	return rc;
+}
+
+/* ---- the stage ---------------------------------------------------------- */
+
+/* The path inside the package of an open stage file, for messages; NULL
+ * for the file of a single-file asset or a descriptor not handed out. */
+static const char *xfer_file_stage_path_of(const struct xfer_file_stage *st, int fd)
+{
+	for (int i = 0; i < st->nopen; i++)
+		if (st->open[i].fd == fd)
+			return st->open[i].path;
+	return NULL;
+}
+
+static void xfer_file_stage_forget(struct xfer_file_stage *st, int fd)
+{
+	for (int i = 0; i < st->nopen; i++)
+		if (st->open[i].fd == fd) {
+			free(st->open[i].path);
+			st->open[i] = st->open[--st->nopen];
+			return;
+		}
+}
+
+/* "cannot write <rel>[/<child>]: <reason>" for any failure on the
+ * destination side; child is the path inside a directory package. */
+static int xfer_file_stage_fail(const struct xfer_file_stage *st, const char *child, int e,
+				char *err, size_t errlen)
+{
+	return xfer_file_fail(err, errlen, "cannot write %s%s%s: %s", st->rel,
+			      child && *child ? "/" : "", child ? child : "", strerror(e));
+}
+
+void xfer_file_stage_close(struct xfer_file_stage *st)
+{
+	if (!st)
+		return;
+	if (st->dfd >= 0)
+		close(st->dfd);
+	if (st->pfd >= 0)
+		close(st->pfd);
+	for (int i = 0; i < st->nopen; i++)
+		free(st->open[i].path);
+	free(st->open);
+	free(st->rel);
+	free(st->prefix);
+	free(st->taskid);
+	free(st->name);
+	free(st->side);
+	free(st);
+}
+
+int xfer_file_stage_open(const char *root, const char *rel, const char *taskid, int is_dir,
+			 int resume, struct xfer_file_stage **out, char *err, size_t errlen)
+{
+	struct xfer_file_stage *st = NULL;
+	int rootfd = -1, pfd = -1;
+	const char *leaf;
+	char *swap = NULL, *old = NULL, *other = NULL;
+
+	*out = NULL;
+	xfer_file_clear_err(err, errlen);
+	if (!xfer_file_taskid_ok(taskid)) {
+		xfer_file_fail(err, errlen, "invalid task id for a file name");
+		goto fail;
+	}
+	if ((rootfd = xfer_file_open_root(root, err, errlen)) < 0)
+		goto fail;
+	if (xfer_file_walk(rootfd, "", rel, XFER_FILE_WALK_CREATE | XFER_FILE_WALK_SYNC, &pfd,
+			   &leaf, err, errlen) != 0)
+		goto fail;
+
+	st = util_calloc(1, sizeof *st);
+	st->rel = util_strdup(rel);
+	st->prefix = util_printf("%s/", rel);
+	st->taskid = util_strdup(taskid);
+	st->is_dir = is_dir ? 1 : 0;
+	st->pfd = pfd;
+	pfd = -1;
+	st->dfd = -1;
+	st->name = util_strdup(leaf);
+	st->side = xfer_file_side_name(leaf, taskid, is_dir ? "stage" : "tmp");
+
+	/* What an interrupted commit of an earlier attempt left is never
+	 * worth keeping: under .swap the old asset, or a finished stage that
+	 * a resume cannot tell from it; under .old the replaced asset. Nor is
+	 * a stage of the other kind (the source was a file then and is a
+	 * directory now, or the reverse). */
+	swap = xfer_file_side_name(leaf, taskid, "swap");
+	old = xfer_file_side_name(leaf, taskid, "old");
+	other = xfer_file_side_name(leaf, taskid, is_dir ? "tmp" : "stage");
+	if (xfer_file_clear_stale(st->pfd, swap) < 0 || xfer_file_clear_stale(st->pfd, old) < 0 ||
+	    xfer_file_clear_stale(st->pfd, other) < 0 ||
+	    (!resume && xfer_file_clear_stale(st->pfd, st->side) < 0)) {
+		xfer_file_stage_fail(st, NULL, errno, err, errlen);
+		goto fail;
+	}
+	if (st->is_dir) {
+		if (mkdirat(st->pfd, st->side, 0755) == 0)
+			st->found = 0;
+		else if (errno == EEXIST)
+			st->found = 1;
+		else {
+			xfer_file_stage_fail(st, NULL, errno, err, errlen);
+			goto fail;
+		}
+		st->dfd = openat(st->pfd, st->side, XFER_FILE_DIR_FLAGS);
+		if (st->dfd < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+			/* Something other than a directory under our name: not
+			 * a stage to continue in. */
+			st->found = 0;
+			if (xfer_file_rmtree(st->pfd, st->side) < 0 ||
+			    mkdirat(st->pfd, st->side, 0755) < 0) {
+				xfer_file_stage_fail(st, NULL, errno, err, errlen);
+				goto fail;
+			}
+			st->dfd = openat(st->pfd, st->side, XFER_FILE_DIR_FLAGS);
+		}
+		if (st->dfd < 0) {
+			xfer_file_stage_fail(st, NULL, errno, err, errlen);
+			goto fail;
+		}
+	} else if (resume) {
+		/* Only a plain file of our own can be continued; anything
+		 * else under the name (a directory, a link, a file with
+		 * another name elsewhere) is removed. */
+		struct stat sb;
+		int there = fstatat(st->pfd, st->side, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+		st->found = there && S_ISREG(sb.st_mode) && sb.st_nlink == 1;
+		if (there && !st->found && xfer_file_clear_stale(st->pfd, st->side) < 0) {
+			xfer_file_stage_fail(st, NULL, errno, err, errlen);
+			goto fail;
+		}
+	}
+	free(swap);
+	free(old);
+	free(other);
+	close(rootfd);
+	*out = st;
+	return XFER_OK;
+fail:
+	free(swap);
+	free(old);
+	free(other);
+	xfer_file_stage_close(st);
+	if (pfd >= 0)
+		close(pfd);
+	if (rootfd >= 0)
+		close(rootfd);
+	return XFER_FAILED;
+}
+
+/* Checks that the stage can still take content. */
+static int xfer_file_stage_usable(const struct xfer_file_stage *st, char *err, size_t errlen)
+{
+	if (!st->gone)
+		return 0;
+	xfer_file_fail(err, errlen, "cannot write %s: its stage was already committed", st->rel);
+	return -1;
+}
+
+int xfer_file_stage_file(struct xfer_file_stage *st, const char *path, int *fd, int64_t *size,
+			 char *err, size_t errlen)
+{
+	int dirfd = -1, f = -1;
+	const char *leaf;
+
+	*fd = -1;
+	*size = 0;
+	xfer_file_clear_err(err, errlen);
+	if (!path)
+		path = "";
+	if (xfer_file_stage_usable(st, err, errlen) < 0)
+		return XFER_FAILED;
+	if (!st->is_dir) {
+		if (*path)
+			return xfer_file_fail(err, errlen,
+					      "invalid destination path: %s%s (%s is a single file)",
+					      st->prefix, path, st->rel);
+		dirfd = st->pfd;
+		leaf = st->side;
+	} else {
+		if (!*path)
+			return xfer_file_fail(err, errlen,
+					      "invalid destination path: a file in %s needs a name",
+					      st->rel);
+		if (xfer_file_walk(st->dfd, st->prefix, path, XFER_FILE_WALK_CREATE, &dirfd, &leaf,
+				   err, errlen) != 0)
+			return XFER_FAILED;
+	}
+
+	struct stat sb;
+	for (int fresh = 0;; fresh = 1) {
+		/* Not truncated: a resumed transfer continues after what is
+		 * there. A fresh file is made with O_EXCL. */
+		f = openat(dirfd, leaf,
+			   O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+				   (fresh ? O_EXCL : 0),
+			   0644);
+		if (f < 0) {
+			int e = errno;
+			if (xfer_file_is_link(dirfd, leaf, e))
+				xfer_file_fail(err, errlen,
+					       "destination path crosses a symbolic link: %s%s",
+					       st->is_dir ? st->prefix : st->rel, path);
+			else
+				xfer_file_stage_fail(st, path, e, err, errlen);
+			goto fail;
+		}
+		if (fstat(f, &sb) < 0) {
+			xfer_file_stage_fail(st, path, errno, err, errlen);
+			goto fail;
+		}
+		if (!S_ISREG(sb.st_mode)) {
+			xfer_file_fail(err, errlen, "cannot write %s%s: it is not a regular file",
+				       st->is_dir ? st->prefix : st->rel, path);
+			goto fail;
+		}
+		/* A file that also has a name elsewhere is not one we made:
+		 * writing into it could change something outside the stage. */
+		if (sb.st_nlink <= 1 || fresh)
+			break;
+		close(f);
+		f = -1;
+		if (unlinkat(dirfd, leaf, 0) < 0) {
+			xfer_file_stage_fail(st, path, errno, err, errlen);
+			goto fail;
+		}
+	}
+	if (sb.st_nlink > 1) {
+		xfer_file_stage_fail(st, path, EMLINK, err, errlen);
+		goto fail;
+	}
+	xfer_file_blocking(f);
+	if (lseek(f, sb.st_size, SEEK_SET) < 0) {
+		xfer_file_stage_fail(st, path, errno, err, errlen);
+		goto fail;
+	}
+	if (dirfd != st->pfd)
+		close(dirfd);
+	/* A descriptor number handed out again means the earlier one was
+	 * closed without done_file: forget that one. */
+	xfer_file_stage_forget(st, f);
+	if (st->nopen == st->capopen)
+		st->open = xfer_file_grow(st->open, &st->capopen, sizeof *st->open);
+	st->open[st->nopen++] = (struct xfer_file_open){ .fd = f, .path = util_strdup(path) };
+	*fd = f;
+	*size = (int64_t)sb.st_size;
+	return XFER_OK;
+fail:
+	if (f >= 0)
+		close(f);
+	if (dirfd >= 0 && dirfd != st->pfd)
+		close(dirfd);
+	return XFER_FAILED;
+}
+
+int xfer_file_stage_truncate(int fd, int64_t size, char *err, size_t errlen)
+{
+	xfer_file_clear_err(err, errlen);
+	if (size < 0)
+		return xfer_file_fail(err, errlen, "cannot truncate a staged file to %lld bytes",
+				      (long long)size);
+	while (ftruncate(fd, (off_t)size) < 0)
+		if (errno != EINTR)
+			return xfer_file_fail(err, errlen, "cannot truncate a staged file: %s",
+					      strerror(errno));
+	/* Without this, the next write(2) would land at the old end and
+	 * leave a hole of zeros. */
+	if (lseek(fd, (off_t)size, SEEK_SET) < 0)
+		return xfer_file_fail(err, errlen, "cannot truncate a staged file: %s",
+				      strerror(errno));
 	return XFER_OK;
 }
 
-/* Creates `name` in `dfd` (it must not exist), copies the open source file
- * `in` into it and makes it durable. On failure the partial file is
- * removed. */
-static int xfer_file_copy_into(struct xfer_file_job *j, int in, int dfd, const char *name,
-			       const char *child)
+int xfer_file_stage_done_file(struct xfer_file_stage *st, int fd, char *err, size_t errlen)
 {
-	struct stat st;
-	if (fstat(in, &st) < 0)
-		return xfer_file_fail_read(j, child, errno);
-	int out = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (out < 0)
-		return xfer_file_fail_write(j, child, errno);
-	int rc = xfer_file_copy(j, in, out, st.st_size, child);
-	if (rc == XFER_OK && fsync(out) < 0)
-		rc = xfer_file_fail_write(j, child, errno);
-	/* close can report a deferred write error (NFS), so it counts. */
-	if (close(out) < 0 && rc == XFER_OK)
-		rc = xfer_file_fail_write(j, child, errno);
-	if (rc != XFER_OK)
-		unlinkat(dfd, name, 0);
+	xfer_file_clear_err(err, errlen);
+	int rc = XFER_OK;
+	if (fsync(fd) < 0)
+		rc = xfer_file_stage_fail(st, xfer_file_stage_path_of(st, fd), errno, err, errlen);
+	xfer_file_stage_forget(st, fd);
+	return rc;
+}
+
+int xfer_file_stage_mkdir(struct xfer_file_stage *st, const char *path, char *err,
+			  size_t errlen)
+{
+	int dirfd = -1, rc = XFER_FAILED;
+	const char *leaf;
+
+	xfer_file_clear_err(err, errlen);
+	if (xfer_file_stage_usable(st, err, errlen) < 0)
+		return XFER_FAILED;
+	if (!st->is_dir)
+		return xfer_file_fail(err, errlen,
+				      "invalid destination path: %s%s (%s is a single file)",
+				      st->prefix, path ? path : "", st->rel);
+	if (!path || !*path)
+		return xfer_file_fail(err, errlen,
+				      "invalid destination path: a directory in %s needs a name",
+				      st->rel);
+	if (xfer_file_walk(st->dfd, st->prefix, path, XFER_FILE_WALK_CREATE, &dirfd, &leaf, err,
+			   errlen) != 0)
+		return XFER_FAILED;
+	if (mkdirat(dirfd, leaf, 0755) < 0 && errno != EEXIST) {
+		xfer_file_stage_fail(st, path, errno, err, errlen);
+		goto out;
+	}
+	/* EEXIST from an earlier attempt is fine, if it is a directory. */
+	int check = openat(dirfd, leaf, XFER_FILE_DIR_FLAGS);
+	if (check < 0) {
+		int e = errno;
+		if (xfer_file_is_link(dirfd, leaf, e))
+			xfer_file_fail(err, errlen, "destination path crosses a symbolic link: %s%s",
+				       st->prefix, path);
+		else
+			xfer_file_stage_fail(st, path, e, err, errlen);
+		goto out;
+	}
+	close(check);
+	rc = XFER_OK;
+out:
+	close(dirfd);
+	return rc;
+}
+
+/* Makes the staged directory `dfd` (`sub` inside the package, "" at the
+ * top) durable: settles each subdirectory, then fsyncs `dfd` so its
+ * entries are on disk before the package is put in place. A directory
+ * made by an earlier attempt is covered too. Only files and directories
+ * are ever staged, so anything else was planted: refuse to publish it. */
+static int xfer_file_stage_settle(struct xfer_file_stage *st, int dfd, const char *sub,
+				  char *err, size_t errlen)
+{
+	char **names;
+	int nn, rc = XFER_OK;
+	if (xfer_file_read_names(dfd, &names, &nn) < 0)
+		return xfer_file_stage_fail(st, sub, errno, err, errlen);
+	for (int i = 0; i < nn && rc == XFER_OK; i++) {
+		char *child = *sub ? util_printf("%s/%s", sub, names[i]) : util_strdup(names[i]);
+		struct stat sb;
+		if (fstatat(dfd, names[i], &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = xfer_file_stage_fail(st, child, errno, err, errlen);
+		} else if (S_ISDIR(sb.st_mode)) {
+			int fd = openat(dfd, names[i], XFER_FILE_DIR_FLAGS);
+			if (fd < 0) {
+				rc = xfer_file_stage_fail(st, child, errno, err, errlen);
+			} else {
+				rc = xfer_file_stage_settle(st, fd, child, err, errlen);
+				close(fd);
+			}
+		} else if (S_ISLNK(sb.st_mode)) {
+			rc = xfer_file_fail(err, errlen,
+					    "staged package holds a symbolic link: %s/%s", st->rel,
+					    child);
+		} else if (!S_ISREG(sb.st_mode)) {
+			rc = xfer_file_fail(err, errlen, "staged package holds a special file: %s/%s",
+					    st->rel, child);
+		}
+		free(child);
+	}
+	xfer_file_free_names(names, nn);
+	if (rc == XFER_OK && fsync(dfd) < 0)
+		rc = xfer_file_stage_fail(st, sub, errno, err, errlen);
 	return rc;
 }
 
 /*
- * Puts the finished asset at `from` in place as `name` (both in `pfd`), then
- * removes whatever `name` held before. A plain rename replaces a file, a
- * symbolic link or an empty directory atomically and is tried first; when
- * the kernel refuses because the types differ or the old directory has
- * content, the two are swapped with RENAME_EXCHANGE, which leaves the old
- * asset at `from`. Trying the rename first instead of looking first means no
- * other task can slip something in between the look and the rename.
+ * Puts the finished stage in place as the final name, then removes
+ * whatever the name held before. A plain rename replaces a file, a symbolic
+ * link or an empty directory atomically and is tried first; when the
+ * kernel refuses because the types differ or the old directory has
+ * content, the stage moves to the swap name and is exchanged with the old
+ * asset by RENAME_EXCHANGE, which leaves the old asset at the swap name.
+ * Trying the rename first instead of looking first means no other task can
+ * slip something in between the look and the rename.
  */
-static int xfer_file_put(struct xfer_file_job *j, int pfd, const char *from, const char *name)
+static int xfer_file_stage_put(struct xfer_file_stage *st, char *err, size_t errlen)
 {
-	char *aside = NULL;
-	int old_at = 0; /* 1: old asset at `from`; 2: old asset at `aside` */
+	int pfd = st->pfd;
+	char *swap = NULL, *aside = NULL;
+	const char *old = NULL;
 	int rc = XFER_FAILED;
 
-	if (renameat(pfd, from, pfd, name) < 0) {
+	if (renameat(pfd, st->side, pfd, st->name) < 0) {
 		int e = errno;
 		if (e != EISDIR && e != ENOTDIR && e != ENOTEMPTY && e != EEXIST) {
-			rc = xfer_file_fail_write(j, NULL, e);
+			rc = xfer_file_stage_fail(st, NULL, e, err, errlen);
 			goto out;
 		}
-		if (renameat2(pfd, from, pfd, name, RENAME_EXCHANGE) == 0) {
-			old_at = 1;
+		swap = xfer_file_side_name(st->name, st->taskid, "swap");
+		if (xfer_file_clear_stale(pfd, swap) < 0 ||
+		    renameat(pfd, st->side, pfd, swap) < 0) {
+			rc = xfer_file_stage_fail(st, NULL, errno, err, errlen);
+			goto out;
+		}
+		if (renameat2(pfd, swap, pfd, st->name, RENAME_EXCHANGE) == 0) {
+			old = swap;
 		} else if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
 			/* The file system cannot swap (NFS, some FUSE): move the
 			 * old asset aside first. The name is briefly absent,
 			 * which a reader sees as "not yet published", never as
 			 * a partial package. */
-			aside = xfer_file_side_name(name, j->taskid, "old");
+			aside = xfer_file_side_name(st->name, st->taskid, "old");
 			if (xfer_file_clear_stale(pfd, aside) < 0 ||
-			    renameat(pfd, name, pfd, aside) < 0) {
-				rc = xfer_file_fail_write(j, NULL, errno);
-				goto out;
-			}
-			if (renameat(pfd, from, pfd, name) < 0) {
+			    renameat(pfd, st->name, pfd, aside) < 0) {
 				e = errno;
-				/* Put the old asset back rather than leave nothing. */
-				renameat(pfd, aside, pfd, name);
-				rc = xfer_file_fail_write(j, NULL, e);
+				renameat(pfd, swap, pfd, st->side);
+				rc = xfer_file_stage_fail(st, NULL, e, err, errlen);
 				goto out;
 			}
-			old_at = 2;
+			if (renameat(pfd, swap, pfd, st->name) < 0) {
+				e = errno;
+				/* Put the old asset back rather than leave nothing,
+				 * and the stage where a resume finds it. */
+				renameat(pfd, aside, pfd, st->name);
+				renameat(pfd, swap, pfd, st->side);
+				rc = xfer_file_stage_fail(st, NULL, e, err, errlen);
+				goto out;
+			}
+			old = aside;
 		} else {
-			rc = xfer_file_fail_write(j, NULL, errno);
+			e = errno;
+			renameat(pfd, swap, pfd, st->side);
+			rc = xfer_file_stage_fail(st, NULL, e, err, errlen);
 			goto out;
 		}
 	}
+	st->gone = 1;
 	/* The new asset is visible; make the rename durable before saying so.
 	 * Even if that fails, the replaced asset is no longer served and is
 	 * removed below like after a success. */
 	if (fsync(pfd) < 0)
-		rc = xfer_file_fail_write(j, NULL, errno);
+		rc = xfer_file_stage_fail(st, NULL, errno, err, errlen);
 	else
 		rc = XFER_OK;
-	if (old_at) {
-		const char *old = old_at == 1 ? from : aside;
+	if (old) {
 		/* The publish has succeeded: failing to delete the replaced
 		 * asset wastes space but does not change what is served, so it
 		 * is logged rather than failing the task. */
 		if (xfer_file_rmtree(pfd, old) < 0 && errno != ENOENT)
 			log_warn("xfer_file: published %s but could not remove the replaced "
 				 "asset left as %s: %s",
-				 j->rel, old, strerror(errno));
+				 st->rel, old, strerror(errno));
 		else
 			fsync(pfd);
 	}
 out:
+	free(swap);
 	free(aside);
 	return rc;
 }
 
-/* Publishes the open regular file `in` as `name` in `pfd`. */
-static int xfer_file_load_file(struct xfer_file_job *j, int in, int pfd, const char *name)
+int xfer_file_stage_commit(struct xfer_file_stage *st, char *err, size_t errlen)
 {
-	char *tmp = xfer_file_side_name(name, j->taskid, "tmp");
-	int rc;
-	/* A crashed attempt may have left a file, or the old directory a swap
-	 * had moved to this name. */
-	if (xfer_file_clear_stale(pfd, tmp) < 0) {
-		rc = xfer_file_fail_write(j, NULL, errno);
+	xfer_file_clear_err(err, errlen);
+	if (xfer_file_stage_usable(st, err, errlen) < 0)
+		return XFER_FAILED;
+	if (st->is_dir && xfer_file_stage_settle(st, st->dfd, "", err, errlen) != XFER_OK)
+		return XFER_FAILED;
+	int rc = xfer_file_stage_put(st, err, errlen);
+	if (st->gone && st->dfd >= 0) {
+		close(st->dfd);
+		st->dfd = -1;
+	}
+	if (rc == XFER_OK)
+		log_debug("xfer_file: put %s in place", st->rel);
+	return rc;
+}
+
+void xfer_file_stage_discard(struct xfer_file_stage *st)
+{
+	if (!st)
+		return;
+	if (!st->gone) {
+		if (st->dfd >= 0) {
+			close(st->dfd);
+			st->dfd = -1;
+		}
+		/* A failed commit may have left the stage under the swap name
+		 * if it could not be moved back; that name is only ever ours. */
+		char *swap = xfer_file_side_name(st->name, st->taskid, "swap");
+		const char *names[] = { st->side, swap };
+		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+			if (xfer_file_rmtree(st->pfd, names[i]) < 0 && errno != ENOENT)
+				log_warn("xfer_file: could not remove %s beside %s: %s", names[i],
+					 st->rel, strerror(errno));
+		free(swap);
+	}
+	xfer_file_stage_close(st);
+}
+
+/* ---- xfer_file_load: a local source into the local root ------------------ */
+
+/* 1 when the directory `ancestor` is `fd` itself or one of the directories
+ * above it, found by climbing ".." to the file system root. */
+static int xfer_file_is_above(int ancestor, int fd)
+{
+	struct stat a, cur, up;
+	if (fstat(ancestor, &a) < 0)
+		return 0;
+	int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	int found = 0;
+	/* The depth bound only guards against a file system that never
+	 * reaches its root. */
+	for (int depth = 0; d >= 0 && depth < 4096; depth++) {
+		if (fstat(d, &cur) < 0)
+			break;
+		if (cur.st_dev == a.st_dev && cur.st_ino == a.st_ino) {
+			found = 1;
+			break;
+		}
+		int u = openat(d, "..", XFER_FILE_DIR_FLAGS);
+		if (u < 0 || fstat(u, &up) < 0) {
+			if (u >= 0)
+				close(u);
+			break;
+		}
+		close(d);
+		d = u;
+		if (up.st_dev == cur.st_dev && up.st_ino == cur.st_ino)
+			break; /* "/" is its own parent */
+	}
+	if (d >= 0)
+		close(d);
+	return found;
+}
+
+/* Copies the source file `item` into the stage. */
+static int xfer_file_load_one(struct xfer_file_stage *st, const char *src,
+			      const struct xfer_file_item *item, volatile sig_atomic_t *stop,
+			      char *err, size_t errlen)
+{
+	const char *child = *item->path ? item->path : NULL;
+	const char *sep = child ? "/" : "", *c = child ? child : "";
+	int in = -1, out = -1, rc;
+	int64_t size, have;
+	struct xfer_file_fault f;
+
+	if ((rc = xfer_file_open_source(src, item->path, &in, &size, err, errlen)) != XFER_OK)
+		return rc;
+	if ((rc = xfer_file_stage_file(st, item->path, &out, &have, err, errlen)) != XFER_OK)
+		goto out;
+	if (have != 0 && (rc = xfer_file_stage_truncate(out, 0, err, errlen)) != XFER_OK)
+		goto out;
+	rc = xfer_file_copy_fds(in, 0, out, 0, size, NULL, NULL, stop, &f);
+	if (rc == XFER_FAILED) {
+		switch (f.at) {
+		case XFER_FILE_AT_READ:
+			xfer_file_fail(err, errlen, "cannot read %s%s%s: %s", src, sep, c,
+				       strerror(f.errnum));
+			break;
+		case XFER_FILE_AT_WRITE:
+			xfer_file_stage_fail(st, child, f.errnum, err, errlen);
+			break;
+		case XFER_FILE_AT_SHORT:
+			xfer_file_fail(err, errlen,
+				       "cannot write %s%s%s: copied %lld of %lld bytes; the source "
+				       "changed during the copy",
+				       st->rel, sep, c, (long long)f.done, (long long)size);
+			break;
+		default:
+			xfer_file_fail(err, errlen, "cannot copy %s%s%s to %s%s%s: %s", src, sep, c,
+				       st->rel, sep, c, strerror(f.errnum));
+			break;
+		}
 		goto out;
 	}
-	rc = xfer_file_copy_into(j, in, pfd, tmp, NULL);
-	if (rc == XFER_OK)
-		rc = xfer_file_put(j, pfd, tmp, name);
 	if (rc != XFER_OK)
-		xfer_file_rmtree(pfd, tmp);
-out:
-	free(tmp);
-	return rc;
-}
-
-static int xfer_file_copy_tree(struct xfer_file_job *j, int sfd, int dfd, const char *sub);
-
-/* Copies one entry `name` of the source directory `sfd` into `dfd`; `child`
- * is its path inside the package, for messages. */
-static int xfer_file_copy_entry(struct xfer_file_job *j, int sfd, int dfd, const char *name,
-				const char *child)
-{
-	struct stat st;
-	if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return xfer_file_fail_read(j, child, errno);
-	if (S_ISLNK(st.st_mode))
-		return xfer_file_fail(j->err, j->errlen, "source contains a symbolic link: %s",
-				      child);
-	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
-		return xfer_file_fail(j->err, j->errlen, "source contains a special file: %s",
-				      child);
-
-	/* Open without following: if the entry was swapped for a link since
-	 * the fstatat, the open fails rather than reading through it. The
-	 * non-blocking open keeps a FIFO swapped in from hanging the worker. */
-	int flags = S_ISDIR(st.st_mode) ? XFER_FILE_DIR_FLAGS
-					: O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-	int in = openat(sfd, name, flags);
-	if (in < 0) {
-		if (errno == ELOOP || (S_ISDIR(st.st_mode) && errno == ENOTDIR))
-			return xfer_file_fail(j->err, j->errlen,
-					      "source contains a symbolic link: %s", child);
-		return xfer_file_fail_read(j, child, errno);
-	}
+		goto out;
+	/* The copy takes exactly the size the file had when opened; one that
+	 * grew meanwhile would be published cut short. */
 	struct stat now;
-	int rc;
 	if (fstat(in, &now) < 0) {
-		rc = xfer_file_fail_read(j, child, errno);
-	} else if ((now.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
-		rc = xfer_file_fail(j->err, j->errlen, "source changed during the copy: %s",
-				    child);
-	} else if (S_ISREG(now.st_mode)) {
-		rc = xfer_file_copy_into(j, in, dfd, name, child);
-	} else if (now.st_dev == j->stage_dev && now.st_ino == j->stage_ino) {
-		/* Publishing a tree into itself would copy the copy forever. */
-		rc = xfer_file_fail(j->err, j->errlen,
-				    "source contains the destination: %s is inside %s", j->rel,
-				    j->src);
-	} else if (mkdirat(dfd, name, 0755) < 0) {
-		rc = xfer_file_fail_write(j, child, errno);
-	} else {
-		int out = openat(dfd, name, XFER_FILE_DIR_FLAGS);
-		if (out < 0) {
-			rc = xfer_file_fail_write(j, child, errno);
-		} else {
-			rc = xfer_file_copy_tree(j, in, out, child);
-			close(out);
-		}
-	}
-	close(in);
-	return rc;
-}
-
-/* Copies the content of the source directory `sfd` into the empty directory
- * `dfd`, then makes `dfd` durable. `sub` is the directory's path inside the
- * package ("" at the top). The stop flag is polled before every entry. */
-static int xfer_file_copy_tree(struct xfer_file_job *j, int sfd, int dfd, const char *sub)
-{
-	const char *here = *sub ? sub : NULL;
-	/* fdopendir takes its descriptor over; give it its own. */
-	int fd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
-	if (fd < 0)
-		return xfer_file_fail_read(j, here, errno);
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = errno;
-		close(fd);
-		return xfer_file_fail_read(j, here, e);
-	}
-	int rc = XFER_OK;
-	struct dirent *de;
-	errno = 0;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
-			errno = 0;
-			continue;
-		}
-		if (xfer_file_stopped(j)) {
-			rc = XFER_STOPPED;
-			break;
-		}
-		char *child = *sub ? util_printf("%s/%s", sub, de->d_name)
-				   : util_strdup(de->d_name);
-		rc = xfer_file_copy_entry(j, sfd, dfd, de->d_name, child);
-		free(child);
-		if (rc != XFER_OK)
-			break;
-		errno = 0;
-	}
-	if (rc == XFER_OK && errno)
-		rc = xfer_file_fail_read(j, here, errno);
-	closedir(d);
-	/* The entries just made must be on disk before the tree is swapped
-	 * in, or a crash could show a directory missing some of its files. */
-	if (rc == XFER_OK && fsync(dfd) < 0)
-		rc = xfer_file_fail_write(j, here, errno);
-	return rc;
-}
-
-/* Publishes the open source directory `sfd` as `name` in `pfd`. */
-static int xfer_file_load_dir(struct xfer_file_job *j, int sfd, int pfd, const char *name)
-{
-	char *stage = xfer_file_side_name(name, j->taskid, "stage");
-	int dfd = -1, rc;
-	if (xfer_file_clear_stale(pfd, stage) < 0) {
-		rc = xfer_file_fail_write(j, NULL, errno);
+		rc = xfer_file_fail(err, errlen, "cannot read %s%s%s: %s", src, sep, c,
+				    strerror(errno));
 		goto out;
 	}
-	if (xfer_file_stopped(j)) {
-		rc = XFER_STOPPED;
+	if ((int64_t)now.st_size != size) {
+		rc = xfer_file_fail(err, errlen,
+				    "cannot write %s%s%s: copied %lld of %lld bytes; the source "
+				    "changed during the copy",
+				    st->rel, sep, c, (long long)size, (long long)now.st_size);
 		goto out;
 	}
-	if (mkdirat(pfd, stage, 0755) < 0) {
-		rc = xfer_file_fail_write(j, NULL, errno);
-		goto out;
-	}
-	struct stat st;
-	dfd = openat(pfd, stage, XFER_FILE_DIR_FLAGS);
-	if (dfd < 0 || fstat(dfd, &st) < 0) {
-		rc = xfer_file_fail_write(j, NULL, errno);
-		goto fail;
-	}
-	j->stage_dev = st.st_dev;
-	j->stage_ino = st.st_ino;
-	rc = xfer_file_copy_tree(j, sfd, dfd, "");
-	close(dfd);
-	dfd = -1;
-	if (rc == XFER_OK)
-		rc = xfer_file_put(j, pfd, stage, name);
-fail:
-	if (dfd >= 0)
-		close(dfd);
-	/* Whatever is left under the staging name is ours to remove: the
-	 * partial copy, or a complete one that could not be put in place. */
-	if (rc != XFER_OK && xfer_file_rmtree(pfd, stage) < 0 && errno != ENOENT)
-		log_warn("xfer_file: could not remove the staging directory %s beside %s: %s",
-			 stage, j->rel, strerror(errno));
+	rc = xfer_file_stage_done_file(st, out, err, errlen);
+	/* close can report a deferred write error (NFS), so it counts. */
+	int fd = out;
+	out = -1;
+	if (close(fd) < 0 && rc == XFER_OK)
+		rc = xfer_file_stage_fail(st, child, errno, err, errlen);
 out:
-	free(stage);
+	if (out >= 0)
+		close(out);
+	if (in >= 0)
+		close(in);
 	return rc;
-}
-
-/* Opens the source without following a link at its last component.
- * Returns the descriptor and *st, or -1 with err set. */
-static int xfer_file_open_source(struct xfer_file_job *j, struct stat *st)
-{
-	/* O_NONBLOCK so that a FIFO put where the asset was cannot hang the
-	 * worker in open(2); it changes nothing for files and directories. */
-	int fd = open(j->src, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		if (e == ENOENT)
-			return xfer_file_fail(j->err, j->errlen, "source asset does not exist: %s",
-					      j->src);
-		if (e == ELOOP)
-			return xfer_file_fail(j->err, j->errlen,
-					      "source asset is a symbolic link: %s", j->src);
-		return xfer_file_fail_read(j, NULL, e);
-	}
-	if (fstat(fd, st) < 0) {
-		int e = errno;
-		close(fd);
-		return xfer_file_fail_read(j, NULL, e);
-	}
-	if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode)) {
-		close(fd);
-		return xfer_file_fail(j->err, j->errlen,
-				      "source asset is not a file or a directory: %s", j->src);
-	}
-	return fd;
 }
 
 int xfer_file_load(const char *src, const char *root, const char *rel, const char *taskid,
 		   volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
-	struct xfer_file_job j = { .rel = rel, .taskid = taskid, .stop = stop, .err = err,
-				   .errlen = errlen };
-	char *path = NULL;
-	int rootfd = -1, pfd = -1, sfd = -1, rc = XFER_FAILED;
-	const char *name;
-	struct stat st;
+	struct xfer_file_item *items = NULL;
+	struct xfer_file_stage *st = NULL;
+	int n = 0, rc = XFER_FAILED, sfd = -1;
 
-	if (err && errlen)
-		err[0] = '\0';
-	if (!src || src[0] != '/') {
-		xfer_file_fail(err, errlen, "source asset is not an absolute path: %s",
-			       src ? src : "(none)");
-		goto out;
-	}
+	xfer_file_clear_err(err, errlen);
+	char *path = xfer_file_source_path(src, err, errlen);
+	if (!path)
+		return XFER_FAILED;
 	if (!xfer_file_taskid_ok(taskid)) {
 		xfer_file_fail(err, errlen, "invalid task id for a file name");
 		goto out;
 	}
-	/* A trailing '/' would make open(2) follow a link at the last
-	 * component despite O_NOFOLLOW. */
-	size_t n = strlen(src);
-	while (n > 1 && src[n - 1] == '/')
-		n--;
-	path = util_strndup(src, n);
-	j.src = path;
-	if (xfer_file_stopped(&j)) {
+	if (xfer_file_stopped(stop)) {
 		rc = XFER_STOPPED;
 		goto out;
 	}
-	/* The source first: one that vanished since submission must not
-	 * leave new empty directories behind in the root. */
-	if ((sfd = xfer_file_open_source(&j, &st)) < 0)
+	/* The source first: one that vanished since submission, or holds a
+	 * link, must not leave new empty directories behind in the root. */
+	if (xfer_file_list(path, &items, &n, err, errlen) != XFER_OK)
 		goto out;
-	if ((rootfd = xfer_file_open_root(root, err, errlen)) < 0)
+	int is_dir = !(n == 1 && items[0].path[0] == '\0' && !items[0].is_dir);
+	if (xfer_file_stage_open(root, rel, taskid, is_dir, 0, &st, err, errlen) != XFER_OK)
 		goto out;
-	if (xfer_file_walk(rootfd, rel, 1, &pfd, &name, err, errlen) != 0)
-		goto out;
-	if (S_ISDIR(st.st_mode))
-		rc = xfer_file_load_dir(&j, sfd, pfd, name);
-	else
-		rc = xfer_file_load_file(&j, sfd, pfd, name);
+	rc = XFER_OK;
+	if (is_dir) {
+		/* Publishing a tree into itself would list the stage as part
+		 * of the package on a retry and publish a copy inside the
+		 * copy: refuse it. */
+		sfd = open(path, XFER_FILE_DIR_FLAGS);
+		if (sfd < 0)
+			rc = xfer_file_fail(err, errlen, "cannot read %s: %s", path,
+					    strerror(errno));
+		else if (xfer_file_is_above(sfd, st->pfd))
+			rc = xfer_file_fail(err, errlen,
+					    "source contains the destination: %s is inside %s", rel,
+					    path);
+	}
+	for (int i = 0; i < n && rc == XFER_OK; i++) {
+		if (xfer_file_stopped(stop))
+			rc = XFER_STOPPED;
+		else if (items[i].is_dir)
+			rc = xfer_file_stage_mkdir(st, items[i].path, err, errlen);
+		else
+			rc = xfer_file_load_one(st, path, &items[i], stop, err, errlen);
+	}
+	if (rc == XFER_OK)
+		rc = xfer_file_stage_commit(st, err, errlen);
+	/* A local copy is quick to redo and its source may change before the
+	 * next attempt, so nothing is kept for a resume. */
+	if (rc != XFER_OK) {
+		xfer_file_stage_discard(st);
+		st = NULL;
+	}
 	if (rc == XFER_OK)
 		log_debug("xfer_file: published %s as %s", path, rel);
 	else if (rc == XFER_STOPPED)
@@ -743,14 +1494,13 @@ int xfer_file_load(const char *src, const char *root, const char *rel, const cha
 out:
 	if (sfd >= 0)
 		close(sfd);
-	if (pfd >= 0)
-		close(pfd);
-	if (rootfd >= 0)
-		close(rootfd);
-	free(j.buf);
+	xfer_file_stage_close(st);
+	xfer_file_free_items(items, n);
 	free(path);
 	return rc;
 }
+
+/* ---- xfer_file_purge ------------------------------------------------------ */
 
 int xfer_file_purge(const char *root, const char *rel, const char *taskid, char **note,
 		    char *err, size_t errlen)
@@ -762,15 +1512,14 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 
 	if (note)
 		*note = NULL;
-	if (err && errlen)
-		err[0] = '\0';
+	xfer_file_clear_err(err, errlen);
 	if (!xfer_file_taskid_ok(taskid)) {
 		xfer_file_fail(err, errlen, "invalid task id for a file name");
 		goto out;
 	}
 	if ((rootfd = xfer_file_open_root(root, err, errlen)) < 0)
 		goto out;
-	int w = xfer_file_walk(rootfd, rel, 0, &pfd, &name, err, errlen);
+	int w = xfer_file_walk(rootfd, "", rel, 0, &pfd, &name, err, errlen);
 	if (w < 0)
 		goto out;
 	if (w == 1) {
@@ -858,4 +1607,9 @@ out:
 	if (rootfd >= 0)
 		close(rootfd);
 	return rc;
+}
+
+int xfer_file_stage_found(const struct xfer_file_stage *st)
+{
+	return st->found;
 }

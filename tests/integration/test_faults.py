@@ -52,10 +52,17 @@ def test_unparseable_source_url_is_a_client_fault(daemon, url):
     assert_fault(daemon.load_reply(url, "a.ts"), "Client", 500)
 
 
-def test_ftp_source_is_refused_as_an_unsupported_scheme(daemon):
-    f = assert_fault(daemon.load_reply("ftp://user:pw@127.0.0.1:21/repository/movie.ts",
+def test_unknown_source_scheme_is_refused_as_unsupported(daemon):
+    f = assert_fault(daemon.load_reply("gopher://127.0.0.1:70/repository/movie.ts",
                                        "a.ts"), "Client", 500)
-    assert "unsupported source scheme" in f.string
+    assert "unsupported source scheme 'gopher'" in f.string
+
+
+def test_ftp_source_outside_the_allowed_prefixes_is_a_client_fault(daemon):
+    reply = daemon.load_reply("ftp://user:pw@127.0.0.1:21/repository/movie.ts", "a.ts")
+    f = assert_fault(reply, "Client", 500)
+    assert "not under an allowed source prefix" in f.string
+    assert b"pw@" not in reply.body
 
 
 @pytest.mark.parametrize("where", ["file-etc-passwd", "path-etc-passwd", "dotdot", "sibling"])

@@ -77,16 +77,18 @@ def test_purge_dir_fixture_removes_the_directory_despite_the_trailing_space(daem
 
 @ACTIONS
 @pytest.mark.parametrize("name", ["load-file-ftp.xml", "load-dir-ftp.xml"])
-def test_ftp_load_fixtures_are_refused_as_an_unsupported_source_scheme(daemon, action, name):
-    f = assert_fault(post_fixture(daemon, fixture(name), action), "Client", 500)
-    assert "unsupported source scheme" in f.string
-    assert "ftp" in f.string
+def test_ftp_load_fixtures_from_a_server_not_allowed_are_refused(daemon, action, name):
+    reply = post_fixture(daemon, fixture(name), action)
+    f = assert_fault(reply, "Client", 500)
+    assert "not under an allowed source prefix" in f.string
+    assert "ftp://user:***@cis:21/repository/" in f.string.lower()
+    assert b"password" not in reply.body
 
 
 def test_soap12_load_fixture_is_refused_with_a_sender_fault(daemon):
     reply = post_fixture(daemon, fixture("load-soap12.xml"), version=12)
     f = assert_fault(reply, "Sender", 400, version=12)
-    assert "unsupported source scheme" in f.string
+    assert "not under an allowed source prefix" in f.string
     assert "ftp" in f.string
 
 

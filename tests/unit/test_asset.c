@@ -1,8 +1,9 @@
 /*
  * test_asset.c - asset_source, asset_destination and asset_public against
- * a real directory tree under /tmp: which values are accepted, what they
- * map to, that nothing escapes the root, and that what apubid answers maps
- * back to the same asset.
+ * a real directory tree under /tmp and against remote servers named in the
+ * configuration: which values are accepted, what they map to, that nothing
+ * escapes the root, that no password shows in an error or an answer, and
+ * that what apubid answers maps back to the same asset.
  */
 #include "apubid.h"
 #include "harness.h"
@@ -15,6 +16,7 @@
 static char base[] = "/tmp/apubid-asset-XXXXXX";
 static struct config conf;     /* root, allow prefixes, no public_url */
 static struct config pubconf;  /* the same with a public_url */
+static struct config rconf;    /* a remote (FTP) root with credentials */
 static char err[512];
 static char buf[1024];
 
@@ -50,6 +52,11 @@ static int setup(void)
 		return -1;
 	char *text = util_printf("[source]\n"
 				 "allow = %s/ingest\n"
+				 "allow = ftp://cis:21/repository/\n"
+				 "allow = ftps://vault/secure/\n"
+				 "allow = sftp://ingest.example:22/media/\n"
+				 "allow = https://origin.example/assets/\n"
+				 "allow = http://plain.example:8080/assets/\n"
 				 "[destination]\n"
 				 "root = %s/cdn/\n"
 				 "allow = ftp://cdn:21/data/cdn/\n"
@@ -60,6 +67,12 @@ static int setup(void)
 	int rc = config_parse(&conf, text, "conf", err, sizeof err);
 	if (rc == 0)
 		rc = config_parse(&pubconf, pubtext, "pubconf", err, sizeof err);
+	if (rc == 0)
+		rc = config_parse(&rconf,
+				  "[destination]\n"
+				  "root = ftp://publisher:s3cret@CDN:21/data/cdn\n"
+				  "allow = https://dav.example/upload/\n",
+				  "rconf", err, sizeof err);
 	free(text);
 	free(pubtext);
 	return rc;
@@ -74,6 +87,7 @@ static void teardown(void)
 {
 	config_free(&conf);
 	config_free(&pubconf);
+	config_free(&rconf);
 	nftw(base, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -242,11 +256,154 @@ static void test_source_dotdot_is_refused(void)
 	CHECK(source_refused(P("file://%s/ingest/..%%2Fsecret.ts"), want));
 }
 
-static void test_remote_source_scheme_is_unsupported(void)
+static void test_unknown_source_scheme_is_unsupported(void)
 {
-	CHECK(source_refused("ftp://user:password@CIS:21/repository/movie.ts",
-			     "unsupported source scheme 'ftp' (supported: file)"));
-	CHECK(source_refused("HTTPS://cis/x.ts", "unsupported source scheme 'https' (supported: file)"));
+	CHECK(source_refused("gopher://user:password@cis/repository/movie.ts",
+			     "unsupported source scheme 'gopher' (supported: file, ftp, ftps, sftp, "
+			     "http, https)"));
+	CHECK(source_refused("SCP://cis/repository/x.ts",
+			     "unsupported source scheme 'scp' (supported: file, ftp, ftps, sftp, "
+			     "http, https)"));
+}
+
+/* ---- remote sources ---- */
+
+static void test_remote_source_under_allow_is_accepted(void)
+{
+	int dir = -1;
+	CHECK(source_ok("ftp://user:password@CIS:21/repository/movie.ts", &dir));
+	CHECK_STR(buf, "/repository/movie.ts");
+	CHECK(dir == 0);
+	CHECK(source_ok("sftp://ingest.example:22/media/2015/clip.mp4", &dir));
+	CHECK_STR(buf, "/media/2015/clip.mp4");
+	CHECK(source_ok("HTTPS://Origin.Example/assets/a.mp4", &dir));
+	CHECK_STR(buf, "/assets/a.mp4");
+	CHECK(source_ok("http://plain.example:8080/assets/b.ts", &dir));
+	CHECK_STR(buf, "/assets/b.ts");
+}
+
+static void test_remote_source_is_not_looked_up(void)
+{
+	int dir;
+	/* Nothing answers on these hosts: the worker finds out, not the
+	 * request. */
+	CHECK(source_ok("ftps://vault/secure/does/not/exist.ts", &dir));
+	CHECK_STR(buf, "/secure/does/not/exist.ts");
+}
+
+static void test_remote_source_path_is_decoded_and_normalised(void)
+{
+	int dir;
+	CHECK(source_ok("ftp://cis/repository//%C3%A9t%C3%A9%201/./m.ts", &dir));
+	CHECK_STR(buf, "/repository/\xc3\xa9t\xc3\xa9 1/m.ts");
+}
+
+static void test_remote_directory_source_ends_in_slash(void)
+{
+	int dir = -1;
+	CHECK(source_ok("ftp://u:pw@cis:21/repository/pkg/", &dir));
+	CHECK_STR(buf, "/repository/pkg");
+	CHECK(dir == 1);
+	CHECK(source_ok("sftp://ingest.example/media/pkg//", &dir));
+	CHECK_STR(buf, "/media/pkg");
+	CHECK(dir == 1);
+	/* Without the '/' nothing says it is a directory until the worker
+	 * looks. */
+	CHECK(source_ok("ftps://vault/secure/pkg", &dir));
+	CHECK(dir == 0);
+}
+
+static void test_directory_source_over_http_is_refused(void)
+{
+	CHECK(source_refused("https://user:s3cret@origin.example/assets/pkg/",
+			     "a directory source is not supported over http: "
+			     "https://user:***@origin.example/assets/pkg/"));
+	CHECK(source_refused("http://plain.example:8080/assets/pkg/",
+			     "a directory source is not supported over http: "
+			     "http://plain.example:8080/assets/pkg/"));
+}
+
+static void test_ftps_and_sftp_absent_port_is_the_default(void)
+{
+	int dir;
+	/* ftps is explicit TLS: it starts on FTP's port 21, not 990. */
+	CHECK(source_ok("ftps://vault:21/secure/x.ts", &dir));
+	CHECK(source_refused("ftps://vault:990/secure/x.ts",
+			     "source is not under an allowed source prefix: "
+			     "ftps://vault:990/secure/x.ts"));
+	CHECK(source_ok("sftp://ingest.example/media/x.ts", &dir));
+	CHECK(source_refused("sftp://ingest.example:2222/media/x.ts", NULL));
+	CHECK(source_ok("https://origin.example:443/assets/x.ts", &dir));
+	CHECK(source_refused("http://plain.example/assets/x.ts", NULL));
+	CHECK(source_ok("ftp://cis/repository/x.ts", &dir));
+}
+
+static void test_remote_source_outside_allow_is_refused(void)
+{
+	CHECK(source_refused("ftp://user:s3cret@other:21/repository/movie.ts",
+			     "source is not under an allowed source prefix: "
+			     "ftp://user:***@other:21/repository/movie.ts"));
+	CHECK(source_refused("ftp://cis/repositoryx/movie.ts", NULL));
+	CHECK(source_refused("ftp://cis/movie.ts", NULL));
+	/* The scheme is part of the prefix: ftp is not ftps. */
+	CHECK(source_refused("ftp://vault/secure/x.ts", NULL));
+	CHECK(source_refused("sftp://cis/repository/x.ts", NULL));
+	/* The userinfo is not the host. */
+	CHECK(source_refused("ftp://cis:21@evil/repository/x.ts",
+			     "source is not under an allowed source prefix: "
+			     "ftp://cis:***@evil/repository/x.ts"));
+}
+
+static void test_remote_allow_prefix_itself_is_not_a_source(void)
+{
+	CHECK(source_refused("ftp://cis:21/repository/",
+			     "source is not under an allowed source prefix: ftp://cis:21/repository/"));
+	CHECK(source_refused("ftp://cis:21/repository", NULL));
+}
+
+static void test_remote_source_dotdot_is_refused(void)
+{
+	CHECK(source_refused("ftp://u:s3cret@cis/repository/../etc/passwd",
+			     "source path must not contain '..': "
+			     "ftp://u:***@cis/repository/../etc/passwd"));
+	CHECK(source_refused("sftp://ingest.example/media/%2E%2e/etc/passwd", NULL));
+	CHECK(source_refused("https://origin.example/assets/..%2Fsecret", NULL));
+}
+
+static void test_remote_source_without_a_path_is_refused(void)
+{
+	CHECK(source_refused("ftp://u:s3cret@cis", "source URL names no path: ftp://u:***@cis"));
+	CHECK(source_refused("https://origin.example/", NULL));
+}
+
+static void test_remote_source_without_a_host_is_refused(void)
+{
+	CHECK(source_refused("ftp:///repository/x.ts", NULL));
+	CHECK(strstr(err, "no host") != NULL);
+}
+
+static void test_remote_source_credentials_are_masked_in_every_error(void)
+{
+	const char *bad[] = {
+		"ftp://user:s3cret@cis:99999/repository/x.ts",
+		"ftp://user:s3cret@other/repository/x.ts",
+		"ftp://user:s3cret@cis/repository/../x.ts",
+		"ftp://user:s3cret@cis/repository/%00.ts",
+		"ftp://user:s3cret@cis/repository/x.ts?a=1",
+		"ftp://user:s3cret@cis/repository/x.ts\r\n",
+		"ftp://user:s3cret@cis",
+		"https://user:s3cret@origin.example/assets/dir/",
+		"sftp://user:s3cret@ingest.example:2222/media/x.ts",
+		"gopher://user:s3cret@cis/x.ts",
+		"ftp://user:s3/cret@cis/repository/x.ts",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK(source_refused(bad[i], NULL));
+		if (strstr(err, "s3cret") || strstr(err, "cret@")) {
+			fprintf(stderr, "  asset_source(%s) showed the password: %s\n", bad[i], err);
+			CHECK(0);
+		}
+	}
 }
 
 static void test_relative_source_is_refused(void)
@@ -486,6 +643,47 @@ static void test_public_url_destination_maps_back(void)
 	CHECK(dest_refused(&conf, "http://cdn.example.com/vod/dir/m.ts", NULL));
 }
 
+/* ---- a remote destination root ---- */
+
+static void test_remote_root_destination_maps_to_relative_path(void)
+{
+	CHECK(dest_ok(&rconf, "ftp://user:pw@cdn:21/data/cdn/x.ts", "x.ts", 0));
+	CHECK(dest_ok(&rconf, "ftp://publisher:s3cret@CDN/data/cdn/dir/m.ts", "dir/m.ts", 0));
+	CHECK(dest_ok(&rconf, "ftp://cdn/data/cdn/pkg/", "pkg", 1));
+	CHECK(dest_ok(&rconf, "dir/movie.ts", "dir/movie.ts", 0));
+	CHECK(dest_ok(&rconf, "https://u:p@dav.example/upload/a.ts", "a.ts", 0));
+}
+
+static void test_remote_root_refuses_other_servers_with_password_masked(void)
+{
+	CHECK(dest_refused(&rconf, "ftp://publisher:s3cret@cdn:2121/data/cdn/x.ts",
+			   "destination is outside the allowed destinations: "
+			   "ftp://publisher:***@cdn:2121/data/cdn/x.ts"));
+	CHECK(dest_refused(&rconf, "ftps://cdn:21/data/cdn/x.ts", NULL));
+	CHECK(dest_refused(&rconf, "ftp://cdn/data/cdnx/x.ts", NULL));
+	CHECK(dest_refused(&rconf, "ftp://cdn/data/cdn/%2e%2e/x.ts", NULL));
+	CHECK(dest_refused(&rconf, "ftp://u:s3cret@cdn/data/cdn/", root_itself));
+}
+
+static void test_absolute_local_path_is_refused_with_a_remote_root(void)
+{
+	CHECK(dest_refused(&rconf, "/data/cdn/x.ts",
+			   "destination is outside the destination root: /data/cdn/x.ts"));
+	CHECK(dest_refused(&rconf, P("%s/cdn/x.ts"), NULL));
+}
+
+static void test_webdav_root_destination_maps_to_relative_path(void)
+{
+	struct config c;
+	CHECK(config_parse(&c, "[destination]\nroot = https://dav:s3cret@Dav.Example/vod/\n", "x",
+			   err, sizeof err) == 0);
+	int ok = dest_ok(&c, "https://dav.example:443/vod/a.ts", "a.ts", 0) &&
+		 dest_ok(&c, "HTTPS://x:y@DAV.EXAMPLE/vod/dir/", "dir", 1) &&
+		 dest_refused(&c, "http://dav.example/vod/a.ts", NULL);
+	config_free(&c);
+	CHECK(ok);
+}
+
 /* ---- what GetTaskStatus answers ---- */
 
 static void test_public_answer_uses_public_url(void)
@@ -536,6 +734,20 @@ static void test_public_url_round_trip(void)
 	}
 }
 
+static void test_public_answer_with_a_remote_root_carries_no_credentials(void)
+{
+	char *s = asset_public(&rconf, "dir/m.ts", 0);
+	int clean = s && !strstr(s, "s3cret") && !strstr(s, "publisher") && !strchr(s, '@');
+	CHECK_STR(s, "ftp://cdn:21/data/cdn/dir/m.ts");
+	free(s);
+	CHECK(clean);
+	s = asset_public(&rconf, "pkg", 1);
+	CHECK_STR(s, "ftp://cdn:21/data/cdn/pkg/");
+	free(s);
+	CHECK(round_trip(&rconf, "\xc3\xa9t\xc3\xa9/m 1.ts", 0));
+	CHECK(round_trip(&rconf, "pkg", 1));
+}
+
 static void test_public_answer_percent_encodes_non_ascii(void)
 {
 	char *s = asset_public(&pubconf, "\xc3\xa9 1.ts", 0);
@@ -563,12 +775,24 @@ int main(void)
 	RUN(test_source_prefix_ends_at_a_slash);
 	RUN(test_source_allow_prefix_itself_is_not_a_source);
 	RUN(test_source_dotdot_is_refused);
-	RUN(test_remote_source_scheme_is_unsupported);
+	RUN(test_unknown_source_scheme_is_unsupported);
 	RUN(test_relative_source_is_refused);
 	RUN(test_unparseable_source_url_is_refused_and_masked);
 	RUN(test_file_source_on_a_remote_host_is_refused);
 	RUN(test_crlf_in_source_is_refused_and_not_echoed);
 	RUN(test_source_credentials_are_masked_in_errors);
+	RUN(test_remote_source_under_allow_is_accepted);
+	RUN(test_remote_source_is_not_looked_up);
+	RUN(test_remote_source_path_is_decoded_and_normalised);
+	RUN(test_remote_directory_source_ends_in_slash);
+	RUN(test_directory_source_over_http_is_refused);
+	RUN(test_ftps_and_sftp_absent_port_is_the_default);
+	RUN(test_remote_source_outside_allow_is_refused);
+	RUN(test_remote_allow_prefix_itself_is_not_a_source);
+	RUN(test_remote_source_dotdot_is_refused);
+	RUN(test_remote_source_without_a_path_is_refused);
+	RUN(test_remote_source_without_a_host_is_refused);
+	RUN(test_remote_source_credentials_are_masked_in_every_error);
 	RUN(test_relative_destination_lands_under_root);
 	RUN(test_relative_directory_destination_ends_in_slash);
 	RUN(test_relative_destination_is_normalised);
@@ -592,9 +816,14 @@ int main(void)
 	RUN(test_root_itself_is_refused);
 	RUN(test_query_in_destination_url_is_refused);
 	RUN(test_public_url_destination_maps_back);
+	RUN(test_remote_root_destination_maps_to_relative_path);
+	RUN(test_remote_root_refuses_other_servers_with_password_masked);
+	RUN(test_absolute_local_path_is_refused_with_a_remote_root);
+	RUN(test_webdav_root_destination_maps_to_relative_path);
 	RUN(test_public_answer_uses_public_url);
 	RUN(test_public_answer_without_public_url_is_the_root_url);
 	RUN(test_public_url_round_trip);
+	RUN(test_public_answer_with_a_remote_root_carries_no_credentials);
 	RUN(test_public_answer_percent_encodes_non_ascii);
 	teardown();
 	return HARNESS_END("test_asset");

@@ -1,12 +1,14 @@
 /*
  * test_config.c - config_parse and config_load: the defaults, every kind
- * of value, how prefixes are normalised, and that every refusal says which
- * file and line.
+ * of value, how prefixes are normalised, remote destination roots and
+ * credentials, and that every refusal says which file and line and never
+ * repeats a password.
  */
 #include "apubid.h"
 #include "harness.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char err[512];
@@ -63,7 +65,30 @@ static void test_builtin_defaults_without_file(void)
 	CHECK_STR(c.dest_root_path, want);
 	CHECK(c.ndest_allow == 0);
 	CHECK(c.public_url == NULL);
+	CHECK_STR(c.dest_root_auth, c.dest_root);
+	CHECK(c.retries == 5);
+	CHECK(c.retry_delay == 2);
+	CHECK(c.retry_max_delay == 60);
+	CHECK(c.retry_max_time == 600);
+	CHECK(c.connect_timeout == 15);
+	CHECK(c.stall_timeout == 30);
+	CHECK(c.task_timeout == 3600);
+	CHECK(c.max_per_host == 4);
+	CHECK(c.ca_file == NULL && c.ssh_private_key == NULL);
+	CHECK(c.ssh_public_key == NULL && c.ssh_known_hosts == NULL);
+	CHECK(c.ncredentials == 0);
 	CHECK(c.log_level == LOG_INFO);
+	config_free(&c);
+}
+
+static void test_transfer_defaults_apply_to_a_file_without_transfer_section(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "") == 0);
+	CHECK(c.retries == 5 && c.retry_delay == 2 && c.retry_max_delay == 60);
+	CHECK(c.retry_max_time == 600 && c.connect_timeout == 15 && c.stall_timeout == 30);
+	CHECK(c.task_timeout == 3600 && c.max_per_host == 4);
+	CHECK(c.ca_file == NULL && c.ssh_known_hosts == NULL && c.ncredentials == 0);
 	config_free(&c);
 }
 
@@ -113,6 +138,138 @@ static void test_every_setting_can_be_set(void)
 	CHECK_STR(c.public_url, "https://cdn.example.com/vod/");
 	CHECK(c.log_level == LOG_DEBUG);
 	config_free(&c);
+}
+
+/* A readable file for the path settings; the caller unlinks it. */
+static int temp_file(char *path)
+{
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+static void test_every_transfer_setting_can_be_set(void)
+{
+	char ca[] = "/tmp/apubid-ca-XXXXXX", key[] = "/tmp/apubid-key-XXXXXX";
+	char pub[] = "/tmp/apubid-pub-XXXXXX", known[] = "/tmp/apubid-known-XXXXXX";
+	CHECK(temp_file(ca) == 0 && temp_file(key) == 0 && temp_file(pub) == 0 &&
+	      temp_file(known) == 0);
+	char *text = util_printf("[transfer]\n"
+				 "retries = 1\n"
+				 "retry_delay = 0\n"
+				 "retry_max_delay = 86400\n"
+				 "retry_max_time = 0\n"
+				 "connect_timeout = 600\n"
+				 "stall_timeout = 1\n"
+				 "task_timeout = 604800\n"
+				 "max_per_host = 256\n"
+				 "ca_file = %s\n"
+				 "ssh_private_key = %s\n"
+				 "ssh_public_key = %s\n"
+				 "ssh_known_hosts = %s\n",
+				 ca, key, pub, known);
+	struct config c;
+	int rc = parse_with(&c, text);
+	free(text);
+	unlink(ca);
+	unlink(key);
+	unlink(pub);
+	unlink(known);
+	CHECK(rc == 0);
+	CHECK(c.retries == 1 && c.retry_delay == 0 && c.retry_max_delay == 86400);
+	CHECK(c.retry_max_time == 0 && c.connect_timeout == 600 && c.stall_timeout == 1);
+	CHECK(c.task_timeout == 604800 && c.max_per_host == 256);
+	CHECK_STR(c.ca_file, ca);
+	CHECK_STR(c.ssh_private_key, key);
+	CHECK_STR(c.ssh_public_key, pub);
+	CHECK_STR(c.ssh_known_hosts, known);
+	config_free(&c);
+}
+
+static void test_transfer_numbers_out_of_range_are_refused(void)
+{
+	static const struct {
+		const char *line, *want;
+	} bad[] = {
+		{ "retries = 0", "'retries' must be a whole number from 1 to 100, not '0'" },
+		{ "retries = 101", "'retries' must be a whole number from 1 to 100, not '101'" },
+		{ "retry_delay = -1", "'retry_delay' must be a whole number from 0 to 3600" },
+		{ "retry_delay = 3601", "'retry_delay' must be a whole number from 0 to 3600" },
+		{ "retry_max_delay = 0", "'retry_max_delay' must be a whole number from 1 to 86400" },
+		{ "retry_max_delay = 86401", "'retry_max_delay' must be a whole number from 1 to 86400" },
+		{ "retry_max_time = -1", "'retry_max_time' must be a whole number from 0 to 604800" },
+		{ "retry_max_time = 604801", "'retry_max_time' must be a whole number from 0 to 604800" },
+		{ "connect_timeout = 0", "'connect_timeout' must be a whole number from 1 to 600" },
+		{ "connect_timeout = 601", "'connect_timeout' must be a whole number from 1 to 600" },
+		{ "stall_timeout = 0", "'stall_timeout' must be a whole number from 1 to 3600" },
+		{ "stall_timeout = 3601", "'stall_timeout' must be a whole number from 1 to 3600" },
+		{ "task_timeout = 0", "'task_timeout' must be a whole number from 1 to 604800" },
+		{ "task_timeout = 604801", "'task_timeout' must be a whole number from 1 to 604800" },
+		{ "max_per_host = 0", "'max_per_host' must be a whole number from 1 to 256" },
+		{ "max_per_host = 257", "'max_per_host' must be a whole number from 1 to 256" },
+		{ "retries = five", "'retries' must be a whole number from 1 to 100, not 'five'" },
+		{ "stall_timeout = 30s", "'stall_timeout' must be a whole number from 1 to 3600" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[256], want[256];
+		snprintf(text, sizeof text, "[transfer]\n\n%s\n", bad[i].line);
+		snprintf(want, sizeof want, "apubid.conf:5: %s", bad[i].want);
+		CHECK(refused(text, want));
+	}
+}
+
+static void test_transfer_key_set_twice_is_refused(void)
+{
+	CHECK(refused("[transfer]\nretries = 2\nretries = 3\n",
+		      "apubid.conf:5: 'retries' is set twice in [transfer] (first on line 4)"));
+}
+
+static void test_missing_transfer_files_report_file_line_and_reason(void)
+{
+	const char *keys[] = { "ca_file", "ssh_private_key", "ssh_public_key", "ssh_known_hosts" };
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		char text[256], want[256];
+		snprintf(text, sizeof text, "[transfer]\n%s = /nonexistent/file.pem\n", keys[i]);
+		snprintf(want, sizeof want,
+			 "apubid.conf:4: cannot read %s /nonexistent/file.pem: No such file or directory",
+			 keys[i]);
+		CHECK(refused(text, want));
+	}
+}
+
+static void test_directory_is_not_a_readable_ca_file(void)
+{
+	CHECK(refused("[transfer]\nca_file = /tmp\n",
+		      "apubid.conf:4: cannot read ca_file /tmp: Is a directory"));
+}
+
+static void test_unreadable_ca_file_is_refused(void)
+{
+	char path[] = "/tmp/apubid-ca-XXXXXX", text[256], want[256];
+	CHECK(temp_file(path) == 0);
+	CHECK(chmod(path, 0) == 0);
+	snprintf(text, sizeof text, "[transfer]\nca_file = %s\n", path);
+	snprintf(want, sizeof want, "apubid.conf:4: cannot read ca_file %s: Permission denied", path);
+	/* root reads any file whatever its mode: there the refusal cannot be
+	 * provoked this way. */
+	int ok = geteuid() == 0 || refused(text, want);
+	unlink(path);
+	CHECK(ok);
+}
+
+static void test_relative_transfer_file_is_made_absolute_against_cwd(void)
+{
+	struct config c;
+	char want[5000];
+	/* Unit tests run from the top of the tree, which holds etc/apubid.conf. */
+	CHECK(parse_with(&c, "[transfer]\nssh_known_hosts = etc/apubid.conf\n") == 0);
+	snprintf(want, sizeof want, "%s/etc/apubid.conf", cwd);
+	CHECK_STR(c.ssh_known_hosts, want);
+	config_free(&c);
+	snprintf(want, sizeof want, "apubid.conf:4: cannot read ca_file %s/etc/nope.pem: No such", cwd);
+	CHECK(refused("[transfer]\nca_file = etc/nope.pem\n", want));
 }
 
 static void test_unknown_key_reports_file_and_line(void)
@@ -405,13 +562,190 @@ static void test_bad_prefix_url_is_refused(void)
 	CHECK(refused("allow = ftp://cdn/x/?a=1\n", "query"));
 }
 
-static void test_only_file_roots_are_supported(void)
+/* Parses a file whose only setting is `root`. */
+static int parse_root(struct config *c, const char *root)
+{
+	char *text = util_printf("[destination]\nroot = %s\n", root);
+	err[0] = '\0';
+	int rc = config_parse(c, text, "x.conf", err, sizeof err);
+	free(text);
+	return rc;
+}
+
+static void test_remote_root_keeps_credentials_only_in_dest_root_auth(void)
+{
+	static const struct {
+		const char *root, *dest_root, *auth;
+	} roots[] = {
+		{ "ftp://user:pw@cdn:21/data/cdn/", "ftp://cdn:21/data/cdn/",
+		  "ftp://user:pw@cdn:21/data/cdn/" },
+		{ "FTPS://User:PW@CDN/data//cdn", "ftps://cdn/data/cdn/", "ftps://User:PW@cdn/data/cdn/" },
+		{ "sftp://publisher@cdn.example:2222/srv/cdn", "sftp://cdn.example:2222/srv/cdn/",
+		  "sftp://publisher@cdn.example:2222/srv/cdn/" },
+		{ "http://dav:secret@[2001:DB8::1]:8080/vod/", "http://[2001:db8::1]:8080/vod/",
+		  "http://dav:secret@[2001:db8::1]:8080/vod/" },
+		{ "https://origin.example/My%20Vod/", "https://origin.example/My%20Vod/",
+		  "https://origin.example/My%20Vod/" },
+	};
+	for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+		struct config c;
+		CHECK(parse_root(&c, roots[i].root) == 0);
+		int ok = c.dest_root_path == NULL && strcmp(c.dest_root, roots[i].dest_root) == 0 &&
+			 strcmp(c.dest_root_auth, roots[i].auth) == 0;
+		if (!ok)
+			fprintf(stderr, "  root %s: dest_root %s, dest_root_auth %s, path %s\n",
+				roots[i].root, c.dest_root, c.dest_root_auth,
+				c.dest_root_path ? c.dest_root_path : "(null)");
+		config_free(&c);
+		CHECK(ok);
+	}
+}
+
+static void test_remote_root_userinfo_is_reencoded_so_it_parses_back(void)
 {
 	struct config c;
-	CHECK(config_parse(&c, "[destination]\nroot = ftp://user:pw@cdn/data/\n", "x.conf", err,
-			   sizeof err) == -1);
-	CHECK_STR(err, "x.conf:2: destination root: only file:// roots are supported");
+	struct url u;
+	/* A raw '@' in the password is tolerated by url_parse (the last '@'
+	 * ends the userinfo); the stored form encodes it. */
+	CHECK(parse_root(&c, "ftp://us%3Aer:p@ss%2Fw0rd@cdn/data/") == 0);
+	CHECK_STR(c.dest_root, "ftp://cdn/data/");
+	CHECK_STR(c.dest_root_auth, "ftp://us%3Aer:p%40ss%2Fw0rd@cdn/data/");
+	CHECK(url_parse(c.dest_root_auth, &u, NULL, 0) == 0);
+	int ok = strcmp(u.user, "us:er") == 0 && strcmp(u.password, "p@ss/w0rd") == 0 &&
+		 strcmp(u.host, "cdn") == 0 && strcmp(u.path, "/data/") == 0;
+	url_free(&u);
 	config_free(&c);
+	CHECK(ok);
+}
+
+static void test_remote_root_may_be_the_server_root(void)
+{
+	struct config c;
+	CHECK(parse_root(&c, "ftp://publisher:pw@cdn") == 0);
+	CHECK_STR(c.dest_root, "ftp://cdn/");
+	CHECK_STR(c.dest_root_auth, "ftp://publisher:pw@cdn/");
+	CHECK(c.dest_root_path == NULL);
+	config_free(&c);
+}
+
+static void test_file_root_auth_is_the_root(void)
+{
+	struct config c;
+	CHECK(parse_root(&c, "file://localhost/srv/cdn") == 0);
+	CHECK_STR(c.dest_root, "file:///srv/cdn/");
+	CHECK_STR(c.dest_root_auth, "file:///srv/cdn/");
+	CHECK_STR(c.dest_root_path, "/srv/cdn");
+	config_free(&c);
+}
+
+static void test_unsupported_root_scheme_is_refused_without_its_password(void)
+{
+	struct config c;
+	CHECK(parse_root(&c, "scp://user:s3cret@cdn/data/") == -1);
+	CHECK_STR(err, "x.conf:2: destination root: unsupported scheme 'scp' (supported: file, ftp, "
+		       "ftps, sftp, http, https)");
+	config_free(&c);
+	CHECK(parse_root(&c, "GOPHER://cdn/data/") == -1);
+	CHECK(strstr(err, "unsupported scheme 'gopher'") != NULL);
+	config_free(&c);
+	CHECK(parse_root(&c, "ftp://user:s3cret@cdn:0/data/") == -1);
+	CHECK_STR(err, "x.conf:2: destination root: bad port (expected 1 to 65535)");
+	config_free(&c);
+	CHECK(parse_root(&c, "ftp://user:s3cret@cdn/a/../b/") == -1);
+	CHECK(strstr(err, "'..'") != NULL && strstr(err, "s3cret") == NULL);
+	config_free(&c);
+}
+
+static void test_remote_allow_prefixes_normalise_like_ftp(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "[source]\n"
+			     "allow = FTPS://Vault/secure\n"
+			     "allow = SFTP://u:pw@Ingest.Example:22/media//\n"
+			     "allow = https://origin.example:443/assets/./\n"
+			     "allow = HTTP://[2001:DB8::2]/x%20y\n") == 0);
+	CHECK(c.nsource_allow == 4);
+	CHECK_STR(c.source_allow[0], "ftps://vault/secure/");
+	CHECK_STR(c.source_allow[1], "sftp://ingest.example:22/media/");
+	CHECK_STR(c.source_allow[2], "https://origin.example:443/assets/");
+	CHECK_STR(c.source_allow[3], "http://[2001:db8::2]/x%20y/");
+	config_free(&c);
+}
+
+/* ---- [credentials] ---- */
+
+static void test_credentials_are_kept_as_written(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "[credentials]\n"
+			     "url = ftp://publisher:pa%40ss@CDN:21/\n"
+			     "url = sftp://ingest@cis.example\n"
+			     "url = https://dav:pw@[2001:db8::1]:8443/\n"
+			     "url = ftps://a:b@vault/\n") == 0);
+	CHECK(c.ncredentials == 4);
+	CHECK_STR(c.credentials[0], "ftp://publisher:pa%40ss@CDN:21/");
+	CHECK_STR(c.credentials[1], "sftp://ingest@cis.example");
+	CHECK_STR(c.credentials[2], "https://dav:pw@[2001:db8::1]:8443/");
+	CHECK_STR(c.credentials[3], "ftps://a:b@vault/");
+	config_free(&c);
+}
+
+static void test_credentials_without_a_user_are_refused(void)
+{
+	const char want[] = "apubid.conf:4: [credentials] url: needs a user "
+			    "(scheme://user:password@host[:port]/)";
+	CHECK(refused("[credentials]\nurl = ftp://cdn/\n", want));
+	CHECK(refused("[credentials]\nurl = ftp://:s3cret@cdn/\n", want));
+	CHECK(strstr(err, "s3cret") == NULL);
+}
+
+static void test_credentials_with_an_unsupported_scheme_are_refused(void)
+{
+	CHECK(refused("[credentials]\nurl = file://u:s3cret@localhost/\n",
+		      "apubid.conf:4: [credentials] url: unsupported scheme 'file' "
+		      "(supported: ftp, ftps, sftp, http, https)"));
+	CHECK(refused("[credentials]\nurl = scp://u:s3cret@cdn/\n", "unsupported scheme 'scp'"));
+	CHECK(refused("[credentials]\nurl = u:s3cret@cdn\n",
+		      "apubid.conf:4: [credentials] url: not an absolute URL"));
+	CHECK(refused("[credentials]\nurl = ftp://u:s3cret@cdn:99999/\n",
+		      "apubid.conf:4: [credentials] url: bad port"));
+	CHECK(strstr(err, "s3cret") == NULL);
+}
+
+static void test_credentials_name_a_server_not_a_path(void)
+{
+	CHECK(refused("[credentials]\nurl = ftp://u:s3cret@cdn/data/cdn/\n",
+		      "apubid.conf:4: [credentials] url: names a server, not a path"));
+	CHECK(strstr(err, "s3cret") == NULL);
+}
+
+static void test_second_credentials_for_one_server_are_refused(void)
+{
+	CHECK(refused("[credentials]\nurl = ftp://a:s3cret@cdn/\nurl = ftp://b:s3cret@CDN:21/\n",
+		      "apubid.conf:5: [credentials] url: a second entry for ftp://cdn:21/"));
+	CHECK(strstr(err, "s3cret") == NULL);
+	CHECK(refused("[credentials]\nurl = ftps://a:x@vault:21/\nurl = ftps://b:y@vault/\n",
+		      "a second entry for ftps://vault:21/"));
+	CHECK(refused("[credentials]\nurl = sftp://a@[::1]/\nurl = sftp://b@[::1]:22\n",
+		      "a second entry for sftp://[::1]:22/"));
+}
+
+static void test_credentials_for_other_ports_and_schemes_are_separate(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "[credentials]\nurl = ftp://a:x@cdn/\nurl = ftp://b:y@cdn:2121/\n"
+			     "url = ftps://c:z@cdn/\nurl = sftp://d@cdn/\n") == 0);
+	CHECK(c.ncredentials == 4);
+	config_free(&c);
+}
+
+static void test_too_many_credentials_are_refused(void)
+{
+	char text[4096] = "[credentials]\n";
+	for (int i = 0; i <= CONFIG_MAX_PREFIXES; i++)
+		snprintf(text + strlen(text), sizeof text - strlen(text),
+			 "url = ftp://u:pw@host%d/\n", i);
+	CHECK(refused(text, "apubid.conf:36: [credentials] url: at most 32 entries"));
 }
 
 static void test_filesystem_root_cannot_be_the_root(void)
@@ -445,6 +779,12 @@ static void test_failed_parse_leaves_nothing_to_free(void)
 	struct config c;
 	CHECK(parse_with(&c, "allow = ftp://a/\n[source]\nallow = /x\n[server]\nbogus = 1\n") == -1);
 	CHECK(c.dest_root == NULL && c.listen_host == NULL && c.nsource_allow == 0);
+	config_free(&c);
+	CHECK(config_parse(&c, "[destination]\nroot = ftp://u:pw@cdn/x/\n[transfer]\n"
+			       "ca_file = etc/apubid.conf\n[credentials]\nurl = ftp://u:pw@cdn/\n"
+			       "url = bogus\n",
+			   "x.conf", err, sizeof err) == -1);
+	CHECK(c.dest_root_auth == NULL && c.ca_file == NULL && c.ncredentials == 0);
 	config_free(&c);
 }
 
@@ -500,6 +840,10 @@ static void test_sample_config_parses(void)
 	CHECK(config_load(&c, "etc/apubid.conf", err, sizeof err) == 0);
 	CHECK(c.listen_port == 8080);
 	CHECK(c.dest_root != NULL);
+	CHECK(c.retries == 5 && c.retry_delay == 2 && c.retry_max_delay == 60);
+	CHECK(c.retry_max_time == 600 && c.connect_timeout == 15 && c.stall_timeout == 30);
+	CHECK(c.task_timeout == 3600 && c.max_per_host == 4);
+	CHECK(c.ca_file == NULL && c.ncredentials == 0);
 	config_free(&c);
 }
 
@@ -508,7 +852,15 @@ int main(void)
 	if (!getcwd(cwd, sizeof cwd))
 		return 1;
 	RUN(test_builtin_defaults_without_file);
+	RUN(test_transfer_defaults_apply_to_a_file_without_transfer_section);
 	RUN(test_every_setting_can_be_set);
+	RUN(test_every_transfer_setting_can_be_set);
+	RUN(test_transfer_numbers_out_of_range_are_refused);
+	RUN(test_transfer_key_set_twice_is_refused);
+	RUN(test_missing_transfer_files_report_file_line_and_reason);
+	RUN(test_directory_is_not_a_readable_ca_file);
+	RUN(test_unreadable_ca_file_is_refused);
+	RUN(test_relative_transfer_file_is_made_absolute_against_cwd);
 	RUN(test_unknown_key_reports_file_and_line);
 	RUN(test_unknown_section_is_refused);
 	RUN(test_key_outside_any_section_is_refused);
@@ -540,7 +892,19 @@ int main(void)
 	RUN(test_dotdot_in_prefix_is_refused);
 	RUN(test_file_prefix_cannot_name_a_remote_host);
 	RUN(test_bad_prefix_url_is_refused);
-	RUN(test_only_file_roots_are_supported);
+	RUN(test_remote_root_keeps_credentials_only_in_dest_root_auth);
+	RUN(test_remote_root_userinfo_is_reencoded_so_it_parses_back);
+	RUN(test_remote_root_may_be_the_server_root);
+	RUN(test_file_root_auth_is_the_root);
+	RUN(test_unsupported_root_scheme_is_refused_without_its_password);
+	RUN(test_remote_allow_prefixes_normalise_like_ftp);
+	RUN(test_credentials_are_kept_as_written);
+	RUN(test_credentials_without_a_user_are_refused);
+	RUN(test_credentials_with_an_unsupported_scheme_are_refused);
+	RUN(test_credentials_name_a_server_not_a_path);
+	RUN(test_second_credentials_for_one_server_are_refused);
+	RUN(test_credentials_for_other_ports_and_schemes_are_separate);
+	RUN(test_too_many_credentials_are_refused);
 	RUN(test_filesystem_root_cannot_be_the_root);
 	RUN(test_public_url_must_be_http_or_https);
 	RUN(test_public_url_keeps_port_and_path_case);

@@ -222,6 +222,111 @@ static void test_store_in_missing_directory_fails_with_reason(void)
 	CHECK(strstr(err, "/nonexistent-dir/x/apubid.db") != NULL);
 }
 
+static void test_retry_task_is_claimed_again_only_when_due(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, got;
+	make_task(&a, "a.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_claim(s, &got) == 0);
+	int64_t first = got.first_started_ms;
+	CHECK(first > 0);
+	task_clear(&got);
+	CHECK(store_retry(s, a.id, util_now_ms() + 60000, "connection refused") == 0);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.state == TS_RETRY);
+	CHECK_STR(got.reason, "connection refused");
+	task_clear(&got);
+	CHECK(store_claim(s, &got) == 1);
+	CHECK(store_retry(s, a.id, 0, "x") == 0); /* not running: no change */
+	store_close(s);
+	/* Due now: make it so by hand through a fresh retry. */
+	char err[256];
+	s = store_open(path, err, sizeof err);
+	CHECK(s);
+	CHECK(store_recover(s) == 0); /* waiting to retry is not "left running" */
+	store_close(s);
+}
+
+static void test_due_retry_is_claimed_with_its_first_start_kept(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, got;
+	make_task(&a, "a.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_claim(s, &got) == 0);
+	int64_t first = got.first_started_ms;
+	task_clear(&got);
+	CHECK(store_retry(s, a.id, util_now_ms() - 1, "reset by peer") == 0);
+	usleep(2000);
+	CHECK(store_claim(s, &got) == 0);
+	CHECK_STR(got.id, a.id);
+	CHECK(got.attempts == 2);
+	CHECK(got.first_started_ms == first);
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_items_keep_their_order_state_and_checksums(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, got;
+	make_task(&a, "pkg");
+	CHECK(store_insert(s, &a) == 0);
+	struct item in[3] = {
+		{ .seq = 0, .path = "sub", .is_dir = 1, .size = -1 },
+		{ .seq = 1, .path = "sub/seg1.ts", .size = 1000 },
+		{ .seq = 2, .path = "index.m3u8", .size = 20 },
+	};
+	CHECK(store_set_items(s, a.id, in, 3) == 0);
+	CHECK(store_item_done(s, a.id, 1, 1000, "ab12") == 0);
+	CHECK(store_item_failed(s, a.id, 2, "550 No such file") == 0);
+	CHECK(store_progress(s, a.id, 1000) == 0);
+	struct item *out = NULL;
+	int n = 0;
+	CHECK(store_items(s, a.id, &out, &n) == 0);
+	CHECK(n == 3);
+	CHECK_STR(out[0].path, "sub");
+	CHECK(out[0].is_dir == 1);
+	CHECK(out[1].state == ITEM_DONE);
+	CHECK_STR(out[1].sha256, "ab12");
+	CHECK(out[2].state == ITEM_FAILED);
+	CHECK_STR(out[2].error, "550 No such file");
+	item_free_all(out, n);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.files_total == 2);
+	CHECK(got.files_done == 1);
+	CHECK(got.bytes_total == 1020);
+	CHECK(got.bytes_done == 1000);
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_pruned_task_takes_its_items_and_attempts(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, got;
+	make_task(&a, "a.ts");
+	CHECK(store_insert(s, &a) == 0);
+	struct item in[1] = { { .seq = 0, .path = "", .size = 1 } };
+	CHECK(store_set_items(s, a.id, in, 1) == 0);
+	CHECK(store_claim(s, &got) == 0);
+	task_clear(&got);
+	CHECK(store_attempt(s, a.id, 1, util_now_ms(), NULL) == 0);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL) == 0);
+	CHECK(store_prune(s, util_now_ms() + 1000) == 1);
+	struct item *out = NULL;
+	int n = -1;
+	CHECK(store_items(s, a.id, &out, &n) == 0);
+	CHECK(n == 0);
+	item_free_all(out, n);
+	store_close(s);
+}
+
 #define RACE_TASKS 200
 static char claimed[RACE_TASKS][TASKID_LEN];
 static int nclaimed;
@@ -285,6 +390,10 @@ int main(void)
 	RUN(test_prune_removes_only_old_final_tasks);
 	RUN(test_reopening_keeps_tasks_and_schema);
 	RUN(test_store_in_missing_directory_fails_with_reason);
+	RUN(test_retry_task_is_claimed_again_only_when_due);
+	RUN(test_due_retry_is_claimed_with_its_first_start_kept);
+	RUN(test_items_keep_their_order_state_and_checksums);
+	RUN(test_pruned_task_takes_its_items_and_attempts);
 	RUN(test_concurrent_claims_never_share_a_task);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

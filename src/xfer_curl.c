@@ -1,0 +1,1498 @@
+/*
+ * xfer_curl.c - remote servers through libcurl: FTP, FTPS (explicit TLS),
+ * SFTP, and HTTP(S) with WebDAV for writes. This is the only file that
+ * includes <curl/curl.h>; the rest of apubid sees struct xfer_curl and the
+ * xfer_curl_* calls declared in apubid.h.
+ *
+ * One session is one easy handle for one server, used by one thread at a
+ * time. Every call starts with curl_easy_reset and re-applies the session's
+ * options (credentials, TLS, SSH keys, timeouts): the reset drops the
+ * previous call's options but keeps the handle's connection cache, so the
+ * files of a package travel over one control connection (one SSH session,
+ * one keep-alive HTTP connection).
+ *
+ * How each operation maps onto the protocols:
+ *
+ *   op      FTP(S)                    SFTP                       WebDAV
+ *   list    LIST /dir (Unix or DOS    read a dir URL: "ls -l"    not supported
+ *           lines, parsed here)       lines, parsed here
+ *   stat    SIZE, then CWD for a dir  open, then list for a dir  HEAD, "path/"
+ *   get     RETR (REST)               read (seek)                GET (Range)
+ *   put     STOR / APPE               write / append             PUT
+ *   mkdir   MKD                       mkdir                      MKCOL
+ *   rename  RNFR + RNTO               rename (rm a file in the   MOVE, Overwrite: T
+ *                                     way, then rename again)
+ *   remove  DELE / RMD, depth first   rm / rmdir, depth first    DELETE
+ *
+ * Commands without a transfer (MKD, RNFR/RNTO, DELE, RMD, CWD; rm, rename,
+ * mkdir, rmdir) run as CURLOPT_QUOTE commands on a NOBODY request for the
+ * server's root. FTP has no quoting, so paths go raw and a CR or LF in a
+ * path is refused (every control character is, for every protocol); SFTP
+ * paths go in double quotes with '"' and '\' escaped by a backslash, which
+ * is what libcurl's SFTP quote parser reads. FTP URLs are written as
+ * "ftp://host:port//abs/path" so that, with CURLFTPMETHOD_NOCWD, libcurl
+ * sends absolute paths ("RETR /abs/path") whatever the login directory.
+ *
+ * Errors: the caller decides on retries from enum xfer_status, so every
+ * failure is sorted here into transient (connection refused or cut,
+ * timeout, FTP 4xx, HTTP 5xx, short transfer), permanent (login refused,
+ * permission, certificate, 5xx and HTTP 4xx), not found, or stopped. The
+ * message names the server (credentials masked) and the path, followed by
+ * the server's own words where there are some: the last FTP error reply,
+ * the HTTP status line, or libcurl's error buffer (SFTP's status text).
+ * Credentials travel through CURLOPT_USERNAME/PASSWORD only, never inside a
+ * URL, and a message is scrubbed of the password before it is returned.
+ *
+ * Memory does not grow with file size: downloads stream through the write
+ * callback into the caller's fd, uploads through the read callback with
+ * pread from the caller's offset. Nothing here is global; curl_global_init
+ * is the program's business, before threads start.
+ */
+#include "apubid.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* libcurl's receive and upload buffers: larger than the defaults because
+ * libssh2 pipelines SFTP writes in proportion to what it is given. */
+#define XC_BUFSZ (256 * 1024)
+#define XC_CONNECT_TIMEOUT 30 /* seconds, when the options give none */
+#define XC_STALL_TIMEOUT 60
+/* How deep xfer_curl_remove follows a directory tree before giving up. */
+#define XC_MAX_DEPTH 64
+
+enum xc_proto { XC_FTP, XC_SFTP, XC_HTTP };
+
+/* What the body of an HTTP answer to a GET is for. */
+enum xc_body { XC_BODY_UNKNOWN, XC_BODY_WRITE, XC_BODY_DISCARD };
+
+struct xfer_curl {
+	CURL *h;
+	int proto;                    /* enum xc_proto */
+	int tls;                      /* ftps (AUTH TLS) or https */
+	const char *protocols;        /* CURLOPT_PROTOCOLS_STR */
+	char *base;                   /* "ftp://host:port", no credentials: URLs */
+	char *shown;                  /* "ftps://user:***@host:port", for messages */
+	char *user, *password;        /* decoded; NULL when absent */
+	char *ca_file, *ssh_key, *ssh_pub, *known_hosts;
+	long connect_timeout, stall_timeout;
+	volatile sig_atomic_t *stop;
+	char errbuf[CURL_ERROR_SIZE]; /* libcurl's own message for the last call */
+
+	/* The current call; xc_setup clears all of it. */
+	struct curl_slist *list;      /* quote commands or extra headers */
+	char reply[256];              /* last FTP reply >= 400, or HTTP status line */
+	int reply_code;               /* its code, 0 when none */
+	char local[256];              /* a failure on our side (fd, on_data) */
+	int fd;
+	int64_t off;                  /* put: where reading starts in fd */
+	int64_t limit;                /* put: bytes to send */
+	int64_t pos;                  /* bytes moved through fd so far */
+	int64_t reported;             /* put: bytes already shown to on_data */
+	int64_t skip;                 /* get: bytes of the body to drop first */
+	int body;                     /* get over HTTP: enum xc_body */
+	int (*on_data)(void *arg, const char *buf, size_t n);
+	void *arg;
+	/* listings */
+	struct xfer_entry *ents;
+	int nents, capents;
+	int with_links;               /* keep symbolic links (as files) */
+	const char *listdir;          /* the directory being listed, for messages */
+	char *line;                   /* SFTP: the listing line being received */
+	size_t linelen, linecap;
+};
+
+static const struct {
+	const char *scheme;
+	int proto, tls, port;
+	const char *curl_scheme;
+} xc_schemes[] = {
+	{ "ftp", XC_FTP, 0, 21, "ftp" },
+	{ "ftps", XC_FTP, 1, 21, "ftp" }, /* explicit TLS on the FTP port */
+	{ "sftp", XC_SFTP, 0, 22, "sftp" },
+	{ "http", XC_HTTP, 0, 80, "http" },
+	{ "https", XC_HTTP, 1, 443, "https" },
+};
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Replaces every occurrence of the session's password in s (in place) by
+ * "***". The password never enters a URL or a command we write, but a
+ * server may echo what it received; this is the last line of defence. */
+static void xc_scrub(const struct xfer_curl *x, char *s)
+{
+	if (!x || !x->password || strlen(x->password) < 3)
+		return;
+	size_t pl = strlen(x->password);
+	char *p;
+	while ((p = strstr(s, x->password)) != NULL) {
+		memcpy(p, "***", 3);
+		memmove(p + 3, p + pl, strlen(p + pl) + 1);
+	}
+}
+
+static int xc_fail(struct xfer_curl *x, int status, const char *path, char *err, size_t errlen,
+		   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Writes "<server><path>: <what>" into err and returns `status`, so failure
+ * paths read "return xc_fail(...)". */
+static int xc_fail(struct xfer_curl *x, int status, const char *path, char *err, size_t errlen,
+		   const char *fmt, ...)
+{
+	char what[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	char line[2048];
+	snprintf(line, sizeof line, "%s%s: %s", x ? x->shown : "", path ? path : "", what);
+	xc_scrub(x, line);
+	if (err && errlen)
+		snprintf(err, errlen, "%s", line);
+	log_debug("xfer_curl: %s", line);
+	return status;
+}
+
+/* Copies a server's line into a fixed buffer, control characters replaced,
+ * so that nothing a server sends can forge a log line. */
+static void xc_copy_line(char *dst, size_t dstlen, const char *s, size_t n)
+{
+	if (n >= dstlen)
+		n = dstlen - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		dst[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+	}
+	dst[n] = '\0';
+}
+
+/* ---- libcurl callbacks --------------------------------------------------- */
+
+/* Keeps the reply that explains a failure: for FTP the last reply with a
+ * code of 400 or more, for HTTP the last status line. */
+static void xc_reply_line(struct xfer_curl *x, const char *s, size_t n)
+{
+	while (n && (s[n - 1] == '\r' || s[n - 1] == '\n'))
+		n--;
+	if (x->proto == XC_HTTP) {
+		if (n > 5 && memcmp(s, "HTTP/", 5) == 0)
+			xc_copy_line(x->reply, sizeof x->reply, s, n);
+		return;
+	}
+	if (n < 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' || s[1] > '9' || s[2] < '0' ||
+	    s[2] > '9' || (n > 3 && s[3] != ' ' && s[3] != '-'))
+		return;
+	xc_copy_line(x->reply, sizeof x->reply, s, n);
+	x->reply_code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+}
+
+static int xc_debug(CURL *h, curl_infotype type, char *data, size_t size, void *userp)
+{
+	(void)h;
+	struct xfer_curl *x = userp;
+	if (type != CURLINFO_HEADER_IN)
+		return 0;
+	while (size > 0) {
+		const char *nl = memchr(data, '\n', size);
+		size_t len = nl ? (size_t)(nl - data) : size;
+		xc_reply_line(x, data, len);
+		if (!nl)
+			break;
+		size -= len + 1;
+		data += len + 1;
+	}
+	return 0;
+}
+
+static int xc_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	struct xfer_curl *x = userp;
+	return x->stop && *x->stop ? 1 : 0;
+}
+
+/* Bodies nobody reads: error pages, MKCOL answers, listings of a probe. */
+static size_t xc_discard(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	(void)ptr, (void)userp;
+	return size * nmemb;
+}
+
+static size_t xc_write(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	struct xfer_curl *x = userp;
+	size_t n = size * nmemb;
+	if (x->proto == XC_HTTP && x->body == XC_BODY_UNKNOWN) {
+		long code = 0;
+		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+		if (code == 206 || (code == 200 && x->off == 0)) {
+			x->body = XC_BODY_WRITE;
+		} else if (code == 200) {
+			/* The server ignored the Range: the whole file comes, and
+			 * the part the caller has is read and dropped. */
+			log_debug("xfer_curl: %s: range ignored, skipping %lld bytes", x->shown,
+				  (long long)x->off);
+			x->body = XC_BODY_WRITE;
+			x->skip = x->off;
+		} else {
+			x->body = XC_BODY_DISCARD;
+		}
+	}
+	if (x->body == XC_BODY_DISCARD)
+		return n;
+	const char *p = ptr;
+	size_t left = n;
+	if (x->skip > 0) {
+		size_t drop = (int64_t)left < x->skip ? left : (size_t)x->skip;
+		x->skip -= (int64_t)drop;
+		p += drop;
+		left -= drop;
+	}
+	if (left == 0)
+		return n;
+	const char *chunk = p;
+	size_t chunklen = left;
+	while (left > 0) {
+		ssize_t w = write(x->fd, p, left);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(x->local, sizeof x->local, "cannot write the local file: %s",
+				 w < 0 ? strerror(errno) : "nothing written");
+			return 0;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	x->pos += (int64_t)chunklen;
+	if (x->on_data && x->on_data(x->arg, chunk, chunklen) != 0) {
+		snprintf(x->local, sizeof x->local, "the transfer was refused by the caller");
+		return 0;
+	}
+	/* libcurl calls the progress callback only between bursts, and a fast
+	 * server fills many buffers in one: check the flag per chunk too. */
+	if (x->stop && *x->stop)
+		return 0;
+	return n;
+}
+
+static size_t xc_read(char *buf, size_t size, size_t nitems, void *userp)
+{
+	struct xfer_curl *x = userp;
+	size_t want = size * nitems;
+	if (x->pos >= x->limit)
+		return 0;
+	if ((int64_t)want > x->limit - x->pos)
+		want = (size_t)(x->limit - x->pos);
+	ssize_t r;
+	do
+		r = pread(x->fd, buf, want, (off_t)(x->off + x->pos));
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		snprintf(x->local, sizeof x->local, "cannot read the local file: %s",
+			 strerror(errno));
+		return CURL_READFUNC_ABORT;
+	}
+	if (r == 0) {
+		snprintf(x->local, sizeof x->local,
+			 "the local file ended after %lld of %lld bytes",
+			 (long long)(x->off + x->pos), (long long)(x->off + x->limit));
+		return CURL_READFUNC_ABORT;
+	}
+	/* After a rewind (xc_seek), bytes already shown to on_data are sent
+	 * again but not shown twice: the caller's hash sees each byte once. */
+	int64_t end = x->pos + r;
+	if (end > x->reported) {
+		int64_t from = x->pos > x->reported ? x->pos : x->reported;
+		if (x->on_data &&
+		    x->on_data(x->arg, buf + (from - x->pos), (size_t)(end - from)) != 0) {
+			snprintf(x->local, sizeof x->local, "the transfer was refused by the caller");
+			return CURL_READFUNC_ABORT;
+		}
+		x->reported = end;
+	}
+	if (x->stop && *x->stop)
+		return CURL_READFUNC_ABORT;
+	x->pos = end;
+	return (size_t)r;
+}
+
+/* libcurl rewinds an upload it has to send again (an HTTP authentication
+ * round, a redirect); offsets are relative to the start of the upload. */
+static int xc_seek(void *userp, curl_off_t offset, int origin)
+{
+	struct xfer_curl *x = userp;
+	if (origin != SEEK_SET || offset < 0 || offset > x->limit)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->pos = offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* ---- listings ------------------------------------------------------------ */
+
+/* A name a listing may hand back: not "." or "..", no '/', no control
+ * character (it would break a quote command or a path). */
+static int xc_name_ok(const char *s, size_t n)
+{
+	if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '/' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+static void xc_add_entry(struct xfer_curl *x, const char *name, size_t n, int is_dir, int64_t size)
+{
+	if (!xc_name_ok(name, n)) {
+		if (!(n == 1 && name[0] == '.') && !(n == 2 && name[0] == '.' && name[1] == '.'))
+			log_debug("xfer_curl: %s%s: entry with an unusable name skipped",
+				  x->shown, x->listdir);
+		return;
+	}
+	if (x->nents == x->capents) {
+		int cap = x->capents ? x->capents * 2 : 32;
+		struct xfer_entry *v = util_calloc((size_t)cap, sizeof *v);
+		if (x->ents)
+			memcpy(v, x->ents, (size_t)x->nents * sizeof *v);
+		free(x->ents);
+		x->ents = v;
+		x->capents = cap;
+	}
+	struct xfer_entry *e = &x->ents[x->nents++];
+	e->name = util_strndup(name, n);
+	e->is_dir = is_dir;
+	e->size = is_dir ? -1 : size;
+}
+
+/* A listing line cut into whitespace-separated fields, with where each
+ * starts in the line (the name is taken from the line, not the fields, so
+ * that the spaces inside it survive). */
+#define XC_MAX_FIELDS 12
+struct xc_fields {
+	int n;
+	const char *f[XC_MAX_FIELDS];
+	size_t len[XC_MAX_FIELDS];
+};
+
+static void xc_split(const char *s, const char *end, struct xc_fields *t)
+{
+	t->n = 0;
+	while (t->n < XC_MAX_FIELDS) {
+		while (s < end && (*s == ' ' || *s == '\t'))
+			s++;
+		if (s == end)
+			break;
+		t->f[t->n] = s;
+		while (s < end && *s != ' ' && *s != '\t')
+			s++;
+		t->len[t->n] = (size_t)(s - t->f[t->n]);
+		t->n++;
+	}
+}
+
+/* What follows field i, leading whitespace skipped. */
+static const char *xc_after(const struct xc_fields *t, int i, const char *end, size_t *len)
+{
+	const char *p = t->f[i] + t->len[i];
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	*len = (size_t)(end - p);
+	return p;
+}
+
+static int xc_digits(const char *s, size_t n, size_t min, size_t max)
+{
+	if (n < min || n > max)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+static int64_t xc_number(const char *s, size_t n)
+{
+	if (!xc_digits(s, n, 1, 18))
+		return -1;
+	int64_t v = 0;
+	for (size_t i = 0; i < n; i++)
+		v = v * 10 + (s[i] - '0');
+	return v;
+}
+
+static int xc_month(const char *s, size_t n)
+{
+	static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+	if (n != 3)
+		return 0;
+	char m[4] = { (char)(s[0] | 0x20), (char)(s[1] | 0x20), (char)(s[2] | 0x20), 0 };
+	const char *hit = strstr(months, m);
+	return hit && (hit - months) % 3 == 0;
+}
+
+/* "13:01" or "2025": the last field of an ls date. */
+static int xc_time_or_year(const char *s, size_t n)
+{
+	if (n == 5 && s[2] == ':')
+		return xc_digits(s, 2, 2, 2) && xc_digits(s + 3, 2, 2, 2);
+	return xc_digits(s, n, 4, 4);
+}
+
+static void xc_entry(struct xfer_curl *x, char type, const char *name, size_t namelen,
+		     int64_t size)
+{
+	switch (type) {
+	case 'd':
+		xc_add_entry(x, name, namelen, 1, -1);
+		break;
+	case '-':
+		xc_add_entry(x, name, namelen, 0, size);
+		break;
+	case 'l': {
+		const char *arrow = memmem(name, namelen, " -> ", 4);
+		if (arrow)
+			namelen = (size_t)(arrow - name);
+		if (x->with_links)
+			xc_add_entry(x, name, namelen, 0, -1);
+		else
+			log_debug("xfer_curl: %s%s%.*s: symbolic link skipped (not supported)",
+				  x->shown, x->listdir, (int)namelen, name);
+		break;
+	}
+	default:
+		log_debug("xfer_curl: %s%s%.*s: special file skipped", x->shown, x->listdir,
+			  (int)namelen, name);
+		break;
+	}
+}
+
+/*
+ * One line of a directory listing, in either of the two formats FTP servers
+ * write and SFTP servers send as long names:
+ *
+ *   Unix:    drwxr-xr-x  2 user group 4096 Nov 22 13:01 name
+ *            -rw-r--r--  1 user 1234 Nov 22  2025 name     (no group)
+ *            lrwxrwxrwx  1 user group 4 Nov 22 13:01 name -> target
+ *   Windows: 11-22-26  01:01PM       <DIR>          name
+ *            11-22-26  01:01PM                1234 name
+ *
+ * In the Unix format the size is the field before the date ("Mon DD
+ * HH:MM|YYYY") and the name is everything after the date, so a missing
+ * group or owner column does not shift anything; without a recognisable
+ * date the classic nine columns are assumed.
+ */
+static void xc_listing_line(struct xfer_curl *x, const char *s, size_t n)
+{
+	while (n && (s[n - 1] == '\r' || s[n - 1] == '\n'))
+		n--;
+	const char *end = s + n;
+	struct xc_fields t;
+	xc_split(s, end, &t);
+	if (t.n == 0 || (t.n == 2 && t.len[0] == 5 && memcmp(t.f[0], "total", 5) == 0))
+		return;
+	size_t namelen;
+	const char *name;
+	if (t.n >= 4 && t.len[0] >= 8 && t.f[0][2] == '-' && t.f[0][5] == '-' &&
+	    xc_digits(t.f[0], 2, 2, 2) && t.len[1] >= 5 && t.f[1][2] == ':') {
+		name = xc_after(&t, 2, end, &namelen);
+		int dir = t.len[2] == 5 && memcmp(t.f[2], "<DIR>", 5) == 0;
+		xc_entry(x, dir ? 'd' : '-', name, namelen, dir ? -1 : xc_number(t.f[2], t.len[2]));
+		return;
+	}
+	if (t.n >= 6 && t.len[0] >= 10 && strchr("-dlbcps", t.f[0][0])) {
+		for (int i = 2; i + 2 < t.n && i + 3 < XC_MAX_FIELDS; i++) {
+			if (xc_month(t.f[i], t.len[i]) && xc_digits(t.f[i + 1], t.len[i + 1], 1, 2) &&
+			    xc_time_or_year(t.f[i + 2], t.len[i + 2]) && i + 3 <= t.n) {
+				name = xc_after(&t, i + 2, end, &namelen);
+				xc_entry(x, t.f[0][0], name, namelen, xc_number(t.f[i - 1], t.len[i - 1]));
+				return;
+			}
+		}
+		if (t.n >= 9) {
+			name = xc_after(&t, 7, end, &namelen);
+			xc_entry(x, t.f[0][0], name, namelen, xc_number(t.f[4], t.len[4]));
+			return;
+		}
+	}
+	log_debug("xfer_curl: %s%s: listing line not understood, skipped", x->shown, x->listdir);
+}
+
+/* Cuts a listing into lines as it arrives; memory grows with the longest
+ * line, not with the listing. */
+static size_t xc_listing(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	struct xfer_curl *x = userp;
+	size_t n = size * nmemb;
+	for (size_t i = 0; i < n; i++) {
+		if (ptr[i] == '\n') {
+			xc_listing_line(x, x->line, x->linelen);
+			x->linelen = 0;
+			continue;
+		}
+		if (x->linelen + 1 >= x->linecap) {
+			size_t cap = x->linecap ? x->linecap * 2 : 512;
+			if (cap > 64 * 1024) {
+				snprintf(x->local, sizeof x->local, "a listing line is too long");
+				return 0;
+			}
+			char *l = util_malloc(cap);
+			if (x->line)
+				memcpy(l, x->line, x->linelen);
+			free(x->line);
+			x->line = l;
+			x->linecap = cap;
+		}
+		x->line[x->linelen++] = ptr[i];
+	}
+	return n;
+}
+
+/* ---- sessions --------------------------------------------------------- */
+
+struct xfer_curl *xfer_curl_open(const char *url, const struct xfer_curl_opts *o, char *err,
+				 size_t errlen)
+{
+	struct url u;
+	char why[256];
+	if (url_parse(url, &u, why, sizeof why) < 0) {
+		char *m = url_mask(url);
+		snprintf(err, errlen, "%s: %s", m, why);
+		free(m);
+		return NULL;
+	}
+	int k = -1;
+	for (size_t i = 0; i < sizeof xc_schemes / sizeof xc_schemes[0]; i++)
+		if (strcmp(u.scheme, xc_schemes[i].scheme) == 0)
+			k = (int)i;
+	if (k < 0 || (*u.path && strcmp(u.path, "/") != 0)) {
+		char *m = url_mask(url);
+		snprintf(err, errlen,
+			 k < 0 ? "%s: unsupported scheme (ftp, ftps, sftp, http, https)"
+			       : "%s: a session URL names a server only (scheme://host:port/)",
+			 m);
+		free(m);
+		url_free(&u);
+		return NULL;
+	}
+	CURL *h = curl_easy_init();
+	if (!h) {
+		snprintf(err, errlen, "libcurl cannot start a session");
+		url_free(&u);
+		return NULL;
+	}
+	struct xfer_curl *x = util_calloc(1, sizeof *x);
+	x->h = h;
+	x->proto = xc_schemes[k].proto;
+	x->tls = xc_schemes[k].tls;
+	x->protocols = xc_schemes[k].curl_scheme;
+	/* The Host header libcurl sends leaves a default port out; so does the
+	 * base, so that a WebDAV Destination names the host the same way. */
+	int v6 = strchr(u.host, ':') != NULL;
+	char port[16] = "";
+	if (u.port && u.port != xc_schemes[k].port)
+		snprintf(port, sizeof port, ":%d", u.port);
+	x->base = util_printf("%s://%s%s%s%s", xc_schemes[k].curl_scheme, v6 ? "[" : "", u.host,
+			      v6 ? "]" : "", port);
+	x->shown = util_printf("%s://%s%s%s%s%s%s%s", u.scheme, u.user ? u.user : "",
+			       u.user && u.password ? ":***" : "", u.user ? "@" : "", v6 ? "[" : "",
+			       u.host, v6 ? "]" : "", port);
+	x->user = util_strdup(u.user);
+	x->password = util_strdup(u.password);
+	url_free(&u);
+	if (o) {
+		x->ca_file = util_strdup(o->ca_file);
+		x->ssh_key = util_strdup(o->ssh_private_key);
+		x->ssh_pub = util_strdup(o->ssh_public_key);
+		x->known_hosts = util_strdup(o->ssh_known_hosts);
+		x->connect_timeout = o->connect_timeout;
+		x->stall_timeout = o->stall_timeout;
+		x->stop = o->stop;
+	}
+	if (x->connect_timeout <= 0)
+		x->connect_timeout = XC_CONNECT_TIMEOUT;
+	if (x->stall_timeout <= 0)
+		x->stall_timeout = XC_STALL_TIMEOUT;
+	x->fd = -1;
+	x->listdir = "";
+	return x;
+}
+
+void xfer_curl_close(struct xfer_curl *x)
+{
+	if (!x)
+		return;
+	curl_easy_cleanup(x->h);
+	curl_slist_free_all(x->list);
+	if (x->password)
+		explicit_bzero(x->password, strlen(x->password));
+	free(x->base);
+	free(x->shown);
+	free(x->user);
+	free(x->password);
+	free(x->ca_file);
+	free(x->ssh_key);
+	free(x->ssh_pub);
+	free(x->known_hosts);
+	xfer_curl_free_entries(x->ents, x->nents);
+	free(x->line);
+	free(x);
+}
+
+/* Resets the handle for a new call on `url` and applies the session's
+ * options; the connection cache survives the reset. */
+static void xc_setup(struct xfer_curl *x, const char *url)
+{
+	CURL *h = x->h;
+	curl_easy_reset(h);
+	curl_slist_free_all(x->list);
+	x->list = NULL;
+	x->errbuf[0] = x->reply[0] = x->local[0] = '\0';
+	x->reply_code = 0;
+	x->fd = -1;
+	x->off = x->limit = x->pos = x->reported = x->skip = 0;
+	x->body = XC_BODY_UNKNOWN;
+	x->on_data = NULL;
+	x->arg = NULL;
+	x->linelen = 0;
+
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, x->protocols);
+	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, x->protocols);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, x->connect_timeout);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, x->stall_timeout);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, (long)XC_BUFSZ);
+	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, (long)XC_BUFSZ);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xc_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+	/* Verbose output goes to xc_debug only, which keeps the server's
+	 * replies and ignores the rest (including what we send: the FTP
+	 * PASS command and the Authorization header). */
+	curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+	curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, xc_debug);
+	curl_easy_setopt(h, CURLOPT_DEBUGDATA, x);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, xc_discard);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	if (x->user)
+		curl_easy_setopt(h, CURLOPT_USERNAME, x->user);
+	if (x->password)
+		curl_easy_setopt(h, CURLOPT_PASSWORD, x->password);
+	if (x->ca_file && x->tls)
+		curl_easy_setopt(h, CURLOPT_CAINFO, x->ca_file);
+	switch (x->proto) {
+	case XC_FTP:
+		curl_easy_setopt(h, CURLOPT_FTP_FILEMETHOD, (long)CURLFTPMETHOD_NOCWD);
+		curl_easy_setopt(h, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR_NONE);
+		if (x->tls)
+			curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+		break;
+	case XC_SFTP:
+		curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES,
+				 (long)(CURLSSH_AUTH_PUBLICKEY | CURLSSH_AUTH_PASSWORD));
+		if (x->ssh_key)
+			curl_easy_setopt(h, CURLOPT_SSH_PRIVATE_KEYFILE, x->ssh_key);
+		if (x->ssh_pub)
+			curl_easy_setopt(h, CURLOPT_SSH_PUBLIC_KEYFILE, x->ssh_pub);
+		if (x->known_hosts)
+			curl_easy_setopt(h, CURLOPT_SSH_KNOWNHOSTS, x->known_hosts);
+		break;
+	default:
+		break;
+	}
+}
+
+static CURLcode xc_perform(struct xfer_curl *x)
+{
+	if (x->stop && *x->stop)
+		return CURLE_ABORTED_BY_CALLBACK;
+	return curl_easy_perform(x->h);
+}
+
+/* Failures of the connection or of the transfer itself rather than answers
+ * of the server to a command: always worth another attempt. */
+static int xc_connection_error(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_FTP_ACCEPT_FAILED:
+	case CURLE_FTP_ACCEPT_TIMEOUT:
+	case CURLE_FTP_WEIRD_PASV_REPLY:
+	case CURLE_FTP_WEIRD_227_FORMAT:
+	case CURLE_FTP_CANT_GET_HOST:
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_AGAIN:
+	case CURLE_SSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Sorts out how a call ended. `nf` says whether a missing path is the
+ * answer to this call (XS_NOTFOUND) or a failure of it (XS_PERMANENT, e.g.
+ * an upload into a missing directory). */
+static int xc_result(struct xfer_curl *x, CURLcode rc, int nf, const char *path, char *err,
+		     size_t errlen)
+{
+	if (x->local[0])
+		return xc_fail(x, XS_PERMANENT, path, err, errlen, "%s", x->local);
+	if (rc != CURLE_OK && x->stop && *x->stop &&
+	    (rc == CURLE_ABORTED_BY_CALLBACK || rc == CURLE_WRITE_ERROR ||
+	     rc == CURLE_READ_ERROR))
+		return xc_fail(x, XS_STOPPED, path, err, errlen, "stopped");
+
+	if (rc == CURLE_OK && x->proto == XC_HTTP) {
+		long code = 0;
+		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+		if (code >= 200 && code < 300)
+			return XS_OK;
+		int st = XS_PERMANENT;
+		if (code == 404 || code == 410)
+			st = nf ? XS_NOTFOUND : XS_PERMANENT;
+		else if (code == 408 || code == 429 || code >= 500)
+			st = XS_TRANSIENT;
+		const char *sp = strchr(x->reply, ' ');
+		if (sp && sp[1] && strchr(sp + 1, ' '))
+			return xc_fail(x, st, path, err, errlen, "%s", sp + 1);
+		return xc_fail(x, st, path, err, errlen, "HTTP status %ld", code);
+	}
+	if (rc == CURLE_OK)
+		return XS_OK;
+	log_debug("xfer_curl: %s%s: libcurl error %d (%s), reply %d", x->shown, path, (int)rc,
+		  curl_easy_strerror(rc), x->reply_code);
+
+	const char *what = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+	if (xc_connection_error(rc))
+		return xc_fail(x, XS_TRANSIENT, path, err, errlen, "%s", what);
+	/* From here on the server refused something; for FTP its own reply
+	 * says best what and why. */
+	if (x->proto == XC_FTP && x->reply_code >= 400)
+		what = x->reply;
+	int st;
+	switch (rc) {
+	case CURLE_REMOTE_FILE_NOT_FOUND:
+		st = nf ? XS_NOTFOUND : XS_PERMANENT;
+		break;
+	case CURLE_FTP_COULDNT_RETR_FILE:
+	case CURLE_REMOTE_ACCESS_DENIED:
+		/* FTP's 550 to RETR or LIST: "file unavailable", the reply FTP
+		 * servers give for a missing path. */
+		st = x->proto == XC_FTP && x->reply_code == 550 && nf ? XS_NOTFOUND
+									: XS_PERMANENT;
+		break;
+	case CURLE_LOGIN_DENIED:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_USE_SSL_FAILED:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+	case CURLE_BAD_DOWNLOAD_RESUME:
+	case CURLE_RANGE_ERROR:
+	case CURLE_FTP_COULDNT_USE_REST:
+	case CURLE_UPLOAD_FAILED:
+	case CURLE_QUOTE_ERROR:
+	case CURLE_REMOTE_FILE_EXISTS:
+	case CURLE_FILESIZE_EXCEEDED:
+	case CURLE_AUTH_ERROR:
+		st = XS_PERMANENT;
+		break;
+	case CURLE_REMOTE_DISK_FULL: /* space may be freed: try again later */
+	default:
+		st = XS_TRANSIENT;
+		break;
+	}
+	/* An FTP 4xx reply is the server's own "try again later" (421 too
+	 * many users, 425 no data connection, 450 file busy, 452 no space). */
+	if (x->proto == XC_FTP && x->reply_code >= 400 && x->reply_code < 500 &&
+	    st != XS_NOTFOUND)
+		st = XS_TRANSIENT;
+	return xc_fail(x, st, path, err, errlen, "%s", what);
+}
+
+/* ---- paths and URLs ----------------------------------------------------- */
+
+/* Every path is absolute and free of control characters: FTP would take a
+ * CR LF as the end of a command, and nothing legitimate carries one. */
+static int xc_check_path(struct xfer_curl *x, const char *path, char *err, size_t errlen)
+{
+	if (!path || path[0] != '/')
+		return xc_fail(x, XS_PERMANENT, path ? path : "", err, errlen,
+			       "not an absolute path");
+	for (const char *p = path; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return xc_fail(x, XS_PERMANENT, "", err, errlen,
+				       "control character in path");
+	/* libcurl reads "/~/" at the start of an SFTP path as the home
+	 * directory, in URLs and quote commands alike. */
+	if (x->proto == XC_SFTP && strncmp(path, "/~/", 3) == 0)
+		return xc_fail(x, XS_PERMANENT, path, err, errlen,
+			       "paths starting with /~/ are not supported over sftp");
+	return XS_OK;
+}
+
+/* The URL of a path: FTP puts an extra '/' first, which libcurl reads as
+ * "absolute" ("ftp://h//a/b" names /a/b, "ftp://h/a/b" a/b below the login
+ * directory). */
+static char *xc_url(struct xfer_curl *x, const char *path)
+{
+	char *enc = url_encode_path(path);
+	char *u = util_printf("%s%s%s", x->base, x->proto == XC_FTP ? "/" : "", enc);
+	free(enc);
+	return u;
+}
+
+/* path without its trailing '/' (but "/" stays "/"). */
+static char *xc_noslash(const char *path)
+{
+	char *p = util_strdup(path);
+	size_t n = strlen(p);
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = '\0';
+	return p;
+}
+
+/* path with a trailing '/'. */
+static char *xc_slash(const char *path)
+{
+	size_t n = strlen(path);
+	return n && path[n - 1] == '/' ? util_strdup(path) : util_printf("%s/", path);
+}
+
+/* "verb path" for FTP; verb "path" ["path"] for SFTP with '"' and '\'
+ * escaped. Paths lose a trailing '/'. */
+static char *xc_cmd(struct xfer_curl *x, const char *verb, const char *p1, const char *p2)
+{
+	const char *paths[2] = { p1, p2 };
+	size_t cap = strlen(verb) + 8;
+	for (int i = 0; i < 2; i++)
+		if (paths[i])
+			cap += 2 * strlen(paths[i]) + 4;
+	char *out = util_malloc(cap), *o = out;
+	o += sprintf(o, "%s", verb);
+	for (int i = 0; i < 2; i++) {
+		if (!paths[i])
+			continue;
+		char *p = xc_noslash(paths[i]);
+		*o++ = ' ';
+		if (x->proto == XC_FTP) {
+			o += sprintf(o, "%s", p);
+		} else {
+			*o++ = '"';
+			for (const char *s = p; *s; s++) {
+				if (*s == '"' || *s == '\\')
+					*o++ = '\\';
+				*o++ = *s;
+			}
+			*o++ = '"';
+		}
+		free(p);
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Runs quote commands (already in x->list) on a NOBODY request for the
+ * server's root; nothing is transferred. */
+static int xc_run_quote(struct xfer_curl *x, const char *path, int nf, char *err, size_t errlen)
+{
+	curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(x->h, CURLOPT_QUOTE, x->list);
+	return xc_result(x, xc_perform(x), nf, path, err, errlen);
+}
+
+/* One quote command on `path` (and `path2`). */
+static int xc_quote1(struct xfer_curl *x, const char *verb, const char *path, const char *path2,
+		     int nf, char *err, size_t errlen)
+{
+	char *root = xc_url(x, "/");
+	xc_setup(x, root);
+	free(root);
+	char *cmd = xc_cmd(x, verb, path, path2);
+	x->list = curl_slist_append(x->list, cmd);
+	free(cmd);
+	return xc_run_quote(x, path, nf, err, errlen);
+}
+
+/* ---- listing, stat, size ------------------------------------------------ */
+
+/* FTP: whether `path` is a directory the server lets us enter (CWD; all our
+ * paths are absolute, so the working directory it leaves does not matter).
+ * XS_OK: a directory; XS_NOTFOUND: no directory there (missing or a file). */
+static int xc_ftp_isdir(struct xfer_curl *x, const char *path, char *err, size_t errlen)
+{
+	int rc = xc_quote1(x, "CWD", path, NULL, 1, err, errlen);
+	if (rc == XS_PERMANENT && x->reply_code >= 500)
+		rc = xc_fail(x, XS_NOTFOUND, path, err, errlen, "%s", x->reply);
+	return rc;
+}
+
+/* Fills x->ents with the entries of `dir` (symbolic links kept as files
+ * when x->with_links). */
+static int xc_list(struct xfer_curl *x, const char *dir, char *err, size_t errlen)
+{
+	xfer_curl_free_entries(x->ents, x->nents);
+	x->ents = NULL;
+	x->nents = x->capents = 0;
+	int rc = xc_check_path(x, dir, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	if (x->proto == XC_HTTP)
+		return xc_fail(x, XS_PERMANENT, dir, err, errlen,
+			       "directory listing is not supported over http");
+	char *d = xc_slash(dir);
+	char *url = xc_url(x, d);
+	x->listdir = d;
+	xc_setup(x, url);
+	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, xc_listing);
+	CURLcode c = xc_perform(x);
+	if (c == CURLE_OK && x->linelen)
+		xc_listing_line(x, x->line, x->linelen);
+	/* Some FTP servers list a missing directory as an empty one (and
+	 * libcurl takes a 450 to LIST for "nothing there"): CWD tells. */
+	if (c == CURLE_OK && x->proto == XC_FTP && x->nents == 0)
+		rc = xc_ftp_isdir(x, d, err, errlen);
+	else
+		rc = xc_result(x, c, 1, d, err, errlen);
+	x->listdir = "";
+	free(url);
+	free(d);
+	return rc;
+}
+
+int xfer_curl_list(struct xfer_curl *x, const char *dir, struct xfer_entry **entries, int *n,
+		   char *err, size_t errlen)
+{
+	*entries = NULL;
+	*n = 0;
+	x->with_links = 0;
+	int rc = xc_list(x, dir, err, errlen);
+	if (rc == XS_OK) {
+		*entries = x->ents;
+		*n = x->nents;
+		x->ents = NULL;
+		x->nents = x->capents = 0;
+	}
+	return rc;
+}
+
+void xfer_curl_free_entries(struct xfer_entry *e, int n)
+{
+	if (!e)
+		return;
+	for (int i = 0; i < n; i++)
+		free(e[i].name);
+	free(e);
+}
+
+/* The HTTP status of the last answer (0 if none). */
+static long xc_http_code(struct xfer_curl *x)
+{
+	long code = 0;
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+	return code;
+}
+
+/* A HEAD request; *size from Content-Length (-1 if none). */
+static int xc_head(struct xfer_curl *x, const char *path, int64_t *size, char *err, size_t errlen)
+{
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
+	int rc = xc_result(x, xc_perform(x), 1, path, err, errlen);
+	curl_off_t len = -1;
+	if (rc == XS_OK && size) {
+		curl_easy_getinfo(x->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+		*size = len;
+	}
+	return rc;
+}
+
+/* FTP and SFTP: opens the file without reading it (FTP: SIZE); *size is
+ * what the server said, -1 if nothing. */
+static int xc_probe_file(struct xfer_curl *x, const char *path, int64_t *size, char *err,
+			 size_t errlen)
+{
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
+	int rc = xc_result(x, xc_perform(x), 1, path, err, errlen);
+	curl_off_t len = -1;
+	if (rc == XS_OK)
+		curl_easy_getinfo(x->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+	*size = len;
+	return rc;
+}
+
+/* SFTP: whether `path` can be listed as a directory. */
+static int xc_sftp_isdir(struct xfer_curl *x, const char *path, char *err, size_t errlen)
+{
+	char *d = xc_slash(path);
+	char *url = xc_url(x, d);
+	xc_setup(x, url);
+	free(url);
+	int rc = xc_result(x, xc_perform(x), 1, d, err, errlen);
+	free(d);
+	return rc;
+}
+
+int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size, char *err,
+		   size_t errlen)
+{
+	*is_dir = 0;
+	*size = -1;
+	int rc = xc_check_path(x, path, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	size_t n = strlen(path);
+	int want_dir = path[n - 1] == '/';
+	int64_t len = -1;
+	char first[1024] = "";
+
+	if (x->proto == XC_HTTP) {
+		if (!want_dir) {
+			rc = xc_head(x, path, &len, first, sizeof first);
+			if (rc == XS_OK) {
+				*size = len;
+				return XS_OK;
+			}
+			/* A directory named without its '/' is redirected (nginx:
+			 * 301) or not found; asking for "path/" settles it. */
+			if (rc != XS_NOTFOUND && rc != XS_PERMANENT)
+				goto first_error;
+		}
+		char *d = xc_slash(path);
+		int r = xc_head(x, d, NULL, err, errlen);
+		free(d);
+		/* 403: a collection the server will not index (nginx without
+		 * autoindex, Apache without Indexes); a missing one is 404. */
+		if (r == XS_OK || (r == XS_PERMANENT && xc_http_code(x) == 403)) {
+			*is_dir = 1;
+			return XS_OK;
+		}
+		if (want_dir || r == XS_TRANSIENT || r == XS_STOPPED)
+			return r;
+		goto first_error;
+	}
+
+	if (x->proto == XC_FTP) {
+		if (!want_dir) {
+			rc = xc_probe_file(x, path, &len, first, sizeof first);
+			if (rc == XS_OK && len >= 0) {
+				*size = len;
+				return XS_OK;
+			}
+			if (rc != XS_OK && rc != XS_NOTFOUND)
+				goto first_error;
+		}
+		/* SIZE refused (550) or not supported: CWD says whether it is a
+		 * directory. */
+		int r = xc_ftp_isdir(x, path, err, errlen);
+		if (r == XS_OK) {
+			*is_dir = 1;
+			return XS_OK;
+		}
+		if (r == XS_NOTFOUND && rc == XS_OK && !want_dir)
+			return XS_OK; /* a file whose size the server does not tell */
+		if (want_dir || r != XS_NOTFOUND)
+			return r;
+		goto first_error;
+	}
+
+	/* SFTP: a file opens (named without a '/': libcurl would take "dir/"
+	 * for a listing), and so does a directory on OpenSSH but not on every
+	 * server; only a directory can be listed. */
+	char *p = xc_noslash(path);
+	rc = xc_probe_file(x, p, &len, first, sizeof first);
+	int r = rc == XS_TRANSIENT || rc == XS_STOPPED ? rc : xc_sftp_isdir(x, p, err, errlen);
+	free(p);
+	if (r == XS_OK) {
+		*is_dir = 1;
+		return XS_OK;
+	}
+	if (rc != XS_OK)
+		goto first_error;
+	if (r == XS_TRANSIENT || r == XS_STOPPED)
+		return r;
+	if (want_dir)
+		return xc_fail(x, XS_PERMANENT, path, err, errlen, "not a directory");
+	*size = len;
+	return XS_OK;
+
+first_error:
+	snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
+int xfer_curl_size(struct xfer_curl *x, const char *path, int64_t *size, char *err, size_t errlen)
+{
+	int is_dir = 0;
+	*size = -1;
+	int rc = xfer_curl_stat(x, path, &is_dir, size, err, errlen);
+	if (rc == XS_OK && is_dir) {
+		*size = -1;
+		return xc_fail(x, XS_PERMANENT, path, err, errlen, "is a directory, not a file");
+	}
+	return rc;
+}
+
+/* ---- transfers ------------------------------------------------------------ */
+
+int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
+		  int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
+		  size_t errlen)
+{
+	int rc = xc_check_path(x, path, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	if (offset < 0)
+		return xc_fail(x, XS_PERMANENT, path, err, errlen, "negative offset");
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	x->fd = fd;
+	x->off = offset;
+	x->on_data = on_data;
+	x->arg = arg;
+	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, xc_write);
+	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
+	if (offset > 0 && x->proto == XC_HTTP) {
+		/* CURLOPT_RANGE rather than RESUME_FROM: libcurl would fail a
+		 * 200 answer to a resumed GET, xc_write copes with it. */
+		char range[32];
+		snprintf(range, sizeof range, "%lld-", (long long)offset);
+		curl_easy_setopt(x->h, CURLOPT_RANGE, range);
+	} else if (offset > 0) {
+		curl_easy_setopt(x->h, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)offset);
+	}
+	CURLcode c = xc_perform(x);
+	long code = 0;
+	if (c == CURLE_OK && x->proto == XC_HTTP)
+		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+	if (code == 416 && offset > 0) {
+		/* Range not satisfiable: fine when the caller has it all. */
+		char first[1024];
+		xc_result(x, c, 1, path, first, sizeof first);
+		int64_t len = -1;
+		if (xc_head(x, path, &len, err, errlen) == XS_OK && len == offset)
+			return XS_OK;
+		snprintf(err, errlen, "%s", first);
+		return XS_PERMANENT;
+	}
+	return xc_result(x, c, 1, path, err, errlen);
+}
+
+int xfer_curl_put(struct xfer_curl *x, const char *path, int fd, int64_t offset, int64_t size,
+		  int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
+		  size_t errlen)
+{
+	int rc = xc_check_path(x, path, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	if (offset < 0 || size < offset)
+		return xc_fail(x, XS_PERMANENT, path, err, errlen,
+			       "bad upload range (offset %lld, size %lld)", (long long)offset,
+			       (long long)size);
+	if (offset > 0 && x->proto == XC_HTTP)
+		return xc_fail(x, XS_PERMANENT, path, err, errlen,
+			       "an upload over http cannot resume: start at 0");
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	x->fd = fd;
+	x->off = offset;
+	x->limit = size - offset;
+	x->on_data = on_data;
+	x->arg = arg;
+	curl_easy_setopt(x->h, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(x->h, CURLOPT_READFUNCTION, xc_read);
+	curl_easy_setopt(x->h, CURLOPT_READDATA, x);
+	curl_easy_setopt(x->h, CURLOPT_SEEKFUNCTION, xc_seek);
+	curl_easy_setopt(x->h, CURLOPT_SEEKDATA, x);
+	curl_easy_setopt(x->h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)(size - offset));
+	/* Resume appends (FTP APPE, SFTP open for append): the caller found
+	 * `offset` bytes there with xfer_curl_size. */
+	if (offset > 0)
+		curl_easy_setopt(x->h, CURLOPT_APPEND, 1L);
+	rc = xc_result(x, xc_perform(x), 0, path, err, errlen);
+	if (rc == XS_OK && x->pos != x->limit)
+		return xc_fail(x, XS_TRANSIENT, path, err, errlen,
+			       "upload ended after %lld of %lld bytes",
+			       (long long)(offset + x->pos), (long long)size);
+	return rc;
+}
+
+/* ---- directories, renames, removals --------------------------------------- */
+
+/* A WebDAV request without a body of ours; `destination` (a MOVE's
+ * "Destination: URL" header) or NULL. */
+static int xc_dav(struct xfer_curl *x, const char *method, const char *path,
+		  const char *destination, int nf, char *err, size_t errlen)
+{
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, method);
+	if (destination) {
+		x->list = curl_slist_append(x->list, destination);
+		x->list = curl_slist_append(x->list, "Overwrite: T");
+		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->list);
+	}
+	return xc_result(x, xc_perform(x), nf, path, err, errlen);
+}
+
+int xfer_curl_mkdir(struct xfer_curl *x, const char *dir, char *err, size_t errlen)
+{
+	int rc = xc_check_path(x, dir, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	char first[1024];
+	if (x->proto == XC_HTTP) {
+		char *d = xc_slash(dir);
+		rc = xc_dav(x, "MKCOL", d, NULL, 0, first, sizeof first);
+		free(d);
+	} else {
+		rc = xc_quote1(x, x->proto == XC_FTP ? "MKD" : "mkdir", dir, NULL, 0, first,
+			       sizeof first);
+	}
+	if (rc == XS_OK || rc == XS_TRANSIENT || rc == XS_STOPPED)
+		goto out;
+	/* Refused: fine if the directory is there already (FTP 550, SFTP
+	 * "failure", WebDAV 405). */
+	int is_dir = 0;
+	int64_t size;
+	char e2[1024];
+	if (xfer_curl_stat(x, dir, &is_dir, &size, e2, sizeof e2) == XS_OK && is_dir)
+		return XS_OK;
+out:
+	if (rc != XS_OK)
+		snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
+static int xc_remove_file(struct xfer_curl *x, const char *path, char *err, size_t errlen)
+{
+	if (x->proto == XC_FTP)
+		return xc_quote1(x, "DELE", path, NULL, 0, err, errlen);
+	return xc_quote1(x, "rm", path, NULL, 0, err, errlen);
+}
+
+static int xc_rename_once(struct xfer_curl *x, const char *from, const char *to, int dir,
+			  char *err, size_t errlen)
+{
+	if (x->proto == XC_HTTP) {
+		char *f = dir ? xc_slash(from) : xc_noslash(from);
+		char *t = dir ? xc_slash(to) : xc_noslash(to);
+		char *enc = url_encode_path(t);
+		char *hdr = util_printf("Destination: %s%s", x->base, enc);
+		int rc = xc_dav(x, "MOVE", f, hdr, 1, err, errlen);
+		free(hdr);
+		free(enc);
+		free(f);
+		free(t);
+		return rc;
+	}
+	char *root = xc_url(x, "/");
+	xc_setup(x, root);
+	free(root);
+	char *c1, *c2 = NULL;
+	if (x->proto == XC_FTP) {
+		c1 = xc_cmd(x, "RNFR", from, NULL);
+		c2 = xc_cmd(x, "RNTO", to, NULL);
+	} else {
+		c1 = xc_cmd(x, "rename", from, to);
+	}
+	x->list = curl_slist_append(x->list, c1);
+	if (c2)
+		x->list = curl_slist_append(x->list, c2);
+	free(c1);
+	free(c2);
+	return xc_run_quote(x, from, 1, err, errlen);
+}
+
+int xfer_curl_rename(struct xfer_curl *x, const char *from, const char *to, char *err,
+		     size_t errlen)
+{
+	int rc = xc_check_path(x, from, err, errlen);
+	if (rc == XS_OK)
+		rc = xc_check_path(x, to, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	char *f = xc_noslash(from), *t = xc_noslash(to);
+	if (strcmp(f, t) == 0) {
+		free(f);
+		free(t);
+		return XS_OK;
+	}
+	free(f);
+	free(t);
+	size_t n = strlen(from);
+	int dir = from[n - 1] == '/';
+	char first[1024];
+	rc = xc_rename_once(x, from, to, dir, first, sizeof first);
+	if (rc == XS_OK || rc == XS_TRANSIENT || rc == XS_STOPPED)
+		goto out;
+	/* Refused. A missing source is "not found" (and must not cost the
+	 * target anything); a directory named without its '/' is moved again
+	 * as one (WebDAV insists); a file in the way is removed first where
+	 * the protocol will not replace it (SFTP v3, some FTP servers). */
+	int from_dir = 0, to_dir = 0;
+	int64_t size;
+	char e2[1024];
+	int r = xfer_curl_stat(x, from, &from_dir, &size, e2, sizeof e2);
+	if (r == XS_NOTFOUND) {
+		rc = XS_NOTFOUND;
+		goto out;
+	}
+	if (r != XS_OK)
+		goto out;
+	if (x->proto == XC_HTTP && from_dir && !dir) {
+		rc = xc_rename_once(x, from, to, 1, first, sizeof first);
+		goto out;
+	}
+	if (x->proto == XC_HTTP)
+		goto out;
+	r = xfer_curl_stat(x, to, &to_dir, &size, e2, sizeof e2);
+	if (r != XS_OK || to_dir)
+		goto out;
+	r = xc_remove_file(x, to, e2, sizeof e2);
+	if (r != XS_OK) {
+		snprintf(first, sizeof first, "%s", e2);
+		rc = r;
+		goto out;
+	}
+	rc = xc_rename_once(x, from, to, dir, first, sizeof first);
+out:
+	if (rc != XS_OK)
+		snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
+/* Removes the directory tree `dir` (no trailing '/') on FTP or SFTP: the
+ * files of each directory in one batch of commands, then its
+ * subdirectories, then the directory itself. Symbolic links are removed
+ * as files (the link, never what it points to). */
+static int xc_rmtree(struct xfer_curl *x, const char *dir, int depth, char *err, size_t errlen)
+{
+	if (depth > XC_MAX_DEPTH)
+		return xc_fail(x, XS_PERMANENT, dir, err, errlen,
+			       "directory tree deeper than %d levels", XC_MAX_DEPTH);
+	x->with_links = 1;
+	char *d = xc_slash(dir);
+	int rc = xc_list(x, d, err, errlen);
+	free(d);
+	if (rc != XS_OK)
+		return rc;
+	struct xfer_entry *e = x->ents;
+	int n = x->nents;
+	x->ents = NULL;
+	x->nents = x->capents = 0;
+
+	char *root = xc_url(x, "/");
+	xc_setup(x, root);
+	free(root);
+	int files = 0;
+	for (int i = 0; i < n; i++) {
+		if (e[i].is_dir)
+			continue;
+		char *p = util_printf("%s/%s", strcmp(dir, "/") == 0 ? "" : dir, e[i].name);
+		char *cmd = xc_cmd(x, x->proto == XC_FTP ? "DELE" : "rm", p, NULL);
+		x->list = curl_slist_append(x->list, cmd);
+		free(cmd);
+		free(p);
+		files++;
+	}
+	if (files)
+		rc = xc_run_quote(x, dir, 0, err, errlen);
+	for (int i = 0; i < n && rc == XS_OK; i++) {
+		if (!e[i].is_dir)
+			continue;
+		char *p = util_printf("%s/%s", strcmp(dir, "/") == 0 ? "" : dir, e[i].name);
+		rc = xc_rmtree(x, p, depth + 1, err, errlen);
+		free(p);
+	}
+	xfer_curl_free_entries(e, n);
+	if (rc == XS_OK)
+		rc = xc_quote1(x, x->proto == XC_FTP ? "RMD" : "rmdir", dir, NULL, 0, err, errlen);
+	return rc;
+}
+
+int xfer_curl_remove(struct xfer_curl *x, const char *path, int is_dir, char *err, size_t errlen)
+{
+	int rc = xc_check_path(x, path, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	char first[1024];
+	if (x->proto == XC_HTTP) {
+		/* DELETE takes a whole tree; nginx wants a directory named
+		 * with its '/' and a file without. */
+		char *p = is_dir ? xc_slash(path) : xc_noslash(path);
+		rc = xc_dav(x, "DELETE", p, NULL, 1, first, sizeof first);
+		free(p);
+		if (rc == XS_PERMANENT) {
+			int d = 0;
+			int64_t size;
+			char e2[1024];
+			if (xfer_curl_stat(x, path, &d, &size, e2, sizeof e2) == XS_OK &&
+			    d != is_dir) {
+				p = d ? xc_slash(path) : xc_noslash(path);
+				rc = xc_dav(x, "DELETE", p, NULL, 1, first, sizeof first);
+				free(p);
+			}
+		}
+		goto out;
+	}
+	char *p = xc_noslash(path);
+	if (!is_dir) {
+		rc = xc_remove_file(x, p, first, sizeof first);
+		if (rc == XS_PERMANENT) {
+			/* Refused: missing, or a directory after all (a purge
+			 * removes whatever is there). */
+			int d = 0;
+			int64_t size;
+			char e2[1024];
+			int r = xfer_curl_stat(x, p, &d, &size, e2, sizeof e2);
+			if (r == XS_NOTFOUND)
+				rc = XS_NOTFOUND;
+			else if (r == XS_OK && d)
+				rc = xc_rmtree(x, p, 0, first, sizeof first);
+		}
+	} else {
+		int d = 0;
+		int64_t size;
+		rc = xfer_curl_stat(x, p, &d, &size, first, sizeof first);
+		if (rc == XS_OK)
+			rc = d ? xc_rmtree(x, p, 0, first, sizeof first)
+			       : xc_remove_file(x, p, first, sizeof first);
+	}
+	free(p);
+out:
+	if (rc != XS_OK)
+		snprintf(err, errlen, "%s", first);
+	return rc;
+}
