@@ -54,6 +54,10 @@ build/soap%.o: generated/soap%.c $(GENSRC)
 build/test_%: tests/unit/test_%.c tests/unit/harness.h $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -Itests/unit -o $@ $< $(LIBOBJ) $(LDLIBS)
 
+# Command-line drivers of one module, for the integration tests.
+build/probe_%: tests/tools/probe_%.c $(LIBOBJ)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -o $@ $< $(LIBOBJ) $(LDLIBS)
+
 deps:
 	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	  | grep -q '^install ok installed' || echo $$p; done); \
@@ -72,7 +76,7 @@ run: deps
 unit: $(UNIT)
 	@sh tests/unit/run.sh $(UNIT)
 
-integration: apubid
+integration: apubid build/probe_xfer_curl
 	$(PYTEST) -q tests/integration
 
 check: deps

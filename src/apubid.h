@@ -136,6 +136,7 @@ struct config {
 	int request_timeout;        /* seconds for one whole message, 30 */
 	int keepalive_timeout;      /* seconds an idle keep-alive connection is kept, 15 */
 	int max_keepalive_requests; /* requests on one connection, 1000 */
+	char *user;                 /* drop to this user after binding, NULL: stay */
 	/* [store] */
 	char *store_path;           /* "var/apubid.db" */
 	int retention_days;         /* 30 */
@@ -182,6 +183,19 @@ struct config {
 	int ncredentials;
 	/* [log] */
 	int log_level;              /* LOG_INFO */
+	/* [tls] HTTPS instead of HTTP when cert_file is set. The files:
+	 * absolute paths, readable when the configuration was loaded. */
+	char *tls_cert_file;        /* PEM: the certificate, then its chain */
+	char *tls_key_file;         /* PEM private key, NULL: it is in cert_file */
+	char *tls_key_password;     /* for an encrypted key; a secret, never shown */
+	char *tls_client_ca;        /* PEM CA(s) client certificates must chain to,
+				     * NULL: no client certificate asked for */
+	/* [auth] Every request needs credentials when auth_methods is not 0. */
+	char *auth_users_file;      /* "user:crypt-hash" lines, for Basic */
+	char *auth_digest_file;     /* "user:realm:SHA-256 HA1" lines, for Digest */
+	char *auth_realm;           /* "apubid" */
+	int auth_methods;           /* AUTH_BASIC | AUTH_DIGEST; from the files when unset */
+	struct auth *auth;          /* the loaded files, NULL without [auth]; owned */
 };
 
 /* The configuration apubid runs with when started without -f: listen on
@@ -204,6 +218,61 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 /* Reads the file and calls config_parse; `path` NULL uses the default. */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
+
+/* ---- auth.c: who may call apubid ------------------------------------ */
+
+/* HTTP authentication methods, a bit mask. */
+#define AUTH_BASIC 1
+#define AUTH_DIGEST 2
+
+/* Longest user name apubid accepts (bytes). */
+#define AUTH_USER_MAX 128
+
+/* The credentials files, read once at start-up. */
+struct auth;
+
+/* Reads the files for `methods`: `users_file` (Basic) holds "user:hash"
+ * lines, the hash from crypt(3) in a method libxcrypt deems strong
+ * (yescrypt "$y$", SHA-512 "$6$", bcrypt "$2b$", ...; DES and MD5 hashes
+ * are refused); `digest_file` (Digest) holds "user:realm:HA1" lines, HA1
+ * the lower-case hex SHA-256 of "user:realm:password", every realm equal to
+ * `realm`. Blank lines and lines starting with '#' are skipped. Each file
+ * must be a regular file that other users cannot read or write and its
+ * group cannot write (mode 600 or 640), and hold at least one user; a user
+ * may appear once per file. A file not needed by `methods` may be NULL.
+ * Returns the loaded credentials, or NULL with err naming the file and
+ * line (never a hash). */
+struct auth *auth_load(const char *users_file, const char *digest_file, const char *realm,
+		       int methods, char *err, size_t errlen);
+void auth_free(struct auth *a); /* NULL is fine */
+
+enum auth_result {
+	AUTH_OK = 0,      /* valid credentials */
+	AUTH_MISSING = 1, /* no Authorization header */
+	AUTH_FAILED = 2,  /* wrong, unknown, malformed or of a method not enabled */
+	AUTH_STALE = 3,   /* a right Digest answer to an expired nonce */
+};
+
+/* Checks the Authorization header of one request (NULL when absent) for
+ * the HTTP `method` ("POST") and request target `uri` as the request line
+ * gave it. `user` receives the user name the client claimed, made safe
+ * for a log line ("" when none); `why` a reason for the log, never a
+ * password. A successful Basic check is remembered for a few minutes (as a
+ * keyed hash) so that keep-alive clients do not pay for the slow hash on
+ * every request. Thread-safe. Returns enum auth_result. */
+int auth_check(struct auth *a, const char *authorization, const char *method, const char *uri,
+	       char *user, size_t userlen, char *why, size_t whylen);
+
+/* Hands each WWW-Authenticate value of a 401 to emit(arg, value), strongest
+ * first: a Digest challenge with a fresh nonce (SHA-256, qop auth, stale
+ * when `stale`), then Basic. Stops at and returns the first non-zero
+ * return of emit; 0 otherwise. */
+int auth_challenges(struct auth *a, int stale, int (*emit)(void *arg, const char *value),
+		    void *arg);
+
+/* 1 when `password` matches the crypt(3) `hash` (compared in constant
+ * time), else 0. */
+int auth_crypt_verify(const char *password, const char *hash);
 
 /* ---- asset.c: turning what the WFM sends into what apubid touches ---- */
 
@@ -371,6 +440,9 @@ enum xfer_result { XFER_OK = 0, XFER_FAILED = -1, XFER_STOPPED = 1, XFER_RETRY =
  * file, the server (credentials masked) and the protocol's message. */
 int xfer_load(const struct config *c, struct store *s, const struct task *t,
 	      volatile sig_atomic_t *stop, char *err, size_t errlen);
+/* Removes what a load left in its staging area (a task that failed
+ * because its time ran out, while its stage was kept for a resume). */
+void xfer_abandon(const struct config *c, const struct task *t);
 /* Removes t->dest_path (file or whole directory) under the root, local or
  * remote; a directory is first renamed aside so it vanishes at once. An
  * absent asset is not a failure: *note receives a malloc'ed remark. */
@@ -524,6 +596,15 @@ struct xfer_entry {
  * file". Schemes: ftp, ftps (ftp with explicit TLS, AUTH TLS), sftp,
  * http, https (WebDAV for writes). */
 struct xfer_curl;
+/* Once in main, before any thread starts (libcurl's global set-up is not
+ * thread-safe), and once at exit. */
+int xfer_curl_global_init(char *err, size_t errlen);
+void xfer_curl_global_cleanup(void);
+/* A refused login (or certificate, or host key) is remembered: later calls
+ * on the same session return the same error without contacting the server
+ * again (no retry storm, no account lock-out). A non-zero return from an
+ * on_data callback fails the call with XS_PERMANENT. A transfer is cut
+ * (XS_TRANSIENT) when no byte has moved for stall_timeout seconds. */
 struct xfer_curl *xfer_curl_open(const char *url, const struct xfer_curl_opts *o, char *err,
 				 size_t errlen);
 void xfer_curl_close(struct xfer_curl *x);
@@ -535,16 +616,17 @@ void xfer_curl_free_entries(struct xfer_entry *e, int n);
 /* Whether a path exists and what it is (size of a file, -1 if unknown). */
 int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size, char *err,
 		   size_t errlen);
-/* Downloads `path` into `fd` from byte `offset` on (resume: the fd is
- * positioned by the caller at `offset`); calls on_data for every chunk
- * written, so the caller hashes and counts. */
+/* Downloads `path` into `fd` from byte `offset` on, writing at the fd's
+ * current position (resume: the caller positions it at `offset`); calls
+ * on_data for every chunk written, so the caller hashes and counts. */
 int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 		  int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
 		  size_t errlen);
 /* Uploads `size` bytes of `fd` to `path`, starting at byte `offset` of both
- * (resume where the protocol allows: FTP APPE/REST, SFTP; WebDAV always
- * starts at 0: pass 0). on_data is called for every chunk read. Parent
- * directories must exist. */
+ * (resume where the protocol allows: FTP APPE, SFTP append; the server must
+ * hold exactly `offset` bytes; WebDAV always starts at 0: pass 0). The fd
+ * is read with pread from `offset`, its position does not matter. on_data
+ * is called for every chunk read. Parent directories must exist. */
 int xfer_curl_put(struct xfer_curl *x, const char *path, int fd, int64_t offset, int64_t size,
 		  int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
 		  size_t errlen);
@@ -612,5 +694,11 @@ int web_get(struct soap *soap);
 /* Binds, runs the accept loop and the serving threads until *stop, then
  * drains requests in flight and returns 0 (or -1 if binding failed). */
 int server_run(const struct config *c, volatile sig_atomic_t *stop);
+
+/* The part of server_run that needs privileges, for callers that drop
+ * them before serving: binds the listening socket and, with [tls], loads
+ * the certificate and key. server_run then serves on that socket (it binds
+ * by itself when server_bind was not called). Returns 0 or -1 (logged). */
+int server_bind(const struct config *c);
 
 #endif

@@ -85,6 +85,11 @@ int main(int argc, char **argv)
 
 	log_info("apubid %s starting (configuration: %s)", APUBID_VERSION,
 		 file ? file : "built-in defaults");
+	if (xfer_curl_global_init(err, sizeof err) < 0) {
+		log_error("%s", err);
+		config_free(&cfg);
+		return 1;
+	}
 	struct store *s = store_open(cfg.store_path, err, sizeof err);
 	if (!s) {
 		log_error("%s", err);
@@ -110,6 +115,7 @@ int main(int argc, char **argv)
 	}
 	int rc = server_run(&cfg, &main_stop);
 	pool_stop();
+	xfer_curl_global_cleanup();
 	log_info("apubid stopped");
 	config_free(&cfg);
 	return rc < 0 ? 1 : 0;

@@ -163,6 +163,7 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 					pool_cfg->task_timeout, *err ? ": " : "", err);
 		snprintf(err, sizeof err, "%s", why);
 		free(why);
+		xfer_abandon(pool_cfg, t);
 		rc = XFER_FAILED;
 	}
 	if (rc != XFER_STOPPED)

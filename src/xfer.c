@@ -935,6 +935,32 @@ out:
 	return xfer_verdict(rc);
 }
 
+void xfer_abandon(const struct config *c, const struct task *t)
+{
+	struct xfer_end dst;
+	char err[512];
+	if (t->kind != TASK_LOAD || xfer_dest_end(c, &dst, err, sizeof err) < 0)
+		return;
+	if (!dst.remote) {
+		struct xfer_file_stage *st = NULL;
+		if (xfer_file_stage_open(dst.path, t->dest_path, t->id, t->dest_is_dir, 0, &st, err,
+					 sizeof err) == 0)
+			xfer_file_stage_discard(st);
+	} else {
+		volatile sig_atomic_t never = 0;
+		char *final = xfer_join(dst.path, t->dest_path);
+		char *stage = xfer_side_name(final, t->id, t->dest_is_dir ? "stage" : "tmp");
+		if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, &never) == 0) {
+			if (xfer_end_open(c, &dst, &never, err, sizeof err) == XS_OK)
+				xfer_curl_remove(dst.x, stage, t->dest_is_dir, err, sizeof err);
+			xfer_hosts_release(dst.key, NULL);
+		}
+		free(final);
+		free(stage);
+	}
+	xfer_end_free(&dst);
+}
+
 int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic_t *stop,
 	       char **note, char *err, size_t errlen)
 {

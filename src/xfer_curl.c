@@ -83,6 +83,16 @@ struct xfer_curl {
 	long connect_timeout, stall_timeout;
 	volatile sig_atomic_t *stop;
 	char errbuf[CURL_ERROR_SIZE]; /* libcurl's own message for the last call */
+	/* Once the server refused us (login, certificate, host key), every
+	 * later call fails with this message without contacting it again:
+	 * credentials do not change within a session, and repeated failed
+	 * logins can lock an account. */
+	char refused[512];
+	int replayed;                 /* this call was answered from `refused` */
+	/* Stall detection (see xc_progress). */
+	curl_off_t moved;             /* bytes moved either way at the last check */
+	int64_t moved_ms;             /* when they last changed, 0 before the transfer */
+	int stalled;
 
 	/* The current call; xc_setup clears all of it. */
 	struct curl_slist *list;      /* quote commands or extra headers */
@@ -103,7 +113,7 @@ struct xfer_curl {
 	int nents, capents;
 	int with_links;               /* keep symbolic links (as files) */
 	const char *listdir;          /* the directory being listed, for messages */
-	char *line;                   /* SFTP: the listing line being received */
+	char *line;                   /* the listing line being received */
 	size_t linelen, linecap;
 };
 
@@ -209,12 +219,38 @@ static int xc_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
 	return 0;
 }
 
+/* Polls the stop flag, and cuts a transfer in which no byte has moved for
+ * stall_timeout seconds. libcurl's own CURLOPT_LOW_SPEED_TIME (also set)
+ * judges a speed averaged over the last few seconds, so it notices a stall
+ * only some seconds late; this counts from the last byte. The clock starts
+ * when the transfer does (libcurl's "pretransfer" point): connecting and
+ * logging in have their own limits. libcurl calls this at least once a
+ * second, whether bytes move or not. */
 static int xc_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		       curl_off_t ulnow)
 {
-	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	(void)dltotal, (void)ultotal;
 	struct xfer_curl *x = userp;
-	return x->stop && *x->stop ? 1 : 0;
+	if (x->stop && *x->stop)
+		return 1;
+	int64_t now = util_mono_ms();
+	if (x->moved_ms == 0) {
+		curl_off_t pre = 0;
+		curl_easy_getinfo(x->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
+		if (pre > 0) {
+			x->moved = dlnow + ulnow;
+			x->moved_ms = now;
+		}
+		return 0;
+	}
+	if (dlnow + ulnow != x->moved) {
+		x->moved = dlnow + ulnow;
+		x->moved_ms = now;
+	} else if (now - x->moved_ms >= (int64_t)x->stall_timeout * 1000) {
+		x->stalled = 1;
+		return 1;
+	}
+	return 0;
 }
 
 /* Bodies nobody reads: error pages, MKCOL answers, listings of a probe. */
@@ -600,9 +636,10 @@ struct xfer_curl *xfer_curl_open(const char *url, const struct xfer_curl_opts *o
 		snprintf(port, sizeof port, ":%d", u.port);
 	x->base = util_printf("%s://%s%s%s%s", xc_schemes[k].curl_scheme, v6 ? "[" : "", u.host,
 			      v6 ? "]" : "", port);
-	x->shown = util_printf("%s://%s%s%s%s%s%s%s", u.scheme, u.user ? u.user : "",
+	/* Messages name the port always, as the configuration shows it. */
+	x->shown = util_printf("%s://%s%s%s%s%s%s:%d", u.scheme, u.user ? u.user : "",
 			       u.user && u.password ? ":***" : "", u.user ? "@" : "", v6 ? "[" : "",
-			       u.host, v6 ? "]" : "", port);
+			       u.host, v6 ? "]" : "", u.port ? u.port : xc_schemes[k].port);
 	x->user = util_strdup(u.user);
 	x->password = util_strdup(u.password);
 	url_free(&u);
@@ -655,6 +692,10 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	x->list = NULL;
 	x->errbuf[0] = x->reply[0] = x->local[0] = '\0';
 	x->reply_code = 0;
+	x->replayed = 0;
+	x->moved = 0;
+	x->moved_ms = 0;
+	x->stalled = 0;
 	x->fd = -1;
 	x->off = x->limit = x->pos = x->reported = x->skip = 0;
 	x->body = XC_BODY_UNKNOWN;
@@ -671,6 +712,8 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, x->connect_timeout);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, x->stall_timeout);
+	/* A server that does not answer an FTP or SFTP command is stalled too. */
+	curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, x->stall_timeout);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, (long)XC_BUFSZ);
 	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, (long)XC_BUFSZ);
@@ -717,7 +760,17 @@ static CURLcode xc_perform(struct xfer_curl *x)
 {
 	if (x->stop && *x->stop)
 		return CURLE_ABORTED_BY_CALLBACK;
+	if (x->refused[0]) {
+		x->replayed = 1;
+		return CURLE_LOGIN_DENIED;
+	}
 	return curl_easy_perform(x->h);
+}
+
+/* Makes the session refuse every later call with `msg` (see `refused`). */
+static void xc_refuse(struct xfer_curl *x, const char *msg)
+{
+	snprintf(x->refused, sizeof x->refused, "%s", msg && *msg ? msg : x->shown);
 }
 
 /* Failures of the connection or of the transfer itself rather than answers
@@ -755,8 +808,16 @@ static int xc_connection_error(CURLcode rc)
 static int xc_result(struct xfer_curl *x, CURLcode rc, int nf, const char *path, char *err,
 		     size_t errlen)
 {
+	if (x->replayed) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s", x->refused);
+		return XS_PERMANENT;
+	}
 	if (x->local[0])
 		return xc_fail(x, XS_PERMANENT, path, err, errlen, "%s", x->local);
+	if (rc == CURLE_ABORTED_BY_CALLBACK && x->stalled)
+		return xc_fail(x, XS_TRANSIENT, path, err, errlen,
+			       "no data moved for %ld seconds", x->stall_timeout);
 	if (rc != CURLE_OK && x->stop && *x->stop &&
 	    (rc == CURLE_ABORTED_BY_CALLBACK || rc == CURLE_WRITE_ERROR ||
 	     rc == CURLE_READ_ERROR))
@@ -774,8 +835,12 @@ static int xc_result(struct xfer_curl *x, CURLcode rc, int nf, const char *path,
 			st = XS_TRANSIENT;
 		const char *sp = strchr(x->reply, ' ');
 		if (sp && sp[1] && strchr(sp + 1, ' '))
-			return xc_fail(x, st, path, err, errlen, "%s", sp + 1);
-		return xc_fail(x, st, path, err, errlen, "HTTP status %ld", code);
+			xc_fail(x, st, path, err, errlen, "%s", sp + 1);
+		else
+			xc_fail(x, st, path, err, errlen, "HTTP status %ld", code);
+		if (code == 401 || code == 407)
+			xc_refuse(x, err);
+		return st;
 	}
 	if (rc == CURLE_OK)
 		return XS_OK;
@@ -830,7 +895,13 @@ static int xc_result(struct xfer_curl *x, CURLcode rc, int nf, const char *path,
 	if (x->proto == XC_FTP && x->reply_code >= 400 && x->reply_code < 500 &&
 	    st != XS_NOTFOUND)
 		st = XS_TRANSIENT;
-	return xc_fail(x, st, path, err, errlen, "%s", what);
+	xc_fail(x, st, path, err, errlen, "%s", what);
+	if (st == XS_PERMANENT &&
+	    (rc == CURLE_LOGIN_DENIED || rc == CURLE_AUTH_ERROR || rc == CURLE_USE_SSL_FAILED ||
+	     rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+	     rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_ISSUER_ERROR))
+		xc_refuse(x, err);
+	return st;
 }
 
 /* ---- paths and URLs ----------------------------------------------------- */
@@ -1061,6 +1132,27 @@ static int xc_sftp_isdir(struct xfer_curl *x, const char *path, char *err, size_
 	return rc;
 }
 
+/* SFTP: libcurl reports an empty file's size as unknown (it takes a size
+ * of 0 for "the server did not say"); the parent's listing tells. Returns
+ * the size, or -1. */
+static int64_t xc_sftp_size_from_parent(struct xfer_curl *x, const char *path)
+{
+	char *p = xc_noslash(path);
+	char *slash = strrchr(p, '/');
+	const char *name = slash + 1;
+	char *parent = util_strndup(p, (size_t)(slash - p) + 1);
+	char e[1024];
+	int64_t size = -1;
+	x->with_links = 0;
+	if (*name && xc_list(x, parent, e, sizeof e) == XS_OK)
+		for (int i = 0; i < x->nents; i++)
+			if (!x->ents[i].is_dir && strcmp(x->ents[i].name, name) == 0)
+				size = x->ents[i].size;
+	free(parent);
+	free(p);
+	return size;
+}
+
 int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size, char *err,
 		   size_t errlen)
 {
@@ -1083,7 +1175,8 @@ int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *
 			}
 			/* A directory named without its '/' is redirected (nginx:
 			 * 301) or not found; asking for "path/" settles it. */
-			if (rc != XS_NOTFOUND && rc != XS_PERMANENT)
+			long code = xc_http_code(x);
+			if (rc != XS_NOTFOUND && !(rc == XS_PERMANENT && code >= 300 && code < 400))
 				goto first_error;
 		}
 		char *d = xc_slash(path);
@@ -1141,6 +1234,8 @@ int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *
 		return r;
 	if (want_dir)
 		return xc_fail(x, XS_PERMANENT, path, err, errlen, "not a directory");
+	if (len < 0)
+		len = xc_sftp_size_from_parent(x, path);
 	*size = len;
 	return XS_OK;
 
@@ -1495,4 +1590,19 @@ out:
 	if (rc != XS_OK)
 		snprintf(err, errlen, "%s", first);
 	return rc;
+}
+
+int xfer_curl_global_init(char *err, size_t errlen)
+{
+	CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (rc != CURLE_OK) {
+		snprintf(err, errlen, "cannot initialise libcurl: %s", curl_easy_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+void xfer_curl_global_cleanup(void)
+{
+	curl_global_cleanup();
 }
