@@ -279,7 +279,7 @@ int auth_crypt_verify(const char *password, const char *hash);
 /* Validates a SourceAssetUrl (already trimmed) against the configuration:
  * it must be an absolute URL or an absolute path ("/srv/ingest/a.ts",
  * taken as file://), its scheme one of file, ftp, ftps, sftp, http, https,
- * and it must fall strictly under one of [source] allow (userinfo ignored,
+ * and it must fall under (or be) one of [source] allow (userinfo ignored,
  * an absent port is the scheme's default). ".." segments are refused. A
  * file source must exist, and resolve (symbolic links followed) under an
  * allowed prefix: *local_path receives its absolute local path (without a

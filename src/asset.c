@@ -130,7 +130,7 @@ static int asset_abs_path(const char *path, char **out, int *is_dir, char *err, 
 	return 0;
 }
 
-/* 1 when the fully resolved `path` lies strictly below the resolved
+/* 1 when the fully resolved `path` is, or lies below, the resolved
  * directory of one of the file:// source prefixes: a symbolic link placed in
  * the source area must not lead out of it. */
 static int asset_real_under(const struct config *c, const char *path)
@@ -149,7 +149,7 @@ static int asset_real_under(const struct config *c, const char *path)
 			if (strcmp(rp, "/") == 0)
 				ok = real[1] != '\0';
 			else
-				ok = strncmp(real, rp, n) == 0 && real[n] == '/';
+				ok = strncmp(real, rp, n) == 0 && (real[n] == '/' || real[n] == '\0');
 		}
 		free(rp);
 		url_free(&p);
@@ -225,12 +225,12 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 		goto out;
 	}
 
-	/* Under a prefix means strictly below it: a remainder must be left. */
+	/* Under a prefix, or the prefix itself: allowing a directory allows
+	 * publishing all of it (the docs' own example loads a whole
+	 * "ftp://CIS:21/repository/"). */
 	int under = 0;
-	for (int i = 0; i < c->nsource_allow && !under; i++) {
-		int n = asset_match(c->source_allow[i], &u, path);
-		under = n >= 0 && path[n] != '\0';
-	}
+	for (int i = 0; i < c->nsource_allow && !under; i++)
+		under = asset_match(c->source_allow[i], &u, path) >= 0;
 	if (!under) {
 		asset_error(err, errlen, "source is not under an allowed source prefix: %s", show);
 		goto out;
