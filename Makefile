@@ -6,8 +6,8 @@
 # tests that drive the real binary over loopback.
 
 CC      ?= cc
-PKGS    := gsoapssl sqlite3 uuid libcurl
-DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev \
+PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt
+DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
            libssl-dev zlib1g-dev libcurl4-openssl-dev curl openssl python3 python3-zeep python3-pytest \
            python3-pyftpdlib python3-openssl openssh-server openssh-client nginx
 CFLAGS  ?= -O2 -g

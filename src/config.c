@@ -31,17 +31,23 @@
  *
  * Files the transfers will need (ca_file, the SSH keys, known_hosts) are
  * opened here, at start-up, so that a typo is reported by `apubid -n`
- * rather than by the first task that reaches a remote server.
+ * rather than by the first task that reaches a remote server. So are the
+ * [tls] files, and the [auth] credentials files are read whole (auth.c):
+ * this happens before apubid drops its privileges, so they may belong to
+ * root. The TLS key password, like the credentials, is never repeated in a
+ * message.
  */
 #include "apubid.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,6 +98,14 @@ static int config_set_file(struct config *, const struct config_setting *, const
 			   size_t);
 static int config_set_credentials(struct config *, const struct config_setting *, const char *,
 				  char *, size_t);
+static int config_set_user(struct config *, const struct config_setting *, const char *, char *,
+			   size_t);
+static int config_set_secret(struct config *, const struct config_setting *, const char *, char *,
+			     size_t);
+static int config_set_realm(struct config *, const struct config_setting *, const char *, char *,
+			    size_t);
+static int config_set_methods(struct config *, const struct config_setting *, const char *,
+			      char *, size_t);
 
 #define F(field) offsetof(struct config, field)
 #define KIB 1024LL
@@ -131,6 +145,15 @@ static const struct config_setting config_settings[] = {
 	{ "transfer", "ssh_known_hosts", config_set_file, F(ssh_known_hosts), 0, 0, NULL, 0 },
 	{ "credentials", "url", config_set_credentials, 0, 0, 0, NULL, CONFIG_REPEAT },
 	{ "log", "level", config_set_level, F(log_level), 0, 0, "info", 0 },
+	{ "server", "user", config_set_user, F(user), 0, 0, NULL, 0 },
+	{ "tls", "cert_file", config_set_file, F(tls_cert_file), 0, 0, NULL, 0 },
+	{ "tls", "key_file", config_set_file, F(tls_key_file), 0, 0, NULL, 0 },
+	{ "tls", "key_password", config_set_secret, F(tls_key_password), 0, 0, NULL, 0 },
+	{ "tls", "client_ca", config_set_file, F(tls_client_ca), 0, 0, NULL, 0 },
+	{ "auth", "users_file", config_set_file, F(auth_users_file), 0, 0, NULL, 0 },
+	{ "auth", "digest_file", config_set_file, F(auth_digest_file), 0, 0, NULL, 0 },
+	{ "auth", "realm", config_set_realm, F(auth_realm), 0, 0, "apubid", 0 },
+	{ "auth", "methods", config_set_methods, F(auth_methods), 0, 0, NULL, 0 },
 };
 
 #define CONFIG_NSETTINGS (sizeof config_settings / sizeof config_settings[0])
@@ -643,6 +666,110 @@ out:
 	return rc;
 }
 
+/* The account apubid drops to after binding: it must exist now, so that
+ * `apubid -n` catches a typo. */
+static int config_set_user(struct config *c, const struct config_setting *s, const char *v,
+			   char *err, size_t errlen)
+{
+	errno = 0;
+	struct passwd *pw = getpwnam(v);
+	if (!pw) {
+		config_error(err, errlen, "user '%s' does not exist%s%s", v, errno ? ": " : "",
+			     errno ? strerror(errno) : "");
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		config_error(err, errlen, "user '%s' is root: name the account apubid should run as", v);
+		return -1;
+	}
+	return config_set_string(c, s, v, err, errlen);
+}
+
+/* A password: kept as written, never repeated in a message. */
+static int config_set_secret(struct config *c, const struct config_setting *s, const char *v,
+			     char *err, size_t errlen)
+{
+	return config_set_string(c, s, v, err, errlen);
+}
+
+/* The realm goes into quoted WWW-Authenticate parameters and the
+ * "user:realm:HA1" lines of the digest file. */
+static int config_set_realm(struct config *c, const struct config_setting *s, const char *v,
+			    char *err, size_t errlen)
+{
+	int ok = strlen(v) <= 64;
+	for (const char *p = v; ok && *p; p++)
+		ok = (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f && !strchr("\"\\:", *p);
+	if (!ok) {
+		config_error(err, errlen,
+			     "'realm' must be up to 64 printable ASCII characters without '\"', '\\' "
+			     "or ':', not '%s'",
+			     v);
+		return -1;
+	}
+	return config_set_string(c, s, v, err, errlen);
+}
+
+/* "basic", "digest" or both, separated by commas or spaces. */
+static int config_set_methods(struct config *c, const struct config_setting *s, const char *v,
+			      char *err, size_t errlen)
+{
+	int m = 0;
+	const char *p = v;
+	while (*p) {
+		size_t n = strcspn(p, ", \t");
+		if (n == 6 && strncasecmp(p, "digest", 6) == 0)
+			m |= AUTH_DIGEST;
+		else if (n == 5 && strncasecmp(p, "basic", 5) == 0)
+			m |= AUTH_BASIC;
+		else if (n) {
+			config_error(err, errlen, "'methods' lists basic and/or digest, not '%s'", v);
+			return -1;
+		}
+		p += n;
+		p += strspn(p, ", \t");
+	}
+	if (!m) {
+		config_error(err, errlen, "'methods' lists basic and/or digest, not '%s'", v);
+		return -1;
+	}
+	c->auth_methods = m;
+	return 0;
+}
+
+/* Checks what no single setting can: settings that only make sense
+ * together, then loads the credentials files. */
+static int config_finish(struct config *c, char *err, size_t errlen)
+{
+	if (!c->tls_cert_file && (c->tls_key_file || c->tls_key_password || c->tls_client_ca)) {
+		config_error(err, errlen, "[tls] %s needs cert_file",
+			     c->tls_key_file ? "key_file" : c->tls_key_password ? "key_password" : "client_ca");
+		return -1;
+	}
+	int files = (c->auth_users_file ? AUTH_BASIC : 0) | (c->auth_digest_file ? AUTH_DIGEST : 0);
+	if (!c->auth_methods) {
+		c->auth_methods = files;
+	} else if (c->auth_methods != files) {
+		int m = c->auth_methods;
+		config_error(err, errlen, "[auth] %s",
+			     (m & AUTH_BASIC) && !(files & AUTH_BASIC)   ? "methods has basic but users_file is not set"
+			     : (m & AUTH_DIGEST) && !(files & AUTH_DIGEST) ? "methods has digest but digest_file is not set"
+			     : (files & AUTH_BASIC) && !(m & AUTH_BASIC)   ? "users_file is set but methods has no basic"
+									   : "digest_file is set but methods has no digest");
+		return -1;
+	}
+	if (c->auth_methods) {
+		char e[768];
+		c->auth = auth_load(c->auth_users_file, c->auth_digest_file, c->auth_realm,
+				    c->auth_methods, e, sizeof e);
+		if (!c->auth) {
+			config_error(err, errlen, "[auth] %s", e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static char *config_trim(char *s)
 {
 	char *e = s + strlen(s);
@@ -768,6 +895,10 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 			goto fail;
 		}
 	}
+	if (config_finish(c, e, sizeof e) < 0) {
+		config_error(err, errlen, "%s: %s", name, e);
+		goto fail;
+	}
 	return 0;
 
 fail:
@@ -827,5 +958,16 @@ void config_free(struct config *c)
 	free(c->ssh_known_hosts);
 	for (int i = 0; i < c->ncredentials; i++)
 		free(c->credentials[i]);
+	free(c->user);
+	free(c->tls_cert_file);
+	free(c->tls_key_file);
+	if (c->tls_key_password)
+		memset(c->tls_key_password, 0, strlen(c->tls_key_password));
+	free(c->tls_key_password);
+	free(c->tls_client_ca);
+	free(c->auth_users_file);
+	free(c->auth_digest_file);
+	free(c->auth_realm);
+	auth_free(c->auth);
 	memset(c, 0, sizeof *c);
 }

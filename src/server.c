@@ -20,13 +20,38 @@
  * operation (404, 405, 413, 503) is kept. A Retry-After header goes with a
  * 503. Limits (sizes, depth, timeouts) are set on the master context
  * before it is copied, so every serving context inherits them.
+ *
+ * TLS ([tls]): the certificate and key are loaded into the master's
+ * SSL_CTX by server_bind, while apubid still has the privileges to read
+ * them; copies share that context. The handshake runs in the serving
+ * thread that dequeued the socket (soap_ssl_accept), bounded by the
+ * send/receive timeouts, so a client that connects and stays silent holds
+ * one serving thread for a while, never the accept loop. TLS 1.2 and 1.3
+ * only; with client_ca, a client must present a certificate chaining to
+ * that CA alone (the system's CAs are not consulted). Wherever this file
+ * polls the socket, bytes OpenSSL has already decrypted (SSL_pending) count
+ * as readable: poll() cannot see them.
+ *
+ * Authentication ([auth], auth.c): once the request line and headers are
+ * parsed (server_parse, wrapping the engine's fparse) and before anything
+ * is served or a body read, the Authorization header is checked; a
+ * failure is a 401 whose WWW-Authenticate challenges auth.c writes
+ * (server_posthdr). Every failure gets the same answer, whether the user
+ * exists or not; the log line says which it was. Checking before the body
+ * also answers the empty probe POST some Digest clients send first (curl
+ * --digest) with the 401 they wait for instead of an empty-body fault.
  */
 #include "apubid.h"
 
 #include "soapH.h"
 #include "APUBIBinding.nsmap"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -45,6 +70,24 @@
 
 static const struct config *server_cfg;
 static volatile sig_atomic_t *server_stop;
+/* The master context once server_bind has bound it. */
+static struct soap *server_master;
+
+/* What a serving thread keeps about its connection beyond struct conn,
+ * which svc.c and web.c see: soap->user points at `cn`, the first member,
+ * so server.c gets back to the whole with a cast. */
+struct server_conn {
+	struct conn cn;
+	char peer[64];             /* "203.0.113.7:51234", for log lines */
+	const char *authorization; /* this request's Authorization header (gSOAP memory) */
+	char user[AUTH_USER_MAX];  /* the authenticated user, "" when none */
+	int auth_stale;            /* the 401 should say stale=true */
+};
+
+static struct server_conn *server_conn_of(struct soap *soap)
+{
+	return soap->user;
+}
 
 /* The engine's callbacks, saved before apubid's wrappers replace them. */
 static int (*server_orig_response)(struct soap *, int, ULONG64);
@@ -52,6 +95,7 @@ static int (*server_orig_parsehdr)(struct soap *, const char *, const char *);
 static int (*server_orig_posthdr)(struct soap *, const char *, const char *);
 static int (*server_orig_close)(struct soap *);
 static size_t (*server_orig_recv)(struct soap *, char *, size_t);
+static int (*server_orig_parse)(struct soap *);
 
 /* The accepted-socket queue between the accept loop and serving threads. */
 static SOAP_SOCKET server_queue[SERVER_QUEUE_LEN];
@@ -121,6 +165,12 @@ static int server_response(struct soap *soap, int status, ULONG64 count)
 static int server_parsehdr(struct soap *soap, const char *key, const char *val)
 {
 	struct conn *cn = soap->user;
+	/* Credentials are auth.c's to decode; the engine does not need a copy
+	 * of a Basic password in its own memory. */
+	if (cn && key && val && strcasecmp(key, "Authorization") == 0) {
+		server_conn_of(soap)->authorization = soap_strdup(soap, val);
+		return SOAP_OK;
+	}
 	if (cn && key && val && strcasecmp(key, "Content-Length") == 0) {
 		char *end;
 		errno = 0;
@@ -133,10 +183,19 @@ static int server_parsehdr(struct soap *soap, const char *key, const char *val)
 	return server_orig_parsehdr(soap, key, val);
 }
 
-/* Adds Retry-After to a 503 just before the header block ends. */
+static int server_emit_challenge(void *arg, const char *value)
+{
+	return server_orig_posthdr(arg, "WWW-Authenticate", value);
+}
+
+/* Adds Retry-After to a 503 just before the header block ends, and puts
+ * auth.c's challenges in place of the engine's Basic one in a 401. */
 static int server_posthdr(struct soap *soap, const char *key, const char *val)
 {
 	struct conn *cn = soap->user;
+	if (key && strcasecmp(key, "WWW-Authenticate") == 0 && server_cfg->auth)
+		return auth_challenges(server_cfg->auth, cn && server_conn_of(soap)->auth_stale,
+				       server_emit_challenge, soap);
 	if (!key && cn && cn->retry_after > 0) {
 		char secs[16];
 		snprintf(secs, sizeof secs, "%d", cn->retry_after);
@@ -203,7 +262,7 @@ static size_t server_recv(struct soap *soap, char *buf, size_t len)
 	int64_t left = deadline - util_mono_ms();
 	if (left < wait)
 		wait = left;
-	if (!soap->ssl) {
+	if (!soap->ssl || SSL_pending(soap->ssl) == 0) {
 		struct pollfd p = { .fd = soap->socket, .events = POLLIN };
 		int rc;
 		do
@@ -227,7 +286,7 @@ static size_t server_recv(struct soap *soap, char *buf, size_t len)
  * connection should be closed: idle too long, or apubid is stopping. */
 static int server_wait_request(struct soap *soap)
 {
-	if (soap->bufidx < soap->buflen)
+	if (soap->bufidx < soap->buflen || (soap->ssl && SSL_pending(soap->ssl) > 0))
 		return 1;
 	int64_t until = util_mono_ms() + (int64_t)server_cfg->keepalive_timeout * 1000;
 	while (!*server_stop) {
@@ -244,16 +303,68 @@ static int server_wait_request(struct soap *soap)
 	return 0;
 }
 
+static const char *server_method(int status)
+{
+	switch (status) {
+	case SOAP_GET:
+		return "GET";
+	case SOAP_PUT:
+		return "PUT";
+	case SOAP_PATCH:
+		return "PATCH";
+	case SOAP_DEL:
+		return "DELETE";
+	case SOAP_HEAD:
+		return "HEAD";
+	case SOAP_OPTIONS:
+		return "OPTIONS";
+	case SOAP_CONNECT:
+		return "CONNECT";
+	default:
+		return "POST";
+	}
+}
+
+/* Parses the request line and headers (the engine's fparse), then, with
+ * [auth], lets the request through only with valid credentials: anything
+ * else is answered 401 before a GET handler runs or a body is read. */
+static int server_parse(struct soap *soap)
+{
+	int rc = server_orig_parse(soap);
+	struct server_conn *sc = server_conn_of(soap);
+	if (rc != SOAP_OK || !sc || !server_cfg->auth)
+		return rc;
+	char user[AUTH_USER_MAX], why[160];
+	int r = auth_check(server_cfg->auth, sc->authorization, server_method(soap->status),
+			   soap->path, user, sizeof user, why, sizeof why);
+	if (r == AUTH_OK) {
+		snprintf(sc->user, sizeof sc->user, "%s", user);
+		return SOAP_OK;
+	}
+	if (r == AUTH_MISSING)
+		log_debug("authentication required: no credentials from %s", sc->peer);
+	else if (r == AUTH_STALE)
+		log_info("authentication: stale nonce for user \"%s\" from %s, challenged again", user,
+			 sc->peer);
+	else
+		log_warn("authentication failed for user \"%s\" from %s: %s", user, sc->peer, why);
+	sc->auth_stale = r == AUTH_STALE;
+	sc->cn.linger = 1;
+	return 401;
+}
+
 static void server_log_request(struct soap *soap, struct conn *cn)
 {
 	if (!cn->http_status)
 		return;
+	struct server_conn *sc = server_conn_of(soap);
 	int64_t ms = util_mono_ms() - cn->started_ms;
 	int fault = cn->http_status != 200;
 	const char **fs = fault && soap->fault ? soap_faultstring(soap) : NULL;
 	log_msg(cn->http_status >= 500 ? LOG_WARN : LOG_INFO,
-		"request op=%s status=%d ms=%lld%s%s%s%s%s", cn->op ? cn->op : "-",
-		cn->http_status, (long long)ms, cn->taskid[0] ? " task=" : "", cn->taskid,
+		"request op=%s status=%d ms=%lld%s%s%s%s%s%s%s%s", cn->op ? cn->op : "-",
+		cn->http_status, (long long)ms, sc->user[0] ? " user=\"" : "", sc->user,
+		sc->user[0] ? "\"" : "", cn->taskid[0] ? " task=" : "", cn->taskid,
 		fs && *fs ? " fault=\"" : "", fs && *fs ? *fs : "", fs && *fs ? "\"" : "");
 }
 
@@ -372,6 +483,9 @@ static void server_serve(struct soap *soap, struct conn *cn)
 		cn->received = 0;
 		cn->body_left = -1;
 		cn->too_large = 0;
+		server_conn_of(soap)->authorization = NULL;
+		server_conn_of(soap)->user[0] = '\0';
+		server_conn_of(soap)->auth_stale = 0;
 		soap_begin(soap);
 		int rc;
 		if (soap_begin_recv(soap)) {
@@ -396,6 +510,12 @@ static void server_serve(struct soap *soap, struct conn *cn)
 				} else if (e < 200 || e >= 600) {
 					soap_set_fault(soap);
 					svc_fault_detail(soap);
+				} else if (e == 401) {
+					/* One answer for every failure: it must not
+					 * tell which part of the credentials was
+					 * wrong, nor whether the user exists. */
+					svc_fault(soap, 1, "authentication required");
+					soap->error = 401;
 				} else if (e == 413) {
 					char msg[128];
 					snprintf(msg, sizeof msg,
@@ -423,24 +543,161 @@ static void server_serve(struct soap *soap, struct conn *cn)
 	soap_force_closesock(soap);
 }
 
+/* "address:port" of the peer of a socket, for log lines. */
+static void server_peer(SOAP_SOCKET s, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t n = sizeof ss;
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (getpeername(s, (struct sockaddr *)&ss, &n) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+			port = ntohs(in->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+			port = ntohs(in6->sin6_port);
+		}
+	}
+	snprintf(out, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+/* The engine's description of its last error (its faultstring, which
+ * for TLS holds OpenSSL's reasons) on one line. */
+static void server_fault_line(struct soap *soap, char *buf, size_t len)
+{
+	const char **fs = soap_faultstring(soap);
+	if (fs && *fs)
+		snprintf(buf, len, "%s", *fs);
+	else
+		soap_sprint_fault(soap, buf, len);
+	for (char *p = buf; *p; p++)
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
+	size_t n = strlen(buf);
+	while (n && buf[n - 1] == ' ')
+		buf[--n] = '\0';
+}
+
+/* One debug line per TLS connection: what was negotiated, and who the
+ * client certificate names. */
+static void server_log_tls(struct soap *soap, const char *peer)
+{
+	if (!log_enabled(LOG_DEBUG) || !soap->ssl)
+		return;
+	char subject[256] = "";
+	X509 *cert = SSL_get1_peer_certificate(soap->ssl);
+	if (cert) {
+		X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+		X509_free(cert);
+	}
+	log_debug("TLS with %s: %s %s%s%s", peer, SSL_get_version(soap->ssl),
+		  SSL_get_cipher_name(soap->ssl), subject[0] ? ", client certificate " : "",
+		  subject);
+}
+
 static void *server_thread(void *arg)
 {
 	struct soap *soap = arg;
-	struct conn *cn = soap->user;
+	struct server_conn *sc = server_conn_of(soap);
 	for (;;) {
 		SOAP_SOCKET s = server_dequeue();
 		if (!soap_valid_socket(s))
 			break;
 		soap->socket = s;
-		server_serve(soap, cn);
+		sc->cn.linger = 0;
+		server_peer(s, sc->peer, sizeof sc->peer);
+		/* The handshake happens here, not in the accept loop: a client
+		 * that never completes it holds this thread until the
+		 * send/receive timeouts, and nothing else. */
+		if (server_cfg->tls_cert_file && soap_ssl_accept(soap)) {
+			char buf[512];
+			server_fault_line(soap, buf, sizeof buf);
+			log_info("TLS handshake with %s failed: %s", sc->peer, buf);
+			soap_force_closesock(soap);
+			soap_destroy(soap);
+			soap_end(soap);
+			continue;
+		}
+		server_log_tls(soap, sc->peer);
+		server_serve(soap, &sc->cn);
 	}
 	return NULL;
 }
 
-int server_run(const struct config *c, volatile sig_atomic_t *stop)
+/* Returns OpenSSL's oldest queued error as text (and clears the queue). */
+static const char *server_ssl_error(char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+	if (e)
+		ERR_error_string_n(e, buf, len);
+	else
+		snprintf(buf, len, "unknown error");
+	ERR_clear_error();
+	return buf;
+}
+
+/* A key password without a terminal to ask on: the configured one, or
+ * none (so an encrypted key without key_password fails instead of
+ * prompting). */
+static int server_tls_password(char *buf, int size, int rwflag, void *u)
+{
+	(void)rwflag;
+	if (!u || size <= 0)
+		return 0;
+	size_t n = strlen(u);
+	if (n >= (size_t)size)
+		return 0;
+	memcpy(buf, u, n);
+	return (int)n;
+}
+
+/* Sets up the master's TLS context from [tls]; called before privileges
+ * are dropped, so the key may be readable by root only. */
+static int server_tls_init(struct soap *master, const struct config *c)
+{
+	char e[256];
+	unsigned short flags = SOAP_TLSv1_2 | SOAP_TLSv1_3 | SOAP_SSL_NO_DEFAULT_CA_PATH;
+	/* Without client_ca: SOAP_SSL_NO_AUTHENTICATION (0), since
+	 * SOAP_SSL_DEFAULT would ask every client for a certificate. */
+	if (c->tls_client_ca)
+		flags |= SOAP_SSL_REQUIRE_CLIENT_AUTHENTICATION;
+	/* The certificate and key are loaded below rather than by gSOAP,
+	 * which insists on both being in one file. */
+	if (soap_ssl_server_context(master, flags, NULL, NULL, c->tls_client_ca, NULL, NULL, NULL,
+				    NULL)) {
+		server_fault_line(master, e, sizeof e);
+		log_error("TLS: %s%s%s", e, c->tls_client_ca ? "; client_ca " : "",
+			  c->tls_client_ca ? c->tls_client_ca : "");
+		return -1;
+	}
+	SSL_CTX *ctx = master->ctx;
+	const char *key = c->tls_key_file ? c->tls_key_file : c->tls_cert_file;
+	SSL_CTX_set_default_passwd_cb(ctx, server_tls_password);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, c->tls_key_password);
+	int rc = -1;
+	if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert_file) != 1)
+		log_error("TLS: cannot load the certificate chain from %s: %s", c->tls_cert_file,
+			  server_ssl_error(e, sizeof e));
+	else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+		log_error("TLS: cannot load the private key from %s: %s%s", key,
+			  server_ssl_error(e, sizeof e),
+			  c->tls_key_password ? "" : " (an encrypted key needs key_password)");
+	else if (SSL_CTX_check_private_key(ctx) != 1)
+		log_error("TLS: the private key in %s does not match the certificate in %s", key,
+			  c->tls_cert_file);
+	else
+		rc = 0;
+	/* The password is not needed once the key is loaded. */
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+	return rc;
+}
+
+int server_bind(const struct config *c)
 {
 	server_cfg = c;
-	server_stop = stop;
 	int mode = SOAP_IO_KEEPALIVE | SOAP_C_UTFSTRING | SOAP_XML_TREE;
 	struct soap *master = soap_new2(mode, mode | SOAP_XML_NOTYPE);
 	if (!master) {
@@ -473,7 +730,16 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 	master->fclose = server_close;
 	server_orig_recv = master->frecv;
 	master->frecv = server_recv;
+	server_orig_parse = master->fparse;
+	master->fparse = server_parse;
 
+	if (c->tls_cert_file && server_tls_init(master, c) < 0) {
+		soap_free(master);
+		return -1;
+	}
+	if (c->auth && (c->auth_methods & AUTH_BASIC) && !c->tls_cert_file)
+		log_warn("[auth] Basic without [tls]: passwords cross the network readable by anyone "
+			 "on the path, unless a TLS proxy sits in front");
 	if (!soap_valid_socket(soap_bind(master, c->listen_host, c->listen_port, 128))) {
 		char buf[256];
 		soap_sprint_fault(master, buf, sizeof buf);
@@ -481,17 +747,28 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 		soap_free(master);
 		return -1;
 	}
+	server_master = master;
+	return 0;
+}
+
+int server_run(const struct config *c, volatile sig_atomic_t *stop)
+{
+	if (!server_master && server_bind(c) < 0)
+		return -1;
+	server_cfg = c;
+	server_stop = stop;
+	struct soap *master = server_master;
 
 	int n = c->threads;
 	struct soap **ctx = util_calloc((size_t)n, sizeof *ctx);
-	struct conn *conns = util_calloc((size_t)n, sizeof *conns);
+	struct server_conn *conns = util_calloc((size_t)n, sizeof *conns);
 	pthread_t *tids = util_calloc((size_t)n, sizeof *tids);
 	int started = 0, rc = 0;
 	for (int i = 0; i < n; i++) {
 		char err[512];
-		conns[i].cfg = c;
-		conns[i].store = store_open(c->store_path, err, sizeof err);
-		if (!conns[i].store) {
+		conns[i].cn.cfg = c;
+		conns[i].cn.store = store_open(c->store_path, err, sizeof err);
+		if (!conns[i].cn.store) {
 			log_error("%s", err);
 			rc = -1;
 			break;
@@ -512,9 +789,14 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 	}
 
 	if (rc == 0) {
-		log_info("listening on http://%s%s%s:%d%s (%d serving threads)",
-			 master->bind_inet6 ? "[" : "", c->listen_host,
-			 master->bind_inet6 ? "]" : "", c->listen_port, c->endpoint, n);
+		log_info("listening on %s://%s%s%s:%d%s (%d serving threads%s%s%s)",
+			 c->tls_cert_file ? "https" : "http", master->bind_inet6 ? "[" : "",
+			 c->listen_host, master->bind_inet6 ? "]" : "", c->listen_port, c->endpoint, n,
+			 c->tls_client_ca ? ", client certificates required" : "",
+			 c->auth ? ", authentication: " : "",
+			 !c->auth ? ""
+			 : c->auth_methods == (AUTH_BASIC | AUTH_DIGEST) ? "digest, basic"
+			 : c->auth_methods == AUTH_DIGEST ? "digest" : "basic");
 		while (!*stop) {
 			SOAP_SOCKET s = soap_accept(master);
 			if (!soap_valid_socket(s)) {
@@ -549,7 +831,7 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 			soap_end(ctx[i]);
 			soap_free(ctx[i]);
 		}
-		store_close(conns[i].store);
+		store_close(conns[i].cn.store);
 	}
 	free(ctx);
 	free(conns);
@@ -557,5 +839,6 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 	soap_destroy(master);
 	soap_end(master);
 	soap_free(master);
+	server_master = NULL;
 	return rc;
 }

@@ -2,8 +2,9 @@
  * web.c - what apubid answers to HTTP GET: the WSDL at <endpoint>?wsdl and
  * the schema it imports at <endpoint>?xsd. The WSDL's service address and
  * schema location are rewritten to the address the client reached (its
- * Host header, when that is a plain host[:port]), so a client generated
- * from ?wsdl talks to the right place behind any port mapping. Any other
+ * Host header, when that is a plain host[:port], and https:// when the
+ * connection is TLS), so a client generated from ?wsdl talks to the right
+ * place behind any port mapping. Any other
  * path is 404; other queries on the endpoint are 405 (it takes POST).
  */
 #include "apubid.h"
@@ -31,11 +32,13 @@ static int web_host_ok(const char *h, size_t n)
 	return 1;
 }
 
-/* "http://host:port" as the client reached it; malloc'ed. */
+/* "http://host:port" (https:// over TLS) as the client reached it;
+ * malloc'ed. The scheme comes from the connection itself, not from what
+ * the client wrote. */
 static char *web_base(struct soap *soap, const struct config *c)
 {
 	const char *e = soap->endpoint;
-	const char *scheme = strncmp(e, "https://", 8) == 0 ? "https" : "http";
+	const char *scheme = soap->ssl ? "https" : "http";
 	const char *h = strstr(e, "://");
 	if (h) {
 		h += 3;
@@ -44,8 +47,8 @@ static char *web_base(struct soap *soap, const struct config *c)
 			return util_printf("%s://%.*s", scheme, (int)n, h);
 	}
 	if (strchr(c->listen_host, ':'))
-		return util_printf("http://[%s]:%d", c->listen_host, c->listen_port);
-	return util_printf("http://%s:%d", c->listen_host, c->listen_port);
+		return util_printf("%s://[%s]:%d", scheme, c->listen_host, c->listen_port);
+	return util_printf("%s://%s:%d", scheme, c->listen_host, c->listen_port);
 }
 
 /* Replaces the first occurrence of `from` in `text` by `to`; malloc'ed. */
