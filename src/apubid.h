@@ -676,6 +676,10 @@ struct conn {
 	int64_t started_ms;
 	int64_t received;      /* bytes read from the socket for this request */
 	int64_t body_left;     /* declared body bytes not yet read, -1 unknown */
+	int64_t content_length; /* from the headers, -1 when none */
+	int chunked;           /* Transfer-Encoding: chunked */
+	int hdr_done;          /* the header block has been read */
+	int hdr_state;         /* progress through the blank line ending it */
 	int too_large;         /* the body outgrew max_request_size */
 	int stalled;           /* the client stopped sending within the limits */
 };
@@ -700,5 +704,10 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop);
  * the certificate and key. server_run then serves on that socket (it binds
  * by itself when server_bind was not called). Returns 0 or -1 (logged). */
 int server_bind(const struct config *c);
+/* For the fuzz target (tests/fuzz/): prepares one serving context as
+ * server_run would, without binding, then serves one connection on `fd`
+ * (closed afterwards) through the real serve loop. */
+int server_fuzz_init(const struct config *c, volatile sig_atomic_t *stop);
+void server_fuzz_serve(int fd);
 
 #endif

@@ -179,7 +179,10 @@ static int server_parsehdr(struct soap *soap, const char *key, const char *val)
 			cn->linger = 1;
 			return 413;
 		}
+		cn->content_length = (int64_t)n;
 	}
+	if (cn && key && val && strcasecmp(key, "Transfer-Encoding") == 0 && strcasestr(val, "chunked"))
+		cn->chunked = 1;
 	return server_orig_parsehdr(soap, key, val);
 }
 
@@ -235,16 +238,49 @@ static int server_close(struct soap *soap)
 	return server_orig_close(soap);
 }
 
-/* Reads request bytes for the engine, within two bounds it does not keep
- * by itself: once the body announced by Content-Length is in, the engine
- * sees end of input (a truncated envelope is then answered at once instead
- * of after a read timeout), and a body (chunked) that outgrows
- * max_request_size ends the input and is answered 413. */
+/* Follows the blank line that ends a header block ("\r\n\r\n", or bare
+ * "\n\n" as lenient servers accept) through `n` bytes. Returns how many
+ * bytes up to and including its end, or n when it has not ended. */
+static size_t server_scan_headers(struct conn *cn, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+		if (ch == '\n') {
+			if (cn->hdr_state == 1 || cn->hdr_state == 2) {
+				cn->hdr_done = 1;
+				return i + 1;
+			}
+			cn->hdr_state = 1;
+		} else if (ch == '\r') {
+			cn->hdr_state = cn->hdr_state == 1 ? 2 : 0;
+		} else {
+			cn->hdr_state = 0;
+		}
+	}
+	return n;
+}
+
+/* Reads request bytes for the engine, within bounds it does not keep by
+ * itself:
+ *   - never past the current request: the engine uses one buffer for input
+ *     and output, so bytes of a pipelined next request read ahead would be
+ *     lost when the answer is written. The header block is read up to its
+ *     blank line (peeking first), the body up to its Content-Length;
+ *   - once the body announced by Content-Length is in, the engine sees end
+ *     of input, so a truncated envelope is answered at once instead of
+ *     after a read timeout;
+ *   - a body (chunked) that outgrows max_request_size ends the input and is
+ *     answered 413.
+ * Over TLS, bytes decrypted ahead cannot be peeked at: there pipelining is
+ * not supported (no client in use pipelines) and the body bound is set
+ * once the headers are parsed (server_dispatch). */
 static size_t server_recv(struct soap *soap, char *buf, size_t len)
 {
 	struct conn *cn = soap->user;
 	if (!cn)
 		return server_orig_recv(soap, buf, len);
+	if (cn->hdr_done && cn->body_left == -2 && !soap->ssl)
+		cn->body_left = cn->chunked ? -1 : cn->content_length >= 0 ? cn->content_length : 0;
 	if (cn->body_left == 0 || cn->stalled)
 		return 0;
 	if (cn->body_left > 0 && (int64_t)len > cn->body_left)
@@ -274,10 +310,25 @@ static size_t server_recv(struct soap *soap, char *buf, size_t len)
 			return 0;
 		}
 	}
+	if (!soap->ssl && !cn->hdr_done) {
+		ssize_t peeked;
+		do
+			peeked = recv(soap->socket, buf, len, MSG_PEEK);
+		while (peeked < 0 && errno == EINTR);
+		if (peeked > 0) {
+			struct conn probe = *cn;
+			len = server_scan_headers(&probe, buf, (size_t)peeked);
+		}
+	}
 	size_t n = server_orig_recv(soap, buf, len);
 	cn->received += (int64_t)n;
-	if (cn->body_left > 0)
+	if (!cn->hdr_done) {
+		server_scan_headers(cn, buf, n);
+		if (cn->hdr_done)
+			cn->body_left = -2; /* decided at the next read, once parsed */
+	} else if (cn->body_left > 0) {
 		cn->body_left -= (int64_t)n;
+	}
 	return n;
 }
 
@@ -385,8 +436,9 @@ static void server_send_stalled(struct soap *soap, struct conn *cn)
 static int server_dispatch(struct soap *soap, struct conn *cn)
 {
 	const char *path = soap->path;
-	/* The headers are parsed; what of the body is already buffered counts. */
-	if (soap->length > 0 && (soap->imode & SOAP_IO) != SOAP_IO_CHUNK) {
+	/* Over TLS the headers were read with whatever followed them: what of
+	 * the body is already buffered counts. */
+	if (soap->ssl && soap->length > 0 && (soap->imode & SOAP_IO) != SOAP_IO_CHUNK) {
 		int64_t buffered = (int64_t)(soap->buflen - soap->bufidx);
 		cn->body_left = (int64_t)soap->length > buffered ? (int64_t)soap->length - buffered : 0;
 	}
@@ -482,6 +534,10 @@ static void server_serve(struct soap *soap, struct conn *cn)
 		cn->started_ms = util_mono_ms();
 		cn->received = 0;
 		cn->body_left = -1;
+		cn->content_length = -1;
+		cn->chunked = 0;
+		cn->hdr_done = 0;
+		cn->hdr_state = 0;
 		cn->too_large = 0;
 		server_conn_of(soap)->authorization = NULL;
 		server_conn_of(soap)->user[0] = '\0';
@@ -695,14 +751,16 @@ static int server_tls_init(struct soap *master, const struct config *c)
 	return rc;
 }
 
-int server_bind(const struct config *c)
+/* The master context with every limit and hook set, not yet bound; its
+ * copies serve the connections. */
+static struct soap *server_prepare(const struct config *c)
 {
 	server_cfg = c;
 	int mode = SOAP_IO_KEEPALIVE | SOAP_C_UTFSTRING | SOAP_XML_TREE;
 	struct soap *master = soap_new2(mode, mode | SOAP_XML_NOTYPE);
 	if (!master) {
 		log_error("cannot create the SOAP context");
-		return -1;
+		return NULL;
 	}
 	soap_set_namespaces(master, namespaces);
 	master->bind_flags = SO_REUSEADDR;
@@ -735,8 +793,16 @@ int server_bind(const struct config *c)
 
 	if (c->tls_cert_file && server_tls_init(master, c) < 0) {
 		soap_free(master);
-		return -1;
+		return NULL;
 	}
+	return master;
+}
+
+int server_bind(const struct config *c)
+{
+	struct soap *master = server_prepare(c);
+	if (!master)
+		return -1;
 	if (c->auth && (c->auth_methods & AUTH_BASIC) && !c->tls_cert_file)
 		log_warn("[auth] Basic without [tls]: passwords cross the network readable by anyone "
 			 "on the path, unless a TLS proxy sits in front");
@@ -841,4 +907,41 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 	soap_free(master);
 	server_master = NULL;
 	return rc;
+}
+
+/* The fuzz target's way in: one serving context, as server_run builds
+ * them, fed by connections the caller makes (a socketpair holding the
+ * request bytes), through the same serve loop. */
+static struct soap *server_fuzz_ctx;
+static struct server_conn server_fuzz_conn;
+
+int server_fuzz_init(const struct config *c, volatile sig_atomic_t *stop)
+{
+	char err[512];
+	struct soap *master = server_prepare(c);
+	if (!master)
+		return -1;
+	server_master = master;
+	server_stop = stop;
+	server_fuzz_conn.cn.cfg = c;
+	server_fuzz_conn.cn.store = store_open(c->store_path, err, sizeof err);
+	if (!server_fuzz_conn.cn.store) {
+		log_error("%s", err);
+		return -1;
+	}
+	server_fuzz_ctx = soap_copy(master);
+	if (!server_fuzz_ctx)
+		return -1;
+	server_fuzz_ctx->user = &server_fuzz_conn;
+	return 0;
+}
+
+void server_fuzz_serve(int fd)
+{
+	server_fuzz_ctx->socket = fd;
+	server_fuzz_conn.cn.linger = 0;
+	snprintf(server_fuzz_conn.peer, sizeof server_fuzz_conn.peer, "fuzz");
+	server_serve(server_fuzz_ctx, &server_fuzz_conn.cn);
+	soap_destroy(server_fuzz_ctx);
+	soap_end(server_fuzz_ctx);
 }

@@ -322,7 +322,8 @@ static int xfer_file_read_names(int dirfd, char ***names, int *n)
 		errno = e;
 		return -1;
 	}
-	qsort(v, (size_t)nv, sizeof *v, xfer_file_cmp_names);
+	if (nv > 1)
+		qsort(v, (size_t)nv, sizeof *v, xfer_file_cmp_names);
 	*names = v;
 	*n = nv;
 	return 0;
