@@ -168,6 +168,8 @@ struct config {
 	int stall_timeout;          /* seconds without progress before a transfer is cut, 30 */
 	int task_timeout;           /* seconds for a whole task (all attempts) before FAILED, 3600 */
 	int max_per_host;           /* concurrent connections to one server, 4 */
+	int refuse_private_sources; /* sources may not resolve to loopback,
+				     * private or link-local addresses, 0 */
 	/* The four files below: absolute paths, readable when the
 	 * configuration was loaded. */
 	char *ca_file;              /* CA bundle for FTPS/HTTPS servers, NULL: system store */
@@ -579,6 +581,9 @@ struct xfer_curl_opts {
 	int connect_timeout;          /* seconds */
 	int stall_timeout;            /* seconds below 1 byte/s before a transfer is cut */
 	volatile sig_atomic_t *stop;  /* polled during transfers */
+	int refuse_private;           /* refuse loopback, private and link-local
+				       * addresses (after DNS, data connections
+				       * included): XS_PERMANENT */
 };
 
 struct xfer_entry {

@@ -76,6 +76,8 @@ static int config_set_int(struct config *, const struct config_setting *, const 
 			  size_t);
 static int config_set_size(struct config *, const struct config_setting *, const char *, char *,
 			   size_t);
+static int config_set_bool(struct config *, const struct config_setting *, const char *, char *,
+			   size_t);
 static int config_set_string(struct config *, const struct config_setting *, const char *,
 			     char *, size_t);
 static int config_set_listen(struct config *, const struct config_setting *, const char *,
@@ -139,6 +141,8 @@ static const struct config_setting config_settings[] = {
 	{ "transfer", "stall_timeout", config_set_int, F(stall_timeout), 1, 3600, "30", 0 },
 	{ "transfer", "task_timeout", config_set_int, F(task_timeout), 1, 604800, "3600", 0 },
 	{ "transfer", "max_per_host", config_set_int, F(max_per_host), 1, 256, "4", 0 },
+	{ "transfer", "refuse_private_sources", config_set_bool, F(refuse_private_sources), 0, 1,
+	  "no", 0 },
 	{ "transfer", "ca_file", config_set_file, F(ca_file), 0, 0, NULL, 0 },
 	{ "transfer", "ssh_private_key", config_set_file, F(ssh_private_key), 0, 0, NULL, 0 },
 	{ "transfer", "ssh_public_key", config_set_file, F(ssh_public_key), 0, 0, NULL, 0 },
@@ -221,6 +225,21 @@ static int config_set_int(struct config *c, const struct config_setting *s, cons
 		return -1;
 	}
 	*(int *)config_field(c, s) = (int)n;
+	return 0;
+}
+
+static int config_set_bool(struct config *c, const struct config_setting *s, const char *v,
+			   char *err, size_t errlen)
+{
+	int *field = config_field(c, s);
+	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
+		*field = 1;
+	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0"))
+		*field = 0;
+	else {
+		config_error(err, errlen, "'%s' must be yes or no, not '%s'", s->key, v);
+		return -1;
+	}
 	return 0;
 }
 

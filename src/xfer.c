@@ -274,7 +274,7 @@ static int xfer_dest_end(const struct config *c, struct xfer_end *e, char *err, 
 }
 
 static int xfer_end_open(const struct config *c, struct xfer_end *e, volatile sig_atomic_t *stop,
-			 char *err, size_t errlen)
+			 int is_source, char *err, size_t errlen)
 {
 	if (!e->remote || e->x)
 		return XS_OK;
@@ -286,6 +286,7 @@ static int xfer_end_open(const struct config *c, struct xfer_end *e, volatile si
 		.connect_timeout = c->connect_timeout,
 		.stall_timeout = c->stall_timeout,
 		.stop = stop,
+		.refuse_private = is_source && c->refuse_private_sources,
 	};
 	e->x = xfer_curl_open(e->session, &o, err, errlen);
 	return e->x ? XS_OK : XS_PERMANENT;
@@ -853,8 +854,8 @@ int xfer_load(const struct config *c, struct store *s, const struct task *t,
 		goto out;
 	}
 	held = 1;
-	if ((rc = xfer_end_open(c, &j.src, stop, err, errlen)) != XS_OK ||
-	    (rc = xfer_end_open(c, &j.dst, stop, err, errlen)) != XS_OK)
+	if ((rc = xfer_end_open(c, &j.src, stop, 1, err, errlen)) != XS_OK ||
+	    (rc = xfer_end_open(c, &j.dst, stop, 0, err, errlen)) != XS_OK)
 		goto out;
 	if (j.src.remote && j.dst.remote) {
 		char *dir = util_strdup(c->store_path);
@@ -951,7 +952,7 @@ void xfer_abandon(const struct config *c, const struct task *t)
 		char *final = xfer_join(dst.path, t->dest_path);
 		char *stage = xfer_side_name(final, t->id, t->dest_is_dir ? "stage" : "tmp");
 		if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, &never) == 0) {
-			if (xfer_end_open(c, &dst, &never, err, sizeof err) == XS_OK)
+			if (xfer_end_open(c, &dst, &never, 0, err, sizeof err) == XS_OK)
 				xfer_curl_remove(dst.x, stage, t->dest_is_dir, err, sizeof err);
 			xfer_hosts_release(dst.key, NULL);
 		}
@@ -982,7 +983,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	char *aside = NULL;
 	int is_dir = 0;
 	int64_t size;
-	if ((rc = xfer_end_open(c, &dst, stop, err, errlen)) != XS_OK)
+	if ((rc = xfer_end_open(c, &dst, stop, 0, err, errlen)) != XS_OK)
 		goto out;
 	rc = xfer_curl_stat(dst.x, final, &is_dir, &size, err, errlen);
 	if (rc == XS_NOTFOUND) {

@@ -50,7 +50,10 @@
  */
 #include "apubid.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,6 +74,9 @@ enum xc_proto { XC_FTP, XC_SFTP, XC_HTTP };
 /* What the body of an HTTP answer to a GET is for. */
 enum xc_body { XC_BODY_UNKNOWN, XC_BODY_WRITE, XC_BODY_DISCARD };
 
+static curl_socket_t xc_opensocket(void *clientp, curlsocktype purpose,
+				   struct curl_sockaddr *a);
+
 struct xfer_curl {
 	CURL *h;
 	int proto;                    /* enum xc_proto */
@@ -81,6 +87,7 @@ struct xfer_curl {
 	char *user, *password;        /* decoded; NULL when absent */
 	char *ca_file, *ssh_key, *ssh_pub, *known_hosts;
 	long connect_timeout, stall_timeout;
+	int refuse_private;
 	volatile sig_atomic_t *stop;
 	char errbuf[CURL_ERROR_SIZE]; /* libcurl's own message for the last call */
 	/* Once the server refused us (login, certificate, host key), every
@@ -649,6 +656,7 @@ struct xfer_curl *xfer_curl_open(const char *url, const struct xfer_curl_opts *o
 		x->ssh_pub = util_strdup(o->ssh_public_key);
 		x->known_hosts = util_strdup(o->ssh_known_hosts);
 		x->connect_timeout = o->connect_timeout;
+		x->refuse_private = o->refuse_private;
 		x->stall_timeout = o->stall_timeout;
 		x->stop = o->stop;
 	}
@@ -710,6 +718,8 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, x->protocols);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, x->connect_timeout);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, xc_opensocket);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, x);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, x->stall_timeout);
 	/* A server that does not answer an FTP or SFTP command is stalled too. */
@@ -800,6 +810,57 @@ static int xc_connection_error(CURLcode rc)
 	default:
 		return 0;
 	}
+}
+
+/* 1 for loopback, private (RFC 1918, unique local), link-local, shared
+ * (100.64/10), unspecified and multicast addresses, IPv4-mapped included. */
+static int xc_private_addr(const struct sockaddr *sa)
+{
+	const unsigned char *b;
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		b = s6->sin6_addr.s6_addr;
+		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		if (memcmp(b, mapped, 12) == 0) {
+			b += 12; /* an IPv4 address in IPv6 clothing */
+			goto v4;
+		}
+		int zero15 = 1;
+		for (int i = 0; i < 15; i++)
+			zero15 &= b[i] == 0;
+		return (zero15 && (b[15] == 0 || b[15] == 1)) || /* :: and ::1 */
+		       (b[0] & 0xfe) == 0xfc ||                  /* fc00::/7 */
+		       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 */
+		       b[0] == 0xff;                              /* multicast */
+	}
+	if (sa->sa_family != AF_INET)
+		return 1;
+	b = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr.s_addr;
+v4:
+	return b[0] == 0 || b[0] == 10 || b[0] == 127 || (b[0] == 169 && b[1] == 254) ||
+	       (b[0] == 172 && (b[1] & 0xf0) == 16) || (b[0] == 192 && b[1] == 168) ||
+	       (b[0] == 100 && (b[1] & 0xc0) == 64) || b[0] >= 224;
+}
+
+/* Every socket libcurl opens (control and data connections alike) comes
+ * here, after name resolution: the place to refuse internal addresses. */
+static curl_socket_t xc_opensocket(void *clientp, curlsocktype purpose,
+				   struct curl_sockaddr *a)
+{
+	struct xfer_curl *x = clientp;
+	(void)purpose;
+	if (x->refuse_private && xc_private_addr(&a->addr)) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		const void *in = a->family == AF_INET6
+					 ? (const void *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr
+					 : (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+		inet_ntop(a->family, in, host, sizeof host);
+		snprintf(x->local, sizeof x->local,
+			 "refused to connect to %s: a loopback, private or link-local address "
+			 "(refuse_private_sources)", host);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 /* Sorts out how a call ended. `nf` says whether a missing path is the
