@@ -45,6 +45,10 @@ char *util_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Trims leading and trailing XML whitespace (space, tab, CR, LF) in place;
  * returns s. NULL in, NULL out. */
 char *util_trim(char *s);
+/* Replaces, in place, every byte that is not part of valid UTF-8 (overlong
+ * forms and surrogates included) and every control character but tab, CR
+ * and LF with '?', so the text can go into XML and log lines; returns s. */
+char *util_utf8_sanitize(char *s);
 /* Milliseconds since the epoch (CLOCK_REALTIME) and a monotonic clock. */
 int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
@@ -685,6 +689,13 @@ struct conn {
 	int chunked;           /* Transfer-Encoding: chunked */
 	int hdr_done;          /* the header block has been read */
 	int hdr_state;         /* progress through the blank line ending it */
+	int encoded;           /* Content-Encoding: the body is compressed */
+	const char *refused;   /* why the request is refused before parsing */
+	int refused_status;    /* the HTTP status that goes with it */
+	/* The body scanner (server.c): UTF-8 and character references. */
+	int scan_state, u8_need;
+	unsigned char u8_lo, u8_hi;
+	uint32_t scan_val;
 	int too_large;         /* the body outgrew max_request_size */
 	int stalled;           /* the client stopped sending within the limits */
 };

@@ -55,10 +55,11 @@ void log_msg(int level, const char *fmt, ...)
 	n += (size_t)m;
 	if (n > sizeof line - 2)
 		n = sizeof line - 2;
-	/* A value quoted into a log line must not forge a second line. */
+	/* A value quoted into a log line must not forge a second line, nor
+	 * send escape sequences to a terminal. */
 	for (size_t i = 0; i < n; i++)
-		if (line[i] == '\n' || line[i] == '\r')
-			line[i] = ' ';
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = line[i] == '\n' || line[i] == '\r' ? ' ' : '?';
 	line[n++] = '\n';
 	ssize_t w = write(STDERR_FILENO, line, n);
 	(void)w;

@@ -172,15 +172,31 @@ static int server_parsehdr(struct soap *soap, const char *key, const char *val)
 		return SOAP_OK;
 	}
 	if (cn && key && val && strcasecmp(key, "Content-Length") == 0) {
-		char *end;
+		/* Digits only, and one value: a lenient reading is what
+		 * request smuggling behind a proxy feeds on. */
+		size_t digits = strspn(val, "0123456789");
+		if (digits == 0 || val[digits + strspn(val + digits, " \t")] != '\0') {
+			cn->refused = "Content-Length is not a number";
+			cn->refused_status = 400;
+			cn->linger = 1;
+			return 400;
+		}
 		errno = 0;
-		unsigned long long n = strtoull(val, &end, 10);
-		if (errno || end == val || (int64_t)n > cn->cfg->max_request_size) {
+		unsigned long long n = strtoull(val, NULL, 10);
+		if (cn->content_length >= 0 && (errno || (int64_t)n != cn->content_length)) {
+			cn->refused = "the request has two different Content-Length headers";
+			cn->refused_status = 400;
+			cn->linger = 1;
+			return 400;
+		}
+		if (errno || (int64_t)n > cn->cfg->max_request_size) {
 			cn->linger = 1;
 			return 413;
 		}
 		cn->content_length = (int64_t)n;
 	}
+	if (cn && key && val && strcasecmp(key, "Content-Encoding") == 0)
+		cn->encoded = 1;
 	if (cn && key && val && strcasecmp(key, "Transfer-Encoding") == 0 && strcasestr(val, "chunked"))
 		cn->chunked = 1;
 	return server_orig_parsehdr(soap, key, val);
@@ -260,6 +276,117 @@ static size_t server_scan_headers(struct conn *cn, const char *p, size_t n)
 	return n;
 }
 
+/* Checks a character reference's code point against XML 1.0. */
+static const char *server_scan_ref(uint32_t v)
+{
+	if (v == 0)
+		return "the request holds a NUL character reference (&#0;)";
+	if ((v < 0x20 && v != 0x9 && v != 0xa && v != 0xd) || v == 0xfffe || v == 0xffff)
+		return "the request holds a reference to a control character XML does not allow";
+	if (v >= 0xd800 && v <= 0xdfff)
+		return "the request holds a reference to a UTF-16 surrogate";
+	if (v > 0x10ffff)
+		return "the request holds a character reference beyond Unicode";
+	return NULL;
+}
+
+/* Scans body bytes as they arrive for what XML 1.0 forbids and gSOAP would
+ * quietly alter: invalid UTF-8 (overlong forms and surrogates included),
+ * raw control characters, and character references to NUL, controls,
+ * surrogates or past U+10FFFF (a "&#0;" would cut a value short once
+ * decoded). Returns how many bytes are clean; on a violation cn->refused
+ * says why. A compressed body is not scanned (the engine inflates it). */
+static size_t server_scan_body(struct conn *cn, const char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)buf[i];
+		if (cn->u8_need > 0) {
+			if (c < cn->u8_lo || c > cn->u8_hi)
+				goto bad_utf8;
+			cn->u8_lo = 0x80;
+			cn->u8_hi = 0xbf;
+			cn->u8_need--;
+			cn->scan_state = 0;
+			continue;
+		}
+		if (c >= 0x80) {
+			cn->u8_lo = 0x80;
+			cn->u8_hi = 0xbf;
+			if (c >= 0xc2 && c <= 0xdf)
+				cn->u8_need = 1;
+			else if (c == 0xe0)
+				cn->u8_need = 2, cn->u8_lo = 0xa0;
+			else if (c == 0xed)
+				cn->u8_need = 2, cn->u8_hi = 0x9f;
+			else if (c >= 0xe1 && c <= 0xef)
+				cn->u8_need = 2;
+			else if (c == 0xf0)
+				cn->u8_need = 3, cn->u8_lo = 0x90;
+			else if (c == 0xf4)
+				cn->u8_need = 3, cn->u8_hi = 0x8f;
+			else if (c >= 0xf1 && c <= 0xf3)
+				cn->u8_need = 3;
+			else
+				goto bad_utf8;
+			cn->scan_state = 0;
+			continue;
+		}
+		if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+			cn->refused = "the request holds a control character XML does not allow";
+			cn->refused_status = 400;
+			return i;
+		}
+		/* States: 0 text, 1 "&", 2 "&#", 3 decimal digits, 4 "&#x", 5 hex. */
+		int digit = c >= '0' && c <= '9';
+		int hex = digit || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+		uint32_t hv = digit ? (uint32_t)(c - '0') : (uint32_t)((c | 0x20) - 'a' + 10);
+		switch (cn->scan_state) {
+		case 1:
+			cn->scan_state = c == '#' ? 2 : 0;
+			break;
+		case 2:
+			if (c == 'x' || c == 'X')
+				cn->scan_state = 4, cn->scan_val = 0;
+			else if (digit)
+				cn->scan_state = 3, cn->scan_val = hv;
+			else
+				cn->scan_state = 0;
+			break;
+		case 3:
+		case 5:
+			if (c == ';') {
+				const char *why = server_scan_ref(cn->scan_val);
+				if (why) {
+					cn->refused = why;
+					cn->refused_status = 400;
+					return i;
+				}
+				cn->scan_state = 0;
+			} else if (cn->scan_state == 3 ? digit : hex) {
+				uint32_t base = cn->scan_state == 3 ? 10 : 16;
+				cn->scan_val = cn->scan_val > 0x110000 ? 0x110001
+								       : cn->scan_val * base + hv;
+			} else {
+				cn->scan_state = 0;
+			}
+			break;
+		case 4:
+			cn->scan_state = hex ? 5 : 0;
+			cn->scan_val = hex ? hv : 0;
+			break;
+		default:
+			cn->scan_state = 0;
+		}
+		if (c == '&')
+			cn->scan_state = 1;
+	}
+	return n;
+bad_utf8:
+	cn->refused = "the request is not valid UTF-8";
+	cn->refused_status = 400;
+	return 0;
+}
+
 /* Reads request bytes for the engine, within bounds it does not keep by
  * itself:
  *   - never past the current request: the engine uses one buffer for input
@@ -281,7 +408,7 @@ static size_t server_recv(struct soap *soap, char *buf, size_t len)
 		return server_orig_recv(soap, buf, len);
 	if (cn->hdr_done && cn->body_left == -2 && !soap->ssl)
 		cn->body_left = cn->chunked ? -1 : cn->content_length >= 0 ? cn->content_length : 0;
-	if (cn->body_left == 0 || cn->stalled)
+	if (cn->body_left == 0 || cn->stalled || cn->refused)
 		return 0;
 	if (cn->body_left > 0 && (int64_t)len > cn->body_left)
 		len = (size_t)cn->body_left;
@@ -326,8 +453,16 @@ static size_t server_recv(struct soap *soap, char *buf, size_t len)
 		server_scan_headers(cn, buf, n);
 		if (cn->hdr_done)
 			cn->body_left = -2; /* decided at the next read, once parsed */
-	} else if (cn->body_left > 0) {
-		cn->body_left -= (int64_t)n;
+	} else {
+		if (cn->body_left > 0)
+			cn->body_left -= (int64_t)n;
+		if (!cn->encoded) {
+			size_t clean = server_scan_body(cn, buf, n);
+			if (cn->refused) {
+				cn->linger = 1;
+				return clean;
+			}
+		}
 	}
 	return n;
 }
@@ -419,6 +554,15 @@ static void server_log_request(struct soap *soap, struct conn *cn)
 		fs && *fs ? " fault=\"" : "", fs && *fs ? *fs : "", fs && *fs ? "\"" : "");
 }
 
+/* Answers a request refused before it was parsed (cn->refused). */
+static void server_send_refused(struct soap *soap, struct conn *cn)
+{
+	svc_fault(soap, 1, cn->refused);
+	soap->error = cn->refused_status ? cn->refused_status : 400;
+	cn->linger = 1;
+	soap_send_fault(soap);
+}
+
 /* Answers a request the client stopped sending with 408. */
 static void server_send_stalled(struct soap *soap, struct conn *cn)
 {
@@ -458,6 +602,10 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 		int e = soap->error;
 		log_debug("request failed in the engine: error %d, %lld bytes read%s", e,
 			  (long long)cn->received, cn->too_large ? ", body too large" : "");
+		if (cn->refused) {
+			server_send_refused(soap, cn);
+			return -1;
+		}
 		if (cn->stalled) {
 			server_send_stalled(soap, cn);
 			return -1;
@@ -539,6 +687,13 @@ static void server_serve(struct soap *soap, struct conn *cn)
 		cn->hdr_done = 0;
 		cn->hdr_state = 0;
 		cn->too_large = 0;
+		cn->stalled = 0;
+		cn->encoded = 0;
+		cn->refused = NULL;
+		cn->refused_status = 0;
+		cn->scan_state = 0;
+		cn->u8_need = 0;
+		cn->scan_val = 0;
 		server_conn_of(soap)->authorization = NULL;
 		server_conn_of(soap)->user[0] = '\0';
 		server_conn_of(soap)->auth_stale = 0;
@@ -546,7 +701,11 @@ static void server_serve(struct soap *soap, struct conn *cn)
 		int rc;
 		if (soap_begin_recv(soap)) {
 			int e = soap->error;
-			if (cn->stalled && cn->received > 0) {
+			if (cn->refused) {
+				server_send_refused(soap, cn);
+				server_log_request(soap, cn);
+				rc = -1;
+			} else if (cn->stalled && cn->received > 0) {
 				server_send_stalled(soap, cn);
 				server_log_request(soap, cn);
 				rc = -1;
@@ -563,6 +722,9 @@ static void server_serve(struct soap *soap, struct conn *cn)
 				if (e == SOAP_NO_DATA) {
 					svc_fault(soap, 1, "the request body is empty");
 					soap->error = 400;
+				} else if (e == SOAP_HDR) {
+					svc_fault(soap, 1, "a request header line is longer than 8 KB");
+					soap->error = 431;
 				} else if (e < 200 || e >= 600) {
 					soap_set_fault(soap);
 					svc_fault_detail(soap);

@@ -22,31 +22,44 @@
 /* How long a client is asked to wait when the queue is full. */
 #define SVC_RETRY_AFTER 5
 
-void svc_fault_detail(struct soap *soap)
+/* Gives the fault an ExceptionWS detail carrying the faultstring; with
+ * `replace`, over any detail an earlier fault of the same request left. */
+static void svc_detail(struct soap *soap, int replace)
 {
 	const char **s = soap_faultstring(soap);
 	(void)soap_faultdetail(soap); /* allocates the detail for the current version */
 	struct SOAP_ENV__Detail *d =
 		soap->version == 2 ? soap->fault->SOAP_ENV__Detail : soap->fault->detail;
-	if (!d || d->ns__ExceptionWS || d->__any || d->fault)
+	if (!d || (!replace && (d->ns__ExceptionWS || d->__any || d->fault)))
 		return;
 	struct _ns__ExceptionWS *ex = soap_new__ns__ExceptionWS(soap, 1);
 	if (!ex)
 		return;
 	ex->message = (char *)(s && *s ? *s : "internal error");
 	d->ns__ExceptionWS = ex;
+	d->__any = NULL;
+	d->fault = NULL;
+	d->__type = 0;
+}
+
+void svc_fault_detail(struct soap *soap)
+{
+	svc_detail(soap, 0);
 }
 
 int svc_fault(struct soap *soap, int sender, const char *msg)
 {
 	if (soap->version == 0)
 		soap_set_version(soap, 1);
-	const char *m = soap_strdup(soap, msg);
+	/* Messages quote what the client sent, percent-decoded: keep the
+	 * fault well-formed whatever bytes that produced. */
+	char *m = soap_strdup(soap, msg);
+	util_utf8_sanitize(m);
 	if (sender)
 		soap_sender_fault(soap, m, NULL);
 	else
 		soap_receiver_fault(soap, m, NULL);
-	svc_fault_detail(soap);
+	svc_detail(soap, 1);
 	return SOAP_FAULT;
 }
 

@@ -102,3 +102,51 @@ void util_uuid(char out[TASKID_LEN])
 	uuid_generate_random(u);
 	uuid_unparse_upper(u, out);
 }
+
+/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when invalid:
+ * overlong forms, surrogates and code points past U+10FFFF are invalid. */
+static int util_utf8_len(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	unsigned char lo = 0x80, hi = 0xbf;
+	int n;
+	if (c == 0xe0)
+		lo = 0xa0, n = 3;
+	else if (c == 0xed)
+		hi = 0x9f, n = 3;
+	else if (c >= 0xe1 && c <= 0xef)
+		n = 3;
+	else if (c == 0xf0)
+		lo = 0x90, n = 4;
+	else if (c == 0xf4)
+		hi = 0x8f, n = 4;
+	else if (c >= 0xf1 && c <= 0xf3)
+		n = 4;
+	else
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+char *util_utf8_sanitize(char *s)
+{
+	if (!s)
+		return NULL;
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		int n = util_utf8_len(p);
+		if (n == 0 || (*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r'))
+			*p++ = '?';
+		else
+			p += n;
+	}
+	return s;
+}
