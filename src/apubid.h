@@ -108,6 +108,10 @@ char *url_mask(const char *s);
  * bytes included), the canonical form apubid writes into URLs. Returns a
  * malloc'ed string. */
 char *url_encode_path(const char *p);
+/* The same for a user name or password in a URL's userinfo: '/' is
+ * encoded too, so ':', '@' and '/' in a secret cannot move the URL's
+ * boundaries. */
+char *url_encode_userinfo(const char *s);
 
 /* The URL's port, or its scheme's default when it names none (ftp and
  * ftps 21, sftp 22, http 80, https 443), 0 for other schemes. */

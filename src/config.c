@@ -398,28 +398,6 @@ static char *config_absolute(const char *what, const char *v, char *err, size_t 
 	return util_printf("%s/%s", cwd, v);
 }
 
-/* Percent-encodes a user name or password for the userinfo of a URL:
- * everything but RFC 3986 unreserved characters, so that ':', '@' and '/'
- * in a secret cannot move the boundaries of the URL. */
-static char *config_encode_userinfo(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	char *out = util_malloc(strlen(s) * 3 + 1), *o = out;
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-		    (ch >= '0' && ch <= '9') || strchr("-._~", ch)) {
-			*o++ = (char)ch;
-		} else {
-			*o++ = '%';
-			*o++ = hex[ch >> 4];
-			*o++ = hex[ch & 15];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 /* Writes a parsed URL whose path is already normalised in the canonical
  * shape; with `userinfo`, its user and password (re-encoded) are kept. */
 static char *config_url(const struct url *u, int userinfo)
@@ -427,8 +405,8 @@ static char *config_url(const struct url *u, int userinfo)
 	char *enc = url_encode_path(u->path);
 	char *ui = NULL, port[16] = "";
 	if (userinfo && u->user) {
-		char *user = config_encode_userinfo(u->user);
-		char *pw = u->password ? config_encode_userinfo(u->password) : NULL;
+		char *user = url_encode_userinfo(u->user);
+		char *pw = u->password ? url_encode_userinfo(u->password) : NULL;
 		ui = pw ? util_printf("%s:%s@", user, pw) : util_printf("%s@", user);
 		free(user);
 		free(pw);

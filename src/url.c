@@ -361,14 +361,16 @@ int url_path_normalize(const char *in, char **out, int *is_dir, char *err, size_
 	return 0;
 }
 
-char *url_encode_path(const char *p)
+/* Percent-encodes every byte outside RFC 3986's unreserved set and `keep`. */
+static char *url_encode(const char *p, const char *keep)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	char *out = util_malloc(strlen(p) * 3 + 1), *o = out;
 	for (; *p; p++) {
 		unsigned char ch = (unsigned char)*p;
 		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-		    (ch >= '0' && ch <= '9') || strchr("-._~/", ch)) {
+		    (ch >= '0' && ch <= '9') || (ch && strchr("-._~", ch)) ||
+		    (ch && strchr(keep, ch))) {
 			*o++ = (char)ch;
 		} else {
 			*o++ = '%';
@@ -378,6 +380,16 @@ char *url_encode_path(const char *p)
 	}
 	*o = '\0';
 	return out;
+}
+
+char *url_encode_path(const char *p)
+{
+	return url_encode(p, "/");
+}
+
+char *url_encode_userinfo(const char *s)
+{
+	return url_encode(s, "");
 }
 
 int url_default_port(const struct url *u)

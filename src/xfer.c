@@ -145,26 +145,6 @@ static void xfer_end_free(struct xfer_end *e)
 	memset(e, 0, sizeof *e);
 }
 
-/* Percent-encodes userinfo: everything outside RFC 3986's unreserved set. */
-static char *xfer_encode_userinfo(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	char *out = util_malloc(strlen(s) * 3 + 1), *o = out;
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-		    (ch >= '0' && ch <= '9') || strchr("-._~", ch)) {
-			*o++ = (char)ch;
-		} else {
-			*o++ = '%';
-			*o++ = hex[ch >> 4];
-			*o++ = hex[ch & 15];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 /* The user and password for a server: the URL's own, else the first
  * [credentials] entry for the same scheme, host and port. */
 static void xfer_find_credentials(const struct config *c, const struct url *u, char **user,
@@ -200,8 +180,8 @@ static void xfer_end_remote(const struct config *c, struct xfer_end *e, const st
 	int v6 = strchr(u->host, ':') != NULL;
 	char *auth = NULL;
 	if (user) {
-		char *eu = xfer_encode_userinfo(user);
-		char *ep = password ? xfer_encode_userinfo(password) : NULL;
+		char *eu = url_encode_userinfo(user);
+		char *ep = password ? url_encode_userinfo(password) : NULL;
 		auth = util_printf("%s%s%s@", eu, ep ? ":" : "", ep ? ep : "");
 		free(eu);
 		free(ep);
