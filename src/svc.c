@@ -93,14 +93,14 @@ static char *svc_basename(const char *local, const char *dst)
  * directory source becomes that directory, a file source goes inside it
  * under its own name. A destination that is the root itself (the docs'
  * "ftp://CDN:21/data/cdn/") receives the source under its own name. */
-static int svc_load_destination(const struct config *c, const char *dst, const char *src,
+static int svc_load_destination(const struct config *c, const char *dst, const char *local,
 				int src_is_dir, char **rel, char *err, size_t errlen)
 {
 	int dst_is_dir;
 	size_t n = strlen(dst);
 	int ends_slash = n > 0 && dst[n - 1] == '/';
 	if (ends_slash && !src_is_dir) {
-		char *base = svc_basename(src, dst);
+		char *base = svc_basename(local, dst);
 		char *full = util_printf("%s%s", dst, base);
 		int rc = asset_destination(c, full, rel, &dst_is_dir, err, errlen);
 		free(base);
@@ -112,7 +112,7 @@ static int svc_load_destination(const struct config *c, const char *dst, const c
 	if (!ends_slash)
 		return -1;
 	/* Appending one valid segment can only cure "this is the root". */
-	char *base = svc_basename(src, dst);
+	char *base = svc_basename(local, dst);
 	char *full = util_printf("%s%s/", dst, base);
 	char err2[512];
 	int rc = *base ? asset_destination(c, full, rel, &dst_is_dir, err2, sizeof err2) : -1;
