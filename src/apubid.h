@@ -42,6 +42,9 @@ void *util_calloc(size_t n, size_t size);
 char *util_strdup(const char *s);                 /* NULL in, NULL out */
 char *util_strndup(const char *s, size_t n);
 char *util_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Writes a reason into a caller's err buffer (nothing when err is NULL). */
+void util_error(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Trims leading and trailing XML whitespace (space, tab, CR, LF) in place;
  * returns s. NULL in, NULL out. */
 char *util_trim(char *s);

@@ -39,19 +39,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-static void asset_error(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void asset_error(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* A value as it may be shown back: password masked, and control
  * characters replaced so a CRLF in a request cannot forge a log line. */
 static char *asset_show(const char *v)
@@ -170,14 +157,14 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 	*local_path = NULL;
 	*is_dir = 0;
 	if (!src || !*src) {
-		asset_error(err, errlen, "source asset URL is empty");
+		util_error(err, errlen, "source asset URL is empty");
 		return -1;
 	}
 	show = asset_show(src);
 	if (src[0] == '/') {
 		/* An absolute path is file:// without the decoding. */
 		if (asset_has_ctl(src)) {
-			asset_error(err, errlen, "source contains a control character: %s", show);
+			util_error(err, errlen, "source contains a control character: %s", show);
 			goto out;
 		}
 		u.scheme = util_strdup("file");
@@ -185,43 +172,43 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 		u.path = util_strdup(src);
 	} else if (url_is_absolute(src)) {
 		if (url_parse(src, &u, e, sizeof e) < 0) {
-			asset_error(err, errlen, "source URL is not valid (%s): %s", e, show);
+			util_error(err, errlen, "source URL is not valid (%s): %s", e, show);
 			goto out;
 		}
 	} else {
-		asset_error(err, errlen, "source must be an absolute URL or an absolute path: %s",
+		util_error(err, errlen, "source must be an absolute URL or an absolute path: %s",
 			    show);
 		goto out;
 	}
 
 	int local = strcmp(u.scheme, "file") == 0;
 	if (!local && !asset_is_remote(u.scheme)) {
-		asset_error(err, errlen,
+		util_error(err, errlen,
 			    "unsupported source scheme '%s' (supported: file, ftp, ftps, sftp, http, "
 			    "https)",
 			    u.scheme);
 		goto out;
 	}
 	if (local && *asset_host(&u)) {
-		asset_error(err, errlen, "a file:// source cannot name a remote host: %s", show);
+		util_error(err, errlen, "a file:// source cannot name a remote host: %s", show);
 		goto out;
 	}
 	if (!local && !*u.host) {
 		/* url_parse refuses this already; checked again because an
 		 * empty host would reach libcurl as "the local machine". */
-		asset_error(err, errlen, "source URL names no host: %s", show);
+		util_error(err, errlen, "source URL names no host: %s", show);
 		goto out;
 	}
 	if (u.path[0] != '/') {
-		asset_error(err, errlen, "source URL names no path: %s", show);
+		util_error(err, errlen, "source URL names no path: %s", show);
 		goto out;
 	}
 	if (asset_has_dotdot(u.path)) {
-		asset_error(err, errlen, "source path must not contain '..': %s", show);
+		util_error(err, errlen, "source path must not contain '..': %s", show);
 		goto out;
 	}
 	if (asset_abs_path(u.path + 1, &path, &dir, e, sizeof e) < 0) {
-		asset_error(err, errlen, "source path is not valid (%s): %s", e, show);
+		util_error(err, errlen, "source path is not valid (%s): %s", e, show);
 		goto out;
 	}
 
@@ -232,7 +219,7 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 	for (int i = 0; i < c->nsource_allow && !under; i++)
 		under = asset_match(c->source_allow[i], &u, path) >= 0;
 	if (!under) {
-		asset_error(err, errlen, "source is not under an allowed source prefix: %s", show);
+		util_error(err, errlen, "source is not under an allowed source prefix: %s", show);
 		goto out;
 	}
 
@@ -245,7 +232,7 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 	if (!local) {
 		/* HTTP has no directory listing apubid could walk. */
 		if (dir && (strcmp(u.scheme, "http") == 0 || strcmp(u.scheme, "https") == 0)) {
-			asset_error(err, errlen, "a directory source is not supported over http: %s",
+			util_error(err, errlen, "a directory source is not supported over http: %s",
 				    show);
 			goto out;
 		}
@@ -257,22 +244,22 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 	}
 	if (stat(path, &st) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
-			asset_error(err, errlen, "source asset does not exist: %s", path);
+			util_error(err, errlen, "source asset does not exist: %s", path);
 		else
-			asset_error(err, errlen, "source asset is not accessible: %s: %s", path,
+			util_error(err, errlen, "source asset is not accessible: %s: %s", path,
 				    strerror(errno));
 		goto out;
 	}
 	if (dir && !S_ISDIR(st.st_mode)) {
-		asset_error(err, errlen, "source is not a directory: %s", path);
+		util_error(err, errlen, "source is not a directory: %s", path);
 		goto out;
 	}
 	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
-		asset_error(err, errlen, "source is neither a file nor a directory: %s", path);
+		util_error(err, errlen, "source is neither a file nor a directory: %s", path);
 		goto out;
 	}
 	if (!asset_real_under(c, path)) {
-		asset_error(err, errlen,
+		util_error(err, errlen,
 			    "source resolves outside the allowed source prefixes: %s", path);
 		goto out;
 	}
@@ -299,27 +286,27 @@ int asset_destination(const struct config *c, const char *dst, char **rel, int *
 	*rel = NULL;
 	*is_dir = 0;
 	if (!dst || !*dst) {
-		asset_error(err, errlen, "destination is empty");
+		util_error(err, errlen, "destination is empty");
 		return -1;
 	}
 	show = asset_show(dst);
 	if (asset_has_ctl(dst)) {
-		asset_error(err, errlen, "destination contains a control character: %s", show);
+		util_error(err, errlen, "destination contains a control character: %s", show);
 		goto out;
 	}
 
 	if (url_is_absolute(dst)) {
 		if (url_parse(dst, &u, e, sizeof e) < 0) {
-			asset_error(err, errlen, "destination URL is not valid (%s): %s", e, show);
+			util_error(err, errlen, "destination URL is not valid (%s): %s", e, show);
 			goto out;
 		}
 		if (asset_has_dotdot(u.path)) {
-			asset_error(err, errlen, "destination path must not contain '..': %s", show);
+			util_error(err, errlen, "destination path must not contain '..': %s", show);
 			goto out;
 		}
 		if (asset_abs_path(*u.path == '/' ? u.path + 1 : u.path, &path, &dir, e,
 				   sizeof e) < 0) {
-			asset_error(err, errlen, "destination path is not valid (%s): %s", e, show);
+			util_error(err, errlen, "destination path is not valid (%s): %s", e, show);
 			goto out;
 		}
 		/* The longest matching prefix wins: with allow prefixes
@@ -333,18 +320,18 @@ int asset_destination(const struct config *c, const char *dst, char **rel, int *
 			best = n > best ? n : best;
 		}
 		if (best < 0) {
-			asset_error(err, errlen, "destination is outside the allowed destinations: %s",
+			util_error(err, errlen, "destination is outside the allowed destinations: %s",
 				    show);
 			goto out;
 		}
 		skip = (size_t)best;
 	} else {
 		if (asset_has_dotdot(dst)) {
-			asset_error(err, errlen, "destination path must not contain '..': %s", show);
+			util_error(err, errlen, "destination path must not contain '..': %s", show);
 			goto out;
 		}
 		if (asset_abs_path(*dst == '/' ? dst + 1 : dst, &path, &dir, e, sizeof e) < 0) {
-			asset_error(err, errlen, "destination path is not valid (%s): %s", e, show);
+			util_error(err, errlen, "destination path is not valid (%s): %s", e, show);
 			goto out;
 		}
 		if (*dst == '/') {
@@ -352,7 +339,7 @@ int asset_destination(const struct config *c, const char *dst, char **rel, int *
 			 * root directory itself. */
 			size_t n = c->dest_root_path ? strlen(c->dest_root_path) : 0;
 			if (!n || strncmp(path, c->dest_root_path, n) != 0 || path[n] != '/') {
-				asset_error(err, errlen,
+				util_error(err, errlen,
 					    "destination is outside the destination root: %s", show);
 				goto out;
 			}
@@ -363,7 +350,7 @@ int asset_destination(const struct config *c, const char *dst, char **rel, int *
 	}
 
 	if (path[skip] == '\0') {
-		asset_error(err, errlen,
+		util_error(err, errlen,
 			    "destination must name an asset below the root, not the root itself");
 		goto out;
 	}

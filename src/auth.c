@@ -96,19 +96,6 @@ struct auth {
 	struct auth_nonce nonces[AUTH_NONCES];
 };
 
-static void auth_error(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void auth_error(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static void auth_hex(const unsigned char *in, size_t n, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -183,21 +170,21 @@ static char *auth_read(const char *what, const char *path, char *err, size_t err
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
-		auth_error(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+		util_error(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
 		return NULL;
 	}
 	char *text = NULL;
 	if (fstat(fd, &st) < 0) {
-		auth_error(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+		util_error(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
 	} else if (!S_ISREG(st.st_mode)) {
-		auth_error(err, errlen, "%s %s is not a regular file", what, path);
+		util_error(err, errlen, "%s %s is not a regular file", what, path);
 	} else if (st.st_mode & 027) {
-		auth_error(err, errlen,
+		util_error(err, errlen,
 			   "%s %s is open to other users (mode %03o): make it readable by "
 			   "apubid only (chmod 600, or 640 with apubid's group)",
 			   what, path, (unsigned)(st.st_mode & 0777));
 	} else if (st.st_size > AUTH_MAX_FILE) {
-		auth_error(err, errlen, "%s %s is larger than %d bytes", what, path, AUTH_MAX_FILE);
+		util_error(err, errlen, "%s %s is larger than %d bytes", what, path, AUTH_MAX_FILE);
 	} else {
 		size_t len = (size_t)st.st_size, got = 0;
 		text = util_malloc(len + 1);
@@ -210,7 +197,7 @@ static char *auth_read(const char *what, const char *path, char *err, size_t err
 			got += (size_t)r;
 		}
 		if (got != len || memchr(text, '\0', len)) {
-			auth_error(err, errlen, "cannot read %s %s: %s", what, path,
+			util_error(err, errlen, "cannot read %s %s: %s", what, path,
 				   got != len ? "short read" : "contains a NUL byte");
 			free(text);
 			text = NULL;
@@ -262,20 +249,20 @@ static int auth_user_line(struct auth *a, char *l, int no, char *err, size_t err
 {
 	char *colon = strchr(l, ':');
 	if (!colon || !auth_name_ok(l, (size_t)(colon - l))) {
-		auth_error(err, errlen, "line %d: expected user:hash", no);
+		util_error(err, errlen, "line %d: expected user:hash", no);
 		return -1;
 	}
 	*colon = '\0';
 	const char *hash = colon + 1;
 	for (const char *p = hash; *p; p++) {
 		if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-			auth_error(err, errlen, "line %d: user '%s': the hash contains a space or a control character",
+			util_error(err, errlen, "line %d: user '%s': the hash contains a space or a control character",
 				   no, l);
 			return -1;
 		}
 	}
 	if (hash[0] != '$' || crypt_checksalt(hash) != CRYPT_SALT_OK) {
-		auth_error(err, errlen,
+		util_error(err, errlen,
 			   "line %d: user '%s': not a crypt(3) hash of a method apubid accepts "
 			   "(yescrypt $y$, SHA-512 $6$, bcrypt $2b$; DES and MD5 are refused)",
 			   no, l);
@@ -283,7 +270,7 @@ static int auth_user_line(struct auth *a, char *l, int no, char *err, size_t err
 	}
 	for (int i = 0; i < a->nusers; i++) {
 		if (strcmp(a->users[i].name, l) == 0) {
-			auth_error(err, errlen, "line %d: user '%s' appears twice", no, l);
+			util_error(err, errlen, "line %d: user '%s' appears twice", no, l);
 			return -1;
 		}
 	}
@@ -301,26 +288,26 @@ static int auth_digest_line(struct auth *a, char *l, int no, char *err, size_t e
 	char *c1 = strchr(l, ':');
 	char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 	if (!c1 || !c2 || strchr(c2 + 1, ':') || !auth_name_ok(l, (size_t)(c1 - l))) {
-		auth_error(err, errlen, "line %d: expected user:realm:HA1", no);
+		util_error(err, errlen, "line %d: expected user:realm:HA1", no);
 		return -1;
 	}
 	*c1 = '\0';
 	*c2 = '\0';
 	const char *realm = c1 + 1, *ha1 = c2 + 1;
 	if (strcmp(realm, a->realm) != 0) {
-		auth_error(err, errlen, "line %d: user '%s' is for realm '%s', not [auth] realm '%s'",
+		util_error(err, errlen, "line %d: user '%s' is for realm '%s', not [auth] realm '%s'",
 			   no, l, realm, a->realm);
 		return -1;
 	}
 	if (strlen(ha1) != AUTH_HEX || strspn(ha1, "0123456789abcdefABCDEF") != AUTH_HEX) {
-		auth_error(err, errlen,
+		util_error(err, errlen,
 			   "line %d: user '%s': HA1 must be 64 hex digits, the SHA-256 of user:realm:password",
 			   no, l);
 		return -1;
 	}
 	for (int i = 0; i < a->ndigests; i++) {
 		if (strcmp(a->digests[i].name, l) == 0) {
-			auth_error(err, errlen, "line %d: user '%s' appears twice", no, l);
+			util_error(err, errlen, "line %d: user '%s' appears twice", no, l);
 			return -1;
 		}
 	}
@@ -346,11 +333,11 @@ static int auth_load_file(struct auth *a, const char *what, const char *path,
 	OPENSSL_cleanse(text, strlen(text));
 	free(text);
 	if (rc < 0) {
-		auth_error(err, errlen, "%s %s: %s", what, path, e);
+		util_error(err, errlen, "%s %s: %s", what, path, e);
 		return -1;
 	}
 	if (*count == 0) {
-		auth_error(err, errlen, "%s %s has no user", what, path);
+		util_error(err, errlen, "%s %s has no user", what, path);
 		return -1;
 	}
 	return 0;
@@ -365,21 +352,21 @@ struct auth *auth_load(const char *users_file, const char *digest_file, const ch
 	a->methods = methods;
 	if (RAND_bytes(a->key, sizeof a->key) != 1 ||
 	    auth_random_hex(a->opaque, AUTH_NONCE_HEX / 2) < 0) {
-		auth_error(err, errlen, "cannot draw random bytes for authentication");
+		util_error(err, errlen, "cannot draw random bytes for authentication");
 		goto fail;
 	}
 	if ((methods & AUTH_BASIC) &&
 	    (!users_file ||
 	     auth_load_file(a, "users_file", users_file, auth_user_line, &a->nusers, err, errlen) < 0)) {
 		if (!users_file)
-			auth_error(err, errlen, "Basic authentication needs a users_file");
+			util_error(err, errlen, "Basic authentication needs a users_file");
 		goto fail;
 	}
 	if ((methods & AUTH_DIGEST) &&
 	    (!digest_file || auth_load_file(a, "digest_file", digest_file, auth_digest_line,
 					    &a->ndigests, err, errlen) < 0)) {
 		if (!digest_file)
-			auth_error(err, errlen, "Digest authentication needs a digest_file");
+			util_error(err, errlen, "Digest authentication needs a digest_file");
 		goto fail;
 	}
 	return a;
@@ -453,7 +440,7 @@ static int auth_basic(struct auth *a, const char *b64, char *user, size_t userle
 		b64++;
 	size_t n = strcspn(b64, " \t");
 	if (b64[n] || n == 0 || n % 4 || n > AUTH_MAX_HEADER) {
-		auth_error(why, whylen, "malformed Basic credentials");
+		util_error(why, whylen, "malformed Basic credentials");
 		return AUTH_FAILED;
 	}
 	unsigned char *raw = util_malloc(n / 4 * 3 + 1);
@@ -463,7 +450,7 @@ static int auth_basic(struct auth *a, const char *b64, char *user, size_t userle
 	char *colon = len > 0 ? memchr(raw, ':', (size_t)len) : NULL;
 	int rc = AUTH_FAILED;
 	if (!colon || memchr(raw, '\0', (size_t)len)) {
-		auth_error(why, whylen, "malformed Basic credentials");
+		util_error(why, whylen, "malformed Basic credentials");
 		goto out;
 	}
 	raw[len] = '\0';
@@ -484,9 +471,9 @@ static int auth_basic(struct auth *a, const char *b64, char *user, size_t userle
 	 * whether the user exists. */
 	int match = auth_crypt_verify(password, u ? u->hash : a->users[0].hash);
 	if (!u) {
-		auth_error(why, whylen, "unknown user");
+		util_error(why, whylen, "unknown user");
 	} else if (!match) {
-		auth_error(why, whylen, "wrong password");
+		util_error(why, whylen, "wrong password");
 	} else {
 		auth_cache_put(a, mac);
 		rc = AUTH_OK;
@@ -603,7 +590,7 @@ static int auth_nonce_use(struct auth *a, const char *nonce, unsigned long nc, c
 		}
 		if (nc <= n->nc) {
 			rc = AUTH_FAILED;
-			auth_error(why, whylen, "replayed nonce count %lu", nc);
+			util_error(why, whylen, "replayed nonce count %lu", nc);
 		} else {
 			n->nc = nc;
 			rc = AUTH_OK;
@@ -612,7 +599,7 @@ static int auth_nonce_use(struct auth *a, const char *nonce, unsigned long nc, c
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (rc == AUTH_STALE)
-		auth_error(why, whylen, "expired or unknown nonce");
+		util_error(why, whylen, "expired or unknown nonce");
 	return rc;
 }
 
@@ -621,39 +608,39 @@ static int auth_digest(struct auth *a, char *params, const char *method, const c
 {
 	struct auth_params p;
 	if (auth_parse_params(params, &p) < 0) {
-		auth_error(why, whylen, "malformed Digest credentials");
+		util_error(why, whylen, "malformed Digest credentials");
 		return AUTH_FAILED;
 	}
 	if (p.username)
 		auth_copy_user(user, userlen, p.username, strlen(p.username));
 	if (!p.username || !p.realm || !p.nonce || !p.uri || !p.response || !p.qop || !p.nc ||
 	    !p.cnonce) {
-		auth_error(why, whylen, "incomplete Digest credentials");
+		util_error(why, whylen, "incomplete Digest credentials");
 		return AUTH_FAILED;
 	}
 	if (p.userhash && strcasecmp(p.userhash, "false") != 0) {
-		auth_error(why, whylen, "Digest userhash is not supported");
+		util_error(why, whylen, "Digest userhash is not supported");
 		return AUTH_FAILED;
 	}
 	if (!p.algorithm || strcasecmp(p.algorithm, "SHA-256") != 0) {
-		auth_error(why, whylen, "Digest algorithm %.20s refused (SHA-256 only)",
+		util_error(why, whylen, "Digest algorithm %.20s refused (SHA-256 only)",
 			   p.algorithm ? p.algorithm : "MD5");
 		return AUTH_FAILED;
 	}
 	if (strcmp(p.qop, "auth") != 0) {
-		auth_error(why, whylen, "Digest qop must be auth");
+		util_error(why, whylen, "Digest qop must be auth");
 		return AUTH_FAILED;
 	}
 	if (strcmp(p.realm, a->realm) != 0) {
-		auth_error(why, whylen, "wrong realm");
+		util_error(why, whylen, "wrong realm");
 		return AUTH_FAILED;
 	}
 	if (strcmp(p.uri, uri) != 0) {
-		auth_error(why, whylen, "Digest uri does not match the request");
+		util_error(why, whylen, "Digest uri does not match the request");
 		return AUTH_FAILED;
 	}
 	if (p.opaque && strcmp(p.opaque, a->opaque) != 0) {
-		auth_error(why, whylen, "wrong Digest opaque");
+		util_error(why, whylen, "wrong Digest opaque");
 		return AUTH_FAILED;
 	}
 	char *end;
@@ -661,7 +648,7 @@ static int auth_digest(struct auth *a, char *params, const char *method, const c
 	unsigned long nc = strtoul(p.nc, &end, 16);
 	if (strlen(p.nc) != 8 || *end || errno || nc == 0 || strlen(p.nonce) != AUTH_NONCE_HEX ||
 	    strlen(p.response) != AUTH_HEX || strlen(p.cnonce) > 256) {
-		auth_error(why, whylen, "malformed Digest credentials");
+		util_error(why, whylen, "malformed Digest credentials");
 		return AUTH_FAILED;
 	}
 	const struct auth_digest *d = NULL;
@@ -687,11 +674,11 @@ static int auth_digest(struct auth *a, char *params, const char *method, const c
 					: p.response[i]);
 	int match = CRYPTO_memcmp(want, got, AUTH_HEX) == 0;
 	if (!d) {
-		auth_error(why, whylen, "unknown user");
+		util_error(why, whylen, "unknown user");
 		return AUTH_FAILED;
 	}
 	if (!match) {
-		auth_error(why, whylen, "wrong password");
+		util_error(why, whylen, "wrong password");
 		return AUTH_FAILED;
 	}
 	return auth_nonce_use(a, p.nonce, nc, why, whylen);
@@ -705,23 +692,23 @@ int auth_check(struct auth *a, const char *authorization, const char *method, co
 	if (why && whylen)
 		why[0] = '\0';
 	if (!authorization || !*authorization) {
-		auth_error(why, whylen, "no credentials");
+		util_error(why, whylen, "no credentials");
 		return AUTH_MISSING;
 	}
 	if (strlen(authorization) > AUTH_MAX_HEADER) {
-		auth_error(why, whylen, "Authorization header too long");
+		util_error(why, whylen, "Authorization header too long");
 		return AUTH_FAILED;
 	}
 	if (strncasecmp(authorization, "Basic ", 6) == 0) {
 		if (!(a->methods & AUTH_BASIC)) {
-			auth_error(why, whylen, "Basic authentication is not enabled");
+			util_error(why, whylen, "Basic authentication is not enabled");
 			return AUTH_FAILED;
 		}
 		return auth_basic(a, authorization + 6, user, userlen, why, whylen);
 	}
 	if (strncasecmp(authorization, "Digest ", 7) == 0) {
 		if (!(a->methods & AUTH_DIGEST)) {
-			auth_error(why, whylen, "Digest authentication is not enabled");
+			util_error(why, whylen, "Digest authentication is not enabled");
 			return AUTH_FAILED;
 		}
 		char *params = util_strdup(authorization + 7);
@@ -729,7 +716,7 @@ int auth_check(struct auth *a, const char *authorization, const char *method, co
 		free(params);
 		return rc;
 	}
-	auth_error(why, whylen, "unsupported authentication scheme");
+	util_error(why, whylen, "unsupported authentication scheme");
 	return AUTH_FAILED;
 }
 

@@ -176,19 +176,6 @@ const char config_default_text[] =
 	"[log]\n"
 	"level = info\n";
 
-static void config_error(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void config_error(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static void *config_field(struct config *c, const struct config_setting *s)
 {
 	return (char *)c + s->offset;
@@ -220,7 +207,7 @@ static int config_set_int(struct config *c, const struct config_setting *s, cons
 	const char *end;
 	int64_t n;
 	if (config_number(v, &end, &n) < 0 || *end || n < s->min || n > s->max) {
-		config_error(err, errlen, "'%s' must be a whole number from %lld to %lld, not '%s'",
+		util_error(err, errlen, "'%s' must be a whole number from %lld to %lld, not '%s'",
 			     s->key, (long long)s->min, (long long)s->max, v);
 		return -1;
 	}
@@ -237,7 +224,7 @@ static int config_set_bool(struct config *c, const struct config_setting *s, con
 	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0"))
 		*field = 0;
 	else {
-		config_error(err, errlen, "'%s' must be yes or no, not '%s'", s->key, v);
+		util_error(err, errlen, "'%s' must be yes or no, not '%s'", s->key, v);
 		return -1;
 	}
 	return 0;
@@ -262,7 +249,7 @@ static int config_set_size(struct config *c, const struct config_setting *s, con
 	}
 	/* Range-check before multiplying so a huge number cannot overflow. */
 	if (!ok || n < 0 || n > s->max / mult || n * mult < s->min) {
-		config_error(err, errlen,
+		util_error(err, errlen,
 			     "'%s' must be a size from 1K to 1G (bytes, or with a K, M or G suffix), not '%s'",
 			     s->key, v);
 		return -1;
@@ -300,18 +287,18 @@ static int config_set_listen(struct config *c, const struct config_setting *s, c
 		host = v + 1;
 		hend = strchr(host, ']');
 		if (!hend || hend[1] != ':') {
-			config_error(err, errlen, "'listen' must be host:port or [ipv6]:port, not '%s'", v);
+			util_error(err, errlen, "'listen' must be host:port or [ipv6]:port, not '%s'", v);
 			return -1;
 		}
 		portp = hend + 2;
 	} else {
 		hend = strrchr(v, ':');
 		if (!hend) {
-			config_error(err, errlen, "'listen' must be host:port or [ipv6]:port, not '%s'", v);
+			util_error(err, errlen, "'listen' must be host:port or [ipv6]:port, not '%s'", v);
 			return -1;
 		}
 		if (memchr(v, ':', (size_t)(hend - v))) {
-			config_error(err, errlen,
+			util_error(err, errlen,
 				     "'listen': an IPv6 address goes in brackets, e.g. [::1]:8080, not '%s'", v);
 			return -1;
 		}
@@ -321,13 +308,13 @@ static int config_set_listen(struct config *c, const struct config_setting *s, c
 	for (const char *p = host; ok && p < hend; p++)
 		ok = config_is_host_char((unsigned char)*p, ipv6);
 	if (!ok) {
-		config_error(err, errlen, "'listen' has a bad host in '%s'", v);
+		util_error(err, errlen, "'listen' has a bad host in '%s'", v);
 		return -1;
 	}
 	const char *end;
 	int64_t port;
 	if (config_number(portp, &end, &port) < 0 || *end || port < 1 || port > 65535) {
-		config_error(err, errlen, "'listen' needs a port from 1 to 65535, not '%s'", v);
+		util_error(err, errlen, "'listen' needs a port from 1 to 65535, not '%s'", v);
 		return -1;
 	}
 	free(c->listen_host);
@@ -340,7 +327,7 @@ static int config_set_endpoint(struct config *c, const struct config_setting *s,
 			       char *err, size_t errlen)
 {
 	if (v[0] != '/' || strpbrk(v, "?# \t")) {
-		config_error(err, errlen,
+		util_error(err, errlen,
 			     "'endpoint' must be a path starting with '/' without '?', '#' or spaces, not '%s'",
 			     v);
 		return -1;
@@ -352,7 +339,7 @@ static int config_set_status(struct config *c, const struct config_setting *s, c
 			     char *err, size_t errlen)
 {
 	if (strcmp(v, "400") != 0 && strcmp(v, "500") != 0) {
-		config_error(err, errlen, "'client_fault_status' must be 400 or 500, not '%s'", v);
+		util_error(err, errlen, "'client_fault_status' must be 400 or 500, not '%s'", v);
 		return -1;
 	}
 	c->client_fault_status = atoi(v);
@@ -364,7 +351,7 @@ static int config_set_level(struct config *c, const struct config_setting *s, co
 {
 	int level = log_parse_level(v);
 	if (level < 0) {
-		config_error(err, errlen, "'level' must be error, warn, info or debug, not '%s'", v);
+		util_error(err, errlen, "'level' must be error, warn, info or debug, not '%s'", v);
 		return -1;
 	}
 	c->log_level = level;
@@ -391,7 +378,7 @@ static char *config_absolute(const char *what, const char *v, char *err, size_t 
 	if (v[0] == '/')
 		return util_strdup(v);
 	if (!getcwd(cwd, sizeof cwd)) {
-		config_error(err, errlen, "%s: cannot resolve '%s' against the working directory: %s",
+		util_error(err, errlen, "%s: cannot resolve '%s' against the working directory: %s",
 			     what, v, strerror(errno));
 		return NULL;
 	}
@@ -436,17 +423,17 @@ static int config_prefix(const char *what, const char *v, char **out, struct url
 	memset(u, 0, sizeof *u);
 	if (url_is_absolute(v)) {
 		if (url_parse(v, u, e, sizeof e) < 0) {
-			config_error(err, errlen, "%s: %s", what, e);
+			util_error(err, errlen, "%s: %s", what, e);
 			return -1;
 		}
 		if (strcmp(u->scheme, "file") == 0) {
 			if (*u->host && strcmp(u->host, "localhost") != 0) {
-				config_error(err, errlen, "%s: a file:// URL cannot name a remote host ('%s')",
+				util_error(err, errlen, "%s: a file:// URL cannot name a remote host ('%s')",
 					     what, u->host);
 				goto fail;
 			}
 			if (u->path[0] != '/') {
-				config_error(err, errlen, "%s: a file:// URL needs an absolute path", what);
+				util_error(err, errlen, "%s: a file:// URL needs an absolute path", what);
 				goto fail;
 			}
 			u->host[0] = '\0'; /* file://localhost/x is file:///x */
@@ -461,7 +448,7 @@ static int config_prefix(const char *what, const char *v, char **out, struct url
 	}
 	if (url_path_normalize(u->path[0] == '/' ? u->path + 1 : u->path, &norm, &dir, e,
 			       sizeof e) < 0) {
-		config_error(err, errlen, "%s: %s", what, e);
+		util_error(err, errlen, "%s: %s", what, e);
 		goto fail;
 	}
 	free(u->path);
@@ -481,7 +468,7 @@ static int config_add_prefix(const char *what, char **list, int *n, const char *
 	struct url u;
 	char *p;
 	if (*n >= CONFIG_MAX_PREFIXES) {
-		config_error(err, errlen, "%s: at most %d prefixes are allowed", what,
+		util_error(err, errlen, "%s: at most %d prefixes are allowed", what,
 			     CONFIG_MAX_PREFIXES);
 		return -1;
 	}
@@ -517,7 +504,7 @@ static int config_set_dest_root(struct config *c, const struct config_setting *s
 	 * not discovered by the first task. */
 	int local = strcmp(u.scheme, "file") == 0;
 	if (!local && !config_is_remote(u.scheme)) {
-		config_error(err, errlen,
+		util_error(err, errlen,
 			     "destination root: unsupported scheme '%s' (supported: file, ftp, ftps, "
 			     "sftp, http, https)",
 			     u.scheme);
@@ -527,7 +514,7 @@ static int config_set_dest_root(struct config *c, const struct config_setting *s
 	 * server "/" is often the account's own (chrooted) home, a sensible
 	 * root. */
 	if (local && strcmp(u.path, "/") == 0) {
-		config_error(err, errlen, "destination root: '/' cannot be the root");
+		util_error(err, errlen, "destination root: '/' cannot be the root");
 		goto fail;
 	}
 	free(c->dest_root);
@@ -550,20 +537,20 @@ static int config_set_public_url(struct config *c, const struct config_setting *
 	struct url u;
 	char *p;
 	if (!url_is_absolute(v)) {
-		config_error(err, errlen, "public_url must be an absolute http:// or https:// URL, not '%s'",
+		util_error(err, errlen, "public_url must be an absolute http:// or https:// URL, not '%s'",
 			     v);
 		return -1;
 	}
 	if (config_prefix("public_url", v, &p, &u, err, errlen) < 0)
 		return -1;
 	if (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0) {
-		config_error(err, errlen, "public_url must be an http:// or https:// URL");
+		util_error(err, errlen, "public_url must be an http:// or https:// URL");
 		goto fail;
 	}
 	/* The public URL is handed to every client: credentials in it would
 	 * be published with each asset. */
 	if (u.user) {
-		config_error(err, errlen, "public_url must not carry credentials");
+		util_error(err, errlen, "public_url must not carry credentials");
 		goto fail;
 	}
 	free(c->public_url);
@@ -595,7 +582,7 @@ static int config_set_file(struct config *c, const struct config_setting *s, con
 	if (fd >= 0)
 		close(fd);
 	if (e) {
-		config_error(err, errlen, "cannot read %s %s: %s", s->key, path, strerror(e));
+		util_error(err, errlen, "cannot read %s %s: %s", s->key, path, strerror(e));
 		free(path);
 		return -1;
 	}
@@ -616,29 +603,29 @@ static int config_set_credentials(struct config *c, const struct config_setting 
 	char e[256];
 	int rc = -1;
 	if (c->ncredentials >= CONFIG_MAX_PREFIXES) {
-		config_error(err, errlen, "%s: at most %d entries are allowed", what,
+		util_error(err, errlen, "%s: at most %d entries are allowed", what,
 			     CONFIG_MAX_PREFIXES);
 		return -1;
 	}
 	if (url_parse(v, &u, e, sizeof e) < 0) {
-		config_error(err, errlen, "%s: %s", what, e);
+		util_error(err, errlen, "%s: %s", what, e);
 		return -1;
 	}
 	if (!config_is_remote(u.scheme)) {
-		config_error(err, errlen,
+		util_error(err, errlen,
 			     "%s: unsupported scheme '%s' (supported: ftp, ftps, sftp, http, https)",
 			     what, u.scheme);
 		goto out;
 	}
 	if (!u.user || !*u.user) {
-		config_error(err, errlen, "%s: needs a user (scheme://user:password@host[:port]/)",
+		util_error(err, errlen, "%s: needs a user (scheme://user:password@host[:port]/)",
 			     what);
 		goto out;
 	}
 	/* The entry is matched on the server alone: a path would look like
 	 * it narrows the entry down, and it would not. */
 	if (*u.path && strcmp(u.path, "/") != 0) {
-		config_error(err, errlen,
+		util_error(err, errlen,
 			     "%s: names a server, not a path (scheme://user:password@host[:port]/)",
 			     what);
 		goto out;
@@ -651,7 +638,7 @@ static int config_set_credentials(struct config *c, const struct config_setting 
 		url_free(&o);
 		if (same) {
 			int v6 = strchr(u.host, ':') != NULL;
-			config_error(err, errlen, "%s: a second entry for %s://%s%s%s:%d/", what,
+			util_error(err, errlen, "%s: a second entry for %s://%s%s%s:%d/", what,
 				     u.scheme, v6 ? "[" : "", u.host, v6 ? "]" : "", url_default_port(&u));
 			goto out;
 		}
@@ -671,12 +658,12 @@ static int config_set_user(struct config *c, const struct config_setting *s, con
 	errno = 0;
 	struct passwd *pw = getpwnam(v);
 	if (!pw) {
-		config_error(err, errlen, "user '%s' does not exist%s%s", v, errno ? ": " : "",
+		util_error(err, errlen, "user '%s' does not exist%s%s", v, errno ? ": " : "",
 			     errno ? strerror(errno) : "");
 		return -1;
 	}
 	if (pw->pw_uid == 0) {
-		config_error(err, errlen, "user '%s' is root: name the account apubid should run as", v);
+		util_error(err, errlen, "user '%s' is root: name the account apubid should run as", v);
 		return -1;
 	}
 	return config_set_string(c, s, v, err, errlen);
@@ -698,7 +685,7 @@ static int config_set_realm(struct config *c, const struct config_setting *s, co
 	for (const char *p = v; ok && *p; p++)
 		ok = (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f && !strchr("\"\\:", *p);
 	if (!ok) {
-		config_error(err, errlen,
+		util_error(err, errlen,
 			     "'realm' must be up to 64 printable ASCII characters without '\"', '\\' "
 			     "or ':', not '%s'",
 			     v);
@@ -720,14 +707,14 @@ static int config_set_methods(struct config *c, const struct config_setting *s, 
 		else if (n == 5 && strncasecmp(p, "basic", 5) == 0)
 			m |= AUTH_BASIC;
 		else if (n) {
-			config_error(err, errlen, "'methods' lists basic and/or digest, not '%s'", v);
+			util_error(err, errlen, "'methods' lists basic and/or digest, not '%s'", v);
 			return -1;
 		}
 		p += n;
 		p += strspn(p, ", \t");
 	}
 	if (!m) {
-		config_error(err, errlen, "'methods' lists basic and/or digest, not '%s'", v);
+		util_error(err, errlen, "'methods' lists basic and/or digest, not '%s'", v);
 		return -1;
 	}
 	c->auth_methods = m;
@@ -739,7 +726,7 @@ static int config_set_methods(struct config *c, const struct config_setting *s, 
 static int config_finish(struct config *c, char *err, size_t errlen)
 {
 	if (!c->tls_cert_file && (c->tls_key_file || c->tls_key_password || c->tls_client_ca)) {
-		config_error(err, errlen, "[tls] %s needs cert_file",
+		util_error(err, errlen, "[tls] %s needs cert_file",
 			     c->tls_key_file ? "key_file" : c->tls_key_password ? "key_password" : "client_ca");
 		return -1;
 	}
@@ -748,7 +735,7 @@ static int config_finish(struct config *c, char *err, size_t errlen)
 		c->auth_methods = files;
 	} else if (c->auth_methods != files) {
 		int m = c->auth_methods;
-		config_error(err, errlen, "[auth] %s",
+		util_error(err, errlen, "[auth] %s",
 			     (m & AUTH_BASIC) && !(files & AUTH_BASIC)   ? "methods has basic but users_file is not set"
 			     : (m & AUTH_DIGEST) && !(files & AUTH_DIGEST) ? "methods has digest but digest_file is not set"
 			     : (files & AUTH_BASIC) && !(m & AUTH_BASIC)   ? "users_file is set but methods has no basic"
@@ -760,7 +747,7 @@ static int config_finish(struct config *c, char *err, size_t errlen)
 		c->auth = auth_load(c->auth_users_file, c->auth_digest_file, c->auth_realm,
 				    c->auth_methods, e, sizeof e);
 		if (!c->auth) {
-			config_error(err, errlen, "[auth] %s", e);
+			util_error(err, errlen, "[auth] %s", e);
 			return -1;
 		}
 	}
@@ -794,33 +781,33 @@ static int config_line(struct config *c, const char *section, char *l, int line,
 {
 	char *eq = strchr(l, '=');
 	if (!eq) {
-		config_error(err, errlen, "expected 'key = value' or '[section]'");
+		util_error(err, errlen, "expected 'key = value' or '[section]'");
 		return -1;
 	}
 	*eq = '\0';
 	char *key = config_trim(l), *v = config_trim(eq + 1);
 	if (!section) {
-		config_error(err, errlen, "'%s' is outside any section", key);
+		util_error(err, errlen, "'%s' is outside any section", key);
 		return -1;
 	}
 	const struct config_setting *s = config_find(section, key);
 	if (!s) {
-		config_error(err, errlen, "unknown key '%s' in [%s]", key, section);
+		util_error(err, errlen, "unknown key '%s' in [%s]", key, section);
 		return -1;
 	}
 	size_t i = (size_t)(s - config_settings);
 	if (seen[i] && !(s->flags & CONFIG_REPEAT)) {
-		config_error(err, errlen, "'%s' is set twice in [%s] (first on line %d)", key,
+		util_error(err, errlen, "'%s' is set twice in [%s] (first on line %d)", key,
 			     section, seen[i]);
 		return -1;
 	}
 	if (!*v) {
-		config_error(err, errlen, "'%s' has an empty value", key);
+		util_error(err, errlen, "'%s' has an empty value", key);
 		return -1;
 	}
 	for (const char *p = v; *p; p++) {
 		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			config_error(err, errlen, "control character in the value of '%s'", key);
+			util_error(err, errlen, "control character in the value of '%s'", key);
 			return -1;
 		}
 	}
@@ -840,7 +827,7 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
 		const struct config_setting *s = &config_settings[i];
 		if (s->def && s->set(c, s, s->def, e, sizeof e) < 0) {
-			config_error(err, errlen, "%s: built-in default: %s", name, e);
+			util_error(err, errlen, "%s: built-in default: %s", name, e);
 			goto fail;
 		}
 	}
@@ -862,14 +849,14 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 			const struct config_setting *s = NULL;
 			char *inner = l + 1;
 			if (l[n - 1] != ']') {
-				config_error(e, sizeof e, "a section header must end with ']'");
+				util_error(e, sizeof e, "a section header must end with ']'");
 				rc = -1;
 			} else {
 				l[n - 1] = '\0';
 				inner = config_trim(inner);
 				s = config_find(inner, NULL);
 				if (!s) {
-					config_error(e, sizeof e, "unknown section [%s]", inner);
+					util_error(e, sizeof e, "unknown section [%s]", inner);
 					rc = -1;
 				} else {
 					section = s->section;
@@ -880,7 +867,7 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 		}
 		free(buf);
 		if (rc < 0) {
-			config_error(err, errlen, "%s:%d: %s", name, line, e);
+			util_error(err, errlen, "%s:%d: %s", name, line, e);
 			goto fail;
 		}
 	}
@@ -888,12 +875,12 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
 		const struct config_setting *s = &config_settings[i];
 		if ((s->flags & CONFIG_REQUIRED) && !seen[i]) {
-			config_error(err, errlen, "%s: [%s] %s is required", name, s->section, s->key);
+			util_error(err, errlen, "%s: [%s] %s is required", name, s->section, s->key);
 			goto fail;
 		}
 	}
 	if (config_finish(c, e, sizeof e) < 0) {
-		config_error(err, errlen, "%s: %s", name, e);
+		util_error(err, errlen, "%s: %s", name, e);
 		goto fail;
 	}
 	return 0;
@@ -911,18 +898,18 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	memset(c, 0, sizeof *c);
 	FILE *f = fopen(path, "r");
 	if (!f) {
-		config_error(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		util_error(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		return -1;
 	}
 	char *text = util_malloc(CONFIG_MAX_FILE + 1);
 	size_t n = fread(text, 1, CONFIG_MAX_FILE + 1, f);
 	int rc = -1;
 	if (ferror(f))
-		config_error(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		util_error(err, errlen, "cannot read %s: %s", path, strerror(errno));
 	else if (n > CONFIG_MAX_FILE)
-		config_error(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+		util_error(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
 	else if (memchr(text, '\0', n))
-		config_error(err, errlen, "%s: contains a NUL byte (not a text file?)", path);
+		util_error(err, errlen, "%s: contains a NUL byte (not a text file?)", path);
 	else
 		rc = 0;
 	fclose(f);

@@ -22,19 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void url_error(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void url_error(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Locale-free character classes: URLs are ASCII, whatever LC_CTYPE says. */
 static int url_is_alpha(int ch)
 {
@@ -98,19 +85,19 @@ static char *url_decode(const char *s, size_t n, const char *what, char *err, si
 			int hi = i + 1 < n ? url_hex((unsigned char)s[i + 1]) : -1;
 			int lo = i + 2 < n ? url_hex((unsigned char)s[i + 2]) : -1;
 			if (hi < 0 || lo < 0) {
-				url_error(err, errlen, "bad percent-escape in %s", what);
+				util_error(err, errlen, "bad percent-escape in %s", what);
 				free(out);
 				return NULL;
 			}
 			ch = hi * 16 + lo;
 			i += 2;
 			if (ch == 0) {
-				url_error(err, errlen, "%%00 in %s", what);
+				util_error(err, errlen, "%%00 in %s", what);
 				free(out);
 				return NULL;
 			}
 			if (url_is_ctl(ch)) {
-				url_error(err, errlen, "encoded control character in %s", what);
+				util_error(err, errlen, "encoded control character in %s", what);
 				free(out);
 				return NULL;
 			}
@@ -152,18 +139,18 @@ int url_parse(const char *s, struct url *u, char *err, size_t errlen)
 {
 	memset(u, 0, sizeof *u);
 	if (!s || !*s) {
-		url_error(err, errlen, "empty URL");
+		util_error(err, errlen, "empty URL");
 		return -1;
 	}
 	for (const char *p = s; *p; p++) {
 		if (url_is_ctl((unsigned char)*p)) {
-			url_error(err, errlen, "control character in URL");
+			util_error(err, errlen, "control character in URL");
 			return -1;
 		}
 	}
 	size_t sl = url_scheme_len(s);
 	if (!sl) {
-		url_error(err, errlen, "not an absolute URL (scheme://...)");
+		util_error(err, errlen, "not an absolute URL (scheme://...)");
 		return -1;
 	}
 
@@ -176,7 +163,7 @@ int url_parse(const char *s, struct url *u, char *err, size_t errlen)
 	/* '?' and '#' are tolerated inside userinfo (a careless password), but
 	 * anywhere after it they start a query or a fragment. */
 	if (strpbrk(host, "?#")) {
-		url_error(err, errlen, "query strings and fragments are not supported");
+		util_error(err, errlen, "query strings and fragments are not supported");
 		return -1;
 	}
 
@@ -202,23 +189,23 @@ int url_parse(const char *s, struct url *u, char *err, size_t errlen)
 	if (*host == '[') {
 		const char *close = memchr(host, ']', (size_t)(path - host));
 		if (!close) {
-			url_error(err, errlen, "unterminated IPv6 address (missing ']')");
+			util_error(err, errlen, "unterminated IPv6 address (missing ']')");
 			goto fail;
 		}
 		for (const char *p = host + 1; p < close; p++) {
 			if (!url_ipv6_char((unsigned char)*p)) {
-				url_error(err, errlen, "bad character in IPv6 address");
+				util_error(err, errlen, "bad character in IPv6 address");
 				goto fail;
 			}
 		}
 		if (!memchr(host + 1, ':', (size_t)(close - host - 1))) {
-			url_error(err, errlen, "bad IPv6 address");
+			util_error(err, errlen, "bad IPv6 address");
 			goto fail;
 		}
 		u->host = util_strndup(host + 1, (size_t)(close - host - 1));
 		if (close + 1 < path) {
 			if (close[1] != ':') {
-				url_error(err, errlen, "unexpected text after IPv6 address");
+				util_error(err, errlen, "unexpected text after IPv6 address");
 				goto fail;
 			}
 			portp = close + 2;
@@ -228,12 +215,12 @@ int url_parse(const char *s, struct url *u, char *err, size_t errlen)
 		const char *colon = memchr(host, ':', (size_t)(path - host));
 		hend = colon ? colon : path;
 		if (colon && memchr(colon + 1, ':', (size_t)(path - colon - 1))) {
-			url_error(err, errlen, "IPv6 addresses must be in brackets, e.g. [::1]:21");
+			util_error(err, errlen, "IPv6 addresses must be in brackets, e.g. [::1]:21");
 			goto fail;
 		}
 		for (const char *p = host; p < hend; p++) {
 			if (!url_host_char((unsigned char)*p)) {
-				url_error(err, errlen, "bad character in host name");
+				util_error(err, errlen, "bad character in host name");
 				goto fail;
 			}
 		}
@@ -247,7 +234,7 @@ int url_parse(const char *s, struct url *u, char *err, size_t errlen)
 		u->port = url_port(portp, (size_t)(path - portp));
 		if (u->port < 0) {
 			u->port = 0;
-			url_error(err, errlen, "bad port (expected 1 to 65535)");
+			util_error(err, errlen, "bad port (expected 1 to 65535)");
 			goto fail;
 		}
 	}
@@ -255,7 +242,7 @@ int url_parse(const char *s, struct url *u, char *err, size_t errlen)
 	 * other scheme an empty host is a typo that would otherwise reach a
 	 * transfer library. */
 	if (!*u->host && strcmp(u->scheme, "file") != 0) {
-		url_error(err, errlen, "URL has no host");
+		util_error(err, errlen, "URL has no host");
 		goto fail;
 	}
 
@@ -332,7 +319,7 @@ int url_path_normalize(const char *in, char **out, int *is_dir, char *err, size_
 	size_t n = strlen(in);
 	for (size_t i = 0; i < n; i++) {
 		if (url_is_ctl((unsigned char)in[i])) {
-			url_error(err, errlen, "control character in path");
+			util_error(err, errlen, "control character in path");
 			return -1;
 		}
 	}
@@ -343,7 +330,7 @@ int url_path_normalize(const char *in, char **out, int *is_dir, char *err, size_
 		const char *e = strchrnul(p, '/');
 		size_t len = (size_t)(e - p);
 		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			url_error(err, errlen, "path must not contain '..'");
+			util_error(err, errlen, "path must not contain '..'");
 			free(buf);
 			return -1;
 		}

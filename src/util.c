@@ -11,6 +11,16 @@
 #include <time.h>
 #include <uuid/uuid.h>
 
+void util_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || !errlen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
 static void util_oom(size_t n)
 {
 	log_error("out of memory (%zu bytes)", n);
