@@ -52,6 +52,10 @@ char *util_trim(char *s);
  * forms and surrogates included) and every control character but tab, CR
  * and LF with '?', so the text can go into XML and log lines; returns s. */
 char *util_utf8_sanitize(char *s);
+/* For a UTF-8 lead byte: how many continuation bytes follow (0 for ASCII,
+ * -1 when no valid sequence starts with it), and the range the first of
+ * them must fall in (which excludes overlong forms and surrogates). */
+int util_utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi);
 /* Milliseconds since the epoch (CLOCK_REALTIME) and a monotonic clock. */
 int64_t util_now_ms(void);
 int64_t util_mono_ms(void);

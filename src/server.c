@@ -310,24 +310,10 @@ static size_t server_scan_body(struct conn *cn, const char *buf, size_t n)
 			continue;
 		}
 		if (c >= 0x80) {
-			cn->u8_lo = 0x80;
-			cn->u8_hi = 0xbf;
-			if (c >= 0xc2 && c <= 0xdf)
-				cn->u8_need = 1;
-			else if (c == 0xe0)
-				cn->u8_need = 2, cn->u8_lo = 0xa0;
-			else if (c == 0xed)
-				cn->u8_need = 2, cn->u8_hi = 0x9f;
-			else if (c >= 0xe1 && c <= 0xef)
-				cn->u8_need = 2;
-			else if (c == 0xf0)
-				cn->u8_need = 3, cn->u8_lo = 0x90;
-			else if (c == 0xf4)
-				cn->u8_need = 3, cn->u8_hi = 0x8f;
-			else if (c >= 0xf1 && c <= 0xf3)
-				cn->u8_need = 3;
-			else
+			int more = util_utf8_lead(c, &cn->u8_lo, &cn->u8_hi);
+			if (more < 0)
 				goto bad_utf8;
+			cn->u8_need = more;
 			cn->scan_state = 0;
 			continue;
 		}

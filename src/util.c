@@ -113,37 +113,42 @@ void util_uuid(char out[TASKID_LEN])
 	uuid_unparse_upper(u, out);
 }
 
-/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when invalid:
- * overlong forms, surrogates and code points past U+10FFFF are invalid. */
+int util_utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi)
+{
+	*lo = 0x80;
+	*hi = 0xbf;
+	if (c < 0x80)
+		return 0;
+	if (c >= 0xc2 && c <= 0xdf)
+		return 1;
+	if (c == 0xe0)
+		return *lo = 0xa0, 2;
+	if (c == 0xed)
+		return *hi = 0x9f, 2;
+	if (c >= 0xe1 && c <= 0xef)
+		return 2;
+	if (c == 0xf0)
+		return *lo = 0x90, 3;
+	if (c == 0xf4)
+		return *hi = 0x8f, 3;
+	if (c >= 0xf1 && c <= 0xf3)
+		return 3;
+	return -1;
+}
+
+/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when invalid. */
 static int util_utf8_len(const unsigned char *p)
 {
-	unsigned char c = p[0];
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-	unsigned char lo = 0x80, hi = 0xbf;
-	int n;
-	if (c == 0xe0)
-		lo = 0xa0, n = 3;
-	else if (c == 0xed)
-		hi = 0x9f, n = 3;
-	else if (c >= 0xe1 && c <= 0xef)
-		n = 3;
-	else if (c == 0xf0)
-		lo = 0x90, n = 4;
-	else if (c == 0xf4)
-		hi = 0x8f, n = 4;
-	else if (c >= 0xf1 && c <= 0xf3)
-		n = 4;
-	else
+	unsigned char lo, hi;
+	int more = util_utf8_lead(p[0], &lo, &hi);
+	if (more < 0)
 		return 0;
-	if (p[1] < lo || p[1] > hi)
+	if (more > 0 && (p[1] < lo || p[1] > hi))
 		return 0;
-	for (int i = 2; i < n; i++)
+	for (int i = 2; i <= more; i++)
 		if ((p[i] & 0xc0) != 0x80)
 			return 0;
-	return n;
+	return more + 1;
 }
 
 char *util_utf8_sanitize(char *s)

@@ -1148,26 +1148,10 @@ static long xc_http_code(struct xfer_curl *x)
 	return code;
 }
 
-/* A HEAD request; *size from Content-Length (-1 if none). */
+/* A request without a body: HEAD over HTTP; FTP and SFTP open the file
+ * without reading it (FTP: SIZE). *size (may be NULL) is what the server
+ * said, -1 if nothing. */
 static int xc_head(struct xfer_curl *x, const char *path, int64_t *size, char *err, size_t errlen)
-{
-	char *url = xc_url(x, path);
-	xc_setup(x, url);
-	free(url);
-	curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
-	int rc = xc_result(x, xc_perform(x), 1, path, err, errlen);
-	curl_off_t len = -1;
-	if (rc == XS_OK && size) {
-		curl_easy_getinfo(x->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-		*size = len;
-	}
-	return rc;
-}
-
-/* FTP and SFTP: opens the file without reading it (FTP: SIZE); *size is
- * what the server said, -1 if nothing. */
-static int xc_probe_file(struct xfer_curl *x, const char *path, int64_t *size, char *err,
-			 size_t errlen)
 {
 	char *url = xc_url(x, path);
 	xc_setup(x, url);
@@ -1177,7 +1161,8 @@ static int xc_probe_file(struct xfer_curl *x, const char *path, int64_t *size, c
 	curl_off_t len = -1;
 	if (rc == XS_OK)
 		curl_easy_getinfo(x->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-	*size = len;
+	if (size)
+		*size = len;
 	return rc;
 }
 
@@ -1256,7 +1241,7 @@ int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *
 
 	if (x->proto == XC_FTP) {
 		if (!want_dir) {
-			rc = xc_probe_file(x, path, &len, first, sizeof first);
+			rc = xc_head(x, path, &len, first, sizeof first);
 			if (rc == XS_OK && len >= 0) {
 				*size = len;
 				return XS_OK;
@@ -1282,7 +1267,7 @@ int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *
 	 * for a listing), and so does a directory on OpenSSH but not on every
 	 * server; only a directory can be listed. */
 	char *p = xc_noslash(path);
-	rc = xc_probe_file(x, p, &len, first, sizeof first);
+	rc = xc_head(x, p, &len, first, sizeof first);
 	int r = rc == XS_TRANSIENT || rc == XS_STOPPED ? rc : xc_sftp_isdir(x, p, err, errlen);
 	free(p);
 	if (r == XS_OK) {
