@@ -6,9 +6,9 @@
 # tests that drive the real binary over loopback.
 
 CC      ?= cc
-PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt
+PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
-           libssl-dev zlib1g-dev libcurl4-openssl-dev curl openssl python3 python3-zeep python3-pytest \
+           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev curl openssl python3 python3-zeep python3-pytest \
            python3-pyftpdlib python3-openssl openssh-server openssh-client nginx valgrind
 CFLAGS  ?= -O2 -g
 XCFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Igenerated -Isrc \

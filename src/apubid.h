@@ -154,7 +154,8 @@ struct config {
 	char *user;                 /* drop to this user after binding, NULL: stay */
 	/* [store] */
 	char *store_path;           /* "var/apubid.db" */
-	int retention_days;         /* 30 */
+	int retention_days;         /* finished tasks are pruned after this, 30; 0 keeps them */
+	int prune_interval;         /* seconds between two pruning runs, 600 */
 	/* [workers] */
 	int workers;                /* task worker threads, 4 */
 	int queue_limit;            /* unfinished tasks before 503, 10000 */
@@ -200,6 +201,14 @@ struct config {
 	int ncredentials;
 	/* [log] */
 	int log_level;              /* LOG_INFO */
+	char *log_file;             /* absolute path appended to, NULL: stderr */
+	/* [notify] When url is set, a task's JSON view is POSTed there when
+	 * it reaches a final state, retried with backoff. */
+	char *notify_url;           /* http:// or https:// URL, NULL: off; may hold userinfo */
+	int notify_retries;         /* deliveries tried before "failed", 10 */
+	int notify_retry_delay;     /* seconds before the first retry, 2; doubles */
+	int notify_retry_max_delay; /* cap on one delay, seconds, 300 */
+	int notify_timeout;         /* seconds for one POST, 10 */
 	/* [tls] HTTPS instead of HTTP when cert_file is set. The files:
 	 * absolute paths, readable when the configuration was loaded. */
 	char *tls_cert_file;        /* PEM: the certificate, then its chain */
@@ -361,7 +370,49 @@ struct task {
 	int64_t first_started_ms; /* the first attempt's start, for the task timeout */
 	int64_t bytes_total, bytes_done;
 	int files_total, files_done;
+	int64_t seq;              /* claim order; newest tasks have the highest */
+	int attempt_base;         /* attempts made before an operator's retry:
+				   * the retry budget counts from here */
+	int cancel_requested;     /* an operator asked a running task to stop */
+	int notify_state;         /* enum notify_state */
+	int notify_attempts;      /* delivery attempts made */
+	int64_t notify_next_ms;   /* when the next delivery may be tried */
+	int64_t notify_ms;        /* when it was delivered (or given up) */
+	char *notify_error;       /* why the last delivery failed */
 };
+
+/* Delivery of a final task's view to [notify] url. */
+enum notify_state {
+	NOTIFY_NONE = 0,      /* no notification (none configured, or not final) */
+	NOTIFY_PENDING = 1,   /* to be delivered (again) at notify_next_ms */
+	NOTIFY_DELIVERED = 2,
+	NOTIFY_FAILED = 3,    /* every attempt failed */
+};
+/* "none", "pending", "delivered", "failed". */
+const char *task_notify_name(int notify_state);
+/* The state named ("queued" ... "cancelled"), or -1. */
+int task_state_parse(const char *name);
+/* TASK_LOAD or TASK_PURGE for "load" or "purge", or -1. */
+int task_kind_parse(const char *name);
+
+/* One change of a task's state, recorded by the store itself. */
+struct task_event {
+	int64_t at_ms;
+	int state;     /* the state entered */
+	char *detail;  /* "accepted", "attempt 2", the reason of a retry or failure,
+			* the result of a success, or NULL */
+};
+void task_event_free_all(struct task_event *ev, int n);
+
+/* One attempt a worker made. */
+struct attempt {
+	int n;            /* 1, 2, ... (counting across operator retries) */
+	int64_t started_ms, ended_ms;
+	char *error;      /* NULL: the attempt succeeded */
+};
+void attempt_free_all(struct attempt *a, int n);
+/* Frees every task of an array from store_list, and the array. */
+void task_free_all(struct task *t, int n);
 
 /* One file (or directory) of a load, in transfer order. */
 enum item_state { ITEM_PENDING = 0, ITEM_DONE = 1, ITEM_FAILED = 2 };
@@ -386,8 +437,8 @@ const char *task_kind_name(int kind); /* "load", "purge" */
 int task_is_final(int state);
 /* 1 when the state machine allows from -> to:
  * queued -> running | cancelled; running -> succeeded | failed | retry |
- * queued (interrupted) | cancelled; retry -> running | cancelled; a final state goes
- * nowhere. */
+ * queued (interrupted) | cancelled; retry -> running | cancelled; failed and
+ * cancelled -> queued (an operator's retry); succeeded goes nowhere. */
 int task_can_move(int from, int to);
 /* Frees the strings of *t and zeroes it. */
 void task_clear(struct task *t);
@@ -409,14 +460,15 @@ int store_get(struct store *s, const char *id, struct task *t);
  * *t. 0 when a task was claimed, 1 when none waits, -1 on error. */
 int store_claim(struct store *s, struct task *t);
 /* Ends a running task: state TS_SUCCEEDED, TS_FAILED or TS_CANCELLED, with
- * the result, reason and note (each may be NULL). */
+ * the result, reason and note (each may be NULL). With `notify`, its
+ * notification becomes pending (due now) in the same transaction. */
 int store_finish(struct store *s, const char *id, int state, const char *result,
-		 const char *reason, const char *note);
+		 const char *reason, const char *note, int notify);
 /* Puts a running task back to queued (a worker stopped at a safe point). */
 int store_requeue(struct store *s, const char *id);
 /* At start-up: every task left running by a crash goes back to queued
- * (tasks waiting to retry keep waiting).
- * Returns how many, or -1. */
+ * (tasks waiting to retry keep waiting), or to cancelled when an operator
+ * asked it to stop. Returns how many went back to queued, or -1. */
 int store_recover(struct store *s);
 /* Tasks not yet final, or -1. */
 int64_t store_count_active(struct store *s);
@@ -439,6 +491,53 @@ int store_item_done(struct store *s, const char *id, int seq, int64_t size, cons
 int store_item_failed(struct store *s, const char *id, int seq, const char *error);
 /* Progress of a running task (callers throttle: not once per buffer). */
 int store_progress(struct store *s, const char *id, int64_t bytes_done);
+
+/* Which tasks store_list returns: newest first (highest seq first). */
+struct task_filter {
+	int state;           /* enum task_state, or -1 for any */
+	int kind;            /* enum task_kind, or 0 for any */
+	int64_t min_age_ms;  /* created at least this long ago, 0: any */
+	int64_t max_age_ms;  /* created at most this long ago, 0: any */
+	int64_t before_seq;  /* paging: only tasks with seq < this, 0: from the newest */
+	int limit;           /* at most this many (1..1000; 0 means 100) */
+};
+/* 0 and a malloc'ed array of *n tasks (task_free_all), -1 on error. */
+int store_list(struct store *s, const struct task_filter *f, struct task **tasks, int *n);
+/* A task's state history, oldest first; its attempts, first first. 0 and
+ * malloc'ed arrays (empty for an unknown id), -1 on error. */
+int store_events(struct store *s, const char *id, struct task_event **ev, int *n);
+int store_attempts(struct store *s, const char *id, struct attempt **a, int *n);
+/* How many tasks are in each state (indexed by enum task_state, 6 slots). */
+int store_count_by_state(struct store *s, int64_t counts[6]);
+
+/* An operator's retry: a failed or cancelled task goes back to queued with
+ * a fresh retry budget and task timeout (its attempts and items stay on
+ * record; a load starts over). 0 done, 1 no such task, -1 with err (a task
+ * in another state: "task X is running; only failed or cancelled tasks can
+ * be retried"). */
+int store_admin_retry(struct store *s, const char *id, char *err, size_t errlen);
+/* An operator's cancel: a queued or retry task becomes cancelled at once
+ * with `reason` (its notification pending when `notify`); a running task
+ * is marked cancel_requested, and the daemon that runs it stops it within
+ * about a second and records it cancelled (*was_running = 1). 0 done, 1 no
+ * such task, -1 with err (a final task cannot be cancelled). */
+int store_admin_cancel(struct store *s, const char *id, const char *reason, int notify,
+		       int *was_running, char *err, size_t errlen);
+/* Running tasks an operator asked to stop: up to `max` ids; returns how
+ * many, or -1. */
+int store_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int max);
+/* Final tasks whose notification is due (pending, next_ms <= now), oldest
+ * first: up to `max` ids; returns how many, or -1. */
+int store_notify_due(struct store *s, int64_t now_ms, char (*ids)[TASKID_LEN], int max);
+/* Records a delivery attempt: state NOTIFY_DELIVERED, NOTIFY_FAILED, or
+ * NOTIFY_PENDING again at next_ms; `error` NULL after a delivery. */
+int store_notify_result(struct store *s, const char *id, int state, int attempts,
+			int64_t next_ms, const char *error);
+/* Whether the store can take a write: the file and its directory are
+ * writable (a file without any write permission bit counts as read-only,
+ * even for root), and a small write transaction commits. 0, or -1 with
+ * why. */
+int store_health(struct store *s, char *why, size_t whylen);
 
 /* ---- xfer.c, xfer_file.c: carrying out a task ------------------------ */
 
@@ -678,6 +777,55 @@ void pool_stop(void);
 /* Unfinished tasks as the pool counts them (for the queue limit). */
 int64_t pool_active(void);
 void pool_add_active(int64_t n);
+/* 0 when every worker thread and the monitor are alive and responsive,
+ * else -1 with why ("worker 2 has not looked for work for 12 s"). */
+int pool_health(char *why, size_t whylen);
+
+/* ---- notify.c: notifications of final tasks --------------------------- */
+
+/* Starts the thread that POSTs the JSON view of every task whose
+ * notification is pending to [notify] url (own store connection, libcurl),
+ * retrying with backoff; does nothing when no url is set. */
+int notify_start(const struct config *c);
+/* Picks up a changed [notify] url and its settings (SIGHUP); starts the
+ * thread if needed. */
+void notify_reload(const struct config *c);
+void notify_wake(void);
+void notify_stop(void);
+
+/* ---- view.c: what a task looks like to an operator ------------------- */
+
+enum view_format { VIEW_JSON = 0, VIEW_XML = 1 };
+/* One task rendered whole: id, kind, status (APUBI), state, source and
+ * destination (credentials masked), result (DestinationAsset), reason,
+ * note, progress (bytes and files, done and total), timestamps (ISO 8601
+ * UTC), attempts with errors, state history, items (path, is_dir, size,
+ * state, sha256, error), and the notification (state, attempts, last
+ * error, delivered at). With status_only, only {"id", "status"} (XML:
+ * <task id=".."><status>..</status></task>). JSON through jansson. Returns
+ * 0 and a malloc'ed *out, 1 for an unknown task, -1 on error. */
+int view_task(struct store *s, const char *id, int format, int status_only, char **out);
+/* A page of tasks (the summary fields of each, no items/attempts/history)
+ * and, when more remain, the cursor for the next page (the last seq). */
+int view_list(struct store *s, const struct task_filter *f, int format, char **out);
+
+/* ---- metrics.c: counters for /metrics (Prometheus text format) ------- */
+
+/* Every function here is thread-safe and lock-free (atomics). `op` is one
+ * of a small fixed set of names: LoadAsset, PurgeAsset, GetTaskStatus,
+ * wsdl, xsd, view, metrics, healthz, other. */
+void metrics_request(const char *op, int http_status, int64_t usec);
+/* A file transferred by a load (its size in bytes). */
+void metrics_file(int64_t bytes);
+/* A transfer attempt that ended in error: "transient", "permanent",
+ * "timeout". */
+void metrics_xfer_error(const char *kind);
+void metrics_retry(void);
+/* A notification attempt: "delivered", "retry", "failed". */
+void metrics_notify(const char *outcome);
+/* The exposition text: the counters above, plus tasks by state and the
+ * queue depth read from the store. malloc'ed. */
+char *metrics_render(struct store *s);
 
 /* ---- server.c, svc.c, web.c: the SOAP listener ----------------------- */
 

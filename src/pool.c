@@ -89,7 +89,8 @@ static void pool_record(struct store *s, const struct task *t, int state, const 
 			const char *reason, const char *note)
 {
 	for (int i = 0; i < 50; i++) {
-		if (store_finish(s, t->id, state, result, reason, note) == 0) {
+		if (store_finish(s, t->id, state, result, reason, note,
+				 pool_cfg->notify_url != NULL) == 0) {
 			pool_add_active(-1);
 			return;
 		}

@@ -300,8 +300,9 @@ int store_claim(struct store *s, struct task *t)
 }
 
 int store_finish(struct store *s, const char *id, int state, const char *result,
-		 const char *reason, const char *note)
+		 const char *reason, const char *note, int notify)
 {
+	(void)notify;
 	sqlite3_stmt *st = s->q[Q_FINISH];
 	sqlite3_bind_int(st, 1, state);
 	store_bind_text(st, 2, result);

@@ -109,8 +109,8 @@ static void test_finish_records_result_and_reason(void)
 	task_clear(&got);
 	CHECK(store_claim(s, &got) == 0);
 	task_clear(&got);
-	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "file:///cdn/a.ts", NULL, NULL) == 0);
-	CHECK(store_finish(s, b.id, TS_FAILED, NULL, "source asset does not exist: /x", NULL) == 0);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "file:///cdn/a.ts", NULL, NULL, 0) == 0);
+	CHECK(store_finish(s, b.id, TS_FAILED, NULL, "source asset does not exist: /x", NULL, 0) == 0);
 	CHECK(store_get(s, a.id, &got) == 0);
 	CHECK(got.state == TS_SUCCEEDED);
 	CHECK_STR(got.result, "file:///cdn/a.ts");
@@ -154,7 +154,7 @@ static void test_finish_of_a_task_not_running_changes_nothing(void)
 	struct task a, got;
 	make_task(&a, "a.ts");
 	CHECK(store_insert(s, &a) == 0);
-	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL) == 0);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL, 0) == 0);
 	CHECK(store_get(s, a.id, &got) == 0);
 	CHECK(got.state == TS_QUEUED);
 	task_clear(&got);
@@ -187,7 +187,7 @@ static void test_prune_removes_only_old_final_tasks(void)
 	CHECK(store_insert(s, &a) == 0 && store_insert(s, &b) == 0);
 	CHECK(store_claim(s, &got) == 0);
 	task_clear(&got);
-	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL) == 0);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL, 0) == 0);
 	CHECK(store_prune(s, util_now_ms() - 60000) == 0);
 	CHECK(store_prune(s, util_now_ms() + 1000) == 1);
 	CHECK(store_get(s, a.id, &got) == 1);
@@ -317,7 +317,7 @@ static void test_pruned_task_takes_its_items_and_attempts(void)
 	CHECK(store_claim(s, &got) == 0);
 	task_clear(&got);
 	CHECK(store_attempt(s, a.id, 1, util_now_ms(), NULL) == 0);
-	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL) == 0);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL, 0) == 0);
 	CHECK(store_prune(s, util_now_ms() + 1000) == 1);
 	struct item *out = NULL;
 	int n = -1;
