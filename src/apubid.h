@@ -68,8 +68,9 @@ extern const char embed_wsdl[];      /* wsdl/APUBI.wsdl */
 extern const char embed_xsd[];       /* wsdl/APUBI.xsd */
 extern const char embed_schema_v1[]; /* db/001_init.sql */
 extern const char embed_schema_v2[]; /* db/002_transfer.sql */
+extern const char embed_schema_v3[]; /* db/003_operations.sql */
 
-/* ---- log.c: one line per event on stderr ----------------------------- */
+/* ---- log.c: one line per event on stderr or [log] file --------------- */
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
@@ -77,6 +78,14 @@ enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 int log_parse_level(const char *name);
 void log_set_level(int level);
 int log_enabled(int level);
+/* Sends the log to `path` from now on (created 0640 if absent, appended
+ * to), or back to the original stderr when `path` is NULL. The file takes
+ * the place of descriptor 2, so library output lands there too. On
+ * failure the log stays where it was. Thread-safe. */
+int log_open(const char *path, char *err, size_t errlen);
+/* Opens log_open's file again (after logrotate renamed it away); nothing
+ * to do without a file. On failure the log stays where it was. */
+int log_reopen(char *err, size_t errlen);
 /* Writes "2026-11-22T12:00:00.123Z LEVEL message\n" atomically to stderr. */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
@@ -222,6 +231,9 @@ struct config {
 	char *auth_realm;           /* "apubid" */
 	int auth_methods;           /* AUTH_BASIC | AUTH_DIGEST; from the files when unset */
 	struct auth *auth;          /* the loaded files, NULL without [auth]; owned */
+	/* Bookkeeping, not settings. */
+	int reread;                 /* read by config_reread: restart-only files unopened */
+	struct config_grave *grave; /* strings config_reload replaced; freed by config_free */
 };
 
 /* The configuration apubid runs with when started without -f: listen on
@@ -243,6 +255,29 @@ extern const char config_default_text[];
 int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen);
 /* Reads the file and calls config_parse; `path` NULL uses the default. */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
+/* config_load for a configuration read again while apubid runs (SIGHUP):
+ * the same checks, except that the files only a restart would open again
+ * ([transfer] ca_file and SSH keys, [tls], [auth]) are not opened, their
+ * paths only made absolute: apubid may have dropped the rights to read
+ * them, and they would not be used before a restart anyway. */
+int config_reread(struct config *c, const char *path, char *err, size_t errlen);
+/* Brings the running configuration `live` in line with `fresh` (from
+ * config_reread) for every setting that may change at run time (those
+ * apubid.conf(5) marks as reloaded): numbers are stored in place, a
+ * replaced string stays allocated until config_free(live), so a thread
+ * still reading the old value is safe. `applied` receives the changed
+ * reloadable settings as "log.level, notify.url", `restart` the changed
+ * ones that need a restart ("server.listen"); either is "" when there is
+ * none. Only names are written, never values (a value may hold a
+ * password). Returns how many settings were applied. */
+int config_reload(struct config *live, const struct config *fresh, char *applied,
+		  size_t appliedlen, char *restart, size_t restartlen);
+/* Calls fn(arg, section, key, type, range, default, reloads) for every
+ * setting in table order, for documentation and its tests; `range` and
+ * `default` are "" when there is none. */
+void config_each(void (*fn)(void *arg, const char *section, const char *key, const char *type,
+			    const char *range, const char *def, int reloads),
+		 void *arg);
 void config_free(struct config *c);
 
 /* ---- auth.c: who may call apubid ------------------------------------ */

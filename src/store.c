@@ -18,17 +18,23 @@
 #include "apubid.h"
 
 #include <sqlite3.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const store_migrations[] = { embed_schema_v1, embed_schema_v2 };
+static const char *const store_migrations[] = { embed_schema_v1, embed_schema_v2,
+						 embed_schema_v3 };
 #define STORE_VERSION ((int)(sizeof store_migrations / sizeof store_migrations[0]))
 
 #define STORE_TASK_COLUMNS                                                             \
 	"id, kind, state, source, destination, dest_path, dest_is_dir, result, reason,"    \
 	" note, attempts, created_ms, updated_ms, next_attempt_ms, first_started_ms,"     \
-	" bytes_total, bytes_done, files_total, files_done"
+	" bytes_total, bytes_done, files_total, files_done, seq, attempt_base,"         \
+	" cancel_requested, notify_state, notify_attempts, notify_next_ms, notify_ms,"  \
+	" notify_error"
 
 enum {
 	Q_INSERT,
@@ -49,6 +55,18 @@ enum {
 	Q_ITEM_FAILED,
 	Q_FILES_DONE,
 	Q_PROGRESS,
+	Q_RECOVER_CANCEL,
+	Q_EVENTS,
+	Q_ATTEMPTS,
+	Q_BY_STATE,
+	Q_ADMIN_RETRY,
+	Q_ADMIN_CANCEL,
+	Q_CANCEL_RUNNING,
+	Q_STATE_OF,
+	Q_CANCELS,
+	Q_NOTIFY_DUE,
+	Q_NOTIFY_RESULT,
+	Q_HEALTH,
 	Q_MAX
 };
 
@@ -62,12 +80,17 @@ static const char *const store_sql[Q_MAX] = {
 		    " WHERE seq = (SELECT seq FROM task WHERE state IN (0, 2)"
 		    " AND next_attempt_ms <= ?1 ORDER BY seq LIMIT 1)"
 		    " RETURNING " STORE_TASK_COLUMNS,
-	[Q_FINISH] = "UPDATE task SET state = ?, result = ?, reason = ?, note = ?,"
-		     " updated_ms = ? WHERE id = ? AND state = 1",
+	[Q_FINISH] = "UPDATE task SET state = ?1, result = ?2, reason = ?3, note = ?4,"
+		     " updated_ms = ?5, cancel_requested = 0,"
+		     " notify_state = CASE WHEN ?7 THEN 1 ELSE 0 END, notify_attempts = 0,"
+		     " notify_next_ms = ?5, notify_ms = 0, notify_error = NULL"
+		     " WHERE id = ?6 AND state = 1",
 	[Q_REQUEUE] = "UPDATE task SET state = 0, updated_ms = ? WHERE id = ? AND state = 1",
 	[Q_RECOVER] = "UPDATE task SET state = 0, updated_ms = ? WHERE state = 1",
+	[Q_RECOVER_CANCEL] = "UPDATE task SET state = 5, cancel_requested = 0, updated_ms = ?"
+			     " WHERE state = 1 AND cancel_requested = 1",
 	[Q_COUNT] = "SELECT count(*) FROM task WHERE state < 3",
-	[Q_PRUNE] = "DELETE FROM task WHERE state >= 3 AND updated_ms < ?",
+	[Q_PRUNE] = "DELETE FROM task WHERE state >= 3 AND updated_ms < ? AND notify_state <> 1",
 	[Q_RETRY] = "UPDATE task SET state = 2, next_attempt_ms = ?, reason = ?, updated_ms = ?"
 		    " WHERE id = ? AND state = 1",
 	[Q_ATTEMPT] = "INSERT OR REPLACE INTO attempt (task_id, n, started_ms, ended_ms, error)"
@@ -86,6 +109,30 @@ static const char *const store_sql[Q_MAX] = {
 			 " WHERE task_id = ?1 AND state = 1 AND is_dir = 0), updated_ms = ?2"
 			 " WHERE id = ?1",
 	[Q_PROGRESS] = "UPDATE task SET bytes_done = ?, updated_ms = ? WHERE id = ?",
+	[Q_EVENTS] = "SELECT at_ms, state, detail FROM event WHERE task_id = ? ORDER BY rowid",
+	[Q_ATTEMPTS] = "SELECT n, started_ms, ended_ms, error FROM attempt WHERE task_id = ?"
+		       " ORDER BY n",
+	[Q_BY_STATE] = "SELECT state, count(*) FROM task GROUP BY state",
+	[Q_ADMIN_RETRY] = "UPDATE task SET state = 0, attempt_base = attempts, first_started_ms = 0,"
+			  " next_attempt_ms = 0, result = NULL, reason = NULL, note = NULL,"
+			  " cancel_requested = 0, notify_state = 0, notify_attempts = 0,"
+			  " notify_next_ms = 0, notify_ms = 0, notify_error = NULL,"
+			  " bytes_done = 0, files_done = 0, updated_ms = ?1"
+			  " WHERE id = ?2 AND state IN (4, 5)",
+	[Q_ADMIN_CANCEL] = "UPDATE task SET state = 5, reason = ?1, updated_ms = ?2,"
+			   " notify_state = CASE WHEN ?3 THEN 1 ELSE 0 END, notify_attempts = 0,"
+			   " notify_next_ms = ?2 WHERE id = ?4 AND state IN (0, 2)",
+	[Q_CANCEL_RUNNING] = "UPDATE task SET cancel_requested = 1, reason = ?1"
+			     " WHERE id = ?2 AND state = 1",
+	[Q_STATE_OF] = "SELECT state FROM task WHERE id = ?",
+	[Q_CANCELS] = "SELECT id FROM task WHERE cancel_requested = 1 AND state = 1 LIMIT ?",
+	[Q_NOTIFY_DUE] = "SELECT id FROM task WHERE notify_state = 1 AND notify_next_ms <= ?"
+			 " ORDER BY notify_next_ms LIMIT ?",
+	[Q_NOTIFY_RESULT] = "UPDATE task SET notify_state = ?1, notify_attempts = ?2,"
+			    " notify_next_ms = ?3, notify_error = ?4,"
+			    " notify_ms = CASE WHEN ?1 IN (2, 3) THEN ?5 ELSE notify_ms END"
+			    " WHERE id = ?6",
+	[Q_HEALTH] = "INSERT OR REPLACE INTO health (id, at_ms) VALUES (1, ?)",
 };
 
 struct store {
@@ -257,6 +304,14 @@ static void store_read_task(sqlite3_stmt *st, struct task *t)
 	t->bytes_done = sqlite3_column_int64(st, 16);
 	t->files_total = sqlite3_column_int(st, 17);
 	t->files_done = sqlite3_column_int(st, 18);
+	t->seq = sqlite3_column_int64(st, 19);
+	t->attempt_base = sqlite3_column_int(st, 20);
+	t->cancel_requested = sqlite3_column_int(st, 21);
+	t->notify_state = sqlite3_column_int(st, 22);
+	t->notify_attempts = sqlite3_column_int(st, 23);
+	t->notify_next_ms = sqlite3_column_int64(st, 24);
+	t->notify_ms = sqlite3_column_int64(st, 25);
+	t->notify_error = store_column_text(st, 26);
 }
 
 /* Steps a statement that returns at most one task row. */
@@ -302,7 +357,6 @@ int store_claim(struct store *s, struct task *t)
 int store_finish(struct store *s, const char *id, int state, const char *result,
 		 const char *reason, const char *note, int notify)
 {
-	(void)notify;
 	sqlite3_stmt *st = s->q[Q_FINISH];
 	sqlite3_bind_int(st, 1, state);
 	store_bind_text(st, 2, result);
@@ -310,6 +364,7 @@ int store_finish(struct store *s, const char *id, int state, const char *result,
 	store_bind_text(st, 4, note);
 	sqlite3_bind_int64(st, 5, util_now_ms());
 	sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 7, notify != 0);
 	return store_step_done(s, st, "finish");
 }
 
@@ -323,7 +378,11 @@ int store_requeue(struct store *s, const char *id)
 
 int store_recover(struct store *s)
 {
-	sqlite3_stmt *st = s->q[Q_RECOVER];
+	sqlite3_stmt *st = s->q[Q_RECOVER_CANCEL];
+	sqlite3_bind_int64(st, 1, util_now_ms());
+	if (store_step_done(s, st, "recover") < 0)
+		return -1;
+	st = s->q[Q_RECOVER];
 	sqlite3_bind_int64(st, 1, util_now_ms());
 	if (store_step_done(s, st, "recover") < 0)
 		return -1;
@@ -510,4 +569,326 @@ int store_progress(struct store *s, const char *id, int64_t bytes_done)
 	sqlite3_bind_int64(st, 2, util_now_ms());
 	sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
 	return store_step_done(s, st, "progress");
+}
+
+/* ---- operators: listing, history, retry, cancel, notifications --------- */
+
+void task_free_all(struct task *t, int n)
+{
+	for (int i = 0; i < n; i++)
+		task_clear(&t[i]);
+	free(t);
+}
+
+/* Grows a malloc'ed array of `size`-byte elements to hold one more. */
+static void *store_grow(void *v, int len, int *cap, size_t size)
+{
+	if (len < *cap)
+		return v;
+	*cap = *cap ? *cap * 2 : 16;
+	void *nv = util_calloc((size_t)*cap, size);
+	if (v)
+		memcpy(nv, v, (size_t)len * size);
+	free(v);
+	return nv;
+}
+
+int store_list(struct store *s, const struct task_filter *f, struct task **tasks, int *n)
+{
+	*tasks = NULL;
+	*n = 0;
+	/* Built per call: listing is an operator's action, not a hot path, and
+	 * each filter left out keeps the query on the seq or (state, seq)
+	 * index. */
+	char sql[768];
+	int64_t now = util_now_ms();
+	snprintf(sql, sizeof sql,
+		 "SELECT " STORE_TASK_COLUMNS " FROM task WHERE 1%s%s%s%s%s"
+		 " ORDER BY seq DESC LIMIT ?6",
+		 f->state >= 0 ? " AND state = ?1" : "", f->kind > 0 ? " AND kind = ?2" : "",
+		 f->min_age_ms > 0 ? " AND created_ms <= ?3" : "",
+		 f->max_age_ms > 0 ? " AND created_ms >= ?4" : "",
+		 f->before_seq > 0 ? " AND seq < ?5" : "");
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_error("store: list: %s", sqlite3_errmsg(s->db));
+		return -1;
+	}
+	int limit = f->limit <= 0 ? 100 : f->limit > 1000 ? 1000 : f->limit;
+	if (f->state >= 0)
+		sqlite3_bind_int(st, 1, f->state);
+	if (f->kind > 0)
+		sqlite3_bind_int(st, 2, f->kind);
+	if (f->min_age_ms > 0)
+		sqlite3_bind_int64(st, 3, now - f->min_age_ms);
+	if (f->max_age_ms > 0)
+		sqlite3_bind_int64(st, 4, now - f->max_age_ms);
+	if (f->before_seq > 0)
+		sqlite3_bind_int64(st, 5, f->before_seq);
+	sqlite3_bind_int(st, 6, limit);
+	struct task *v = NULL;
+	int len = 0, cap = 0, rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		v = store_grow(v, len, &cap, sizeof *v);
+		store_read_task(st, &v[len++]);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store: list: %s", sqlite3_errmsg(s->db));
+		task_free_all(v, len);
+		return -1;
+	}
+	*tasks = v;
+	*n = len;
+	return 0;
+}
+
+void task_event_free_all(struct task_event *ev, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(ev[i].detail);
+	free(ev);
+}
+
+int store_events(struct store *s, const char *id, struct task_event **ev, int *n)
+{
+	sqlite3_stmt *st = s->q[Q_EVENTS];
+	struct task_event *v = NULL;
+	int len = 0, cap = 0, rc;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		v = store_grow(v, len, &cap, sizeof *v);
+		struct task_event *e = &v[len++];
+		e->at_ms = sqlite3_column_int64(st, 0);
+		e->state = sqlite3_column_int(st, 1);
+		e->detail = store_column_text(st, 2);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store: events: %s", sqlite3_errmsg(s->db));
+		task_event_free_all(v, len);
+		return -1;
+	}
+	*ev = v;
+	*n = len;
+	return 0;
+}
+
+void attempt_free_all(struct attempt *a, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(a[i].error);
+	free(a);
+}
+
+int store_attempts(struct store *s, const char *id, struct attempt **a, int *n)
+{
+	sqlite3_stmt *st = s->q[Q_ATTEMPTS];
+	struct attempt *v = NULL;
+	int len = 0, cap = 0, rc;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		v = store_grow(v, len, &cap, sizeof *v);
+		struct attempt *e = &v[len++];
+		e->n = sqlite3_column_int(st, 0);
+		e->started_ms = sqlite3_column_int64(st, 1);
+		e->ended_ms = sqlite3_column_int64(st, 2);
+		e->error = store_column_text(st, 3);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store: attempts: %s", sqlite3_errmsg(s->db));
+		attempt_free_all(v, len);
+		return -1;
+	}
+	*a = v;
+	*n = len;
+	return 0;
+}
+
+int store_count_by_state(struct store *s, int64_t counts[6])
+{
+	sqlite3_stmt *st = s->q[Q_BY_STATE];
+	int rc;
+	for (int i = 0; i < 6; i++)
+		counts[i] = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int state = sqlite3_column_int(st, 0);
+		if (state >= 0 && state < 6)
+			counts[state] = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store: count by state: %s", sqlite3_errmsg(s->db));
+		return -1;
+	}
+	return 0;
+}
+
+/* The state of a task: 0 and *state, 1 when there is no such task, -1. */
+static int store_state_of(struct store *s, const char *id, int *state)
+{
+	sqlite3_stmt *st = s->q[Q_STATE_OF];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st), ret = -1;
+	if (rc == SQLITE_ROW) {
+		*state = sqlite3_column_int(st, 0);
+		ret = 0;
+	} else if (rc == SQLITE_DONE) {
+		ret = 1;
+	} else {
+		log_error("store: state: %s", sqlite3_errmsg(s->db));
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+int store_admin_retry(struct store *s, const char *id, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = s->q[Q_ADMIN_RETRY];
+	sqlite3_bind_int64(st, 1, util_now_ms());
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	if (store_step_done(s, st, "retry") < 0) {
+		util_error(err, errlen, "cannot write the store: %s", sqlite3_errmsg(s->db));
+		return -1;
+	}
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
+	int state, rc = store_state_of(s, id, &state);
+	if (rc == 1)
+		return 1;
+	if (rc < 0)
+		util_error(err, errlen, "cannot read the store: %s", sqlite3_errmsg(s->db));
+	else
+		util_error(err, errlen,
+			   "task %s is %s; only failed or cancelled tasks can be retried", id,
+			   task_state_name(state));
+	return -1;
+}
+
+int store_admin_cancel(struct store *s, const char *id, const char *reason, int notify,
+		       int *was_running, char *err, size_t errlen)
+{
+	int64_t now = util_now_ms();
+	*was_running = 0;
+	sqlite3_stmt *st = s->q[Q_ADMIN_CANCEL];
+	store_bind_text(st, 1, reason);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int(st, 3, notify != 0);
+	sqlite3_bind_text(st, 4, id, -1, SQLITE_STATIC);
+	if (store_step_done(s, st, "cancel") < 0)
+		goto fail;
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
+	st = s->q[Q_CANCEL_RUNNING];
+	store_bind_text(st, 1, reason);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	if (store_step_done(s, st, "cancel") < 0)
+		goto fail;
+	if (sqlite3_changes(s->db) == 1) {
+		*was_running = 1;
+		return 0;
+	}
+	int state, rc = store_state_of(s, id, &state);
+	if (rc == 1)
+		return 1;
+	if (rc < 0)
+		goto fail;
+	util_error(err, errlen, "task %s is already %s; it cannot be cancelled", id,
+		   task_state_name(state));
+	return -1;
+fail:
+	util_error(err, errlen, "cannot write the store: %s", sqlite3_errmsg(s->db));
+	return -1;
+}
+
+/* Reads up to `max` ids from a statement whose first column is an id. */
+static int store_ids(struct store *s, sqlite3_stmt *st, char (*ids)[TASKID_LEN], int max,
+		     const char *what)
+{
+	int n = 0, rc;
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *id = sqlite3_column_text(st, 0);
+		snprintf(ids[n++], TASKID_LEN, "%s", id ? (const char *)id : "");
+	}
+	if (n < max && rc != SQLITE_DONE) {
+		log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+		n = -1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return n;
+}
+
+int store_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int max)
+{
+	sqlite3_stmt *st = s->q[Q_CANCELS];
+	sqlite3_bind_int(st, 1, max);
+	return store_ids(s, st, ids, max, "cancel requests");
+}
+
+int store_notify_due(struct store *s, int64_t now_ms, char (*ids)[TASKID_LEN], int max)
+{
+	sqlite3_stmt *st = s->q[Q_NOTIFY_DUE];
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_int(st, 2, max);
+	return store_ids(s, st, ids, max, "notifications due");
+}
+
+int store_notify_result(struct store *s, const char *id, int state, int attempts,
+			int64_t next_ms, const char *error)
+{
+	sqlite3_stmt *st = s->q[Q_NOTIFY_RESULT];
+	sqlite3_bind_int(st, 1, state);
+	sqlite3_bind_int(st, 2, attempts);
+	sqlite3_bind_int64(st, 3, next_ms);
+	store_bind_text(st, 4, error);
+	sqlite3_bind_int64(st, 5, util_now_ms());
+	sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+	return store_step_done(s, st, "notification");
+}
+
+int store_health(struct store *s, char *why, size_t whylen)
+{
+	const char *path = sqlite3_db_filename(s->db, "main");
+	struct stat sb;
+	if (!path || !*path) {
+		util_error(why, whylen, "the store has no file");
+		return -1;
+	}
+	if (stat(path, &sb) < 0) {
+		util_error(why, whylen, "store %s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* A store made read-only on purpose has no write bit left; root would
+	 * still be allowed to write it, but an operator who did that wants
+	 * apubid out of rotation. */
+	if ((sb.st_mode & 0222) == 0 || access(path, W_OK) < 0) {
+		util_error(why, whylen, "store %s is read-only", path);
+		return -1;
+	}
+	char *dir = util_strdup(path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	int dir_ok = access(slash ? dir : ".", W_OK) == 0;
+	free(dir);
+	if (!dir_ok) {
+		util_error(why, whylen, "the directory of store %s is not writable", path);
+		return -1;
+	}
+	sqlite3_stmt *st = s->q[Q_HEALTH];
+	sqlite3_bind_int64(st, 1, util_now_ms());
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		util_error(why, whylen, "store %s does not take writes: %s", path,
+			   sqlite3_errmsg(s->db));
+		return -1;
+	}
+	return 0;
 }

@@ -37,6 +37,31 @@ const char *task_kind_name(int kind)
 	return kind == TASK_LOAD ? "load" : kind == TASK_PURGE ? "purge" : "unknown";
 }
 
+int task_state_parse(const char *name)
+{
+	for (int i = TS_QUEUED; i <= TS_CANCELLED; i++)
+		if (strcmp(name, task_state_name(i)) == 0)
+			return i;
+	return -1;
+}
+
+int task_kind_parse(const char *name)
+{
+	if (strcmp(name, "load") == 0)
+		return TASK_LOAD;
+	if (strcmp(name, "purge") == 0)
+		return TASK_PURGE;
+	return -1;
+}
+
+const char *task_notify_name(int notify_state)
+{
+	static const char *const names[] = { "none", "pending", "delivered", "failed" };
+	if (notify_state < NOTIFY_NONE || notify_state > NOTIFY_FAILED)
+		return "unknown";
+	return names[notify_state];
+}
+
 int task_is_final(int state)
 {
 	return state == TS_SUCCEEDED || state == TS_FAILED || state == TS_CANCELLED;
@@ -52,6 +77,9 @@ int task_can_move(int from, int to)
 		       to == TS_QUEUED || to == TS_CANCELLED;
 	case TS_RETRY:
 		return to == TS_RUNNING || to == TS_CANCELLED;
+	case TS_FAILED:
+	case TS_CANCELLED:
+		return to == TS_QUEUED;
 	default:
 		return 0;
 	}
@@ -65,5 +93,6 @@ void task_clear(struct task *t)
 	free(t->result);
 	free(t->reason);
 	free(t->note);
+	free(t->notify_error);
 	memset(t, 0, sizeof *t);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -372,6 +373,217 @@ static void test_concurrent_claims_never_share_a_task(void)
 			CHECK(strcmp(claimed[i], claimed[j]) != 0);
 }
 
+/* Claims the next task and checks it is `id`. */
+static void claim_expect(struct store *s, const char *id)
+{
+	struct task c;
+	CHECK(store_claim(s, &c) == 0);
+	CHECK_STR(c.id, id);
+	task_clear(&c);
+}
+
+static void test_history_records_every_state_change(void)
+{
+	struct store *s = fresh_store();
+	struct task a;
+	make_task(&a, "h.ts");
+	CHECK(store_insert(s, &a) == 0);
+	claim_expect(s, a.id);
+	CHECK(store_retry(s, a.id, 0, "attempt 1 failed, retrying in 1 s: boom") == 0);
+	claim_expect(s, a.id);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "file:///cdn/h.ts", NULL, NULL, 0) == 0);
+	struct task_event *ev;
+	int n;
+	CHECK(store_events(s, a.id, &ev, &n) == 0);
+	CHECK(n == 5);
+	if (n == 5) {
+		int want[] = { TS_QUEUED, TS_RUNNING, TS_RETRY, TS_RUNNING, TS_SUCCEEDED };
+		for (int i = 0; i < 5; i++)
+			CHECK(ev[i].state == want[i]);
+		CHECK_STR(ev[0].detail, "accepted");
+		CHECK_STR(ev[1].detail, "attempt 1");
+		CHECK_STR(ev[2].detail, "attempt 1 failed, retrying in 1 s: boom");
+		CHECK_STR(ev[3].detail, "attempt 2");
+		CHECK_STR(ev[4].detail, "file:///cdn/h.ts");
+		CHECK(ev[0].at_ms <= ev[4].at_ms);
+	}
+	task_event_free_all(ev, n);
+	CHECK(store_events(s, "no-such-task", &ev, &n) == 0 && n == 0);
+	task_event_free_all(ev, n);
+	store_close(s);
+}
+
+static void test_attempts_read_back_in_order(void)
+{
+	struct store *s = fresh_store();
+	struct task a;
+	make_task(&a, "at.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_attempt(s, a.id, 2, 2000, NULL) == 0);
+	CHECK(store_attempt(s, a.id, 1, 1000, "550 No such file") == 0);
+	struct attempt *at;
+	int n;
+	CHECK(store_attempts(s, a.id, &at, &n) == 0 && n == 2);
+	if (n == 2) {
+		CHECK(at[0].n == 1 && at[0].started_ms == 1000);
+		CHECK_STR(at[0].error, "550 No such file");
+		CHECK(at[1].n == 2 && at[1].error == NULL);
+	}
+	attempt_free_all(at, n);
+	store_close(s);
+}
+
+static void test_list_filters_and_pages_newest_first(void)
+{
+	struct store *s = fresh_store();
+	char ids[7][TASKID_LEN];
+	for (int i = 0; i < 7; i++) {
+		struct task t;
+		make_task(&t, "l.ts");
+		if (i % 2)
+			t.kind = TASK_PURGE;
+		CHECK(store_insert(s, &t) == 0);
+		snprintf(ids[i], TASKID_LEN, "%s", t.id);
+	}
+	struct task_filter f = { .state = -1, .kind = 0, .limit = 3 };
+	struct task *v;
+	int n, seen = 0;
+	int64_t last = 0;
+	do {
+		f.before_seq = last;
+		CHECK(store_list(s, &f, &v, &n) == 0);
+		for (int i = 0; i < n; i++) {
+			CHECK_STR(v[i].id, ids[6 - seen]);
+			seen++;
+			last = v[i].seq;
+		}
+		task_free_all(v, n);
+	} while (n == 3);
+	CHECK(seen == 7);
+	f = (struct task_filter){ .state = -1, .kind = TASK_PURGE };
+	CHECK(store_list(s, &f, &v, &n) == 0 && n == 3);
+	task_free_all(v, n);
+	claim_expect(s, ids[0]);
+	f = (struct task_filter){ .state = TS_RUNNING };
+	CHECK(store_list(s, &f, &v, &n) == 0 && n == 1 && strcmp(v[0].id, ids[0]) == 0);
+	task_free_all(v, n);
+	f = (struct task_filter){ .state = -1, .min_age_ms = 3600 * 1000 };
+	CHECK(store_list(s, &f, &v, &n) == 0 && n == 0);
+	task_free_all(v, n);
+	f = (struct task_filter){ .state = -1, .max_age_ms = 3600 * 1000 };
+	CHECK(store_list(s, &f, &v, &n) == 0 && n == 7);
+	task_free_all(v, n);
+	int64_t counts[6];
+	CHECK(store_count_by_state(s, counts) == 0);
+	CHECK(counts[TS_QUEUED] == 6 && counts[TS_RUNNING] == 1 && counts[TS_FAILED] == 0);
+	store_close(s);
+}
+
+static void test_operator_retry_gives_a_failed_task_a_fresh_budget(void)
+{
+	struct store *s = fresh_store();
+	struct task a, got;
+	char err[256];
+	make_task(&a, "r.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_admin_retry(s, a.id, err, sizeof err) == -1);
+	CHECK(strstr(err, "is queued") != NULL);
+	claim_expect(s, a.id);
+	CHECK(store_finish(s, a.id, TS_FAILED, NULL, "gave up", NULL, 1) == 0);
+	CHECK(store_admin_retry(s, a.id, err, sizeof err) == 0);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.state == TS_QUEUED && got.attempt_base == 1 && got.reason == NULL);
+	CHECK(got.first_started_ms == 0 && got.notify_state == NOTIFY_NONE);
+	task_clear(&got);
+	claim_expect(s, a.id);
+	CHECK(store_get(s, a.id, &got) == 0 && got.attempts == 2);
+	task_clear(&got);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL, 0) == 0);
+	CHECK(store_admin_retry(s, a.id, err, sizeof err) == -1);
+	CHECK(strstr(err, "succeeded") != NULL);
+	CHECK(store_admin_retry(s, "no-such-task", err, sizeof err) == 1);
+	store_close(s);
+}
+
+static void test_operator_cancel_ends_queued_and_flags_running_tasks(void)
+{
+	struct store *s = fresh_store();
+	struct task a, b, got;
+	char err[256], ids[4][TASKID_LEN];
+	int running;
+	make_task(&a, "c1.ts");
+	make_task(&b, "c2.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_insert(s, &b) == 0);
+	claim_expect(s, a.id);
+	CHECK(store_admin_cancel(s, b.id, "not wanted", 1, &running, err, sizeof err) == 0);
+	CHECK(running == 0);
+	CHECK(store_get(s, b.id, &got) == 0);
+	CHECK(got.state == TS_CANCELLED && got.notify_state == NOTIFY_PENDING);
+	CHECK_STR(got.reason, "not wanted");
+	task_clear(&got);
+	CHECK(store_cancel_requests(s, ids, 4) == 0);
+	CHECK(store_admin_cancel(s, a.id, "stop it", 0, &running, err, sizeof err) == 0);
+	CHECK(running == 1);
+	CHECK(store_cancel_requests(s, ids, 4) == 1);
+	CHECK_STR(ids[0], a.id);
+	CHECK(store_admin_cancel(s, b.id, "again", 0, &running, err, sizeof err) == -1);
+	CHECK(strstr(err, "already cancelled") != NULL);
+	CHECK(store_admin_cancel(s, "no-such-task", "x", 0, &running, err, sizeof err) == 1);
+	/* A crash before the daemon saw the request: recovery cancels it. */
+	CHECK(store_recover(s) == 0);
+	CHECK(store_get(s, a.id, &got) == 0 && got.state == TS_CANCELLED);
+	task_clear(&got);
+	CHECK(store_cancel_requests(s, ids, 4) == 0);
+	store_close(s);
+}
+
+static void test_notifications_become_due_and_record_their_fate(void)
+{
+	struct store *s = fresh_store();
+	struct task a, b, got;
+	char ids[4][TASKID_LEN];
+	make_task(&a, "n1.ts");
+	make_task(&b, "n2.ts");
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_insert(s, &b) == 0);
+	claim_expect(s, a.id);
+	CHECK(store_finish(s, a.id, TS_SUCCEEDED, "x", NULL, NULL, 1) == 0);
+	claim_expect(s, b.id);
+	CHECK(store_finish(s, b.id, TS_SUCCEEDED, "y", NULL, NULL, 0) == 0);
+	int64_t now = util_now_ms();
+	CHECK(store_notify_due(s, now, ids, 4) == 1);
+	CHECK_STR(ids[0], a.id);
+	CHECK(store_notify_result(s, a.id, NOTIFY_PENDING, 1, now + 60000, "503 Busy") == 0);
+	CHECK(store_notify_due(s, now, ids, 4) == 0);
+	CHECK(store_notify_due(s, now + 60000, ids, 4) == 1);
+	/* A task waiting for its notification is not pruned. */
+	CHECK(store_prune(s, now + 1000) == 1);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.notify_state == NOTIFY_PENDING && got.notify_attempts == 1);
+	CHECK_STR(got.notify_error, "503 Busy");
+	task_clear(&got);
+	CHECK(store_notify_result(s, a.id, NOTIFY_DELIVERED, 2, 0, NULL) == 0);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK(got.notify_state == NOTIFY_DELIVERED && got.notify_ms > 0 && !got.notify_error);
+	task_clear(&got);
+	CHECK(store_prune(s, now + 1000) == 1);
+	store_close(s);
+}
+
+static void test_health_fails_on_a_read_only_store(void)
+{
+	struct store *s = fresh_store();
+	char why[256];
+	CHECK(store_health(s, why, sizeof why) == 0);
+	CHECK(chmod(path, 0444) == 0);
+	CHECK(store_health(s, why, sizeof why) == -1);
+	CHECK(strstr(why, "read-only") != NULL);
+	CHECK(chmod(path, 0644) == 0);
+	CHECK(store_health(s, why, sizeof why) == 0);
+	store_close(s);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "/tmp/apubid-test-store-XXXXXX");
@@ -395,6 +607,13 @@ int main(void)
 	RUN(test_items_keep_their_order_state_and_checksums);
 	RUN(test_pruned_task_takes_its_items_and_attempts);
 	RUN(test_concurrent_claims_never_share_a_task);
+	RUN(test_history_records_every_state_change);
+	RUN(test_attempts_read_back_in_order);
+	RUN(test_list_filters_and_pages_newest_first);
+	RUN(test_operator_retry_gives_a_failed_task_a_fresh_budget);
+	RUN(test_operator_cancel_ends_queued_and_flags_running_tasks);
+	RUN(test_notifications_become_due_and_record_their_fate);
+	RUN(test_health_fails_on_a_read_only_store);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)

@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static const int all_states[] = { TS_QUEUED, TS_RUNNING, TS_RETRY,
 				  TS_SUCCEEDED, TS_FAILED, TS_CANCELLED };
@@ -39,14 +40,30 @@ static void test_only_succeeded_failed_and_cancelled_are_final(void)
 	CHECK(task_is_final(TS_CANCELLED));
 }
 
-static void test_final_states_go_nowhere(void)
+static void test_final_states_go_nowhere_but_an_operators_retry(void)
 {
 	for (int i = 0; i < NSTATES; i++) {
 		if (!task_is_final(all_states[i]))
 			continue;
-		for (int j = 0; j < NSTATES; j++)
-			CHECK(!task_can_move(all_states[i], all_states[j]));
+		for (int j = 0; j < NSTATES; j++) {
+			int retry = all_states[i] != TS_SUCCEEDED && all_states[j] == TS_QUEUED;
+			CHECK(task_can_move(all_states[i], all_states[j]) == retry);
+		}
 	}
+}
+
+static void test_names_parse_back(void)
+{
+	for (int i = 0; i < NSTATES; i++)
+		CHECK(task_state_parse(task_state_name(all_states[i])) == all_states[i]);
+	CHECK(task_state_parse("done") == -1);
+	CHECK(task_kind_parse("load") == TASK_LOAD);
+	CHECK(task_kind_parse("purge") == TASK_PURGE);
+	CHECK(task_kind_parse("Load") == -1);
+	CHECK(strcmp(task_notify_name(NOTIFY_PENDING), "pending") == 0);
+	CHECK(strcmp(task_notify_name(NOTIFY_DELIVERED), "delivered") == 0);
+	CHECK(strcmp(task_notify_name(NOTIFY_FAILED), "failed") == 0);
+	CHECK(strcmp(task_notify_name(7), "unknown") == 0);
 }
 
 static void test_queued_task_can_start_or_be_cancelled(void)
@@ -118,7 +135,8 @@ int main(void)
 	RUN(test_succeeded_reads_success);
 	RUN(test_failed_and_cancelled_read_failed);
 	RUN(test_only_succeeded_failed_and_cancelled_are_final);
-	RUN(test_final_states_go_nowhere);
+	RUN(test_final_states_go_nowhere_but_an_operators_retry);
+	RUN(test_names_parse_back);
 	RUN(test_queued_task_can_start_or_be_cancelled);
 	RUN(test_running_task_ends_retries_or_is_requeued);
 	RUN(test_retry_waits_to_run_again_or_is_cancelled);
