@@ -36,6 +36,16 @@
  * this happens before apubid drops its privileges, so they may belong to
  * root. The TLS key password, like the credentials, is never repeated in a
  * message.
+ *
+ * Reloading (SIGHUP): the file is read again whole by config_reread, and
+ * config_reload copies into the running configuration every changed
+ * setting flagged CONFIG_RELOAD in the table; the other changes are only
+ * named, for a warning that a restart applies them. The flag is allowed on
+ * numbers and plain strings only: a number is one store, a string is
+ * swapped and the old one kept (config_grave) until config_free, since
+ * the threads that read the configuration take no lock. A file that no
+ * longer parses changes nothing. Nothing here logs or acts on a change:
+ * main.c does (log level, log file, notifications).
  */
 #include "apubid.h"
 
@@ -53,6 +63,7 @@
 
 #define CONFIG_REQUIRED 1 /* missing from the file is an error */
 #define CONFIG_REPEAT 2   /* may appear several times; values accumulate */
+#define CONFIG_RELOAD 4   /* SIGHUP applies a change while apubid runs */
 
 #define CONFIG_MAX_FILE (1024 * 1024)
 
@@ -69,7 +80,14 @@ struct config_setting {
 	size_t offset;    /* field in struct config the setter writes */
 	int64_t min, max; /* accepted range for numbers and sizes */
 	const char *def;  /* default, written as in the file; NULL for none */
-	int flags;        /* CONFIG_REQUIRED, CONFIG_REPEAT */
+	int flags;        /* CONFIG_REQUIRED, CONFIG_REPEAT, CONFIG_RELOAD */
+};
+
+/* A string config_reload took out of the running configuration: another
+ * thread may still be reading it, so it lives until config_free. */
+struct config_grave {
+	struct config_grave *next;
+	char *s;
 };
 
 static int config_set_int(struct config *, const struct config_setting *, const char *, char *,
@@ -108,10 +126,15 @@ static int config_set_realm(struct config *, const struct config_setting *, cons
 			    size_t);
 static int config_set_methods(struct config *, const struct config_setting *, const char *,
 			      char *, size_t);
+static int config_set_log_file(struct config *, const struct config_setting *, const char *,
+			       char *, size_t);
+static int config_set_notify_url(struct config *, const struct config_setting *, const char *,
+				 char *, size_t);
 
 #define F(field) offsetof(struct config, field)
 #define KIB 1024LL
 #define GIB (1024LL * 1024 * 1024)
+#define R CONFIG_RELOAD
 
 static const struct config_setting config_settings[] = {
 	{ "server", "listen", config_set_listen, 0, 0, 0, "127.0.0.1:8080", 0 },
@@ -126,20 +149,22 @@ static const struct config_setting config_settings[] = {
 	{ "server", "max_keepalive_requests", config_set_int, F(max_keepalive_requests), 1, 1000000,
 	  "1000", 0 },
 	{ "store", "path", config_set_string, F(store_path), 0, 0, "var/apubid.db", 0 },
-	{ "store", "retention_days", config_set_int, F(retention_days), 0, 36500, "30", 0 },
+	{ "store", "retention_days", config_set_int, F(retention_days), 0, 36500, "30", R },
+	{ "store", "prune_interval", config_set_int, F(prune_interval), 1, 86400, "600", R },
 	{ "workers", "count", config_set_int, F(workers), 1, 256, "4", 0 },
-	{ "workers", "queue_limit", config_set_int, F(queue_limit), 1, 100000000, "10000", 0 },
+	{ "workers", "queue_limit", config_set_int, F(queue_limit), 1, 100000000, "10000", R },
 	{ "source", "allow", config_set_source_allow, 0, 0, 0, NULL, CONFIG_REPEAT },
-	{ "destination", "root", config_set_dest_root, 0, 0, 0, NULL, CONFIG_REQUIRED },
+	{ "destination", "root", config_set_dest_root, F(dest_root_auth), 0, 0, NULL,
+	  CONFIG_REQUIRED },
 	{ "destination", "allow", config_set_dest_allow, 0, 0, 0, NULL, CONFIG_REPEAT },
-	{ "destination", "public_url", config_set_public_url, 0, 0, 0, NULL, 0 },
-	{ "transfer", "retries", config_set_int, F(retries), 1, 100, "5", 0 },
-	{ "transfer", "retry_delay", config_set_int, F(retry_delay), 0, 3600, "2", 0 },
-	{ "transfer", "retry_max_delay", config_set_int, F(retry_max_delay), 1, 86400, "60", 0 },
-	{ "transfer", "retry_max_time", config_set_int, F(retry_max_time), 0, 604800, "600", 0 },
-	{ "transfer", "connect_timeout", config_set_int, F(connect_timeout), 1, 600, "15", 0 },
-	{ "transfer", "stall_timeout", config_set_int, F(stall_timeout), 1, 3600, "30", 0 },
-	{ "transfer", "task_timeout", config_set_int, F(task_timeout), 1, 604800, "3600", 0 },
+	{ "destination", "public_url", config_set_public_url, F(public_url), 0, 0, NULL, 0 },
+	{ "transfer", "retries", config_set_int, F(retries), 1, 100, "5", R },
+	{ "transfer", "retry_delay", config_set_int, F(retry_delay), 0, 3600, "2", R },
+	{ "transfer", "retry_max_delay", config_set_int, F(retry_max_delay), 1, 86400, "60", R },
+	{ "transfer", "retry_max_time", config_set_int, F(retry_max_time), 0, 604800, "600", R },
+	{ "transfer", "connect_timeout", config_set_int, F(connect_timeout), 1, 600, "15", R },
+	{ "transfer", "stall_timeout", config_set_int, F(stall_timeout), 1, 3600, "30", R },
+	{ "transfer", "task_timeout", config_set_int, F(task_timeout), 1, 604800, "3600", R },
 	{ "transfer", "max_per_host", config_set_int, F(max_per_host), 1, 256, "4", 0 },
 	{ "transfer", "refuse_private_sources", config_set_bool, F(refuse_private_sources), 0, 1,
 	  "no", 0 },
@@ -148,7 +173,14 @@ static const struct config_setting config_settings[] = {
 	{ "transfer", "ssh_public_key", config_set_file, F(ssh_public_key), 0, 0, NULL, 0 },
 	{ "transfer", "ssh_known_hosts", config_set_file, F(ssh_known_hosts), 0, 0, NULL, 0 },
 	{ "credentials", "url", config_set_credentials, 0, 0, 0, NULL, CONFIG_REPEAT },
-	{ "log", "level", config_set_level, F(log_level), 0, 0, "info", 0 },
+	{ "log", "level", config_set_level, F(log_level), 0, 0, "info", R },
+	{ "log", "file", config_set_log_file, F(log_file), 0, 0, NULL, R },
+	{ "notify", "url", config_set_notify_url, F(notify_url), 0, 0, NULL, R },
+	{ "notify", "retries", config_set_int, F(notify_retries), 1, 100, "10", R },
+	{ "notify", "retry_delay", config_set_int, F(notify_retry_delay), 0, 3600, "2", R },
+	{ "notify", "retry_max_delay", config_set_int, F(notify_retry_max_delay), 1, 86400, "300",
+	  R },
+	{ "notify", "timeout", config_set_int, F(notify_timeout), 1, 600, "10", R },
 	{ "server", "user", config_set_user, F(user), 0, 0, NULL, 0 },
 	{ "tls", "cert_file", config_set_file, F(tls_cert_file), 0, 0, NULL, 0 },
 	{ "tls", "key_file", config_set_file, F(tls_key_file), 0, 0, NULL, 0 },
@@ -159,6 +191,8 @@ static const struct config_setting config_settings[] = {
 	{ "auth", "realm", config_set_realm, F(auth_realm), 0, 0, "apubid", 0 },
 	{ "auth", "methods", config_set_methods, F(auth_methods), 0, 0, NULL, 0 },
 };
+
+#undef R
 
 #define CONFIG_NSETTINGS (sizeof config_settings / sizeof config_settings[0])
 
@@ -575,6 +609,12 @@ static int config_set_file(struct config *c, const struct config_setting *s, con
 	char *path = config_absolute(s->key, v, err, errlen);
 	if (!path)
 		return -1;
+	if (c->reread && !(s->flags & CONFIG_RELOAD)) {
+		/* Only a restart opens it again (see config_reread). */
+		free(*field);
+		*field = path;
+		return 0;
+	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	int e = fd < 0 ? errno : 0;
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
@@ -721,6 +761,42 @@ static int config_set_methods(struct config *c, const struct config_setting *s, 
 	return 0;
 }
 
+/* [log] file: a relative path is made absolute like every other path.
+ * The file is opened by main (log_open), after the configuration is
+ * checked, so that `apubid -n` creates nothing. */
+static int config_set_log_file(struct config *c, const struct config_setting *s, const char *v,
+			       char *err, size_t errlen)
+{
+	char **field = config_field(c, s);
+	char *path = config_absolute("[log] file", v, err, errlen);
+	if (!path)
+		return -1;
+	free(*field);
+	*field = path;
+	return 0;
+}
+
+/* [notify] url: an http or https URL with a host, kept as written (its
+ * userinfo, if any, is what libcurl authenticates with). It may hold a
+ * password, so no message repeats it. */
+static int config_set_notify_url(struct config *c, const struct config_setting *s,
+				 const char *v, char *err, size_t errlen)
+{
+	struct url u;
+	char e[256];
+	if (url_parse(v, &u, e, sizeof e) < 0) {
+		util_error(err, errlen, "[notify] url: %s", e);
+		return -1;
+	}
+	int ok = strcmp(u.scheme, "http") == 0 || strcmp(u.scheme, "https") == 0;
+	url_free(&u);
+	if (!ok) {
+		util_error(err, errlen, "[notify] url must be an http:// or https:// URL");
+		return -1;
+	}
+	return config_set_string(c, s, v, err, errlen);
+}
+
 /* Checks what no single setting can: settings that only make sense
  * together, then loads the credentials files. */
 static int config_finish(struct config *c, char *err, size_t errlen)
@@ -742,7 +818,9 @@ static int config_finish(struct config *c, char *err, size_t errlen)
 									   : "digest_file is set but methods has no digest");
 		return -1;
 	}
-	if (c->auth_methods) {
+	/* A configuration read again at run time leaves the files to the
+	 * next restart (config_reread). */
+	if (c->auth_methods && !c->reread) {
 		char e[768];
 		c->auth = auth_load(c->auth_users_file, c->auth_digest_file, c->auth_realm,
 				    c->auth_methods, e, sizeof e);
@@ -816,7 +894,9 @@ static int config_line(struct config *c, const char *section, char *l, int line,
 	return s->set(c, s, v, err, errlen);
 }
 
-int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen)
+/* config_parse, or with `reread` the variant config_reread needs. */
+static int config_parse_text(struct config *c, const char *text, const char *name, int reread,
+			     char *err, size_t errlen)
 {
 	int seen[CONFIG_NSETTINGS] = { 0 };
 	char e[512];
@@ -824,6 +904,7 @@ int config_parse(struct config *c, const char *text, const char *name, char *err
 	int line = 0;
 
 	memset(c, 0, sizeof *c);
+	c->reread = reread;
 	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
 		const struct config_setting *s = &config_settings[i];
 		if (s->def && s->set(c, s, s->def, e, sizeof e) < 0) {
@@ -890,10 +971,16 @@ fail:
 	return -1;
 }
 
-int config_load(struct config *c, const char *path, char *err, size_t errlen)
+int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen)
+{
+	return config_parse_text(c, text, name, 0, err, errlen);
+}
+
+static int config_read(struct config *c, const char *path, int reread, char *err, size_t errlen)
 {
 	if (!path)
-		return config_parse(c, config_default_text, "(built-in defaults)", err, errlen);
+		return config_parse_text(c, config_default_text, "(built-in defaults)", reread, err,
+					 errlen);
 
 	memset(c, 0, sizeof *c);
 	FILE *f = fopen(path, "r");
@@ -915,10 +1002,189 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	fclose(f);
 	if (rc == 0) {
 		text[n] = '\0';
-		rc = config_parse(c, text, path, err, errlen);
+		rc = config_parse_text(c, text, path, reread, err, errlen);
 	}
 	free(text);
 	return rc;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	return config_read(c, path, 0, err, errlen);
+}
+
+int config_reread(struct config *c, const char *path, char *err, size_t errlen)
+{
+	return config_read(c, path, 1, err, errlen);
+}
+
+/* How a setting's value is stored, told by its setter: what config_same
+ * compares, config_reload copies and config_each calls its type. */
+enum config_kind {
+	CK_INT,      /* an int at the offset */
+	CK_SIZE,     /* an int64_t at the offset */
+	CK_STRING,   /* a char * at the offset, NULL when unset */
+	CK_LISTEN,   /* listen_host and listen_port */
+	CK_SOURCES,  /* source_allow[] */
+	CK_DESTS,    /* dest_allow[] */
+	CK_CREDS,    /* credentials[] */
+};
+
+static enum config_kind config_kind(const struct config_setting *s)
+{
+	if (s->set == config_set_int || s->set == config_set_bool || s->set == config_set_status ||
+	    s->set == config_set_level || s->set == config_set_methods)
+		return CK_INT;
+	if (s->set == config_set_size)
+		return CK_SIZE;
+	if (s->set == config_set_listen)
+		return CK_LISTEN;
+	if (s->set == config_set_source_allow)
+		return CK_SOURCES;
+	if (s->set == config_set_dest_allow)
+		return CK_DESTS;
+	if (s->set == config_set_credentials)
+		return CK_CREDS;
+	return CK_STRING; /* the root is compared through dest_root_auth */
+}
+
+static int config_same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static int config_same_list(char *const *a, int na, char *const *b, int nb)
+{
+	if (na != nb)
+		return 0;
+	for (int i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/* 1 when setting `s` has the same value in both configurations. */
+static int config_same(const struct config *a, const struct config *b,
+		       const struct config_setting *s)
+{
+	const char *pa = (const char *)a + s->offset, *pb = (const char *)b + s->offset;
+	switch (config_kind(s)) {
+	case CK_INT:
+		return *(const int *)pa == *(const int *)pb;
+	case CK_SIZE:
+		return *(const int64_t *)pa == *(const int64_t *)pb;
+	case CK_STRING:
+		return config_same_str(*(char *const *)pa, *(char *const *)pb);
+	case CK_LISTEN:
+		return a->listen_port == b->listen_port &&
+		       config_same_str(a->listen_host, b->listen_host);
+	case CK_SOURCES:
+		return config_same_list(a->source_allow, a->nsource_allow, b->source_allow,
+					b->nsource_allow);
+	case CK_DESTS:
+		return config_same_list(a->dest_allow, a->ndest_allow, b->dest_allow,
+					b->ndest_allow);
+	case CK_CREDS:
+		return config_same_list(a->credentials, a->ncredentials, b->credentials,
+					b->ncredentials);
+	}
+	return 1;
+}
+
+/* Appends "section.key" to a comma-separated list in buf. */
+static void config_name_add(char *buf, size_t len, const struct config_setting *s)
+{
+	size_t n = strlen(buf);
+	if (n + 1 < len)
+		snprintf(buf + n, len - n, "%s%s.%s", n ? ", " : "", s->section, s->key);
+}
+
+int config_reload(struct config *live, const struct config *fresh, char *applied,
+		  size_t appliedlen, char *restart, size_t restartlen)
+{
+	int n = 0;
+	if (appliedlen)
+		applied[0] = '\0';
+	if (restartlen)
+		restart[0] = '\0';
+	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
+		const struct config_setting *s = &config_settings[i];
+		if (config_same(live, fresh, s))
+			continue;
+		enum config_kind k = config_kind(s);
+		if (!(s->flags & CONFIG_RELOAD) || (k != CK_INT && k != CK_STRING)) {
+			config_name_add(restart, restartlen, s);
+			continue;
+		}
+		void *field = config_field(live, s);
+		const void *from = (const char *)fresh + s->offset;
+		/* Other threads read these fields without a lock: each is
+		 * replaced by one atomic store, and an old string is kept
+		 * until exit for a reader that still holds it. */
+		if (k == CK_INT) {
+			__atomic_store_n((int *)field, *(const int *)from, __ATOMIC_RELEASE);
+		} else {
+			char *old = *(char **)field;
+			__atomic_store_n((char **)field, util_strdup(*(char *const *)from),
+					 __ATOMIC_RELEASE);
+			if (old) {
+				struct config_grave *g = util_malloc(sizeof *g);
+				g->s = old;
+				g->next = live->grave;
+				live->grave = g;
+			}
+		}
+		config_name_add(applied, appliedlen, s);
+		n++;
+	}
+	return n;
+}
+
+void config_each(void (*fn)(void *arg, const char *section, const char *key, const char *type,
+			    const char *range, const char *def, int reloads),
+		 void *arg)
+{
+	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
+		const struct config_setting *s = &config_settings[i];
+		char range[64] = "";
+		const char *type;
+		switch (config_kind(s)) {
+		case CK_INT:
+			type = s->set == config_set_bool     ? "boolean"
+			       : s->set == config_set_level  ? "level"
+			       : s->set == config_set_status ? "status"
+			       : s->set == config_set_methods ? "methods"
+							      : "integer";
+			if (s->set == config_set_int)
+				snprintf(range, sizeof range, "%lld..%lld", (long long)s->min,
+					 (long long)s->max);
+			break;
+		case CK_SIZE:
+			type = "size";
+			snprintf(range, sizeof range, "1K..1G");
+			break;
+		case CK_LISTEN:
+			type = "address";
+			break;
+		case CK_STRING:
+			type = s->set == config_set_file || s->set == config_set_log_file ? "path"
+			       : s->offset == F(store_path)                                  ? "path"
+			       : s->set == config_set_dest_root                              ? "prefix"
+			       : s->set == config_set_public_url || s->set == config_set_notify_url
+				       ? "URL"
+				       : "string";
+			break;
+		case CK_SOURCES:
+		case CK_DESTS:
+			type = "prefix";
+			break;
+		default:
+			type = "URL";
+			break;
+		}
+		fn(arg, s->section, s->key, type, range, s->def ? s->def : "",
+		   (s->flags & CONFIG_RELOAD) != 0);
+	}
 }
 
 void config_free(struct config *c)
@@ -953,5 +1219,17 @@ void config_free(struct config *c)
 	free(c->auth_digest_file);
 	free(c->auth_realm);
 	auth_free(c->auth);
+	free(c->log_file);
+	/* The notification URL may hold a password. */
+	if (c->notify_url)
+		memset(c->notify_url, 0, strlen(c->notify_url));
+	free(c->notify_url);
+	while (c->grave) {
+		struct config_grave *g = c->grave;
+		c->grave = g->next;
+		memset(g->s, 0, strlen(g->s));
+		free(g->s);
+		free(g);
+	}
 	memset(c, 0, sizeof *c);
 }

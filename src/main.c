@@ -12,12 +12,24 @@
  * instead of failing later.
  * Shutdown: stop accepting, finish the requests in flight, stop the workers
  * at a safe point (an interrupted task is queued again and resumes at the
- * next start), exit 0.
+ * next start), then the notifier, exit 0. The notifier stops last so that
+ * a task the workers finish while stopping is notified now rather than at
+ * the next start when the receiver answers quickly; a POST it cannot
+ * finish is aborted and stays pending in the store.
+ *
+ * Signals: SIGTERM, SIGINT and SIGHUP are blocked in every thread (the
+ * mask is set before the first thread starts and inherited) and taken by
+ * one thread with sigwait, so reloading runs in an ordinary thread, not in
+ * a handler. SIGTERM and SIGINT raise the stop flag the accept loop polls.
+ * SIGHUP reloads: the log file is opened again (logrotate), the
+ * configuration file is read again and what may change at run time is
+ * applied (config_reload); a file that does not parse changes nothing.
  */
 #include "apubid.h"
 
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,11 +39,58 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t main_stop;
+/* The running configuration and where it came from (NULL: built in). */
+static struct config main_cfg;
+static const char *main_file;
+static sigset_t main_signals;
 
-static void main_on_signal(int sig)
+/* SIGHUP: everything that may change while apubid runs. A step added
+ * here must leave the running configuration as it was when it fails. */
+static void main_reload(void)
 {
-	(void)sig;
-	main_stop = 1;
+	char err[1024], applied[1024], restart[1024];
+	struct config fresh;
+	if (config_reread(&fresh, main_file, err, sizeof err) < 0) {
+		/* Rotation must work even while the file is being edited. */
+		char e[512];
+		if (log_reopen(e, sizeof e) < 0)
+			log_error("reload: %s", e);
+		log_error("reload: %s; the running configuration is kept", err);
+		return;
+	}
+	int n = config_reload(&main_cfg, &fresh, applied, sizeof applied, restart,
+			      sizeof restart);
+	config_free(&fresh);
+	/* Opens the file again (rotation) or the one now named. */
+	if (log_open(main_cfg.log_file, err, sizeof err) < 0)
+		log_error("reload: %s", err);
+	log_set_level(main_cfg.log_level);
+	//NOTIFY_RELOAD
+	if (n > 0)
+		log_info("reload: applied %s", applied);
+	else
+		log_info("reload: %s read again, no setting that can be reloaded changed",
+			 main_file ? main_file : "built-in configuration");
+	if (*restart)
+		log_warn("reload: %s changed: restart apubid to apply them", restart);
+}
+
+/* The signal thread: SIGHUP reloads, SIGTERM and SIGINT stop apubid. */
+static void *main_signal_loop(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int sig;
+		if (sigwait(&main_signals, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: reloading the configuration");
+			main_reload();
+			continue;
+		}
+		main_stop = 1;
+		return NULL;
+	}
 }
 
 /* Becomes [server] user for good: supplementary groups, group, then user
@@ -112,66 +171,85 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	struct config cfg;
 	char err[1024];
-	if (config_load(&cfg, file, err, sizeof err) < 0) {
+	main_file = file;
+	if (config_load(&main_cfg, file, err, sizeof err) < 0) {
 		fprintf(stderr, "apubid: %s\n", err);
-		config_free(&cfg);
+		config_free(&main_cfg);
 		return 1;
 	}
 	if (check_only) {
 		printf("apubid: configuration %s is valid\n", file ? file : "(built-in defaults)");
-		config_free(&cfg);
+		config_free(&main_cfg);
 		return 0;
 	}
-	log_set_level(cfg.log_level);
+	if (main_cfg.log_file && log_open(main_cfg.log_file, err, sizeof err) < 0) {
+		fprintf(stderr, "apubid: %s\n", err);
+		config_free(&main_cfg);
+		return 1;
+	}
+	log_set_level(main_cfg.log_level);
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = main_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	/* Before any thread exists, so that every thread inherits the mask
+	 * and only the signal thread takes these signals. */
+	sigemptyset(&main_signals);
+	sigaddset(&main_signals, SIGTERM);
+	sigaddset(&main_signals, SIGINT);
+	sigaddset(&main_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &main_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	log_info("apubid %s starting (configuration: %s)", APUBID_VERSION,
 		 file ? file : "built-in defaults");
-	if (server_bind(&cfg) < 0 || main_drop_privileges(&cfg) < 0) {
-		config_free(&cfg);
+	if (server_bind(&main_cfg) < 0 || main_drop_privileges(&main_cfg) < 0) {
+		config_free(&main_cfg);
 		return 1;
 	}
 	if (xfer_curl_global_init(err, sizeof err) < 0) {
 		log_error("%s", err);
-		config_free(&cfg);
+		config_free(&main_cfg);
 		return 1;
 	}
-	struct store *s = store_open(cfg.store_path, err, sizeof err);
+	struct store *s = store_open(main_cfg.store_path, err, sizeof err);
 	if (!s) {
 		log_error("%s", err);
-		config_free(&cfg);
+		config_free(&main_cfg);
 		return 1;
 	}
 	int recovered = store_recover(s);
 	int64_t active = store_count_active(s);
 	store_close(s);
 	if (recovered < 0 || active < 0) {
-		log_error("cannot read the task store %s", cfg.store_path);
-		config_free(&cfg);
+		log_error("cannot read the task store %s", main_cfg.store_path);
+		config_free(&main_cfg);
 		return 1;
 	}
 	if (recovered > 0)
 		log_info("store: %d interrupted tasks queued again", recovered);
-	log_info("store: %s, %lld unfinished tasks", cfg.store_path, (long long)active);
+	log_info("store: %s, %lld unfinished tasks", main_cfg.store_path, (long long)active);
 	pool_add_active(active);
 
-	if (pool_start(&cfg) < 0) {
-		config_free(&cfg);
+	if (pool_start(&main_cfg) < 0) {
+		config_free(&main_cfg);
 		return 1;
 	}
-	int rc = server_run(&cfg, &main_stop);
+	pthread_t sig_thread;
+	int e = pthread_create(&sig_thread, NULL, main_signal_loop, NULL);
+	if (e != 0) {
+		log_error("cannot start the signal thread: %s", strerror(e));
+		pool_stop();
+		config_free(&main_cfg);
+		return 1;
+	}
+	int rc = server_run(&main_cfg, &main_stop);
+	/* server_run also returns when it could not serve: end the signal
+	 * thread the way a SIGTERM would. */
+	if (!main_stop)
+		pthread_kill(sig_thread, SIGTERM);
+	pthread_join(sig_thread, NULL);
 	pool_stop();
 	xfer_curl_global_cleanup();
 	log_info("apubid stopped");
-	config_free(&cfg);
+	config_free(&main_cfg);
 	return rc < 0 ? 1 : 0;
 }
