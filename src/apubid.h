@@ -843,6 +843,9 @@ int view_task(struct store *s, const char *id, int format, int status_only, char
 /* A page of tasks (the summary fields of each, no items/attempts/history)
  * and, when more remain, the cursor for the next page (the last seq). */
 int view_list(struct store *s, const struct task_filter *f, int format, char **out);
+/* An error document in a view's format: {"error": msg} or
+ * <error>msg</error>; malloc'ed. */
+char *view_error(int format, const char *msg);
 
 /* ---- metrics.c: counters for /metrics (Prometheus text format) ------- */
 
