@@ -2,11 +2,11 @@
  * main.c - options, start-up order, signals and shutdown.
  *
  * Start-up: read and check the configuration (-n stops here; the TLS and
- * credentials files are read now), bind the listening socket and load the
- * TLS key, drop to [server] user when set, then, with only that user's
- * rights: open the store (applying its schema), put back to queued every
- * task a crash left running, start the task workers, and serve until
- * SIGTERM or SIGINT. The store is opened after the drop on purpose: every
+ * credentials files are read now), open [log] file, bind the listening
+ * socket and load the TLS key, drop to [server] user when set, then, with
+ * only that user's rights: open the store (applying its schema), put back
+ * to queued every task a crash left running, start the task workers, the
+ * notifier and the signal thread, and serve until SIGTERM or SIGINT. The store is opened after the drop on purpose: every
  * file apubid creates (the store, its WAL, published assets) then belongs
  * to the service user, and a store that user cannot write stops the start
  * instead of failing later.
@@ -65,7 +65,7 @@ static void main_reload(void)
 	if (log_open(main_cfg.log_file, err, sizeof err) < 0)
 		log_error("reload: %s", err);
 	log_set_level(main_cfg.log_level);
-	//NOTIFY_RELOAD
+	notify_reload(&main_cfg);
 	if (n > 0)
 		log_info("reload: applied %s", applied);
 	else
@@ -233,11 +233,17 @@ int main(int argc, char **argv)
 		config_free(&main_cfg);
 		return 1;
 	}
+	if (notify_start(&main_cfg) < 0) {
+		pool_stop();
+		config_free(&main_cfg);
+		return 1;
+	}
 	pthread_t sig_thread;
 	int e = pthread_create(&sig_thread, NULL, main_signal_loop, NULL);
 	if (e != 0) {
 		log_error("cannot start the signal thread: %s", strerror(e));
 		pool_stop();
+		notify_stop();
 		config_free(&main_cfg);
 		return 1;
 	}
@@ -248,6 +254,7 @@ int main(int argc, char **argv)
 		pthread_kill(sig_thread, SIGTERM);
 	pthread_join(sig_thread, NULL);
 	pool_stop();
+	notify_stop();
 	xfer_curl_global_cleanup();
 	log_info("apubid stopped");
 	config_free(&main_cfg);
