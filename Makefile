@@ -4,37 +4,56 @@
 # apubid in the foreground with its embedded default configuration.
 # `make check` runs the whole test suite: C unit tests, then integration
 # tests that drive the real binary over loopback.
+# `make` builds the daemon, apubid, and the operator's tool, apubictl;
+# `make install` puts both, the sample configuration, the systemd unit and
+# the manual pages under PREFIX (and DESTDIR, for packaging).
 
 CC      ?= cc
 PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
            libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev curl openssl python3 python3-zeep python3-pytest \
-           python3-pyftpdlib python3-openssl openssh-server openssh-client nginx valgrind
+           python3-pyftpdlib python3-openssl openssh-server openssh-client nginx valgrind \
+           groff-base man-db
 CFLAGS  ?= -O2 -g
 XCFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Igenerated -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lssl -lcrypto -lz -pthread
 PYTEST  ?= /usr/bin/python3 -m pytest
-# B is the build directory and BIN the daemon: the sanitizer builds below
-# use their own, so they never mix objects with the normal build.
+# B is the build directory, BIN the daemon and CTL apubictl beside it: the
+# sanitizer builds below use their own, so they never mix objects with the
+# normal build.
 B       ?= build
 BIN     ?= apubid
+CTL     ?= $(patsubst ./%,%,$(dir $(BIN))apubictl)
 SANITIZE := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
             -fno-sanitize-recover=undefined
 
-SRC     := $(wildcard src/*.c)
+# Every src/*.c goes into the daemon but apubictl's own files.
+CTLSRC  := src/apubictl.c $(wildcard src/ctl_*.c)
+SRC     := $(filter-out $(CTLSRC),$(wildcard src/*.c))
 OBJ     := $(patsubst src/%.c,$(B)/%.o,$(SRC))
 LIBOBJ  := $(filter-out $(B)/main.o,$(OBJ)) $(B)/soapC.o $(B)/soapServer.o
-GENSRC  := generated/soapC.c generated/soapServer.c generated/soapH.h \
-           generated/soapStub.h generated/APUBIBinding.nsmap
+GENSRC  := generated/soapC.c generated/soapServer.c generated/soapClient.c \
+           generated/soapH.h generated/soapStub.h generated/APUBIBinding.nsmap
+# apubictl links only the modules it uses (not the server, whose svc.c holds
+# the namespace table apubictl defines itself), the client stubs, and
+# gSOAP's Digest authentication plugin, which Debian ships as source.
+GSOAP_PLUGIN := /usr/share/gsoap/plugin
+CTLMODS := util log url config auth store task view embed
+CTLOBJ  := $(patsubst src/%.c,$(B)/%.o,$(CTLSRC)) $(patsubst %,$(B)/%.o,$(CTLMODS)) \
+           $(B)/soapC.o $(B)/soapClient.o \
+           $(B)/plugin_httpda.o $(B)/plugin_smdevp.o $(B)/plugin_threads.o
 UNIT    := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
 
 .DELETE_ON_ERROR:
 
-all: $(BIN)
+all: $(BIN) $(CTL)
 
 $(BIN): $(OBJ) $(B)/soapC.o $(B)/soapServer.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CTL): $(CTLOBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The stubs are generated from the WSDL at build time: they compile only
@@ -42,8 +61,9 @@ $(BIN): $(OBJ) $(B)/soapC.o $(B)/soapServer.o
 generated/apubi.h: wsdl/APUBI.wsdl wsdl/APUBI.xsd wsdl/typemap.dat
 	@mkdir -p generated
 	wsdl2h -c -t wsdl/typemap.dat -o $@ wsdl/APUBI.wsdl >/dev/null
+# Server and client stubs in one run (soapC.c is the same for both).
 $(GENSRC) &: generated/apubi.h
-	soapcpp2 -c -S -L -x -w -d generated generated/apubi.h >/dev/null
+	soapcpp2 -c -L -x -w -d generated generated/apubi.h >/dev/null
 
 $(B)/%.o: src/%.c src/apubid.h $(GENSRC)
 	@mkdir -p $(B)
@@ -52,10 +72,14 @@ $(B)/%.o: src/%.c src/apubid.h $(GENSRC)
 $(B)/embed.o: src/embed.c $(wildcard wsdl/*) $(wildcard db/*.sql)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
-# Generated code gets its own relaxed rule.
+# Generated code gets its own relaxed rule, and so do gSOAP's plugins.
 $(B)/soap%.o: generated/soap%.c $(GENSRC)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) -w -c -o $@ $<
+$(B)/plugin_%.o: $(GSOAP_PLUGIN)/%.c
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS) $(XCFLAGS) -I$(GSOAP_PLUGIN) -w -c -o $@ $<
+$(B)/apubictl.o: XCFLAGS += -I$(GSOAP_PLUGIN)
 
 $(B)/test_%: tests/unit/test_%.c tests/unit/harness.h $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -Itests/unit -o $@ $< $(LIBOBJ) $(LDLIBS)
@@ -82,8 +106,9 @@ run: deps
 unit: $(UNIT)
 	@sh tests/unit/run.sh $(UNIT)
 
-integration: $(BIN) $(B)/probe_xfer_curl
-	APUBID=$(abspath $(BIN)) PROBE_XFER_CURL=$(abspath $(B)/probe_xfer_curl) \
+integration: $(BIN) $(CTL) $(B)/probe_xfer_curl
+	APUBID=$(abspath $(BIN)) APUBICTL=$(abspath $(CTL)) \
+	  PROBE_XFER_CURL=$(abspath $(B)/probe_xfer_curl) \
 	  $(PYTEST) -q tests/integration
 
 check: deps
@@ -98,7 +123,7 @@ check-asan: deps
 	  LDFLAGS="-fsanitize=address,undefined" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99 \
-	  build-asan/apubid unit integration
+	  build-asan/apubid build-asan/apubictl unit integration
 
 # Memcheck on the unit tests and on one integration file against the daemon.
 check-valgrind: deps $(BIN) $(UNIT)
@@ -128,7 +153,58 @@ fuzz: deps
 $(B)/fuzz_request: tests/fuzz/fuzz_request.c $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< $(LIBOBJ) $(LDLIBS)
 
-clean:
-	rm -rf build build-asan build-fuzz generated apubid
+# Installation. PREFIX and SYSCONFDIR as usual, DESTDIR for staging (a
+# package build). The unit's ExecStart and configuration path are rewritten
+# to where the files go. An existing apubid.conf is never overwritten: the
+# sample then goes beside it as apubid.conf.new. INSTALL_BIN and INSTALL_CTL
+# name the binaries to install (default: the ones this build makes).
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/apubid
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+INSTALL_BIN ?= $(BIN)
+INSTALL_CTL ?= $(CTL)
+MAN8    := etc/man/apubid.8 etc/man/apubictl.8
+MAN5    := etc/man/apubid.conf.5
 
-.PHONY: all deps run unit integration check check-asan check-valgrind fuzz clean
+install: $(INSTALL_BIN) $(INSTALL_CTL) $(MAN8) $(MAN5) etc/apubid.conf etc/apubid.service
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/apubid
+	install -m 755 $(INSTALL_BIN) $(DESTDIR)$(SBINDIR)/apubid
+	install -m 755 $(INSTALL_CTL) $(DESTDIR)$(SBINDIR)/apubictl
+	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	sed -e 's|^ExecStart=[^ ]*|ExecStart=$(SBINDIR)/apubid|' \
+	    -e 's|/usr/local/bin/apubid|$(SBINDIR)/apubid|g' \
+	    -e 's|/etc/apubid/|$(SYSCONFDIR)/apubid/|g' \
+	    -e 's|/usr/local/share/doc/apubid/|$(DOCDIR)/|g' \
+	    etc/apubid.service >$(DESTDIR)$(UNITDIR)/apubid.service.tmp
+	chmod 644 $(DESTDIR)$(UNITDIR)/apubid.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/apubid.service.tmp $(DESTDIR)$(UNITDIR)/apubid.service
+	@conf=$(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf; \
+	if [ -e $$conf ]; then \
+	  install -m 640 etc/apubid.conf $$conf.new; \
+	  echo "$$conf exists: kept it, the new sample is $$conf.new"; \
+	else \
+	  install -m 640 etc/apubid.conf $$conf; echo "installed $$conf"; \
+	fi
+
+# Removes what install put in place but the configuration, which is the
+# operator's (apubid.conf.new, a sample, goes too).
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/apubid $(DESTDIR)$(SBINDIR)/apubictl \
+	  $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8))) \
+	  $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5))) \
+	  $(DESTDIR)$(UNITDIR)/apubid.service $(DESTDIR)$(DOCDIR)/README.md \
+	  $(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf.new
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf"
+
+clean:
+	rm -rf build build-asan build-fuzz generated apubid apubictl
+
+.PHONY: all deps run unit integration check check-asan check-valgrind fuzz clean \
+	install uninstall
