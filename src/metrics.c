@@ -159,11 +159,16 @@ static void metrics_head(struct metrics_buf *b, const char *name, const char *ty
 	metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* Seconds from microseconds, exactly (no float rounding in the text). */
+/* Seconds from microseconds, exactly (no float rounding in the text):
+ * "0.0005", "2.5", "5". */
 static void metrics_seconds(char *buf, size_t len, uint64_t us)
 {
-	snprintf(buf, len, "%llu.%06llu", (unsigned long long)(us / 1000000),
-		 (unsigned long long)(us % 1000000));
+	int n = snprintf(buf, len, "%llu.%06llu", (unsigned long long)(us / 1000000),
+			 (unsigned long long)(us % 1000000));
+	while (n > 0 && (size_t)n < len && buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (n > 0 && (size_t)n < len && buf[n - 1] == '.')
+		buf[--n] = '\0';
 }
 
 char *metrics_render(struct store *s)

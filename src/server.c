@@ -12,7 +12,7 @@
  *   - answer bodies that are not SOAP at all with a 400 fault, a POST to
  *     another path with 404, an oversized body with 413;
  *   - free each request's memory before the next one on the connection;
- *   - write one log line per request.
+ *   - write one log line per request, and count it in metrics.c.
  *
  * HTTP status of faults (server_response): SOAP 1.1 client faults get
  * `client_fault_status` (500 by default, WS-I BP R1126), server faults 500;
@@ -59,6 +59,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SERVER_QUEUE_LEN 1024
@@ -82,6 +83,7 @@ struct server_conn {
 	const char *authorization; /* this request's Authorization header (gSOAP memory) */
 	char user[AUTH_USER_MAX];  /* the authenticated user, "" when none */
 	int auth_stale;            /* the 401 should say stale=true */
+	int64_t started_us;        /* monotonic, for the duration histogram */
 };
 
 static struct server_conn *server_conn_of(struct soap *soap)
@@ -525,12 +527,26 @@ static int server_parse(struct soap *soap)
 	return 401;
 }
 
+/* Microseconds on the monotonic clock: the duration histogram's finest
+ * bucket is half a millisecond, finer than util_mono_ms. */
+static int64_t server_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The log line and the metrics of one answered request: called once for
+ * every request that got a status line. */
 static void server_log_request(struct soap *soap, struct conn *cn)
 {
 	if (!cn->http_status)
 		return;
 	struct server_conn *sc = server_conn_of(soap);
 	int64_t ms = util_mono_ms() - cn->started_ms;
+	/* cn->op is one of metrics.c's fixed names or something it counts
+	 * as "other" (NULL, "GET"). */
+	metrics_request(cn->op, cn->http_status, server_mono_us() - sc->started_us);
 	int fault = cn->http_status != 200;
 	const char **fs = fault && soap->fault ? soap_faultstring(soap) : NULL;
 	log_msg(cn->http_status >= 500 ? LOG_WARN : LOG_INFO,
@@ -666,6 +682,7 @@ static void server_serve(struct soap *soap, struct conn *cn)
 		cn->retry_after = 0;
 		cn->linger = 0;
 		cn->started_ms = util_mono_ms();
+		server_conn_of(soap)->started_us = server_mono_us();
 		cn->received = 0;
 		cn->body_left = -1;
 		cn->content_length = -1;
