@@ -273,8 +273,9 @@ int config_reread(struct config *c, const char *path, char *err, size_t errlen);
 int config_reload(struct config *live, const struct config *fresh, char *applied,
 		  size_t appliedlen, char *restart, size_t restartlen);
 /* Calls fn(arg, section, key, type, range, default, reloads) for every
- * setting in table order, for documentation and its tests; `range` and
- * `default` are "" when there is none. */
+ * setting in table order, for documentation and its tests: `type` is one
+ * word ("integer", "path", "URL", ...), `range` e.g. "1 to 100", and
+ * both `range` and `default` are "" when there is none. */
 void config_each(void (*fn)(void *arg, const char *section, const char *key, const char *type,
 			    const char *range, const char *def, int reloads),
 		 void *arg);

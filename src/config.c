@@ -1156,12 +1156,12 @@ void config_each(void (*fn)(void *arg, const char *section, const char *key, con
 			       : s->set == config_set_methods ? "methods"
 							      : "integer";
 			if (s->set == config_set_int)
-				snprintf(range, sizeof range, "%lld..%lld", (long long)s->min,
+				snprintf(range, sizeof range, "%lld to %lld", (long long)s->min,
 					 (long long)s->max);
 			break;
 		case CK_SIZE:
 			type = "size";
-			snprintf(range, sizeof range, "1K..1G");
+			snprintf(range, sizeof range, "1K to 1G");
 			break;
 		case CK_LISTEN:
 			type = "address";

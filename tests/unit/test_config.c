@@ -832,6 +832,305 @@ static void test_file_with_nul_byte_is_refused(void)
 	config_free(&c);
 }
 
+static void test_operations_defaults(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "") == 0);
+	CHECK(c.prune_interval == 600);
+	CHECK(c.log_file == NULL);
+	CHECK(c.notify_url == NULL);
+	CHECK(c.notify_retries == 10 && c.notify_retry_delay == 2);
+	CHECK(c.notify_retry_max_delay == 300 && c.notify_timeout == 10);
+	config_free(&c);
+}
+
+static void test_operations_settings_can_be_set(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "[store]\nprune_interval = 1\n"
+			     "[log]\nfile = /var/log/apubid.log\n"
+			     "[notify]\nurl = https://hooks.example/apubid/done\n"
+			     "retries = 2\nretry_delay = 0\nretry_max_delay = 1\ntimeout = 600\n") == 0);
+	CHECK(c.prune_interval == 1);
+	CHECK_STR(c.log_file, "/var/log/apubid.log");
+	CHECK_STR(c.notify_url, "https://hooks.example/apubid/done");
+	CHECK(c.notify_retries == 2 && c.notify_retry_delay == 0);
+	CHECK(c.notify_retry_max_delay == 1 && c.notify_timeout == 600);
+	config_free(&c);
+}
+
+static void test_relative_log_file_is_made_absolute_against_cwd(void)
+{
+	struct config c;
+	char want[5000];
+	CHECK(parse_with(&c, "[log]\nfile = var/apubid.log\n") == 0);
+	snprintf(want, sizeof want, "%s/var/apubid.log", cwd);
+	CHECK_STR(c.log_file, want);
+	config_free(&c);
+}
+
+static void test_operations_numbers_out_of_range_are_refused(void)
+{
+	CHECK(refused("[store]\nprune_interval = 0\n", "apubid.conf:4: 'prune_interval' must be"));
+	CHECK(refused("[store]\nprune_interval = 86401\n", "from 1 to 86400"));
+	CHECK(refused("[notify]\nretries = 0\n", "'retries' must be a whole number from 1 to 100"));
+	CHECK(refused("[notify]\nretries = 101\n", "from 1 to 100"));
+	CHECK(refused("[notify]\nretry_delay = -1\n", "from 0 to 3600"));
+	CHECK(refused("[notify]\nretry_max_delay = 0\n", "from 1 to 86400"));
+	CHECK(refused("[notify]\ntimeout = 0\n", "from 1 to 600"));
+	CHECK(refused("[notify]\ntimeout = 601\n", "from 1 to 600"));
+}
+
+static void test_notify_url_must_be_http_or_https(void)
+{
+	CHECK(refused("[notify]\nurl = ftp://hooks/x\n", "apubid.conf:4: [notify] url must be an http:// or https:// URL"));
+	CHECK(refused("[notify]\nurl = /var/hook\n", "[notify] url: not an absolute URL"));
+	CHECK(refused("[notify]\nurl = http://hooks/x?token=1\n", "query strings"));
+	CHECK(refused("[notify]\nurl = http:///x\n", "[notify] url:"));
+}
+
+static void test_notify_url_keeps_userinfo_and_never_repeats_it(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "[notify]\nurl = https://wfm:s3cret@hooks.example:8443/done\n") == 0);
+	CHECK_STR(c.notify_url, "https://wfm:s3cret@hooks.example:8443/done");
+	config_free(&c);
+	CHECK(refused("[notify]\nurl = ftp://wfm:s3cret@hooks/x\n", "[notify] url must be"));
+	CHECK(strstr(err, "s3cret") == NULL);
+	CHECK(refused("[notify]\nurl = http://wfm:s3cret@hooks:99999/x\n", "bad port"));
+	CHECK(strstr(err, "s3cret") == NULL);
+}
+
+/* Two configurations for config_reload: the running one and the file as
+ * read again. */
+static int reload_pair(struct config *live, const char *a, struct config *fresh, const char *b)
+{
+	if (parse_with(live, a) < 0)
+		return -1;
+	if (parse_with(fresh, b) < 0) {
+		config_free(live);
+		return -1;
+	}
+	return 0;
+}
+
+static void test_reload_applies_what_may_change_at_run_time(void)
+{
+	struct config live, fresh;
+	char applied[512], restart[512];
+	CHECK(reload_pair(&live, "[log]\nlevel = info\n",
+			  &fresh, "[log]\nlevel = debug\nfile = /tmp/a.log\n"
+				  "[store]\nretention_days = 1\nprune_interval = 5\n"
+				  "[transfer]\nretries = 9\nstall_timeout = 7\n"
+				  "[notify]\nurl = http://127.0.0.1:9/hook\ntimeout = 3\n") == 0);
+	int n = config_reload(&live, &fresh, applied, sizeof applied, restart, sizeof restart);
+	config_free(&fresh);
+	CHECK(n == 8);
+	CHECK_STR(applied, "store.retention_days, store.prune_interval, transfer.retries, "
+			   "transfer.stall_timeout, log.level, log.file, notify.url, notify.timeout");
+	CHECK_STR(restart, "");
+	CHECK(live.log_level == LOG_DEBUG);
+	CHECK_STR(live.log_file, "/tmp/a.log");
+	CHECK(live.retention_days == 1 && live.prune_interval == 5);
+	CHECK(live.retries == 9 && live.stall_timeout == 7);
+	CHECK_STR(live.notify_url, "http://127.0.0.1:9/hook");
+	CHECK(live.notify_timeout == 3);
+	config_free(&live);
+}
+
+static void test_reload_names_restart_only_settings_and_keeps_them(void)
+{
+	struct config live, fresh;
+	char applied[512], restart[512];
+	CHECK(reload_pair(&live, "[server]\nlisten = 127.0.0.1:8080\n[workers]\ncount = 4\n",
+			  &fresh, "[server]\nlisten = 127.0.0.1:9090\n[workers]\ncount = 8\n"
+				  "[source]\nallow = /srv/other/\n") == 0);
+	int n = config_reload(&live, &fresh, applied, sizeof applied, restart, sizeof restart);
+	config_free(&fresh);
+	CHECK(n == 0);
+	CHECK_STR(applied, "");
+	CHECK_STR(restart, "server.listen, workers.count, source.allow");
+	CHECK(live.listen_port == 8080 && live.workers == 4 && live.nsource_allow == 0);
+	config_free(&live);
+}
+
+static void test_reload_of_an_unchanged_file_changes_nothing(void)
+{
+	struct config live, fresh;
+	char applied[512] = "x", restart[512] = "x";
+	const char *text = "allow = ftp://cdn:21/data/cdn/\n[notify]\nurl = http://h/x\n"
+			   "[credentials]\nurl = ftp://u:p@cis/\n[source]\nallow = /srv/in/\n";
+	CHECK(reload_pair(&live, text, &fresh, text) == 0);
+	CHECK(config_reload(&live, &fresh, applied, sizeof applied, restart, sizeof restart) == 0);
+	config_free(&fresh);
+	CHECK_STR(applied, "");
+	CHECK_STR(restart, "");
+	config_free(&live);
+}
+
+/* Another thread may still hold the old string: it must stay readable
+ * until config_free. */
+static void test_reload_keeps_replaced_strings_alive(void)
+{
+	struct config live, fresh, again;
+	char applied[512], restart[512];
+	CHECK(reload_pair(&live, "[notify]\nurl = http://h/first\n[log]\nfile = /tmp/one.log\n",
+			  &fresh, "[log]\nfile = /tmp/two.log\n") == 0);
+	const char *old_url = live.notify_url, *old_file = live.log_file;
+	config_reload(&live, &fresh, applied, sizeof applied, restart, sizeof restart);
+	config_free(&fresh);
+	CHECK(live.notify_url == NULL);
+	CHECK_STR(live.log_file, "/tmp/two.log");
+	CHECK_STR(old_url, "http://h/first");
+	CHECK_STR(old_file, "/tmp/one.log");
+	CHECK(parse_with(&again, "[notify]\nurl = http://h/third\n") == 0);
+	config_reload(&live, &again, applied, sizeof applied, restart, sizeof restart);
+	config_free(&again);
+	CHECK_STR(applied, "log.file, notify.url");
+	CHECK(live.log_file == NULL);
+	CHECK_STR(live.notify_url, "http://h/third");
+	CHECK_STR(old_file, "/tmp/one.log");
+	config_free(&live);
+}
+
+static void test_reload_reports_names_never_values(void)
+{
+	struct config live, fresh;
+	char applied[512], restart[512];
+	CHECK(reload_pair(&live, "[notify]\nurl = https://u:0ld-s3cret@h/x\n",
+			  &fresh, "[notify]\nurl = https://u:n3w-s3cret@h/x\n"
+				  "[credentials]\nurl = ftp://u:cr3d-s3cret@cis/\n") == 0);
+	CHECK(config_reload(&live, &fresh, applied, sizeof applied, restart, sizeof restart) == 1);
+	config_free(&fresh);
+	CHECK_STR(applied, "notify.url");
+	CHECK_STR(restart, "credentials.url");
+	CHECK_STR(live.notify_url, "https://u:n3w-s3cret@h/x");
+	config_free(&live);
+}
+
+/* Read again at run time, a file only a restart would open is not
+ * opened: apubid may no longer have the rights to read it. */
+static void test_reread_leaves_restart_only_files_unopened(void)
+{
+	struct config c;
+	char path[] = "/tmp/apubid-test-reread-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	dprintf(fd, "[destination]\nroot = /srv/cdn\n[transfer]\nca_file = /nonexistent/ca.pem\n"
+		    "[auth]\nusers_file = /nonexistent/users\n");
+	close(fd);
+	int rc = config_load(&c, path, err, sizeof err);
+	config_free(&c);
+	CHECK(rc == -1 && strstr(err, "/nonexistent/ca.pem") != NULL);
+	rc = config_reread(&c, path, err, sizeof err);
+	unlink(path);
+	CHECK(rc == 0);
+	CHECK_STR(c.ca_file, "/nonexistent/ca.pem");
+	CHECK_STR(c.auth_users_file, "/nonexistent/users");
+	CHECK(c.auth == NULL && c.auth_methods == AUTH_BASIC);
+	config_free(&c);
+}
+
+static void test_reread_still_refuses_a_broken_file(void)
+{
+	struct config c;
+	char path[] = "/tmp/apubid-test-reread-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	dprintf(fd, "[destination]\nroot = /srv/cdn\n[log]\nlevel = loud\n");
+	close(fd);
+	int rc = config_reread(&c, path, err, sizeof err);
+	unlink(path);
+	CHECK(rc == -1);
+	CHECK(strstr(err, ":4: 'level' must be") != NULL);
+	config_free(&c);
+}
+
+/* Reads a file whole into a malloc'ed string (NULL when unreadable). */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *buf = util_malloc(1 << 20);
+	size_t n = fread(buf, 1, (1 << 20) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+struct doc_check {
+	char *man, *sample;
+	int missing;
+};
+
+/* The text of `doc` from the header of `section` to the next header. */
+static char *doc_section(const char *doc, const char *header_fmt, const char *section)
+{
+	char *h = util_printf(header_fmt, section);
+	const char *p = strstr(doc, h);
+	char *out = NULL;
+	if (p) {
+		const char *end = strstr(p + strlen(h), header_fmt[0] == '[' ? "\n[" : "\n.SS");
+		out = util_strndup(p, end ? (size_t)(end - p) : strlen(p));
+	}
+	free(h);
+	return out;
+}
+
+static void doc_check_one(void *arg, const char *section, const char *key, const char *type,
+			  const char *range, const char *def, int reloads)
+{
+	struct doc_check *d = arg;
+	char *ms = doc_section(d->man, ".SS \"[%s]\"", section);
+	char *ss = doc_section(d->sample, "[%s]\n", section);
+	char *tag = util_printf("\n.TP\n.B %s\n", key);
+	char *line = util_printf("%s = ", key);
+	const char *entry = ms ? strstr(ms, tag) : NULL;
+	char *para = NULL;
+	if (entry) {
+		const char *end = strstr(entry + strlen(tag), "\n.TP");
+		para = util_strndup(entry, end ? (size_t)(end - entry) : strlen(entry));
+	}
+	if (!para) {
+		fprintf(stderr, "  apubid.conf.5 does not describe [%s] %s\n", section, key);
+		d->missing++;
+	} else {
+		char *want_def = *def ? util_printf("default \\fB%s\\fR", def) : util_strdup("no default");
+		const char *want_sighup = reloads ? "reloaded on SIGHUP" : "needs a restart";
+		const char *not_sighup = reloads ? "needs a restart" : "reloaded on SIGHUP";
+		if (!strstr(para, want_def) || !strstr(para, want_sighup) || strstr(para, not_sighup) ||
+		    (*range && !strstr(para, range)) || !strstr(para, type)) {
+			fprintf(stderr, "  apubid.conf.5 [%s] %s lacks \"%s\", \"%s\", \"%s\" or \"%s\"\n",
+				section, key, type, range, want_def, want_sighup);
+			d->missing++;
+		}
+		free(want_def);
+	}
+	if (!ss || !strstr(ss, line)) {
+		fprintf(stderr, "  etc/apubid.conf does not show [%s] %s\n", section, key);
+		d->missing++;
+	}
+	free(para);
+	free(tag);
+	free(line);
+	free(ms);
+	free(ss);
+}
+
+/* Both the sample file and apubid.conf(5) describe every setting of the
+ * table, the man page with its type, range, default and whether SIGHUP
+ * reloads it. */
+static void test_every_setting_is_documented(void)
+{
+	struct doc_check d = { slurp("etc/man/apubid.conf.5"), slurp("etc/apubid.conf"), 0 };
+	CHECK(d.man != NULL && d.sample != NULL);
+	config_each(doc_check_one, &d);
+	free(d.man);
+	free(d.sample);
+	CHECK(d.missing == 0);
+}
+
 /* The shipped sample must always be a valid configuration. Unit tests run
  * from the top of the tree. */
 static void test_sample_config_parses(void)
@@ -912,6 +1211,20 @@ int main(void)
 	RUN(test_missing_file_names_path_and_reason);
 	RUN(test_file_is_read_and_named_in_errors);
 	RUN(test_file_with_nul_byte_is_refused);
+	RUN(test_operations_defaults);
+	RUN(test_operations_settings_can_be_set);
+	RUN(test_relative_log_file_is_made_absolute_against_cwd);
+	RUN(test_operations_numbers_out_of_range_are_refused);
+	RUN(test_notify_url_must_be_http_or_https);
+	RUN(test_notify_url_keeps_userinfo_and_never_repeats_it);
+	RUN(test_reload_applies_what_may_change_at_run_time);
+	RUN(test_reload_names_restart_only_settings_and_keeps_them);
+	RUN(test_reload_of_an_unchanged_file_changes_nothing);
+	RUN(test_reload_keeps_replaced_strings_alive);
+	RUN(test_reload_reports_names_never_values);
+	RUN(test_reread_leaves_restart_only_files_unopened);
+	RUN(test_reread_still_refuses_a_broken_file);
+	RUN(test_every_setting_is_documented);
 	RUN(test_sample_config_parses);
 	return HARNESS_END("test_config");
 }
