@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,7 +88,7 @@ static const struct ctl_command {
 enum {
 	OPT_STORE = 256, OPT_CACERT, OPT_CERT, OPT_KEY, OPT_INSECURE, OPT_USER, OPT_PWFILE,
 	OPT_TIMEOUT, OPT_INTERVAL, OPT_STATE, OPT_KIND, OPT_OLDER, OPT_NEWER, OPT_LIMIT,
-	OPT_BEFORE, OPT_JSON, OPT_REASON,
+	OPT_BEFORE, OPT_JSON, OPT_REASON, OPT_AUTH,
 };
 
 static const struct option ctl_long[] = {
@@ -100,6 +101,7 @@ static const struct option ctl_long[] = {
 	{ "insecure", no_argument, NULL, OPT_INSECURE },
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "password-file", required_argument, NULL, OPT_PWFILE },
+	{ "auth", required_argument, NULL, OPT_AUTH },
 	{ "wait", no_argument, NULL, 'w' },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "interval", required_argument, NULL, OPT_INTERVAL },
@@ -121,7 +123,7 @@ static unsigned ctl_option_cmds(int code)
 {
 	switch (code) {
 	case 'u': case OPT_CACERT: case OPT_CERT: case OPT_KEY: case OPT_INSECURE:
-	case OPT_USER: case OPT_PWFILE:
+	case OPT_USER: case OPT_PWFILE: case OPT_AUTH:
 		return CMDS_CLIENT;
 	case 'w': case OPT_TIMEOUT: case OPT_INTERVAL:
 		return CMDS_WAIT;
@@ -144,6 +146,7 @@ struct ctl_opts {
 	const char *cacert, *cert, *key;
 	int insecure;
 	const char *user, *password_file;
+	int auth_method; /* AUTH_BASIC, AUTH_DIGEST, or 0: as the server offers */
 	int wait;
 	double timeout, interval; /* seconds; timeout 0: wait for ever */
 	int state, kind;
@@ -191,6 +194,8 @@ static void ctl_usage(FILE *f)
 		"      --user USER         authenticate (Digest or Basic, as the server asks);\n"
 		"                          password from $APUBICTL_PASSWORD or --password-file\n"
 		"      --password-file FILE  read the password from the first line of FILE\n"
+		"      --auth basic|digest only answer with this method (default: Digest when\n"
+		"                          offered, Basic otherwise or when Digest is refused)\n"
 		"  -w, --wait              wait until the task is final, showing progress\n"
 		"      --timeout SECONDS   with --wait, give up after this long (default: never)\n"
 		"      --interval SECONDS  with --wait, time between two polls (default: 1)\n"
@@ -416,6 +421,7 @@ struct ctl_client {
 	const char *url;
 	const char *user;
 	char *password;
+	int auth_method; /* AUTH_BASIC or AUTH_DIGEST when forced, else 0 */
 	struct http_da_info da; /* credentials once a server asked for them */
 	int authed;
 	/* The last answer, copied out of gSOAP's memory. */
@@ -431,10 +437,28 @@ struct ctl_call {
 	const char *a, *b;
 };
 
+/* The challenges of the last 401 (AUTH_BASIC | AUTH_DIGEST), seen by a
+ * header hook in front of the plugin's. apubictl has one context, in one
+ * thread. */
+static int ctl_offered;
+static int (*ctl_parsehdr_next)(struct soap *, const char *, const char *);
+
+static int ctl_parsehdr(struct soap *soap, const char *key, const char *val)
+{
+	if (!soap_tag_cmp(key, "WWW-Authenticate")) {
+		if (!soap_tag_cmp(val, "Digest *"))
+			ctl_offered |= AUTH_DIGEST;
+		else if (!soap_tag_cmp(val, "Basic *"))
+			ctl_offered |= AUTH_BASIC;
+	}
+	return ctl_parsehdr_next(soap, key, val);
+}
+
 static int ctl_call_once(struct ctl_client *cl, const struct ctl_call *c)
 {
 	struct soap *soap = cl->soap;
 	int rc;
+	ctl_offered = 0;
 	if (c->op == OP_LOAD) {
 		struct _ns__LoadAsset req = { (char *)c->a, (char *)c->b, NULL };
 		struct _ns__LoadAssetResponse resp = { NULL };
@@ -525,10 +549,44 @@ static int ctl_report(struct ctl_client *cl, int rc)
 	return code;
 }
 
+static void ctl_forget_credentials(struct ctl_client *cl)
+{
+	if (!cl->authed)
+		return;
+	if (cl->da.passwd)
+		explicit_bzero(cl->da.passwd, strlen(cl->da.passwd));
+	http_da_release(cl->soap, &cl->da);
+	cl->authed = 0;
+}
+
+/* Answers the challenge of the 401 just received with `method` and makes
+ * the call again. The plugin sends Digest when it holds a nonce from the
+ * challenge, Basic otherwise. */
+static int ctl_answer(struct ctl_client *cl, const struct ctl_call *c, int method)
+{
+	struct soap *soap = cl->soap;
+	char *realm = util_strdup(soap->authrealm ? soap->authrealm : "");
+	ctl_forget_credentials(cl);
+	http_da_save(soap, &cl->da, realm, cl->user, cl->password);
+	free(realm);
+	if (method == AUTH_BASIC) {
+		free(cl->da.nonce);
+		cl->da.nonce = NULL;
+	}
+	cl->authed = 1;
+	soap_destroy(soap);
+	soap_end(soap);
+	http_da_restore(soap, &cl->da);
+	return ctl_call_once(cl, c);
+}
+
 /* One call with authentication as the server asks: on a 401, answer its
- * challenge (Digest when offered, else Basic) and try once more. Returns
- * an exit status, with the answer in the client on CTL_OK. `quiet` leaves
- * transport errors unreported (the caller retries). */
+ * challenge (Digest when offered, else Basic, unless --auth says) and try
+ * again; when a Digest answer is refused and Basic was offered too, try
+ * Basic (the user may be in the server's Basic file only). The same
+ * happens later when a nonce went stale. Returns an exit status, with the
+ * answer in the client on CTL_OK. `quiet` leaves transport errors
+ * unreported (the caller retries). */
 static int ctl_call(struct ctl_client *cl, const struct ctl_call *c, int quiet, int *transport)
 {
 	struct soap *soap = cl->soap;
@@ -536,18 +594,15 @@ static int ctl_call(struct ctl_client *cl, const struct ctl_call *c, int quiet, 
 		http_da_restore(soap, &cl->da);
 	int rc = ctl_call_once(cl, c);
 	if (rc == 401 && cl->user) {
-		/* A first challenge, or a nonce that went stale: (re)take it. */
-		const char *realm = soap->authrealm ? soap->authrealm : "";
-		char *r = util_strdup(realm);
-		if (cl->authed)
-			http_da_release(soap, &cl->da);
-		http_da_save(soap, &cl->da, r, cl->user, cl->password);
-		free(r);
-		cl->authed = 1;
-		soap_destroy(soap);
-		soap_end(soap);
-		http_da_restore(soap, &cl->da);
-		rc = ctl_call_once(cl, c);
+		int offered = ctl_offered;
+		int method = cl->auth_method     ? cl->auth_method
+			     : offered & AUTH_DIGEST ? AUTH_DIGEST
+						     : AUTH_BASIC;
+		if (offered & method)
+			rc = ctl_answer(cl, c, method);
+		if (rc == 401 && !cl->auth_method && method == AUTH_DIGEST &&
+		    (offered & AUTH_BASIC))
+			rc = ctl_answer(cl, c, AUTH_BASIC);
 	}
 	int code = CTL_OK;
 	if (transport)
@@ -588,6 +643,9 @@ static int ctl_client_init(struct ctl_client *cl, const struct ctl_opts *o, cons
 					       "or give --password-file", o->user);
 		}
 		cl->user = o->user;
+		cl->auth_method = o->auth_method;
+	} else if (o->auth_method) {
+		return ctl_usage_error("--auth needs --user");
 	}
 
 	cl->soap = soap_new1(SOAP_IO_KEEPALIVE | SOAP_C_UTFSTRING | SOAP_XML_TREE);
@@ -601,9 +659,13 @@ static int ctl_client_init(struct ctl_client *cl, const struct ctl_opts *o, cons
 	soap->recv_timeout = 60;
 	soap->send_timeout = 60;
 	soap->transfer_timeout = 120;
-	if (cl->user && soap_register_plugin(soap, http_da)) {
-		fprintf(stderr, "apubictl: cannot set up HTTP authentication\n");
-		return CTL_TRANSPORT;
+	if (cl->user) {
+		if (soap_register_plugin(soap, http_da)) {
+			fprintf(stderr, "apubictl: cannot set up HTTP authentication\n");
+			return CTL_TRANSPORT;
+		}
+		ctl_parsehdr_next = soap->fparsehdr;
+		soap->fparsehdr = ctl_parsehdr;
 	}
 	if (https) {
 		unsigned short flags = SOAP_TLSv1_2 | SOAP_TLSv1_3;
@@ -643,8 +705,7 @@ static int ctl_client_init(struct ctl_client *cl, const struct ctl_opts *o, cons
 static void ctl_client_free(struct ctl_client *cl)
 {
 	if (cl->soap) {
-		if (cl->authed)
-			http_da_release(cl->soap, &cl->da);
+		ctl_forget_credentials(cl);
 		soap_destroy(cl->soap);
 		soap_end(cl->soap);
 		soap_free(cl->soap);
@@ -1204,6 +1265,14 @@ int main(int argc, char **argv)
 		case OPT_INSECURE: o.insecure = 1; break;
 		case OPT_USER: o.user = optarg; break;
 		case OPT_PWFILE: o.password_file = optarg; break;
+		case OPT_AUTH:
+			if (!strcmp(optarg, "basic"))
+				o.auth_method = AUTH_BASIC;
+			else if (!strcmp(optarg, "digest"))
+				o.auth_method = AUTH_DIGEST;
+			else
+				return ctl_usage_error("--auth %s: basic or digest", optarg);
+			break;
 		case 'w': o.wait = 1; break;
 		case OPT_TIMEOUT:
 			if ((o.timeout = ctl_seconds(optarg)) < 0)
@@ -1281,6 +1350,9 @@ int main(int argc, char **argv)
 			return ctl_usage_error("usage: apubictl %s %s (an argument is empty)",
 					       cmd->name, cmd->args);
 
+	/* A server that closes the connection mid-write (a TLS peer refusing
+	 * our certificate) must give an error, not kill the process. */
+	signal(SIGPIPE, SIG_IGN);
 	/* The store's own log lines (schema upgrades, errors) are for the
 	 * daemon's log; apubictl says what matters itself. */
 	log_set_level(LOG_ERROR);
