@@ -27,9 +27,19 @@
  *
  * Stopping: each worker has its own stop flag, which its transfers poll.
  * A monitor thread raises it when apubid stops (the task goes back to
- * queued, the next start resumes it) or when the task's task_timeout has
- * passed (the task fails). Workers never exit the process: a task's
+ * queued, the next start resumes it), when the task's task_timeout has
+ * passed (the task fails), or when an operator cancelled the task
+ * (apubictl cancel marks it in the store; the monitor looks every second;
+ * the task ends cancelled). Workers never exit the process: a task's
  * failure is recorded on the task.
+ *
+ * Housekeeping: the monitor also prunes finished tasks older than
+ * retention_days every prune_interval seconds, with its own store
+ * connection, so a long transfer in a worker never holds pruning up.
+ *
+ * Health: every worker stamps a heartbeat each time it looks for work (at
+ * least once a second when idle), and the monitor each time round its loop;
+ * pool_health reports a thread that has stopped stamping.
  */
 #include "apubid.h"
 
@@ -41,16 +51,25 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POOL_PRUNE_EVERY_MS (10 * 60 * 1000)
+/* A thread that has not stamped its heartbeat for this long is reported
+ * by pool_health. */
+#define POOL_STUCK_MS 10000
+#define POOL_MAX_CANCELS 64
 
-/* One worker: its thread, the stop flag its transfers poll, and the
- * deadline of the task it runs (0: none). The monitor thread raises `stop`
- * when apubid stops or the deadline passes. */
+/* One worker: its thread, the stop flag its transfers poll, and the task
+ * it runs. The monitor thread raises `stop` when apubid stops, the
+ * deadline passes, or an operator cancels the task (then `cancelled` too).
+ * `task_id`, `deadline_ms` and `cancelled` are shared with the monitor
+ * under pool_lock; `beat_ms` and `exited` are atomics. */
 struct pool_worker {
 	pthread_t thread;
 	int index;
 	volatile sig_atomic_t stop;
 	int64_t deadline_ms; /* wall clock */
+	char task_id[TASKID_LEN];
+	int cancelled;
+	int64_t beat_ms;     /* monotonic */
+	int exited;
 };
 
 static const struct config *pool_cfg;
@@ -63,6 +82,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cond;
 static uint64_t pool_generation;
 static int64_t pool_active_count;
+static int64_t pool_monitor_beat_ms;
 
 void pool_add_active(int64_t n)
 {
@@ -92,6 +112,8 @@ static void pool_record(struct store *s, const struct task *t, int state, const 
 		if (store_finish(s, t->id, state, result, reason, note,
 				 pool_cfg->notify_url != NULL) == 0) {
 			pool_add_active(-1);
+			if (pool_cfg->notify_url)
+				notify_wake();
 			return;
 		}
 		usleep(100 * 1000);
@@ -121,7 +143,9 @@ static void pool_retry_or_fail(struct store *s, const struct task *t, const char
 	int64_t delay = pool_backoff_ms(t->attempts);
 	int64_t deadline = t->first_started_ms + (int64_t)pool_cfg->task_timeout * 1000;
 	int within_time = now - t->first_started_ms + delay <= (int64_t)pool_cfg->retry_max_time * 1000;
-	if (t->attempts < pool_cfg->retries && within_time && now + delay < deadline) {
+	if (t->attempts - t->attempt_base < pool_cfg->retries && within_time &&
+	    now + delay < deadline) {
+		metrics_retry();
 		char *reason = util_printf("attempt %d failed, retrying in %lld s: %s", t->attempts,
 					   (long long)((delay + 999) / 1000), err);
 		if (store_retry(s, t->id, now + delay, reason) == 0)
@@ -129,10 +153,31 @@ static void pool_retry_or_fail(struct store *s, const struct task *t, const char
 		free(reason);
 		return;
 	}
-	char *reason = util_printf("gave up after %d attempt%s: %s", t->attempts,
-				   t->attempts == 1 ? "" : "s", err);
+	int made = t->attempts - t->attempt_base;
+	char *reason = util_printf("gave up after %d attempt%s: %s", made, made == 1 ? "" : "s",
+				   err);
 	pool_record(s, t, TS_FAILED, NULL, reason, NULL);
 	log_warn("task %s failed: %s", t->id, reason);
+	free(reason);
+}
+
+/* An operator cancelled the task while it ran: what it staged goes, and
+ * it ends cancelled with the operator's reason. */
+static void pool_cancelled(struct store *s, const struct task *t, int64_t started_wall)
+{
+	if (t->kind == TASK_LOAD)
+		xfer_abandon(pool_cfg, t);
+	struct task now;
+	char *reason = NULL;
+	if (store_get(s, t->id, &now) == 0) {
+		reason = now.reason ? util_printf("cancelled by an operator: %s", now.reason) : NULL;
+		task_clear(&now);
+	}
+	if (!reason)
+		reason = util_strdup("cancelled by an operator");
+	store_attempt(s, t->id, t->attempts, started_wall, reason);
+	pool_record(s, t, TS_CANCELLED, NULL, reason, NULL);
+	log_warn("task %s %s", t->id, reason);
 	free(reason);
 }
 
@@ -144,8 +189,12 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 	log_info("task %s %s running (attempt %d): %s%s%s", t->id, task_kind_name(t->kind),
 		 t->attempts, src, *src ? " -> " : "", dst);
 	int64_t started = util_mono_ms(), started_wall = util_now_ms();
+	pthread_mutex_lock(&pool_lock);
 	w->deadline_ms = t->first_started_ms + (int64_t)pool_cfg->task_timeout * 1000;
-	w->stop = pool_stopping || util_now_ms() >= w->deadline_ms;
+	snprintf(w->task_id, sizeof w->task_id, "%s", t->id);
+	w->cancelled = t->cancel_requested;
+	w->stop = pool_stopping || util_now_ms() >= w->deadline_ms || w->cancelled;
+	pthread_mutex_unlock(&pool_lock);
 
 	int rc;
 	char *note = NULL;
@@ -157,7 +206,19 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 		snprintf(err, sizeof err, "unknown task kind %d", t->kind);
 		rc = XFER_FAILED;
 	}
+	pthread_mutex_lock(&pool_lock);
+	int cancelled = w->cancelled;
 	w->deadline_ms = 0;
+	w->task_id[0] = '\0';
+	w->cancelled = 0;
+	pthread_mutex_unlock(&pool_lock);
+	if (cancelled && rc != XFER_OK) {
+		pool_cancelled(s, t, started_wall);
+		free(note);
+		free(src);
+		free(dst);
+		return;
+	}
 	if (rc == XFER_STOPPED && !pool_stopping) {
 		/* The monitor raised the flag: the task ran out of time. */
 		char *why = util_printf("the task did not finish within task_timeout (%d s)%s%s",
@@ -165,7 +226,12 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 		snprintf(err, sizeof err, "%s", why);
 		free(why);
 		xfer_abandon(pool_cfg, t);
+		metrics_xfer_error("timeout");
 		rc = XFER_FAILED;
+	} else if (rc == XFER_RETRY) {
+		metrics_xfer_error("transient");
+	} else if (rc == XFER_FAILED) {
+		metrics_xfer_error("permanent");
 	}
 	if (rc != XFER_STOPPED)
 		store_attempt(s, t->id, t->attempts, started_wall, rc == XFER_OK ? NULL : err);
@@ -195,28 +261,64 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 
 static void pool_prune(struct store *s)
 {
-	if (pool_cfg->retention_days <= 0)
+	int days = pool_cfg->retention_days;
+	if (days <= 0)
 		return;
-	int64_t before = util_now_ms() - (int64_t)pool_cfg->retention_days * 86400000;
+	int64_t before = util_now_ms() - (int64_t)days * 86400000;
 	int64_t n = store_prune(s, before);
 	if (n > 0)
-		log_info("store: pruned %lld tasks finished more than %d days ago", (long long)n,
-			 pool_cfg->retention_days);
+		log_info("store: pruned %lld tasks finished more than %d days ago", (long long)n, days);
 }
 
-/* Raises a worker's stop flag when apubid stops or its task's time is up. */
+/* Stops the workers running tasks an operator cancelled. */
+static void pool_cancel_requested(struct store *s)
+{
+	char ids[POOL_MAX_CANCELS][TASKID_LEN];
+	int n = store_cancel_requests(s, ids, POOL_MAX_CANCELS);
+	pthread_mutex_lock(&pool_lock);
+	for (int k = 0; k < n; k++)
+		for (int i = 0; i < pool_nthreads; i++)
+			if (strcmp(pool_workers[i].task_id, ids[k]) == 0 && !pool_workers[i].cancelled) {
+				pool_workers[i].cancelled = 1;
+				pool_workers[i].stop = 1;
+				log_info("task %s: cancel requested by an operator, stopping it", ids[k]);
+			}
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* Raises a worker's stop flag when apubid stops, its task's time is up, or
+ * an operator cancelled its task; prunes the store now and then. */
 static void *pool_monitor(void *arg)
 {
 	(void)arg;
+	char err[512];
+	struct store *s = NULL;
+	int64_t next_store = 0, next_prune = 0;
 	while (!pool_stopping) {
-		int64_t now = util_now_ms();
+		int64_t now = util_now_ms(), mono = util_mono_ms();
+		__atomic_store_n(&pool_monitor_beat_ms, mono, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&pool_lock);
 		for (int i = 0; i < pool_nthreads; i++) {
 			int64_t d = pool_workers[i].deadline_ms;
 			if (d && now >= d)
 				pool_workers[i].stop = 1;
 		}
+		pthread_mutex_unlock(&pool_lock);
+		if (mono >= next_store) {
+			next_store = mono + 1000;
+			if (!s && !(s = store_open(pool_cfg->store_path, err, sizeof err)))
+				log_error("worker monitor: %s; trying again", err);
+			if (s)
+				pool_cancel_requested(s);
+			if (s && mono >= next_prune) {
+				pool_prune(s);
+				int every = pool_cfg->prune_interval > 0 ? pool_cfg->prune_interval : 600;
+				next_prune = mono + (int64_t)every * 1000;
+			}
+		}
 		usleep(200 * 1000);
 	}
+	store_close(s);
 	for (int i = 0; i < pool_nthreads; i++)
 		pool_workers[i].stop = 1;
 	return NULL;
@@ -232,12 +334,8 @@ static void *pool_main(void *arg)
 		log_error("worker %d: %s; trying again", index, err);
 		sleep(1);
 	}
-	int64_t next_prune = 0;
 	while (!pool_stopping) {
-		if (index == 0 && util_mono_ms() >= next_prune) {
-			pool_prune(s);
-			next_prune = util_mono_ms() + POOL_PRUNE_EVERY_MS;
-		}
+		__atomic_store_n(&w->beat_ms, util_mono_ms(), __ATOMIC_RELAXED);
 		pthread_mutex_lock(&pool_lock);
 		uint64_t seen = pool_generation;
 		pthread_mutex_unlock(&pool_lock);
@@ -262,7 +360,40 @@ static void *pool_main(void *arg)
 		pthread_mutex_unlock(&pool_lock);
 	}
 	store_close(s);
+	__atomic_store_n(&w->exited, 1, __ATOMIC_RELAXED);
 	return NULL;
+}
+
+int pool_health(char *why, size_t whylen)
+{
+	int64_t now = util_mono_ms();
+	if (!pool_workers || pool_stopping) {
+		util_error(why, whylen, "the task workers are not running");
+		return -1;
+	}
+	for (int i = 0; i < pool_nthreads; i++) {
+		struct pool_worker *w = &pool_workers[i];
+		if (__atomic_load_n(&w->exited, __ATOMIC_RELAXED)) {
+			util_error(why, whylen, "worker %d has stopped", i);
+			return -1;
+		}
+		pthread_mutex_lock(&pool_lock);
+		int busy = w->task_id[0] != '\0';
+		pthread_mutex_unlock(&pool_lock);
+		int64_t beat = __atomic_load_n(&w->beat_ms, __ATOMIC_RELAXED);
+		if (!busy && beat && now - beat > POOL_STUCK_MS) {
+			util_error(why, whylen, "worker %d has not looked for work for %lld s", i,
+				   (long long)((now - beat) / 1000));
+			return -1;
+		}
+	}
+	int64_t beat = __atomic_load_n(&pool_monitor_beat_ms, __ATOMIC_RELAXED);
+	if (beat && now - beat > POOL_STUCK_MS) {
+		util_error(why, whylen, "the worker monitor has not run for %lld s",
+			   (long long)((now - beat) / 1000));
+		return -1;
+	}
+	return 0;
 }
 
 int pool_start(const struct config *c)
@@ -277,6 +408,7 @@ int pool_start(const struct config *c)
 	pool_workers = util_calloc((size_t)c->workers, sizeof *pool_workers);
 	for (int i = 0; i < c->workers; i++) {
 		pool_workers[i].index = i;
+		pool_workers[i].beat_ms = util_mono_ms();
 		int rc = pthread_create(&pool_workers[i].thread, NULL, pool_main, &pool_workers[i]);
 		if (rc != 0) {
 			log_error("cannot start worker %d: %s", i, strerror(rc));

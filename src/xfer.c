@@ -758,6 +758,7 @@ static int xfer_item(struct xfer_job *j, struct item *it)
 			rc = XS_TRANSIENT;
 		} else {
 			it->state = ITEM_DONE;
+			metrics_file(size);
 			j->bytes_base += size;
 			j->bytes_cur = 0;
 		}
