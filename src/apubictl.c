@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -796,8 +797,16 @@ static int ctl_wait(struct ctl_client *cl, const struct ctl_opts *o, struct stor
 							: "no answer, retrying",
 					 prog ? " - " : "", prog ? prog : "");
 		if (tty) {
-			fprintf(stderr, "\r\033[K%s (%" PRId64 " s)", line, elapsed / 1000);
+			/* One line that never wraps, or \r would not go back to it. */
+			char *shown = util_printf("%s (%" PRId64 " s)", line, elapsed / 1000);
+			struct winsize ws;
+			size_t cols = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1
+					      ? ws.ws_col - 1 : 79;
+			if (strlen(shown) > cols)
+				shown[cols] = '\0';
+			fprintf(stderr, "\r\033[K%s", shown);
 			fflush(stderr);
+			free(shown);
 		} else if (code == CTL_OK && (cl->status != last_status || state != last_state ||
 					      (prog && last_line && strcmp(line, last_line) &&
 					       state != TS_RUNNING))) {
