@@ -1,0 +1,58 @@
+"""GET /healthz: 200 "ok" while the store takes writes and every worker is
+alive; 503 with the reason when the store is made read-only (no write bit
+on its file: store_health counts that as read-only even for root), and 200
+again once it is writable. A failing probe is logged once, not once per
+probe. With [auth], /healthz needs credentials like every other route.
+"""
+import base64
+import os
+import subprocess
+
+from conftest import post
+
+
+def health(d, headers=None):
+    r = post(d.port, None, headers or {}, path="/healthz", method="GET")
+    return r.status, r.headers.get("Content-Type", ""), r.body.decode("utf-8", "replace")
+
+
+def test_fresh_daemon_is_healthy(daemon):
+    status, ctype, body = health(daemon)
+    assert status == 200, body
+    assert ctype.startswith("text/plain"), ctype
+    assert body == "ok\n"
+
+
+def test_read_only_store_is_503_with_the_reason_until_restored(daemon):
+    store = daemon.tmp / "apubid.db"
+    assert health(daemon)[0] == 200
+    mode = os.stat(store).st_mode & 0o777
+    os.chmod(store, 0o444)
+    try:
+        for _ in range(3):
+            status, ctype, body = health(daemon)
+            assert status == 503, body
+            assert ctype.startswith("text/plain"), ctype
+            assert "store" in body and "read-only" in body, body
+    finally:
+        os.chmod(store, mode)
+    status, _, body = health(daemon)
+    assert status == 200 and body == "ok\n", body
+    log = daemon.log_text()
+    assert log.count("health check: store:") == 1, "a failing probe is logged once per change"
+    assert "health check: healthy again" in log
+    # The 503s were answered and logged as requests like any other.
+    assert log.count("op=healthz status=503") == 3
+
+
+def test_healthz_needs_credentials_under_auth(tmp_path, make_daemon):
+    pw = "he4lth secret"
+    p = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=pw.encode() + b"\n",
+                       capture_output=True, check=True, timeout=30)
+    users = tmp_path / "users"
+    users.write_text(f"dave:{p.stdout.decode().strip()}\n")
+    users.chmod(0o600)
+    d = make_daemon(auth={"users_file": str(users)})
+    assert health(d)[0] == 401
+    good = {"Authorization": "Basic " + base64.b64encode(f"dave:{pw}".encode()).decode()}
+    assert health(d, good)[0] == 200
