@@ -301,15 +301,27 @@ static int web_list(struct soap *soap, struct conn *cn, int format, const char *
 	return web_send_owned(soap, 200, format == VIEW_XML ? WEB_XML : WEB_JSON, out);
 }
 
+/* Whether the last health check failed: a probe that runs every second
+ * must not write a log line every second, only when the answer changes. */
+static int web_unhealthy;
+
+static int web_health_fail(struct soap *soap, const char *what, const char *why)
+{
+	if (!__atomic_exchange_n(&web_unhealthy, 1, __ATOMIC_RELAXED))
+		log_warn("health check: %s: %s", what, why);
+	return web_send_owned(soap, 503, WEB_TEXT, util_printf("unhealthy: %s: %s\n", what, why));
+}
+
 /* GET /healthz: the store takes writes, and every worker is alive. */
 static int web_health(struct soap *soap, struct conn *cn)
 {
 	char why[256];
-	if (store_health(cn->store, why, sizeof why) < 0) {
-		char *body = util_printf("unhealthy: store: %s\n", why);
-		log_warn("health check: store: %s", why);
-		return web_send_owned(soap, 503, WEB_TEXT, body);
-	}
+	if (store_health(cn->store, why, sizeof why) < 0)
+		return web_health_fail(soap, "store", why);
+	if (pool_health(why, sizeof why) < 0)
+		return web_health_fail(soap, "workers", why);
+	if (__atomic_exchange_n(&web_unhealthy, 0, __ATOMIC_RELAXED))
+		log_info("health check: healthy again");
 	return web_send_status(soap, 200, WEB_TEXT, "ok\n");
 }
 
