@@ -833,16 +833,28 @@ void notify_stop(void);
 
 enum view_format { VIEW_JSON = 0, VIEW_XML = 1 };
 /* One task rendered whole: id, kind, status (APUBI), state, source and
- * destination (credentials masked), result (DestinationAsset), reason,
- * note, progress (bytes and files, done and total), timestamps (ISO 8601
- * UTC), attempts with errors, state history, items (path, is_dir, size,
- * state, sha256, error), and the notification (state, attempts, last
- * error, delivered at). With status_only, only {"id", "status"} (XML:
- * <task id=".."><status>..</status></task>). JSON through jansson. Returns
- * 0 and a malloc'ed *out, 1 for an unknown task, -1 on error. */
+ * destination (credentials masked), destination_asset (the result),
+ * reason, note, created/updated/first_started/next_attempt (ISO 8601 UTC
+ * with milliseconds, left out when zero; next_attempt only while waiting
+ * to retry), attempts (how many were started), progress {bytes_done,
+ * bytes_total, files_done, files_total}, attempt_log [{n, started, ended,
+ * error}], history [{at, state, detail}], items [{path, is_dir, size,
+ * state (pending, done, failed), sha256, error}] and notification {state,
+ * attempts, last_error, delivered_at}. Absent strings are JSON null. The
+ * XML carries the same tree: <task id=".."> with one element per member,
+ * null members left out, arrays as <attempt_log><attempt>..,
+ * <history><event>.., <items><item>... With status_only, only {"id",
+ * "status"} (XML: <task id=".."><status>..</status></task>). Stored text
+ * is made valid UTF-8 first, so no stored byte breaks either document.
+ * Returns 0 and a malloc'ed *out, 1 for an unknown task (*out NULL), -1
+ * on error. */
 int view_task(struct store *s, const char *id, int format, int status_only, char **out);
-/* A page of tasks (the summary fields of each, no items/attempts/history)
- * and, when more remain, the cursor for the next page (the last seq). */
+/* A page of tasks, newest first: {"tasks": [summary...], "next": cursor}
+ * (XML: <tasks next=".."><task id="..">..</task>..</tasks>), a summary
+ * being a task's fields up to progress (no attempt_log, history, items or
+ * notification). The cursor is the decimal seq of the page's last task, a
+ * string to pass back as before_seq; it is null (no attribute) when no
+ * task lies beyond the page. Returns 0 and a malloc'ed *out, or -1. */
 int view_list(struct store *s, const struct task_filter *f, int format, char **out);
 /* An error document in a view's format: {"error": msg} or
  * <error>msg</error>; malloc'ed. */
