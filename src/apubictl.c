@@ -536,7 +536,16 @@ static int ctl_report(struct ctl_client *cl, int rc)
 				url);
 		code = CTL_TRANSPORT;
 	} else if (rc >= 100 && rc < 600) {
-		fprintf(stderr, "apubictl: %s: HTTP %d without a SOAP answer\n", url, rc);
+		/* gSOAP reads no body with these statuses; say what they
+		 * usually mean with apubid. A 503 (queue full, stopping) is
+		 * worth trying again later, like a refused connection. */
+		const char *why = rc == 404   ? ": no endpoint there (check the URL's path)"
+				  : rc == 503 ? ": the queue is full or the server is stopping; "
+						"try again later"
+				  : rc == 413 ? ": the request is too large for the server"
+				  : rc == 405 ? ": the URL does not take SOAP requests"
+					      : "";
+		fprintf(stderr, "apubictl: %s: HTTP %d without a SOAP answer%s\n", url, rc, why);
 		code = CTL_TRANSPORT;
 	} else {
 		char *s1 = ctl_safe(fs ? fs : "transport error");
