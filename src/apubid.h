@@ -487,8 +487,15 @@ struct store;
 
 struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *s);
-/* Commits a new task durably (fsync'ed) before returning 0. */
+/* Commits a new task durably (fsync'ed) before returning 0. After
+ * store_batch_start, the task goes through the group committer (s is then
+ * not used): concurrent callers share one transaction and one fsync, and
+ * each returns once the commit holding its task is done. */
 int store_insert(struct store *s, const struct task *t);
+/* Starts and stops the group committer, with its own connection to the
+ * store at `path`. Stop only when no store_insert can still be called. */
+int store_batch_start(const char *path, char *err, size_t errlen);
+void store_batch_stop(void);
 /* 0 and *t filled (caller task_clear's it), 1 when no such task, -1 on error. */
 int store_get(struct store *s, const char *id, struct task *t);
 /* Atomically moves the oldest queued task, or retry task whose time has

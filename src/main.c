@@ -228,6 +228,11 @@ int main(int argc, char **argv)
 		log_info("store: %d interrupted tasks queued again", recovered);
 	log_info("store: %s, %lld unfinished tasks", main_cfg.store_path, (long long)active);
 	pool_add_active(active);
+	if (store_batch_start(main_cfg.store_path, err, sizeof err) < 0) {
+		log_error("%s", err);
+		config_free(&main_cfg);
+		return 1;
+	}
 
 	if (pool_start(&main_cfg) < 0) {
 		config_free(&main_cfg);
@@ -253,6 +258,9 @@ int main(int argc, char **argv)
 	if (!main_stop)
 		pthread_kill(sig_thread, SIGTERM);
 	pthread_join(sig_thread, NULL);
+	/* No request is in flight any more: nothing can be waiting for the
+	 * committer. */
+	store_batch_stop();
 	pool_stop();
 	notify_stop();
 	xfer_curl_global_cleanup();

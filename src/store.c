@@ -14,11 +14,20 @@
  *
  * Claiming is one UPDATE ... RETURNING statement, so two workers (or two
  * processes) can never claim the same task.
+ *
+ * Group commit: a durable commit costs one fsync, and a disk does a few
+ * thousand of those a second at best. Once store_batch_start has run, new
+ * tasks are not inserted by the caller's connection but handed to one
+ * committer thread, which writes every task that arrived while the last
+ * fsync was running in one transaction and wakes each caller after the
+ * commit that holds its task. A caller is still answered only once its
+ * task is on disk; under load many callers share one fsync.
  */
 #include "apubid.h"
 
 #include <sqlite3.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -261,7 +270,9 @@ static void store_bind_text(sqlite3_stmt *st, int i, const char *v)
 		sqlite3_bind_null(st, i);
 }
 
-int store_insert(struct store *s, const struct task *t)
+/* Inserts one task with this connection's statement, inside or outside
+ * a transaction. */
+static int store_insert_one(struct store *s, const struct task *t)
 {
 	sqlite3_stmt *st = s->q[Q_INSERT];
 	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
@@ -273,6 +284,128 @@ int store_insert(struct store *s, const struct task *t)
 	sqlite3_bind_int64(st, 7, t->created_ms);
 	sqlite3_bind_int64(st, 8, t->created_ms);
 	return store_step_done(s, st, "insert");
+}
+
+/* One caller waiting for its task to be committed by the batch thread. */
+struct store_batch_req {
+	const struct task *t;
+	int rc;
+	int done;
+	struct store_batch_req *next;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake; /* the committer: work arrived, or stop */
+	pthread_cond_t done; /* the callers: a batch was committed */
+	struct store_batch_req *head, **tail;
+	struct store *s;     /* the committer's own connection */
+	pthread_t thread;
+	int running, stopping;
+	int64_t batches, tasks; /* for the log at stop */
+} store_batch = { .lock = PTHREAD_MUTEX_INITIALIZER,
+		  .wake = PTHREAD_COND_INITIALIZER,
+		  .done = PTHREAD_COND_INITIALIZER };
+
+/* Commits one batch; every request gets the batch's outcome, or its own
+ * insert's failure. A failed COMMIT rolls everything back: all fail. */
+static void store_batch_commit(struct store_batch_req *list)
+{
+	struct store *s = store_batch.s;
+	int ok = store_exec(s, "BEGIN IMMEDIATE") == 0;
+	for (struct store_batch_req *r = list; r; r = r->next)
+		r->rc = ok ? store_insert_one(s, r->t) : -1;
+	if (ok && store_exec(s, "COMMIT") < 0) {
+		store_exec(s, "ROLLBACK");
+		ok = 0;
+	}
+	for (struct store_batch_req *r = list; r; r = r->next)
+		if (!ok)
+			r->rc = -1;
+}
+
+static void *store_batch_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&store_batch.lock);
+	for (;;) {
+		while (!store_batch.head && !store_batch.stopping)
+			pthread_cond_wait(&store_batch.wake, &store_batch.lock);
+		struct store_batch_req *list = store_batch.head;
+		if (!list)
+			break; /* stopping, and nothing left to write */
+		store_batch.head = NULL;
+		store_batch.tail = &store_batch.head;
+		pthread_mutex_unlock(&store_batch.lock);
+
+		store_batch_commit(list);
+		int64_t n = 0;
+		pthread_mutex_lock(&store_batch.lock);
+		for (struct store_batch_req *r = list, *next; r; r = next) {
+			next = r->next; /* r belongs to its caller once done is set */
+			r->done = 1;
+			n++;
+		}
+		store_batch.batches++;
+		store_batch.tasks += n;
+		pthread_cond_broadcast(&store_batch.done);
+	}
+	pthread_mutex_unlock(&store_batch.lock);
+	return NULL;
+}
+
+int store_batch_start(const char *path, char *err, size_t errlen)
+{
+	if (store_batch.running)
+		return 0;
+	store_batch.s = store_open(path, err, errlen);
+	if (!store_batch.s)
+		return -1;
+	store_batch.head = NULL;
+	store_batch.tail = &store_batch.head;
+	store_batch.stopping = 0;
+	store_batch.batches = store_batch.tasks = 0;
+	int rc = pthread_create(&store_batch.thread, NULL, store_batch_main, NULL);
+	if (rc != 0) {
+		util_error(err, errlen, "cannot start the store's committer: %s", strerror(rc));
+		store_close(store_batch.s);
+		store_batch.s = NULL;
+		return -1;
+	}
+	store_batch.running = 1;
+	return 0;
+}
+
+void store_batch_stop(void)
+{
+	if (!store_batch.running)
+		return;
+	pthread_mutex_lock(&store_batch.lock);
+	store_batch.stopping = 1;
+	pthread_cond_signal(&store_batch.wake);
+	pthread_mutex_unlock(&store_batch.lock);
+	pthread_join(store_batch.thread, NULL);
+	store_batch.running = 0;
+	store_close(store_batch.s);
+	store_batch.s = NULL;
+	if (store_batch.batches)
+		log_debug("store: %lld tasks committed in %lld batches", (long long)store_batch.tasks,
+			  (long long)store_batch.batches);
+}
+
+int store_insert(struct store *s, const struct task *t)
+{
+	if (!store_batch.running)
+		return store_insert_one(s, t);
+	struct store_batch_req r = { .t = t, .rc = -1 };
+	pthread_mutex_lock(&store_batch.lock);
+	*store_batch.tail = &r;
+	store_batch.tail = &r.next;
+	pthread_cond_signal(&store_batch.wake);
+	while (!r.done)
+		pthread_cond_wait(&store_batch.done, &store_batch.lock);
+	pthread_mutex_unlock(&store_batch.lock);
+	return r.rc;
 }
 
 static char *store_column_text(sqlite3_stmt *st, int i)

@@ -7,6 +7,7 @@
 #include "harness.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -571,6 +572,51 @@ static void test_notifications_become_due_and_record_their_fate(void)
 	store_close(s);
 }
 
+#define BATCH_THREADS 8
+#define BATCH_EACH 50
+static char batch_ids[BATCH_THREADS * BATCH_EACH][TASKID_LEN];
+
+static void *batch_inserter(void *arg)
+{
+	int k = (int)(intptr_t)arg;
+	for (int i = 0; i < BATCH_EACH; i++) {
+		struct task t;
+		make_task(&t, "b.ts");
+		if (store_insert(NULL, &t) == 0)
+			snprintf(batch_ids[k * BATCH_EACH + i], TASKID_LEN, "%s", t.id);
+	}
+	return NULL;
+}
+
+static void test_group_commit_keeps_every_concurrent_insert(void)
+{
+	struct store *s = fresh_store();
+	char err[256];
+	memset(batch_ids, 0, sizeof batch_ids);
+	CHECK(store_batch_start(path, err, sizeof err) == 0);
+	pthread_t th[BATCH_THREADS];
+	for (int i = 0; i < BATCH_THREADS; i++)
+		pthread_create(&th[i], NULL, batch_inserter, (void *)(intptr_t)i);
+	for (int i = 0; i < BATCH_THREADS; i++)
+		pthread_join(th[i], NULL);
+	store_batch_stop();
+	/* Every insert that returned 0 is readable from another connection. */
+	int found = 0;
+	for (int i = 0; i < BATCH_THREADS * BATCH_EACH; i++) {
+		struct task got;
+		if (batch_ids[i][0] && store_get(s, batch_ids[i], &got) == 0) {
+			found++;
+			task_clear(&got);
+		}
+	}
+	CHECK(found == BATCH_THREADS * BATCH_EACH);
+	/* Without the committer, inserts go straight through again. */
+	struct task t;
+	make_task(&t, "after.ts");
+	CHECK(store_insert(s, &t) == 0);
+	store_close(s);
+}
+
 static void test_health_fails_on_a_read_only_store(void)
 {
 	struct store *s = fresh_store();
@@ -613,6 +659,7 @@ int main(void)
 	RUN(test_operator_retry_gives_a_failed_task_a_fresh_budget);
 	RUN(test_operator_cancel_ends_queued_and_flags_running_tasks);
 	RUN(test_notifications_become_due_and_record_their_fate);
+	RUN(test_group_commit_keeps_every_concurrent_insert);
 	RUN(test_health_fails_on_a_read_only_store);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
