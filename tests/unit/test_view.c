@@ -273,5 +273,5 @@ int main(void)
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", dir);
-	return HARNESS_END("view");
+	return HARNESS_END("test_view");
 }
