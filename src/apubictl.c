@@ -1157,9 +1157,9 @@ static int ctl_show(struct store *s, const struct ctl_opts *o, const char *id)
 	return CTL_OK;
 }
 
-/* After a refused operator action: a task in the wrong state (exit 8),
- * or trouble with the store (exit 6). */
-static int ctl_refused(struct store *s, const char *id, const char *err)
+/* After a refused operator action: a task in a state that does not allow
+ * it (exit 8), or trouble with the store (exit 6). */
+static int ctl_refused(struct store *s, int cmd, const char *id, const char *err)
 {
 	struct task t;
 	int rc = store_get(s, id, &t);
@@ -1170,10 +1170,10 @@ static int ctl_refused(struct store *s, const char *id, const char *err)
 		return CTL_NO_TASK;
 	if (rc < 0)
 		return CTL_STORE;
+	int refused = cmd == CMD_RETRY ? t.state != TS_FAILED && t.state != TS_CANCELLED
+				       : task_is_final(t.state);
 	task_clear(&t);
-	/* The task exists: a store that works refused because of its state,
-	 * unless the message says the store failed. */
-	return strstr(err, "store") ? CTL_STORE : CTL_REFUSED;
+	return refused ? CTL_REFUSED : CTL_STORE;
 }
 
 static int ctl_store_command(int cmd, const struct ctl_opts *o, char **args)
@@ -1204,7 +1204,7 @@ static int ctl_store_command(int cmd, const struct ctl_opts *o, char **args)
 			fprintf(stderr, "apubictl: no task %s in the store\n", args[0]);
 			code = CTL_NO_TASK;
 		} else {
-			code = ctl_refused(s, args[0], err);
+			code = ctl_refused(s, cmd, args[0], err);
 		}
 		break;
 	case CMD_CANCEL: {
@@ -1221,7 +1221,7 @@ static int ctl_store_command(int cmd, const struct ctl_opts *o, char **args)
 			fprintf(stderr, "apubictl: no task %s in the store\n", args[0]);
 			code = CTL_NO_TASK;
 		} else {
-			code = ctl_refused(s, args[0], err);
+			code = ctl_refused(s, cmd, args[0], err);
 		}
 		break;
 	}
