@@ -867,6 +867,16 @@ int view_list(struct store *s, const struct task_filter *f, int format, char **o
  * <error>msg</error>; malloc'ed. */
 char *view_error(int format, const char *msg);
 
+/* ---- apubictl.c: the operator's tool, a program of its own ------------ */
+
+/* apubictl exports nothing: it links util, log, url, config, auth, store,
+ * task, view and embed with gSOAP's client stubs (never the server). Its
+ * exit statuses are a contract with scripts, documented in apubictl(8):
+ * 0 done (with --wait: SUCCESS), 1 the task ended FAILED (--wait), 2 usage
+ * or configuration error, 3 SOAP fault, 4 no SOAP answer (connection, TLS,
+ * HTTP error, 401), 5 --wait timed out, 6 store error, 7 no such task in
+ * the store, 8 not possible in the task's state. */
+
 /* ---- metrics.c: counters for /metrics (Prometheus text format) ------- */
 
 /* Every function here is thread-safe and lock-free (atomics). `op` is one
