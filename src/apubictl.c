@@ -806,8 +806,13 @@ static int ctl_wait(struct ctl_client *cl, const struct ctl_opts *o, struct stor
 							: "no answer, retrying",
 					 prog ? " - " : "", prog ? prog : "");
 		if (tty) {
-			/* One line that never wraps, or \r would not go back to it. */
-			char *shown = util_printf("%s (%" PRId64 " s)", line, elapsed / 1000);
+			/* One line that never wraps, or \r would not go back to
+			 * it; the TaskId is on stdout already. */
+			char *shown = util_printf("%s%s%s (%" PRId64 " s)",
+						  code == CTL_OK ? ctl_status_name(cl->status)
+								 : "no answer, retrying",
+						  prog ? " - " : "", prog ? prog : "",
+						  elapsed / 1000);
 			struct winsize ws;
 			size_t cols = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1
 					      ? ws.ws_col - 1 : 79;

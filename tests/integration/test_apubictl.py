@@ -8,10 +8,15 @@ Store half (tasks, show, retry, cancel, prune): it opens the daemon's store
 through the daemon's own apubid.conf (-c), beside the running daemon, and
 what it changes the daemon honours. Only 127.0.0.1 is contacted.
 """
+import fcntl
 import json
 import os
+import pty
 import re
+import select
+import struct
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -153,6 +158,46 @@ def test_wait_gives_up_after_timeout_with_exit_5(tmp_path, make_daemon):
         assert "IN_PROGRESS" in p.stderr, explain(p)  # one line per change, not a TTY
         expect(ctl("-c", d.conf, "cancel", tid), 0)
         assert d.wait_for_status(tid)[0] == "FAILED"
+
+
+def test_wait_on_a_terminal_updates_one_line_with_progress_from_the_store(tmp_path,
+                                                                          make_daemon):
+    with FtpServer(tmp_path, throttle_bytes_per_sec=64 << 10) as ftp:
+        (ftp.root / "slow.ts").write_bytes(b"s" * (4 << 20))
+        d = slow_daemon(make_daemon, ftp)
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+        try:
+            p = subprocess.Popen([APUBICTL, "-c", d.conf, "load", ftp.url("slow.ts"), "slow.ts",
+                                  "--wait", "--timeout", "2.5", "--interval", "0.2"],
+                                 stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+                                 text=True)
+            os.close(slave)
+            slave = None
+            out, _ = p.communicate(timeout=RUN_TIMEOUT)
+            tty = b""
+            while True:
+                r, _, _ = select.select([master], [], [], 0.5)
+                if not r:
+                    break
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                tty += chunk
+        finally:
+            os.close(master)
+            if slave is not None:
+                os.close(slave)
+        assert p.returncode == 5, (p.returncode, out, tty)
+        text = tty.decode("utf-8", "replace")
+        assert text.count("\r\x1b[K") >= 3, repr(text)          # redrawn in place
+        assert "\n" not in text[:text.index("apubictl: task")], repr(text)  # one line
+        assert re.search(r"IN_PROGRESS - running, attempt 1, [0-9.]+ [KM]iB/4\.0 MiB, 0/1 files",
+                         text), repr(text)
+        expect(ctl("-c", d.conf, "cancel", out.strip()), 0)
 
 
 # ---- usage ----------------------------------------------------------------
