@@ -935,8 +935,12 @@ int svc_fault(struct soap *soap, int sender, const char *msg);
  * every apubid fault carries. */
 void svc_fault_detail(struct soap *soap);
 
-/* web.c: the GET handler (?wsdl, ?xsd; 404 elsewhere). */
+/* web.c: the GET handler: ?wsdl and ?xsd on the endpoint; /tasks/ID.json,
+ * /tasks/ID.xml, /tasks[.json|.xml], /healthz and /metrics at the server
+ * root; a 404 fault elsewhere. */
 int web_get(struct soap *soap);
+/* web.c: HEAD, answered as web_get would answer GET, without the body. */
+int web_head(struct soap *soap);
 
 /* Binds, runs the accept loop and the serving threads until *stop, then
  * drains requests in flight and returns 0 (or -1 if binding failed). */

@@ -943,6 +943,7 @@ static struct soap *server_prepare(const struct config *c)
 	master->maxlength = SERVER_MAX_STRING;
 	master->maxoccurs = SERVER_MAX_OCCURS;
 	master->fget = web_get;
+	master->fhead = web_head;
 	server_orig_response = master->fresponse;
 	master->fresponse = server_response;
 	server_orig_parsehdr = master->fparsehdr;

@@ -14,7 +14,8 @@
  * host[:port], and https:// when the connection is TLS), so a client
  * generated from ?wsdl talks to the right place behind any port mapping.
  * Other queries on the endpoint are 405 (it takes POST); any other path is
- * a 404 fault.
+ * a 404 fault. HEAD gets what GET would, without the body, so that a load
+ * balancer probing /healthz with HEAD sees the 503 too.
  *
  * Every route sits behind the same authentication as SOAP: server.c checks
  * credentials when the request line and headers are parsed, before the
@@ -84,6 +85,11 @@ static char *web_replace(const char *text, const char *from, const char *to)
 	return util_printf("%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
 }
 
+/* Set while web_head runs web_get: answers get their status line and
+ * headers (Content-Length included) but no body. Serving threads answer
+ * one request at a time, so a thread-local flag is enough. */
+static __thread int web_head_only;
+
 /* Sends `body` with an HTTP status and content type; returns SOAP_OK when
  * it went out (the engine then takes the request as answered). */
 static int web_send_status(struct soap *soap, int status, const char *type, const char *body)
@@ -92,9 +98,19 @@ static int web_send_status(struct soap *soap, int status, const char *type, cons
 	soap->http_content = type;
 	soap->length = len;
 	if (soap_response(soap, status == 200 ? SOAP_FILE : SOAP_FILE + status) ||
-	    soap_send_raw(soap, body, len) || soap_end_send(soap))
+	    (!web_head_only && soap_send_raw(soap, body, len)) || soap_end_send(soap))
 		return soap->error;
 	return SOAP_OK;
+}
+
+/* A SOAP fault with an HTTP status for GET; for HEAD, the status alone
+ * (a fault is a body). */
+static int web_fault(struct soap *soap, int status, const char *msg)
+{
+	if (web_head_only)
+		return web_send_status(soap, status, "text/xml; charset=utf-8", "");
+	svc_fault(soap, 1, msg);
+	return status;
 }
 
 static int web_send(struct soap *soap, const char *body)
@@ -360,8 +376,7 @@ int web_get(struct soap *soap)
 		}
 		char msg[300];
 		snprintf(msg, sizeof msg, "no such resource: %.200s", path);
-		svc_fault(soap, 1, msg);
-		return 404;
+		return web_fault(soap, 404, msg);
 	}
 	if (query && (strcmp(query, "wsdl") == 0 || strcmp(query, "WSDL") == 0)) {
 		cn->op = "wsdl";
@@ -382,6 +397,14 @@ int web_get(struct soap *soap)
 		cn->op = "xsd";
 		return web_send(soap, embed_xsd);
 	}
-	svc_fault(soap, 1, "the APUBI endpoint takes SOAP requests by POST; GET serves only ?wsdl and ?xsd");
-	return 405;
+	return web_fault(soap, 405,
+			 "the APUBI endpoint takes SOAP requests by POST; GET serves only ?wsdl and ?xsd");
+}
+
+int web_head(struct soap *soap)
+{
+	web_head_only = 1;
+	int rc = web_get(soap);
+	web_head_only = 0;
+	return rc;
 }

@@ -1,5 +1,5 @@
 """GET /healthz: 200 "ok" while the store takes writes and every worker is
-alive; 503 with the reason when the store is made read-only (no write bit
+alive (HEAD: the same status without a body); 503 with the reason when the store is made read-only (no write bit
 on its file: store_health counts that as read-only even for root), and 200
 again once it is writable. A failing probe is logged once, not once per
 probe. With [auth], /healthz needs credentials like every other route.
@@ -21,6 +21,8 @@ def test_fresh_daemon_is_healthy(daemon):
     assert status == 200, body
     assert ctype.startswith("text/plain"), ctype
     assert body == "ok\n"
+    r = post(daemon.port, None, {}, path="/healthz", method="HEAD")
+    assert r.status == 200 and r.body == b"", r
 
 
 def test_read_only_store_is_503_with_the_reason_until_restored(daemon):
@@ -34,6 +36,9 @@ def test_read_only_store_is_503_with_the_reason_until_restored(daemon):
             assert status == 503, body
             assert ctype.startswith("text/plain"), ctype
             assert "store" in body and "read-only" in body, body
+        # A load balancer probing with HEAD sees the same status, no body.
+        r = post(daemon.port, None, {}, path="/healthz", method="HEAD")
+        assert r.status == 503 and r.body == b"", r
     finally:
         os.chmod(store, mode)
     status, _, body = health(daemon)
@@ -42,7 +47,7 @@ def test_read_only_store_is_503_with_the_reason_until_restored(daemon):
     assert log.count("health check: store:") == 1, "a failing probe is logged once per change"
     assert "health check: healthy again" in log
     # The 503s were answered and logged as requests like any other.
-    assert log.count("op=healthz status=503") == 3
+    assert log.count("op=healthz status=503") == 4
 
 
 def test_healthz_needs_credentials_under_auth(tmp_path, make_daemon):
