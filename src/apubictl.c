@@ -429,6 +429,7 @@ struct ctl_client {
 	char *task_id;
 	int status; /* enum ns__StatusType */
 	char *dest;
+	char *last_error; /* what a quiet call did not say */
 };
 
 /* The three calls, each leaving its answer in the client. */
@@ -502,8 +503,9 @@ static const char *ctl_fault_message(struct soap *soap)
 	return NULL;
 }
 
-/* Says what went wrong with a call and returns the exit status for it. */
-static int ctl_report(struct ctl_client *cl, int rc)
+/* Says on `out` what went wrong with a call and returns the exit status
+ * for it. */
+static int ctl_report(struct ctl_client *cl, int rc, FILE *out)
 {
 	struct soap *soap = cl->soap;
 	char *url = url_mask(cl->url);
@@ -517,21 +519,21 @@ static int ctl_report(struct ctl_client *cl, int rc)
 		const char *msg = ctl_fault_message(soap);
 		const char **fc = soap_faultcode(soap);
 		char *s1 = ctl_safe(fs ? fs : "(no faultstring)");
-		fprintf(stderr, "apubictl: fault from %s (HTTP %d, %s): %s\n", url, soap->status,
+		fprintf(out, "apubictl: fault from %s (HTTP %d, %s): %s\n", url, soap->status,
 			fc && *fc ? *fc : "no faultcode", s1);
 		if (msg && (!fs || strcmp(msg, fs) != 0)) {
 			char *s2 = ctl_safe(msg);
-			fprintf(stderr, "apubictl: detail: %s\n", s2);
+			fprintf(out, "apubictl: detail: %s\n", s2);
 			free(s2);
 		}
 		free(s1);
 		code = CTL_FAULT;
 	} else if (rc == 401) {
 		if (cl->user)
-			fprintf(stderr, "apubictl: %s: authentication failed for user %s "
+			fprintf(out, "apubictl: %s: authentication failed for user %s "
 					"(HTTP 401)\n", url, cl->user);
 		else
-			fprintf(stderr, "apubictl: %s: authentication required (HTTP 401): "
+			fprintf(out, "apubictl: %s: authentication required (HTTP 401): "
 					"use --user with $APUBICTL_PASSWORD or --password-file\n",
 				url);
 		code = CTL_TRANSPORT;
@@ -545,18 +547,25 @@ static int ctl_report(struct ctl_client *cl, int rc)
 				  : rc == 413 ? ": the request is too large for the server"
 				  : rc == 405 ? ": the URL does not take SOAP requests"
 					      : "";
-		fprintf(stderr, "apubictl: %s: HTTP %d without a SOAP answer%s\n", url, rc, why);
+		fprintf(out, "apubictl: %s: HTTP %d without a SOAP answer%s\n", url, rc, why);
 		code = CTL_TRANSPORT;
 	} else {
 		char *s1 = ctl_safe(fs ? fs : "transport error");
 		char *s2 = detail ? ctl_safe(detail) : NULL;
-		fprintf(stderr, "apubictl: %s: %s%s%s\n", url, s1, s2 ? ": " : "", s2 ? s2 : "");
+		fprintf(out, "apubictl: %s: %s%s%s\n", url, s1, s2 ? ": " : "", s2 ? s2 : "");
 		free(s1);
 		free(s2);
 		code = CTL_TRANSPORT;
 	}
 	free(url);
 	return code;
+}
+
+static struct ctl_client *ctl_clear_error(struct ctl_client *cl)
+{
+	free(cl->last_error);
+	cl->last_error = NULL;
+	return cl;
 }
 
 static void ctl_forget_credentials(struct ctl_client *cl)
@@ -621,7 +630,16 @@ static int ctl_call(struct ctl_client *cl, const struct ctl_call *c, int quiet, 
 		int is_transport = rc != SOAP_FAULT && rc != 401 && !(rc >= 100 && rc < 600);
 		if (transport)
 			*transport = is_transport;
-		code = quiet && is_transport ? CTL_TRANSPORT : ctl_report(cl, rc);
+		if (quiet && is_transport) {
+			/* Kept for later: the fault goes with soap_end. */
+			size_t len;
+			FILE *m = open_memstream(&ctl_clear_error(cl)->last_error, &len);
+			code = m ? ctl_report(cl, rc, m) : CTL_TRANSPORT;
+			if (m)
+				fclose(m);
+		} else {
+			code = ctl_report(cl, rc, stderr);
+		}
 	}
 	soap_destroy(soap);
 	soap_end(soap);
@@ -726,6 +744,7 @@ static void ctl_client_free(struct ctl_client *cl)
 	}
 	free(cl->task_id);
 	free(cl->dest);
+	free(cl->last_error);
 }
 
 static const char *ctl_status_name(int status)
@@ -775,44 +794,36 @@ static int ctl_wait(struct ctl_client *cl, const struct ctl_opts *o, struct stor
 	int64_t start = util_mono_ms();
 	int last_status = -1, last_state = -2, failures = 0;
 	double interval = o->interval > 0 ? o->interval : 1.0;
-	char *last_line = NULL;
 	for (;;) {
 		struct ctl_call c = { OP_STATUS, id, NULL };
 		int transport;
 		int code = ctl_call(cl, &c, 1, &transport);
-		if (code != CTL_OK) {
-			if (!transport || ++failures > 10) {
-				if (tty)
-					fputs("\r\033[K", stderr);
-				if (transport)
-					ctl_report(cl, cl->soap->error);
-				free(last_line);
-				return code;
-			}
-		} else {
+		if (code == CTL_OK)
 			failures = 0;
+		else if (!transport || ++failures > 10) {
+			if (tty)
+				fputs("\r\033[K", stderr);
+			if (transport && cl->last_error)
+				fputs(cl->last_error, stderr);
+			return code;
 		}
 		int64_t elapsed = util_mono_ms() - start;
 		if (code == CTL_OK && cl->status != ns__StatusType__IN_USCOREPROGRESS) {
 			if (tty)
 				fputs("\r\033[K", stderr);
-			free(last_line);
 			return CTL_OK;
 		}
+
 		int state = -1;
 		char *prog = code == CTL_OK ? ctl_progress(s, id, &state) : NULL;
-		char *line = util_printf("task %s: %s%s%s", id,
+		char *what = util_printf("%s%s%s",
 					 code == CTL_OK ? ctl_status_name(cl->status)
 							: "no answer, retrying",
 					 prog ? " - " : "", prog ? prog : "");
 		if (tty) {
 			/* One line that never wraps, or \r would not go back to
 			 * it; the TaskId is on stdout already. */
-			char *shown = util_printf("%s%s%s (%" PRId64 " s)",
-						  code == CTL_OK ? ctl_status_name(cl->status)
-								 : "no answer, retrying",
-						  prog ? " - " : "", prog ? prog : "",
-						  elapsed / 1000);
+			char *shown = util_printf("%s (%" PRId64 " s)", what, elapsed / 1000);
 			struct winsize ws;
 			size_t cols = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1
 					      ? ws.ws_col - 1 : 79;
@@ -821,24 +832,23 @@ static int ctl_wait(struct ctl_client *cl, const struct ctl_opts *o, struct stor
 			fprintf(stderr, "\r\033[K%s", shown);
 			fflush(stderr);
 			free(shown);
-		} else if (code == CTL_OK && (cl->status != last_status || state != last_state ||
-					      (prog && last_line && strcmp(line, last_line) &&
-					       state != TS_RUNNING))) {
-			fprintf(stderr, "%s\n", line);
+		} else if (code != CTL_OK ? failures == 1
+					  : cl->status != last_status || state != last_state) {
+			/* A log: one line per change, and one when an outage
+			 * begins. */
+			fprintf(stderr, "task %s: %s\n", id, what);
 		}
-		if (code == CTL_OK) {
-			last_status = cl->status;
-			last_state = state;
-		}
-		free(last_line);
-		last_line = line;
+		free(what);
 		free(prog);
+		/* After an outage, the next answer is news again. */
+		last_status = code == CTL_OK ? cl->status : -1;
+		last_state = code == CTL_OK ? state : -2;
+
 		if (o->timeout > 0 && elapsed >= (int64_t)(o->timeout * 1000)) {
 			if (tty)
 				fputs("\r\033[K", stderr);
 			fprintf(stderr, "apubictl: task %s still in progress after %g s\n", id,
 				o->timeout);
-			free(last_line);
 			return CTL_TIMEOUT;
 		}
 		double left = o->timeout > 0 ? o->timeout - (double)elapsed / 1000 : interval;

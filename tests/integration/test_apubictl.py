@@ -200,6 +200,49 @@ def test_wait_on_a_terminal_updates_one_line_with_progress_from_the_store(tmp_pa
         expect(ctl("-c", d.conf, "cancel", out.strip()), 0)
 
 
+def test_wait_rides_out_a_daemon_restart_and_gives_up_when_it_stays_down(tmp_path,
+                                                                         make_daemon):
+    with FtpServer(tmp_path, throttle_bytes_per_sec=32 << 10) as ftp:
+        (ftp.root / "slow.ts").write_bytes(b"s" * (4 << 20))
+        d = slow_daemon(make_daemon, ftp)
+        args = [APUBICTL, "-u", d.url, "load", ftp.url("slow.ts"), "slow.ts", "--wait",
+                "--interval", "0.2"]
+        w = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: "running" in ctl("-c", d.conf, "tasks", "--state",
+                                               "running").stdout, 30, "the task to run")
+            d.restart()          # a few polls fail meanwhile
+            time.sleep(0.5)
+            tid = ctl("-c", d.conf, "tasks", "--limit", "1").stdout.splitlines()[1].split()[0]
+            expect(ctl("-c", d.conf, "cancel", tid), 0)
+            out, err = w.communicate(timeout=30)
+        finally:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        assert w.returncode == 1, (w.returncode, out, err)
+        assert out.strip() == tid and "FAILED" in err, (out, err)
+
+        # Down for good: a dozen failed polls, then exit 4 with the reason.
+        (d.ingest / "b.ts").write_bytes(b"b")
+        w = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: "running" in ctl("-c", d.conf, "tasks", "--state",
+                                               "running").stdout, 30, "the task to run")
+            d.kill9()
+            t0 = time.monotonic()
+            out, err = w.communicate(timeout=30)
+        finally:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        assert w.returncode == 4, (w.returncode, out, err)
+        assert time.monotonic() - t0 < 15
+        assert "no answer, retrying" in err and "refused" in err.lower(), err
+
+
 # ---- usage ----------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [
