@@ -1110,11 +1110,13 @@ static int ctl_show(struct store *s, const struct ctl_opts *o, const char *id)
 	if (t.notify_state == NOTIFY_NONE)
 		nt = util_strdup("none");
 	else if (t.notify_state == NOTIFY_PENDING)
-		nt = util_printf("pending, %d attempts, next at %s", t.notify_attempts,
+		nt = util_printf("pending, %d attempt%s made, next at %s", t.notify_attempts,
+				 t.notify_attempts == 1 ? "" : "s",
 				 ctl_time(t.notify_next_ms, 1, b1, sizeof b1));
 	else
-		nt = util_printf("%s at %s after %d attempts", task_notify_name(t.notify_state),
-				 ctl_time(t.notify_ms, 1, b1, sizeof b1), t.notify_attempts);
+		nt = util_printf("%s at %s after %d attempt%s", task_notify_name(t.notify_state),
+				 ctl_time(t.notify_ms, 1, b1, sizeof b1), t.notify_attempts,
+				 t.notify_attempts == 1 ? "" : "s");
 	ctl_field("notification:", nt, 0);
 	free(nt);
 	if (t.notify_error)

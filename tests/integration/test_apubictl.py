@@ -9,6 +9,7 @@ through the daemon's own apubid.conf (-c), beside the running daemon, and
 what it changes the daemon honours. Only 127.0.0.1 is contacted.
 """
 import fcntl
+import http.server
 import json
 import os
 import pty
@@ -17,6 +18,7 @@ import select
 import struct
 import subprocess
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -506,6 +508,59 @@ def test_cancel_of_queued_and_running_tasks(tmp_path, make_daemon):
         assert not (d.cdn / "slow.ts").exists() and not (d.cdn / "q.ts").exists()
         # Final tasks cannot be cancelled again.
         expect(ctl("-c", d.conf, "cancel", queued), 8)
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records the bodies POSTed to it."""
+
+    def __init__(self):
+        bodies = self.bodies = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_cancel_makes_the_notification_due_when_notify_is_configured(tmp_path, make_daemon):
+    rx = Receiver()
+    try:
+        with FtpServer(tmp_path, throttle_bytes_per_sec=32 << 10) as ftp:
+            (ftp.root / "slow.ts").write_bytes(b"s" * (4 << 20))
+            d = make_daemon(start=False, notify={"url": rx.url})
+            d.sections["source"]["allow"] = [f"file://{d.ingest}/",
+                                             ftp.url("", credentials=False)]
+            d.sections["workers"]["count"] = "1"
+            d.conf.write_text(d.config_text())
+            d.start()
+            d.load(ftp.url("slow.ts"), "slow.ts")
+            wait_for(lambda: "running" in ctl("-c", d.conf, "tasks", "--state",
+                                               "running").stdout, 30, "the slow task to run")
+            (d.ingest / "q.ts").write_bytes(b"q")
+            queued = d.load(f"file://{d.ingest}/q.ts", "q.ts")
+            expect(ctl("-c", d.conf, "cancel", queued, "--reason", "not wanted"), 0)
+            body = wait_for(lambda: [b for b in rx.bodies if queued.encode() in b], 30,
+                            "the notification of the cancelled task")[0]
+            view = json.loads(body)
+            assert view["id"] == queued and view["status"] == "FAILED"
+            assert view["reason"] == "not wanted"
+            out = wait_for(lambda: (lambda o: "delivered" in o and o)(
+                ctl("-c", d.conf, "show", queued).stdout), 15, "delivered in show")
+            assert re.search(r"notification:\s+delivered at \S+ after 1 attempt\b", out), out
+    finally:
+        rx.close()
 
 
 def test_prune_removes_finished_tasks(daemon):
