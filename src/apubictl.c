@@ -308,7 +308,7 @@ static int64_t ctl_duration(const char *s)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (end == s || errno || v < 0 || v > 1e9)
+	if (end == s || errno || !(v >= 0 && v <= 1e9)) /* NaN too */
 		return -1;
 	double unit = 1000;
 	if (*end) {
@@ -332,7 +332,7 @@ static double ctl_seconds(const char *s)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (end == s || *end || errno || v < 0 || v > 1e7)
+	if (end == s || *end || errno || !(v >= 0 && v <= 1e7)) /* NaN too */
 		return -1;
 	return v;
 }
