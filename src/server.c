@@ -6,9 +6,14 @@
  * bounded queue to a fixed pool of serving threads, each with its own copy
  * of the gSOAP context and its own store connection. A serving thread runs
  * apubid's own serve loop (not the generated soap_serve) so that it can:
- *   - wait for the next keep-alive request in poll(), checking the stop
- *     flag, instead of blocking inside gSOAP (bytes gSOAP already buffered
- *     count as a request waiting);
+ *   - park a connection that has no request waiting (a new one that has
+ *     sent nothing yet, or a keep-alive one between requests) with the
+ *     parker thread, which watches every parked socket in one epoll set
+ *     and queues it again once bytes arrive, so an idle client holds no
+ *     serving thread; a connection is parked only when gSOAP has no bytes
+ *     of it buffered (pipelined requests are served at once). TLS
+ *     connections are not parked: their OpenSSL state lives in the
+ *     serving context, so they wait in poll() as before;
  *   - answer bodies that are not SOAP at all with a 400 fault, a POST to
  *     another path with 404, an oversized body with 413;
  *   - free each request's memory before the next one on the connection;
@@ -58,6 +63,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,34 +106,197 @@ static int (*server_orig_close)(struct soap *);
 static size_t (*server_orig_recv)(struct soap *, char *, size_t);
 static int (*server_orig_parse)(struct soap *);
 
-/* The accepted-socket queue between the accept loop and serving threads. */
-static SOAP_SOCKET server_queue[SERVER_QUEUE_LEN];
+/* A connection for a serving thread: a new one (ka_left SERVER_NEW), or
+ * a parked keep-alive one with ka_left requests still allowed on it. */
+#define SERVER_NEW (-1)
+struct server_job {
+	SOAP_SOCKET s;
+	int ka_left;
+};
+
+/* The queue between the accept loop (and the parker) and serving threads. */
+static struct server_job server_queue[SERVER_QUEUE_LEN];
 static int server_qhead, server_qlen;
 static pthread_mutex_t server_qlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t server_qnotempty = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t server_qnotfull = PTHREAD_COND_INITIALIZER;
 
-static void server_enqueue(SOAP_SOCKET s)
+static void server_enqueue(SOAP_SOCKET s, int ka_left)
 {
 	pthread_mutex_lock(&server_qlock);
 	while (server_qlen == SERVER_QUEUE_LEN)
 		pthread_cond_wait(&server_qnotfull, &server_qlock);
-	server_queue[(server_qhead + server_qlen++) % SERVER_QUEUE_LEN] = s;
+	struct server_job *j = &server_queue[(server_qhead + server_qlen++) % SERVER_QUEUE_LEN];
+	j->s = s;
+	j->ka_left = ka_left;
 	pthread_cond_signal(&server_qnotempty);
 	pthread_mutex_unlock(&server_qlock);
 }
 
-static SOAP_SOCKET server_dequeue(void)
+static struct server_job server_dequeue(void)
 {
 	pthread_mutex_lock(&server_qlock);
 	while (server_qlen == 0)
 		pthread_cond_wait(&server_qnotempty, &server_qlock);
-	SOAP_SOCKET s = server_queue[server_qhead];
+	struct server_job j = server_queue[server_qhead];
 	server_qhead = (server_qhead + 1) % SERVER_QUEUE_LEN;
 	server_qlen--;
 	pthread_cond_signal(&server_qnotfull);
 	pthread_mutex_unlock(&server_qlock);
-	return s;
+	return j;
+}
+
+/* ---- the parker: idle connections wait in one epoll set --------------- */
+
+/* Parked sockets are tracked in a table indexed by descriptor, linked in
+ * parking order; the parker closes those idle past their deadline
+ * (recv_timeout for a connection that has sent nothing yet,
+ * keepalive_timeout between requests) and every one when apubid stops.
+ * Descriptors at or above the table's size are not parked. */
+#define SERVER_PARK_MAX 65536
+struct server_parked {
+	int64_t deadline_ms; /* monotonic */
+	int ka_left;
+	int prev, next;      /* -1 ends the list */
+	int parked;
+};
+static struct server_parked *server_parked;
+static int server_park_size, server_park_head = -1, server_park_count;
+static int server_epfd = -1;
+static int server_parker_running;
+static pthread_t server_parker_thread;
+static pthread_mutex_t server_park_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void server_park_unlink(int fd)
+{
+	struct server_parked *p = &server_parked[fd];
+	if (p->prev >= 0)
+		server_parked[p->prev].next = p->next;
+	else
+		server_park_head = p->next;
+	if (p->next >= 0)
+		server_parked[p->next].prev = p->prev;
+	p->parked = 0;
+	server_park_count--;
+}
+
+/* Hands an idle connection to the parker. Returns 0, or -1 when it cannot
+ * be parked (the caller keeps it). */
+static int server_park(SOAP_SOCKET s, int ka_left)
+{
+	if (s < 0 || s >= server_park_size)
+		return -1;
+	int64_t wait = ka_left == SERVER_NEW ? server_cfg->recv_timeout
+					      : server_cfg->keepalive_timeout;
+	pthread_mutex_lock(&server_park_lock);
+	if (!server_parker_running) {
+		pthread_mutex_unlock(&server_park_lock);
+		return -1;
+	}
+	struct server_parked *p = &server_parked[s];
+	p->deadline_ms = util_mono_ms() + wait * 1000;
+	p->ka_left = ka_left;
+	p->prev = -1;
+	p->next = server_park_head;
+	if (server_park_head >= 0)
+		server_parked[server_park_head].prev = s;
+	server_park_head = s;
+	p->parked = 1;
+	server_park_count++;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.fd = s };
+	int rc = epoll_ctl(server_epfd, EPOLL_CTL_MOD, s, &ev);
+	if (rc < 0 && errno == ENOENT)
+		rc = epoll_ctl(server_epfd, EPOLL_CTL_ADD, s, &ev);
+	if (rc < 0) {
+		log_warn("cannot park a connection: %s", strerror(errno));
+		server_park_unlink(s);
+	}
+	pthread_mutex_unlock(&server_park_lock);
+	return rc < 0 ? -1 : 0;
+}
+
+static void *server_parker(void *arg)
+{
+	(void)arg;
+	struct epoll_event ev[64];
+	int64_t next_sweep = 0;
+	while (!*server_stop) {
+		int n = epoll_wait(server_epfd, ev, 64, 200);
+		for (int i = 0; i < n; i++) {
+			int fd = ev[i].data.fd, ka_left = 0, was = 0;
+			pthread_mutex_lock(&server_park_lock);
+			if (fd >= 0 && fd < server_park_size && server_parked[fd].parked) {
+				ka_left = server_parked[fd].ka_left;
+				server_park_unlink(fd);
+				was = 1;
+			}
+			pthread_mutex_unlock(&server_park_lock);
+			if (was)
+				server_enqueue(fd, ka_left);
+		}
+		int64_t now = util_mono_ms();
+		if (now < next_sweep)
+			continue;
+		next_sweep = now + 250;
+		pthread_mutex_lock(&server_park_lock);
+		for (int fd = server_park_head, next; fd >= 0; fd = next) {
+			next = server_parked[fd].next;
+			if (server_parked[fd].deadline_ms <= now) {
+				server_park_unlink(fd);
+				close(fd);
+			}
+		}
+		pthread_mutex_unlock(&server_park_lock);
+	}
+	/* Stopping: nothing parked has a request in flight. */
+	pthread_mutex_lock(&server_park_lock);
+	server_parker_running = 0;
+	while (server_park_head >= 0) {
+		int fd = server_park_head;
+		server_park_unlink(fd);
+		close(fd);
+	}
+	pthread_mutex_unlock(&server_park_lock);
+	return NULL;
+}
+
+/* Starts the parker; without it (no epoll, or TLS), connections wait in
+ * their serving thread as before. */
+static void server_parker_start(void)
+{
+	struct rlimit rl;
+	int size = SERVER_PARK_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)size)
+		size = (int)rl.rlim_cur;
+	server_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (server_epfd < 0) {
+		log_warn("epoll: %s; idle connections will hold serving threads", strerror(errno));
+		return;
+	}
+	server_parked = util_calloc((size_t)size, sizeof *server_parked);
+	server_park_size = size;
+	server_park_head = -1;
+	server_park_count = 0;
+	server_parker_running = 1;
+	if (pthread_create(&server_parker_thread, NULL, server_parker, NULL) != 0) {
+		log_warn("cannot start the connection parker; idle connections will hold serving threads");
+		server_parker_running = 0;
+		close(server_epfd);
+		server_epfd = -1;
+	}
+}
+
+static void server_parker_join(void)
+{
+	if (server_epfd < 0)
+		return;
+	pthread_join(server_parker_thread, NULL);
+	close(server_epfd);
+	server_epfd = -1;
+	free(server_parked);
+	server_parked = NULL;
+	server_park_size = 0;
 }
 
 static int server_is_sender_fault(struct soap *soap)
@@ -661,18 +831,39 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 	return soap->keep_alive ? 0 : -1;
 }
 
-/* One connection, possibly many requests. */
-static void server_serve(struct soap *soap, struct conn *cn)
+/* 1 when the next request can be read at once: gSOAP holds bytes of it,
+ * or the socket has some. */
+static int server_request_ready(struct soap *soap)
+{
+	if (soap->bufidx < soap->buflen || (soap->ssl && SSL_pending(soap->ssl) > 0))
+		return 1;
+	struct pollfd p = { .fd = soap->socket, .events = POLLIN };
+	return poll(&p, 1, 0) > 0;
+}
+
+/* Serves requests on one connection while they come; returns when the
+ * connection is closed or parked. `ka_left` is SERVER_NEW for a fresh
+ * connection, else what a parked one had left of max_keepalive_requests. */
+static void server_serve(struct soap *soap, struct conn *cn, int ka_left)
 {
 	int first = 1;
-	/* A new connection starts with an empty buffer: whatever the last one
-	 * left unread (after an error) must not be taken for this one's. */
+	/* A connection starts with an empty buffer: whatever the last one
+	 * left unread (after an error) must not be taken for this one's. A
+	 * parked connection had nothing buffered when it was parked. */
 	soap->bufidx = 0;
 	soap->buflen = 0;
-	soap->keep_alive = soap->max_keep_alive + 1;
+	soap->keep_alive = ka_left == SERVER_NEW ? soap->max_keep_alive + 1 : ka_left;
 	do {
 		if (soap->keep_alive > 0 && soap->max_keep_alive > 0)
 			soap->keep_alive--;
+		if (!first && !server_request_ready(soap) && !soap->ssl && server_epfd >= 0) {
+			/* Idle between requests: the parker watches it, this
+			 * thread serves someone else. */
+			if (server_park(soap->socket, soap->keep_alive) == 0) {
+				soap->socket = SOAP_INVALID_SOCKET;
+				return;
+			}
+		}
 		if (!first && !server_wait_request(soap))
 			break;
 		first = 0;
@@ -824,12 +1015,18 @@ static void *server_thread(void *arg)
 	struct soap *soap = arg;
 	struct server_conn *sc = server_conn_of(soap);
 	for (;;) {
-		SOAP_SOCKET s = server_dequeue();
+		struct server_job job = server_dequeue();
+		SOAP_SOCKET s = job.s;
 		if (!soap_valid_socket(s))
 			break;
 		soap->socket = s;
 		sc->cn.linger = 0;
 		server_peer(s, sc->peer, sizeof sc->peer);
+		if (job.ka_left != SERVER_NEW) {
+			/* A parked keep-alive connection with a request waiting. */
+			server_serve(soap, &sc->cn, job.ka_left);
+			continue;
+		}
 		/* The handshake happens here, not in the accept loop: a client
 		 * that never completes it holds this thread until the
 		 * send/receive timeouts, and nothing else. */
@@ -843,7 +1040,7 @@ static void *server_thread(void *arg)
 			continue;
 		}
 		server_log_tls(soap, sc->peer);
-		server_serve(soap, &sc->cn);
+		server_serve(soap, &sc->cn, SERVER_NEW);
 	}
 	return NULL;
 }
@@ -1019,6 +1216,8 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 		}
 		started++;
 	}
+	if (rc == 0 && !c->tls_cert_file)
+		server_parker_start();
 
 	if (rc == 0) {
 		log_info("listening on %s://%s%s%s:%d%s (%d serving threads%s%s%s)",
@@ -1040,7 +1239,10 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 				}
 				continue;
 			}
-			server_enqueue(s);
+			/* A plain connection waits for its first bytes in the
+			 * parker; a TLS one goes to a thread for its handshake. */
+			if (c->tls_cert_file || server_park(s, SERVER_NEW) < 0)
+				server_enqueue(s, SERVER_NEW);
 			/* The socket now belongs to a serving thread. */
 			master->socket = SOAP_INVALID_SOCKET;
 		}
@@ -1052,8 +1254,9 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 		close(master->master);
 		master->master = SOAP_INVALID_SOCKET;
 	}
+	server_parker_join();
 	for (int i = 0; i < started; i++)
-		server_enqueue(SOAP_INVALID_SOCKET);
+		server_enqueue(SOAP_INVALID_SOCKET, SERVER_NEW);
 	for (int i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
 	for (int i = 0; i < n; i++) {
@@ -1107,7 +1310,7 @@ void server_fuzz_serve(int fd)
 	server_fuzz_ctx->socket = fd;
 	server_fuzz_conn.cn.linger = 0;
 	snprintf(server_fuzz_conn.peer, sizeof server_fuzz_conn.peer, "fuzz");
-	server_serve(server_fuzz_ctx, &server_fuzz_conn.cn);
+	server_serve(server_fuzz_ctx, &server_fuzz_conn.cn, SERVER_NEW);
 	soap_destroy(server_fuzz_ctx);
 	soap_end(server_fuzz_ctx);
 }
