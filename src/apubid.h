@@ -487,6 +487,15 @@ struct store;
 
 struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *s);
+/* A connection commits with an fsync each time (full, the default), or
+ * leaves the fsync to the next checkpoint or the next full commit of any
+ * connection (WAL with synchronous=NORMAL: a commit is atomic and survives
+ * a crash of apubid, but the last ones may be lost if the machine loses
+ * power). The workers' connections use the latter for the steps of a task
+ * already accepted: a step lost to a power cut is done again, since a task
+ * found running at start-up is queued again and every step can be
+ * repeated. Accepting a task always commits with an fsync. */
+int store_set_durable(struct store *s, int full);
 /* Commits a new task durably (fsync'ed) before returning 0. After
  * store_batch_start, the task goes through the group committer (s is then
  * not used): concurrent callers share one transaction and one fsync, and

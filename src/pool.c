@@ -334,6 +334,8 @@ static void *pool_main(void *arg)
 		log_error("worker %d: %s; trying again", index, err);
 		sleep(1);
 	}
+	if (s)
+		store_set_durable(s, 0);
 	while (!pool_stopping) {
 		__atomic_store_n(&w->beat_ms, util_mono_ms(), __ATOMIC_RELAXED);
 		pthread_mutex_lock(&pool_lock);

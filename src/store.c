@@ -22,6 +22,12 @@
  * fsync was running in one transaction and wakes each caller after the
  * commit that holds its task. A caller is still answered only once its
  * task is on disk; under load many callers share one fsync.
+ *
+ * Writers in one process take turns on a mutex (store_wlock) before they
+ * ask SQLite for its write lock: SQLite's own busy handler waits by
+ * sleeping for growing intervals, which turns a few threads writing small
+ * transactions into a queue of naps. The busy handler stays for writers in
+ * other processes (apubictl).
  */
 #include "apubid.h"
 
@@ -149,6 +155,19 @@ struct store {
 	sqlite3_stmt *q[Q_MAX];
 };
 
+/* Recursive: a transaction holds it across the statements inside. */
+static pthread_mutex_t store_wlock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+
+static void store_wbegin(void)
+{
+	pthread_mutex_lock(&store_wlock);
+}
+
+static void store_wend(void)
+{
+	pthread_mutex_unlock(&store_wlock);
+}
+
 static int store_exec(struct store *s, const char *sql)
 {
 	char *msg = NULL;
@@ -239,6 +258,11 @@ fail:
 	return NULL;
 }
 
+int store_set_durable(struct store *s, int full)
+{
+	return store_exec(s, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+}
+
 void store_close(struct store *s)
 {
 	if (!s)
@@ -252,7 +276,9 @@ void store_close(struct store *s)
 /* Runs a prepared statement that returns no rows; resets it afterwards. */
 static int store_step_done(struct store *s, sqlite3_stmt *st, const char *what)
 {
+	store_wbegin();
 	int rc = sqlite3_step(st);
+	store_wend();
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {
@@ -312,6 +338,7 @@ static struct {
 static void store_batch_commit(struct store_batch_req *list)
 {
 	struct store *s = store_batch.s;
+	store_wbegin();
 	int ok = store_exec(s, "BEGIN IMMEDIATE") == 0;
 	for (struct store_batch_req *r = list; r; r = r->next)
 		r->rc = ok ? store_insert_one(s, r->t) : -1;
@@ -319,6 +346,7 @@ static void store_batch_commit(struct store_batch_req *list)
 		store_exec(s, "ROLLBACK");
 		ok = 0;
 	}
+	store_wend();
 	for (struct store_batch_req *r = list; r; r = r->next)
 		if (!ok)
 			r->rc = -1;
@@ -484,7 +512,10 @@ int store_claim(struct store *s, struct task *t)
 {
 	sqlite3_stmt *st = s->q[Q_CLAIM];
 	sqlite3_bind_int64(st, 1, util_now_ms());
-	return store_one_task(s, st, t, "claim");
+	store_wbegin();
+	int rc = store_one_task(s, st, t, "claim");
+	store_wend();
+	return rc;
 }
 
 int store_finish(struct store *s, const char *id, int state, const char *result,
@@ -614,8 +645,11 @@ int store_items(struct store *s, const char *id, struct item **items, int *n)
 
 int store_set_items(struct store *s, const char *id, const struct item *items, int n)
 {
-	if (store_exec(s, "BEGIN IMMEDIATE") < 0)
+	store_wbegin();
+	if (store_exec(s, "BEGIN IMMEDIATE") < 0) {
+		store_wend();
 		return -1;
+	}
 	sqlite3_stmt *st = s->q[Q_ITEMS_DEL];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	if (store_step_done(s, st, "items") < 0)
@@ -654,9 +688,11 @@ int store_set_items(struct store *s, const char *id, const struct item *items, i
 	sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
 	if (store_step_done(s, st, "items") < 0 || store_exec(s, "COMMIT") < 0)
 		goto fail;
+	store_wend();
 	return 0;
 fail:
 	store_exec(s, "ROLLBACK");
+	store_wend();
 	return -1;
 }
 
@@ -671,8 +707,11 @@ static int store_files_done(struct store *s, const char *id)
 
 int store_item_done(struct store *s, const char *id, int seq, int64_t size, const char *sha256)
 {
-	if (store_exec(s, "BEGIN IMMEDIATE") < 0)
+	store_wbegin();
+	if (store_exec(s, "BEGIN IMMEDIATE") < 0) {
+		store_wend();
 		return -1;
+	}
 	sqlite3_stmt *st = s->q[Q_ITEM_DONE];
 	sqlite3_bind_int64(st, 1, size);
 	store_bind_text(st, 2, sha256);
@@ -681,8 +720,10 @@ int store_item_done(struct store *s, const char *id, int seq, int64_t size, cons
 	if (store_step_done(s, st, "item done") < 0 || store_files_done(s, id) < 0 ||
 	    store_exec(s, "COMMIT") < 0) {
 		store_exec(s, "ROLLBACK");
+		store_wend();
 		return -1;
 	}
+	store_wend();
 	return 0;
 }
 
@@ -1015,7 +1056,9 @@ int store_health(struct store *s, char *why, size_t whylen)
 	}
 	sqlite3_stmt *st = s->q[Q_HEALTH];
 	sqlite3_bind_int64(st, 1, util_now_ms());
+	store_wbegin();
 	int rc = sqlite3_step(st);
+	store_wend();
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {
