@@ -198,7 +198,8 @@ static void ctl_usage(FILE *f)
 		"      --auth basic|digest only answer with this method (default: Digest when\n"
 		"                          offered, Basic otherwise or when Digest is refused)\n"
 		"  -w, --wait              wait until the task is final, showing progress\n"
-		"      --timeout SECONDS   with --wait, give up after this long (default: never)\n"
+		"      --timeout SECONDS   with --wait, give up after this long (default: never,\n"
+		"                          but a daemon that stops answering: after a minute)\n"
 		"      --interval SECONDS  with --wait, time between two polls (default: 1)\n"
 		"      --state S           queued, running, retry, succeeded, failed, cancelled\n"
 		"      --kind K            load or purge\n"
@@ -783,31 +784,44 @@ static char *ctl_progress(struct store *s, const char *id, int *state)
 	return out;
 }
 
+/* How long --wait without --timeout waits out a daemon that does not
+ * answer (a restart: a stop lets the tasks in flight reach a safe point). */
+#define CTL_OUTAGE_MS 60000
+
 /* Polls GetTaskStatus until the task is final. On a terminal, one line
  * that updates in place; otherwise one line on stderr per change. A
- * daemon that restarts meanwhile is waited for (a few failed polls in a
- * row are tolerated). */
+ * daemon that does not answer is polled again, until --timeout or, without
+ * one, for CTL_OUTAGE_MS; a fault or a 401 ends the wait at once. */
 static int ctl_wait(struct ctl_client *cl, const struct ctl_opts *o, struct store *s,
 		    const char *id)
 {
 	int tty = isatty(STDERR_FILENO);
-	int64_t start = util_mono_ms();
-	int last_status = -1, last_state = -2, failures = 0;
+	int64_t start = util_mono_ms(), outage = 0;
+	int last_status = -1, last_state = -2;
 	double interval = o->interval > 0 ? o->interval : 1.0;
 	for (;;) {
 		struct ctl_call c = { OP_STATUS, id, NULL };
 		int transport;
 		int code = ctl_call(cl, &c, 1, &transport);
-		if (code == CTL_OK)
-			failures = 0;
-		else if (!transport || ++failures > 10) {
-			if (tty)
-				fputs("\r\033[K", stderr);
-			if (transport && cl->last_error)
-				fputs(cl->last_error, stderr);
-			return code;
+		int64_t now = util_mono_ms(), elapsed = now - start;
+		int outage_began = 0;
+		if (code == CTL_OK) {
+			outage = 0;
+		} else {
+			if (transport && !outage) {
+				outage = now;
+				outage_began = 1;
+			}
+			if (!transport ||
+			    (o->timeout > 0 ? elapsed >= (int64_t)(o->timeout * 1000)
+					    : now - outage >= CTL_OUTAGE_MS)) {
+				if (tty)
+					fputs("\r\033[K", stderr);
+				if (transport && cl->last_error)
+					fputs(cl->last_error, stderr);
+				return code;
+			}
 		}
-		int64_t elapsed = util_mono_ms() - start;
 		if (code == CTL_OK && cl->status != ns__StatusType__IN_USCOREPROGRESS) {
 			if (tty)
 				fputs("\r\033[K", stderr);
@@ -832,7 +846,7 @@ static int ctl_wait(struct ctl_client *cl, const struct ctl_opts *o, struct stor
 			fprintf(stderr, "\r\033[K%s", shown);
 			fflush(stderr);
 			free(shown);
-		} else if (code != CTL_OK ? failures == 1
+		} else if (code != CTL_OK ? outage_began
 					  : cl->status != last_status || state != last_state) {
 			/* A log: one line per change, and one when an outage
 			 * begins. */
