@@ -57,6 +57,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,6 +468,107 @@ struct xfer_file_fault {
 	int64_t done;  /* bytes copied before the fault */
 };
 
+/* Copies at least this long, when the caller hashes, are checked by a
+ * second thread that reads the destination back behind the copy (from the
+ * page cache the copy just filled): the kernel copies, the other core
+ * hashes, and the digest is of what was written. */
+#define XFER_FILE_PAR_MIN (8 * 1024 * 1024)
+
+/* The copy and the thread hashing behind it. `copied` grows as the copy
+ * goes; `ended` is set once it stops (done or failed). */
+struct xfer_file_hasher {
+	int out;
+	int64_t out_off, len;
+	int (*on_data)(void *arg, const char *buf, size_t n);
+	void *arg;
+	pthread_mutex_t lock;
+	pthread_cond_t more;
+	int64_t copied;
+	int ended;
+	int64_t hashed;
+	int failed;   /* XFER_FILE_AT_READ, _SHORT or _CALLER, 0 when fine */
+	int errnum;
+};
+
+static void *xfer_file_hasher_main(void *arg)
+{
+	struct xfer_file_hasher *h = arg;
+	char *buf = util_malloc(XFER_FILE_BUFSZ);
+	for (;;) {
+		pthread_mutex_lock(&h->lock);
+		while (h->copied == h->hashed && !h->ended)
+			pthread_cond_wait(&h->more, &h->lock);
+		int64_t upto = h->copied;
+		pthread_mutex_unlock(&h->lock);
+		if (upto == h->hashed)
+			break; /* the copy ended and everything copied is hashed */
+		while (h->hashed < upto) {
+			size_t want = upto - h->hashed > XFER_FILE_BUFSZ ? XFER_FILE_BUFSZ
+									  : (size_t)(upto - h->hashed);
+			ssize_t n = pread(h->out, buf, want, h->out_off + h->hashed);
+			if (n < 0 && errno == EINTR)
+				continue;
+			int failed = 0;
+			if (n <= 0) {
+				failed = n < 0 ? XFER_FILE_AT_READ : XFER_FILE_AT_SHORT;
+				h->errnum = n < 0 ? errno : 0;
+			} else if (h->on_data(h->arg, buf, (size_t)n) != 0) {
+				failed = XFER_FILE_AT_CALLER;
+			}
+			if (failed) {
+				pthread_mutex_lock(&h->lock);
+				h->failed = failed;
+				pthread_mutex_unlock(&h->lock);
+				goto out;
+			}
+			h->hashed += n;
+		}
+	}
+out:
+	free(buf);
+	return NULL;
+}
+
+static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+			      int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+			      volatile sig_atomic_t *stop, struct xfer_file_fault *f,
+			      struct xfer_file_hasher *h);
+
+/* A long copy the caller hashes: the copy runs here (in the kernel where
+ * it can), the hashing in a second thread reading the destination. */
+static int xfer_file_copy_hashed(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+				 int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+				 volatile sig_atomic_t *stop, struct xfer_file_fault *f)
+{
+	struct xfer_file_hasher h = { .out = out, .out_off = out_off, .len = len,
+				      .on_data = on_data, .arg = arg };
+	pthread_mutex_init(&h.lock, NULL);
+	pthread_cond_init(&h.more, NULL);
+	pthread_t t;
+	if (pthread_create(&t, NULL, xfer_file_hasher_main, &h) != 0) {
+		pthread_mutex_destroy(&h.lock);
+		pthread_cond_destroy(&h.more);
+		return xfer_file_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, f,
+					  NULL);
+	}
+	int rc = xfer_file_copy_fds(in, in_off, out, out_off, len, NULL, NULL, stop, f, &h);
+	pthread_mutex_lock(&h.lock);
+	h.ended = 1;
+	pthread_cond_signal(&h.more);
+	pthread_mutex_unlock(&h.lock);
+	pthread_join(t, NULL);
+	pthread_mutex_destroy(&h.lock);
+	pthread_cond_destroy(&h.more);
+	if (rc == XFER_OK && h.failed) {
+		/* Which byte: the hasher read the destination, at out_off. */
+		f->at = h.failed;
+		f->errnum = h.errnum;
+		f->done = h.hashed;
+		rc = XFER_FAILED;
+	}
+	return rc;
+}
+
 /*
  * Copies `len` bytes from `in` at `in_off` to `out` at `out_off` with
  * positional calls, so the descriptors' own offsets do not move.
@@ -477,7 +579,8 @@ struct xfer_file_fault {
  */
 static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 			      int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-			      volatile sig_atomic_t *stop, struct xfer_file_fault *f)
+			      volatile sig_atomic_t *stop, struct xfer_file_fault *f,
+			      struct xfer_file_hasher *h)
 {
 	int64_t done = 0;
 	int kernel = on_data == NULL;
@@ -491,6 +594,15 @@ static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, 
 		return XFER_FAILED;
 	}
 	for (;;) {
+		if (h) {
+			pthread_mutex_lock(&h->lock);
+			h->copied = done;
+			pthread_cond_signal(&h->more);
+			int hash_failed = h->failed;
+			pthread_mutex_unlock(&h->lock);
+			if (hash_failed)
+				break; /* reported by the caller */
+		}
 		if (xfer_file_stopped(stop)) {
 			rc = XFER_STOPPED;
 			break;
@@ -573,7 +685,9 @@ int xfer_file_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len
 {
 	struct xfer_file_fault f;
 	xfer_file_clear_err(err, errlen);
-	int rc = xfer_file_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, &f);
+	int rc = on_data && len >= XFER_FILE_PAR_MIN
+			 ? xfer_file_copy_hashed(in, in_off, out, out_off, len, on_data, arg, stop, &f)
+			 : xfer_file_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, &f, NULL);
 	if (rc != XFER_FAILED)
 		return rc;
 	switch (f.at) {
@@ -1378,7 +1492,7 @@ static int xfer_file_load_one(struct xfer_file_stage *st, const char *src,
 		goto out;
 	if (have != 0 && (rc = xfer_file_stage_truncate(out, 0, err, errlen)) != XFER_OK)
 		goto out;
-	rc = xfer_file_copy_fds(in, 0, out, 0, size, NULL, NULL, stop, &f);
+	rc = xfer_file_copy_fds(in, 0, out, 0, size, NULL, NULL, stop, &f, NULL);
 	if (rc == XFER_FAILED) {
 		switch (f.at) {
 		case XFER_FILE_AT_READ:
