@@ -717,8 +717,11 @@ int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *s
  * positional calls (neither descriptor's offset moves), with
  * copy_file_range where it works and pread/pwrite otherwise, polling *stop
  * (may be NULL) before every 16 MiB, the first included. When on_data is
- * not NULL the bytes pass through us (no copy_file_range) and on_data sees
- * each chunk read, in order, so the caller can hash; a non-zero return
+ * not NULL it sees every byte, in order, so the caller can hash: below
+ * 8 MiB the bytes pass through us and on_data sees each chunk read; from
+ * 8 MiB on, the kernel copies while a second thread reads the destination
+ * back behind the copy and calls on_data (so on_data must not share state
+ * with anything the copying thread touches meanwhile). A non-zero return
  * fails the copy. Returns XFER_OK, XFER_FAILED or XFER_STOPPED. err names
  * no file (the function only has descriptors): "read error at byte N:
  * ...", "write error at byte N: ...", "the source ended at byte N, M bytes
