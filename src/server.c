@@ -831,14 +831,24 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 	return soap->keep_alive ? 0 : -1;
 }
 
-/* 1 when the next request can be read at once: gSOAP holds bytes of it,
- * or the socket has some. */
+/* How long a serving thread with nothing else queued waits on its own
+ * connection for the next request before parking it: a client that sends
+ * its next request right after reading an answer is then served without
+ * the two thread hand-overs parking costs. */
+#define SERVER_LINGER_READY_MS 2
+
+/* 1 when the next request can be read now: gSOAP holds bytes of it, or
+ * the socket has some (waited for a moment when no other connection is
+ * queued for a thread). */
 static int server_request_ready(struct soap *soap)
 {
 	if (soap->bufidx < soap->buflen || (soap->ssl && SSL_pending(soap->ssl) > 0))
 		return 1;
+	pthread_mutex_lock(&server_qlock);
+	int idle = server_qlen == 0;
+	pthread_mutex_unlock(&server_qlock);
 	struct pollfd p = { .fd = soap->socket, .events = POLLIN };
-	return poll(&p, 1, 0) > 0;
+	return poll(&p, 1, idle ? SERVER_LINGER_READY_MS : 0) > 0;
 }
 
 /* Serves requests on one connection while they come; returns when the
