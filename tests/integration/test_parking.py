@@ -23,8 +23,10 @@ def _request_bytes(port, body):
 
 
 def _read_response(sock):
-    """Reads one HTTP response with a Content-Length; returns (status, body)."""
-    data = b""
+    """Reads one HTTP response with a Content-Length; returns (status, body).
+    Bytes past it (the next pipelined response) stay in the socket's
+    buffer for the next call."""
+    data = _pending.pop(sock.fileno(), b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, "connection closed before the response headers"
@@ -38,7 +40,12 @@ def _read_response(sock):
         chunk = sock.recv(65536)
         assert chunk, "connection closed inside the response body"
         rest += chunk
+    if rest[length:]:
+        _pending[sock.fileno()] = rest[length:]
     return status, rest[:length]
+
+
+_pending = {}
 
 
 def _status_request(port, task_id):
