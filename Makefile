@@ -13,7 +13,7 @@ PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
            libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev curl openssl python3 python3-zeep python3-pytest \
            python3-pyftpdlib python3-openssl openssh-server openssh-client nginx valgrind \
-           groff-base man-db
+           groff-base man-db wrk
 CFLAGS  ?= -O2 -g
 XCFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Igenerated -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -153,6 +153,13 @@ fuzz: deps
 $(B)/fuzz_request: tests/fuzz/fuzz_request.c $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< $(LIBOBJ) $(LDLIBS)
 
+# The benchmark (tests/bench/bench.py): apubid beside an nginx reference,
+# driven by wrk over loopback; prints the table and writes it to
+# $(B)/bench.md. BENCH_QUICK=1 checks the harness in about 30 s.
+bench: deps
+	$(MAKE) $(BIN)
+	APUBID=$(abspath $(BIN)) BENCH_OUT=$(abspath $(B))/bench.md tests/bench/run.sh
+
 # Installation. PREFIX and SYSCONFDIR as usual, DESTDIR for staging (a
 # package build). The unit's ExecStart and configuration path are rewritten
 # to where the files go. An existing apubid.conf is never overwritten: the
@@ -206,5 +213,5 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz generated apubid apubictl
 
-.PHONY: all deps run unit integration check check-asan check-valgrind fuzz clean \
+.PHONY: all deps run unit integration check check-asan check-valgrind fuzz bench clean \
 	install uninstall
