@@ -69,6 +69,7 @@ extern const char embed_xsd[];       /* wsdl/APUBI.xsd */
 extern const char embed_schema_v1[]; /* db/001_init.sql */
 extern const char embed_schema_v2[]; /* db/002_transfer.sql */
 extern const char embed_schema_v3[]; /* db/003_operations.sql */
+extern const char embed_schema_v4[]; /* db/004_rules.sql */
 
 /* ---- log.c: one line per event on stderr or [log] file --------------- */
 
@@ -232,6 +233,10 @@ struct config {
 	int auth_methods;           /* AUTH_BASIC | AUTH_DIGEST; from the files when unset */
 	struct auth *auth;          /* the loaded files, NULL without [auth]; owned */
 	/* Bookkeeping, not settings. */
+	/* [staging] Scripted outcomes, for staging and certification only:
+	 * `rule` lines are refused unless `enabled = yes`. */
+	int staging_enabled;        /* 0 */
+	struct rules *rules;        /* parsed [staging] rule lines, NULL when none; owned */
 	int reread;                 /* read by config_reread: restart-only files unopened */
 	struct config_grave *grave; /* strings config_reload replaced; freed by config_free */
 };
@@ -415,6 +420,14 @@ struct task {
 	int64_t notify_next_ms;   /* when the next delivery may be tried */
 	int64_t notify_ms;        /* when it was delivered (or given up) */
 	char *notify_error;       /* why the last delivery failed */
+	/* A scripted outcome ([staging] rule) chosen when the task was
+	 * accepted, copied onto the task so that reloading the rules never
+	 * changes a task already accepted. NULL rule: the task runs for real. */
+	char *rule;               /* the rule's name */
+	char *rule_fail;          /* end FAILED with this reason instead of running */
+	char *rule_result;        /* on success answer this DestinationAsset ("" allowed) */
+	int rule_polls;           /* GetTaskStatus answers IN_PROGRESS this many more
+				   * times whatever the state; -1: for ever */
 };
 
 /* Delivery of a final task's view to [notify] url. */
@@ -478,6 +491,61 @@ int task_is_final(int state);
 int task_can_move(int from, int to);
 /* Frees the strings of *t and zeroes it. */
 void task_clear(struct task *t);
+
+/* ---- rules.c: scripted outcomes for staging ------------------------- */
+
+/* Which submissions a rule matches. */
+#define RULE_LOAD 1
+#define RULE_PURGE 2
+
+/* One [staging] rule: `rule = name=N op=LoadAsset|PurgeAsset|* [dest=GLOB]
+ * [src=GLOB] OUTCOME...`, each token key=value, values optionally in
+ * double quotes (with \" and \\ inside). Globs are fnmatch(3) patterns
+ * (no FNM_PATHNAME: '*' crosses '/') matched against DestinationAsset and
+ * SourceAssetUrl as received (trimmed); an absent pattern matches
+ * anything, and src= never matches a PurgeAsset. Outcomes, combinable:
+ *   delay=DUR        the task is not started before DUR after acceptance
+ *                    (30s, 5m, 1h; "forever": never started)
+ *   polls=N          the first N GetTaskStatus answers are IN_PROGRESS,
+ *                    whatever the task's state ("forever": all of them)
+ *   fail=TEXT        the task ends FAILED with TEXT as its reason, without
+ *                    touching any file
+ *   fault=STATUS     the submission is refused: a SOAP fault with HTTP
+ *                    STATUS (400..599), nothing is recorded; faultstring=
+ *                    TEXT gives its message (default "refused by rule N")
+ *   destination=TEXT a successful load answers TEXT as DestinationAsset
+ *                    (may be empty, to break the contract on purpose)
+ * Without any outcome a rule only tags the tasks it matches. */
+struct rule {
+	char *name;
+	int ops;                /* RULE_LOAD | RULE_PURGE */
+	char *dest_glob, *src_glob; /* NULL: any */
+	int64_t delay_ms;       /* 0: none, -1: for ever */
+	int polls;              /* 0: none, -1: for ever */
+	char *fail;             /* NULL: none */
+	int fault_status;       /* 0: none */
+	char *faultstring;      /* NULL: the default */
+	char *destination;      /* NULL: none */
+};
+/* The rules in file order (the first that matches a submission wins). */
+struct rules {
+	struct rule *v;
+	int n;
+};
+/* Parses one `rule` value; 0, or -1 with err ("rule 2: unknown key
+ * \"dst\"", "rule slow: polls is not a number"). Names are unique (the
+ * caller checks across lines with rules_add). */
+int rules_add(struct rules **rs, const char *line, char *err, size_t errlen);
+void rules_free(struct rules *rs); /* NULL is fine */
+/* The first rule matching a submission (op RULE_LOAD or RULE_PURGE; src
+ * NULL for a purge), or NULL. */
+const struct rule *rules_match(const struct rules *rs, int op, const char *src, const char *dst);
+/* The live rules: rules_current() returns them with a reference held,
+ * rules_release() drops it; rules_set() (SIGHUP) installs new ones (taking
+ * ownership) and frees the old ones once no reference is left. */
+const struct rules *rules_current(void);
+void rules_release(const struct rules *rs);
+void rules_set(struct rules *rs);
 
 /* ---- store.c: tasks on disk (SQLite, WAL) ---------------------------- */
 
@@ -543,6 +611,10 @@ int store_item_done(struct store *s, const char *id, int seq, int64_t size, cons
 int store_item_failed(struct store *s, const char *id, int seq, const char *error);
 /* Progress of a running task (callers throttle: not once per buffer). */
 int store_progress(struct store *s, const char *id, int64_t bytes_done);
+/* A task shaped by a rule with polls: uses up one scripted IN_PROGRESS
+ * answer. Returns 1 when the caller must answer IN_PROGRESS (polls were
+ * left, or -1), 0 when none are left, -1 on error. */
+int store_take_poll(struct store *s, const char *id);
 
 /* Which tasks store_list returns: newest first (highest seq first). */
 struct task_filter {

@@ -198,7 +198,12 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 
 	int rc;
 	char *note = NULL;
-	if (t->kind == TASK_LOAD)
+	if (t->rule_fail) {
+		/* A [staging] rule scripts this failure: nothing is touched. */
+		snprintf(err, sizeof err, "%s", t->rule_fail);
+		rc = XFER_FAILED;
+		log_info("task %s: failed by rule %s", t->id, t->rule ? t->rule : "?");
+	} else if (t->kind == TASK_LOAD)
 		rc = xfer_load(pool_cfg, s, t, &w->stop, err, sizeof err);
 	else if (t->kind == TASK_PURGE)
 		rc = xfer_purge(pool_cfg, t, &w->stop, &note, err, sizeof err);
@@ -230,16 +235,17 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 		rc = XFER_FAILED;
 	} else if (rc == XFER_RETRY) {
 		metrics_xfer_error("transient");
-	} else if (rc == XFER_FAILED) {
+	} else if (rc == XFER_FAILED && !t->rule_fail) {
 		metrics_xfer_error("permanent");
 	}
 	if (rc != XFER_STOPPED)
 		store_attempt(s, t->id, t->attempts, started_wall, rc == XFER_OK ? NULL : err);
 
 	if (rc == XFER_OK) {
-		char *result = t->kind == TASK_LOAD
-				       ? asset_public(pool_cfg, t->dest_path, t->dest_is_dir)
-				       : NULL;
+		/* A [staging] rule may script the DestinationAsset answered. */
+		char *result = t->kind != TASK_LOAD ? NULL
+			       : t->rule_result ? util_strdup(t->rule_result)
+			       : asset_public(pool_cfg, t->dest_path, t->dest_is_dir);
 		pool_record(s, t, TS_SUCCEEDED, result, NULL, note);
 		log_info("task %s succeeded in %lld ms%s%s%s%s", t->id,
 			 (long long)(util_mono_ms() - started), result ? ": " : "",

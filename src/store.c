@@ -41,7 +41,7 @@
 #include <string.h>
 
 static const char *const store_migrations[] = { embed_schema_v1, embed_schema_v2,
-						 embed_schema_v3 };
+						 embed_schema_v3, embed_schema_v4 };
 #define STORE_VERSION ((int)(sizeof store_migrations / sizeof store_migrations[0]))
 
 #define STORE_TASK_COLUMNS                                                             \
@@ -49,7 +49,7 @@ static const char *const store_migrations[] = { embed_schema_v1, embed_schema_v2
 	" note, attempts, created_ms, updated_ms, next_attempt_ms, first_started_ms,"     \
 	" bytes_total, bytes_done, files_total, files_done, seq, attempt_base,"         \
 	" cancel_requested, notify_state, notify_attempts, notify_next_ms, notify_ms,"  \
-	" notify_error"
+	" notify_error, rule, rule_fail, rule_result, rule_polls"
 
 enum {
 	Q_INSERT,
@@ -82,12 +82,14 @@ enum {
 	Q_NOTIFY_DUE,
 	Q_NOTIFY_RESULT,
 	Q_HEALTH,
+	Q_TAKE_POLL,
 	Q_MAX
 };
 
 static const char *const store_sql[Q_MAX] = {
 	[Q_INSERT] = "INSERT INTO task (id, kind, state, source, destination, dest_path,"
-		     " dest_is_dir, created_ms, updated_ms) VALUES (?,?,0,?,?,?,?,?,?)",
+		     " dest_is_dir, created_ms, updated_ms, next_attempt_ms, rule, rule_fail,"
+		     " rule_result, rule_polls) VALUES (?,?,0,?,?,?,?,?,?,?,?,?,?,?)",
 	[Q_GET] = "SELECT " STORE_TASK_COLUMNS " FROM task WHERE id = ?",
 	[Q_CLAIM] = "UPDATE task SET state = 1, attempts = attempts + 1, updated_ms = ?1,"
 		    " first_started_ms = CASE WHEN first_started_ms = 0 THEN ?1"
@@ -148,6 +150,8 @@ static const char *const store_sql[Q_MAX] = {
 			    " notify_ms = CASE WHEN ?1 IN (2, 3) THEN ?5 ELSE notify_ms END"
 			    " WHERE id = ?6",
 	[Q_HEALTH] = "INSERT OR REPLACE INTO health (id, at_ms) VALUES (1, ?)",
+	[Q_TAKE_POLL] = "UPDATE task SET rule_polls = rule_polls - (rule_polls > 0)"
+			" WHERE id = ? AND rule_polls <> 0 RETURNING rule_polls",
 };
 
 struct store {
@@ -309,6 +313,11 @@ static int store_insert_one(struct store *s, const struct task *t)
 	sqlite3_bind_int(st, 6, t->dest_is_dir);
 	sqlite3_bind_int64(st, 7, t->created_ms);
 	sqlite3_bind_int64(st, 8, t->created_ms);
+	sqlite3_bind_int64(st, 9, t->next_attempt_ms);
+	store_bind_text(st, 10, t->rule);
+	store_bind_text(st, 11, t->rule_fail);
+	store_bind_text(st, 12, t->rule_result);
+	sqlite3_bind_int(st, 13, t->rule_polls);
 	return store_step_done(s, st, "insert");
 }
 
@@ -473,6 +482,10 @@ static void store_read_task(sqlite3_stmt *st, struct task *t)
 	t->notify_next_ms = sqlite3_column_int64(st, 24);
 	t->notify_ms = sqlite3_column_int64(st, 25);
 	t->notify_error = store_column_text(st, 26);
+	t->rule = store_column_text(st, 27);
+	t->rule_fail = store_column_text(st, 28);
+	t->rule_result = store_column_text(st, 29);
+	t->rule_polls = sqlite3_column_int(st, 30);
 }
 
 /* Steps a statement that returns at most one task row. */
@@ -641,6 +654,29 @@ int store_items(struct store *s, const char *id, struct item **items, int *n)
 	*items = v;
 	*n = len;
 	return 0;
+}
+
+int store_take_poll(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = s->q[Q_TAKE_POLL];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	store_wbegin();
+	int rc = sqlite3_step(st), ret;
+	if (rc == SQLITE_ROW) {
+		ret = 1;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			;
+	} else {
+		ret = 0;
+	}
+	store_wend();
+	if (rc != SQLITE_DONE) {
+		log_error("store: poll: %s", sqlite3_errmsg(s->db));
+		ret = -1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
 }
 
 int store_set_items(struct store *s, const char *id, const struct item *items, int n)

@@ -94,5 +94,8 @@ void task_clear(struct task *t)
 	free(t->reason);
 	free(t->note);
 	free(t->notify_error);
+	free(t->rule);
+	free(t->rule_fail);
+	free(t->rule_result);
 	memset(t, 0, sizeof *t);
 }

@@ -617,6 +617,43 @@ static void test_group_commit_keeps_every_concurrent_insert(void)
 	store_close(s);
 }
 
+static void test_rule_fields_read_back_and_polls_run_out(void)
+{
+	struct store *s = fresh_store();
+	struct task a, b, got;
+	make_task(&a, "r1.ts");
+	a.rule = "slow";
+	a.rule_fail = "scripted failure";
+	a.rule_result = "";
+	a.rule_polls = 2;
+	a.next_attempt_ms = util_now_ms() + 3600 * 1000;
+	make_task(&b, "r2.ts");
+	b.rule = "stuck";
+	b.rule_polls = -1;
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_insert(s, &b) == 0);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK_STR(got.rule, "slow");
+	CHECK_STR(got.rule_fail, "scripted failure");
+	CHECK(got.rule_result && got.rule_result[0] == '\0');
+	CHECK(got.rule_polls == 2);
+	task_clear(&got);
+	CHECK(store_take_poll(s, a.id) == 1);
+	CHECK(store_take_poll(s, a.id) == 1);
+	CHECK(store_take_poll(s, a.id) == 0);
+	for (int i = 0; i < 5; i++)
+		CHECK(store_take_poll(s, b.id) == 1);
+	CHECK(store_get(s, b.id, &got) == 0 && got.rule_polls == -1);
+	task_clear(&got);
+	/* A delayed task is not claimed before its time: b is claimed first. */
+	struct task c;
+	CHECK(store_claim(s, &c) == 0);
+	CHECK_STR(c.id, b.id);
+	task_clear(&c);
+	CHECK(store_claim(s, &c) == 1);
+	store_close(s);
+}
+
 static void test_health_fails_on_a_read_only_store(void)
 {
 	struct store *s = fresh_store();
@@ -660,6 +697,7 @@ int main(void)
 	RUN(test_operator_cancel_ends_queued_and_flags_running_tasks);
 	RUN(test_notifications_become_due_and_record_their_fate);
 	RUN(test_group_commit_keeps_every_concurrent_insert);
+	RUN(test_rule_fields_read_back_and_polls_run_out);
 	RUN(test_health_fails_on_a_read_only_store);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
