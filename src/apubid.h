@@ -540,6 +540,12 @@ void rules_free(struct rules *rs); /* NULL is fine */
 /* The first rule matching a submission (op RULE_LOAD or RULE_PURGE; src
  * NULL for a purge), or NULL. */
 const struct rule *rules_match(const struct rules *rs, int op, const char *src, const char *dst);
+/* 1 when both sets hold the same rules in the same order (NULL is the
+ * empty set); for config_reload. */
+int rules_same(const struct rules *a, const struct rules *b);
+/* A deep copy (NULL for NULL), for rules_set while the configuration
+ * keeps its own. */
+struct rules *rules_copy(const struct rules *rs);
 /* The live rules: rules_current() returns them with a reference held,
  * rules_release() drops it; rules_set() (SIGHUP) installs new ones (taking
  * ownership) and frees the old ones once no reference is left. */
