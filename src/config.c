@@ -12,7 +12,8 @@
  * comment lines starting with '#' or ';'. There are no inline comments: a
  * '#' inside a value belongs to the value, since '#' is a legal character
  * in a path. A key set twice is refused (it is nearly always a mistake)
- * except for the repeatable allow lists and credentials, which accumulate.
+ * except for the repeatable allow lists, credentials and [staging] rules,
+ * which accumulate.
  *
  * Prefixes ([source] allow, [destination] root and allow, public_url) are
  * stored in one canonical shape, so that asset.c can compare them without
@@ -41,11 +42,13 @@
  * config_reload copies into the running configuration every changed
  * setting flagged CONFIG_RELOAD in the table; the other changes are only
  * named, for a warning that a restart applies them. The flag is allowed on
- * numbers and plain strings only: a number is one store, a string is
- * swapped and the old one kept (config_grave) until config_free, since
- * the threads that read the configuration take no lock. A file that no
- * longer parses changes nothing. Nothing here logs or acts on a change:
- * main.c does (log level, log file, notifications).
+ * numbers, plain strings and the [staging] rules only: a number is one
+ * store, a string is swapped and the old one kept (config_grave) until
+ * config_free, since the threads that read the configuration take no
+ * lock; the rules here are read by no other thread (requests use the copy
+ * main.c installs with rules_set), so they are simply replaced. A file
+ * that no longer parses changes nothing. Nothing here logs or acts on a
+ * change: main.c does (log level, log file, notifications, rules).
  */
 #include "apubid.h"
 
@@ -130,6 +133,8 @@ static int config_set_log_file(struct config *, const struct config_setting *, c
 			       char *, size_t);
 static int config_set_notify_url(struct config *, const struct config_setting *, const char *,
 				 char *, size_t);
+static int config_set_rule(struct config *, const struct config_setting *, const char *, char *,
+			   size_t);
 
 #define F(field) offsetof(struct config, field)
 #define KIB 1024LL
@@ -190,6 +195,8 @@ static const struct config_setting config_settings[] = {
 	{ "auth", "digest_file", config_set_file, F(auth_digest_file), 0, 0, NULL, 0 },
 	{ "auth", "realm", config_set_realm, F(auth_realm), 0, 0, "apubid", 0 },
 	{ "auth", "methods", config_set_methods, F(auth_methods), 0, 0, NULL, 0 },
+	{ "staging", "enabled", config_set_bool, F(staging_enabled), 0, 1, "no", R },
+	{ "staging", "rule", config_set_rule, F(rules), 0, 0, NULL, CONFIG_REPEAT | R },
 };
 
 #undef R
@@ -797,6 +804,15 @@ static int config_set_notify_url(struct config *c, const struct config_setting *
 	return config_set_string(c, s, v, err, errlen);
 }
 
+/* [staging] rule: one scripted outcome, parsed by rules.c (whose
+ * messages name the rule); `enabled` is checked once the whole file is
+ * read, since it may come after the rules. */
+static int config_set_rule(struct config *c, const struct config_setting *s, const char *v,
+			   char *err, size_t errlen)
+{
+	return rules_add(&c->rules, v, err, errlen);
+}
+
 /* Checks what no single setting can: settings that only make sense
  * together, then loads the credentials files. */
 static int config_finish(struct config *c, char *err, size_t errlen)
@@ -960,6 +976,16 @@ static int config_parse_text(struct config *c, const char *text, const char *nam
 			goto fail;
 		}
 	}
+	/* Scripted outcomes make apubid lie to its client on purpose: they
+	 * must never be switched on by a stray line in production. */
+	if (c->rules && !c->staging_enabled) {
+		size_t i = (size_t)(config_find("staging", "rule") - config_settings);
+		util_error(err, errlen,
+			     "%s:%d: [staging] rule needs 'enabled = yes' in [staging]: scripted "
+			     "outcomes are for staging and certification only",
+			     name, seen[i]);
+		goto fail;
+	}
 	if (config_finish(c, e, sizeof e) < 0) {
 		util_error(err, errlen, "%s: %s", name, e);
 		goto fail;
@@ -1028,6 +1054,7 @@ enum config_kind {
 	CK_SOURCES,  /* source_allow[] */
 	CK_DESTS,    /* dest_allow[] */
 	CK_CREDS,    /* credentials[] */
+	CK_RULES,    /* rules, a struct rules * */
 };
 
 static enum config_kind config_kind(const struct config_setting *s)
@@ -1045,6 +1072,8 @@ static enum config_kind config_kind(const struct config_setting *s)
 		return CK_DESTS;
 	if (s->set == config_set_credentials)
 		return CK_CREDS;
+	if (s->set == config_set_rule)
+		return CK_RULES;
 	return CK_STRING; /* the root is compared through dest_root_auth */
 }
 
@@ -1087,6 +1116,8 @@ static int config_same(const struct config *a, const struct config *b,
 	case CK_CREDS:
 		return config_same_list(a->credentials, a->ncredentials, b->credentials,
 					b->ncredentials);
+	case CK_RULES:
+		return rules_same(a->rules, b->rules);
 	}
 	return 1;
 }
@@ -1112,8 +1143,18 @@ int config_reload(struct config *live, const struct config *fresh, char *applied
 		if (config_same(live, fresh, s))
 			continue;
 		enum config_kind k = config_kind(s);
-		if (!(s->flags & CONFIG_RELOAD) || (k != CK_INT && k != CK_STRING)) {
+		if (!(s->flags & CONFIG_RELOAD) || (k != CK_INT && k != CK_STRING && k != CK_RULES)) {
 			config_name_add(restart, restartlen, s);
+			continue;
+		}
+		if (k == CK_RULES) {
+			/* No other thread reads live->rules: requests use the
+			 * set main.c installs with rules_set, so the old one
+			 * can go at once. */
+			rules_free(live->rules);
+			live->rules = rules_copy(fresh->rules);
+			config_name_add(applied, appliedlen, s);
+			n++;
 			continue;
 		}
 		void *field = config_field(live, s);
@@ -1178,6 +1219,9 @@ void config_each(void (*fn)(void *arg, const char *section, const char *key, con
 		case CK_DESTS:
 			type = "prefix";
 			break;
+		case CK_RULES:
+			type = "rule";
+			break;
 		default:
 			type = "URL";
 			break;
@@ -1224,6 +1268,7 @@ void config_free(struct config *c)
 	if (c->notify_url)
 		memset(c->notify_url, 0, strlen(c->notify_url));
 	free(c->notify_url);
+	rules_free(c->rules);
 	while (c->grave) {
 		struct config_grave *g = c->grave;
 		c->grave = g->next;

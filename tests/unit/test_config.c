@@ -1146,6 +1146,87 @@ static void test_sample_config_parses(void)
 	config_free(&c);
 }
 
+static void test_staging_is_off_by_default(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "") == 0);
+	CHECK(c.staging_enabled == 0);
+	CHECK(c.rules == NULL);
+	config_free(&c);
+}
+
+static void test_staging_rules_accumulate_in_file_order(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "[staging]\nenabled = yes\n"
+			     "rule = name=slow op=LoadAsset dest=slow/* delay=2s\n"
+			     "rule = name=busy op=* fault=503 faultstring=\"CDN busy\"\n") == 0);
+	CHECK(c.staging_enabled == 1);
+	CHECK(c.rules && c.rules->n == 2);
+	CHECK_STR(c.rules->v[0].name, "slow");
+	CHECK(c.rules->v[0].delay_ms == 2000);
+	CHECK_STR(c.rules->v[1].faultstring, "CDN busy");
+	config_free(&c);
+	/* enabled may come after the rules. */
+	CHECK(parse_with(&c, "[staging]\nrule = name=a op=*\nenabled = yes\n") == 0);
+	CHECK(c.rules && c.rules->n == 1);
+	config_free(&c);
+}
+
+static void test_staging_rule_without_enabled_is_refused_naming_its_line(void)
+{
+	CHECK(refused("[staging]\n\nrule = name=a op=*\nrule = name=b op=*\n",
+		      "apubid.conf:5: [staging] rule needs 'enabled = yes' in [staging]"));
+	CHECK(refused("[staging]\nenabled = no\nrule = name=a op=*\n",
+		      "apubid.conf:5: [staging] rule needs 'enabled = yes'"));
+	/* Enabled without a rule is fine: every task runs for real. */
+	struct config c;
+	CHECK(parse_with(&c, "[staging]\nenabled = yes\n") == 0);
+	CHECK(c.rules == NULL);
+	config_free(&c);
+}
+
+static void test_bad_staging_rule_reports_file_line_and_rule(void)
+{
+	CHECK(refused("[staging]\nenabled = yes\nrule = name=a op=*\nrule = name=b op=* dst=x\n",
+		      "apubid.conf:6: rule b: unknown key \"dst\""));
+	CHECK(refused("[staging]\nenabled = yes\nrule = name=a op=*\nrule = name=a op=*\n",
+		      "apubid.conf:6: rule a: a rule of that name is already defined"));
+	CHECK(refused("[staging]\nenabled = yes\nrule = op=*\n",
+		      "apubid.conf:5: rule 1: name= is required"));
+	CHECK(refused("[staging]\nenabled = maybe\n", "apubid.conf:4: 'enabled' must be yes or no"));
+}
+
+static void test_reload_applies_new_staging_rules(void)
+{
+	struct config live, fresh, same;
+	char applied[512], restart[512];
+	CHECK(reload_pair(&live, "[staging]\nenabled = yes\nrule = name=a op=* delay=1s\n", &fresh,
+			  "[staging]\nenabled = yes\nrule = name=a op=* delay=1s\n"
+			  "rule = name=b op=PurgeAsset fail=no\n") == 0);
+	int n = config_reload(&live, &fresh, applied, sizeof applied, restart, sizeof restart);
+	CHECK(n == 1);
+	CHECK_STR(applied, "staging.rule");
+	CHECK_STR(restart, "");
+	CHECK(live.rules && live.rules->n == 2 && live.rules != fresh.rules);
+	CHECK(rules_same(live.rules, fresh.rules));
+	config_free(&fresh);
+	CHECK_STR(live.rules->v[1].fail, "no"); /* a copy: still readable */
+	/* The same rules again change nothing. */
+	CHECK(parse_with(&same, "[staging]\nenabled = yes\nrule = name=a op=* delay=1s\n"
+				"rule = name=b op=PurgeAsset fail=no\n") == 0);
+	CHECK(config_reload(&live, &same, applied, sizeof applied, restart, sizeof restart) == 0);
+	config_free(&same);
+	/* Switching staging off drops the rules. */
+	CHECK(parse_with(&same, "") == 0);
+	n = config_reload(&live, &same, applied, sizeof applied, restart, sizeof restart);
+	config_free(&same);
+	CHECK(n == 2);
+	CHECK_STR(applied, "staging.enabled, staging.rule");
+	CHECK(live.staging_enabled == 0 && live.rules == NULL);
+	config_free(&live);
+}
+
 int main(void)
 {
 	if (!getcwd(cwd, sizeof cwd))
@@ -1224,6 +1305,11 @@ int main(void)
 	RUN(test_reload_reports_names_never_values);
 	RUN(test_reread_leaves_restart_only_files_unopened);
 	RUN(test_reread_still_refuses_a_broken_file);
+	RUN(test_staging_is_off_by_default);
+	RUN(test_staging_rules_accumulate_in_file_order);
+	RUN(test_staging_rule_without_enabled_is_refused_naming_its_line);
+	RUN(test_bad_staging_rule_reports_file_line_and_rule);
+	RUN(test_reload_applies_new_staging_rules);
 	RUN(test_every_setting_is_documented);
 	RUN(test_sample_config_parses);
 	return HARNESS_END("test_config");
