@@ -24,6 +24,8 @@
  * SIGHUP reloads: the log file is opened again (logrotate), the
  * configuration file is read again and what may change at run time is
  * applied (config_reload); a file that does not parse changes nothing.
+ * New [staging] rules are installed with rules_set: submissions that
+ * follow use them, tasks already accepted keep the rule they were given.
  */
 #include "apubid.h"
 
@@ -44,6 +46,21 @@ static struct config main_cfg;
 static const char *main_file;
 static sigset_t main_signals;
 
+/* Puts the configuration's [staging] rules in force (a copy: the
+ * configuration keeps its own to compare with at the next reload), and
+ * says so, since they make apubid answer what it did not do. */
+static void main_rules_install(void)
+{
+	const struct rules *rs = main_cfg.staging_enabled ? main_cfg.rules : NULL;
+	rules_set(rules_copy(rs));
+	if (rs)
+		log_warn("staging: %d scripted rule%s in force: apubid answers what they script, "
+			 "not only what it does (not for production)",
+			 rs->n, rs->n == 1 ? "" : "s");
+	else if (main_cfg.staging_enabled)
+		log_info("staging: enabled, no rule: every task runs for real");
+}
+
 /* SIGHUP: everything that may change while apubid runs. A step added
  * here must leave the running configuration as it was when it fails. */
 static void main_reload(void)
@@ -61,6 +78,10 @@ static void main_reload(void)
 	int n = config_reload(&main_cfg, &fresh, applied, sizeof applied, restart,
 			      sizeof restart);
 	config_free(&fresh);
+	/* Tasks already accepted keep the rule copied onto them; the next
+	 * submissions follow the new set. */
+	if (strstr(applied, "staging."))
+		main_rules_install();
 	/* Opens the file again (rotation) or the one now named. */
 	if (log_open(main_cfg.log_file, err, sizeof err) < 0)
 		log_error("reload: %s", err);
@@ -234,6 +255,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	main_rules_install();
 	if (pool_start(&main_cfg) < 0) {
 		config_free(&main_cfg);
 		return 1;
@@ -264,6 +286,7 @@ int main(int argc, char **argv)
 	pool_stop();
 	notify_stop();
 	xfer_curl_global_cleanup();
+	rules_set(NULL);
 	log_info("apubid stopped");
 	config_free(&main_cfg);
 	return rc < 0 ? 1 : 0;

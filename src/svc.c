@@ -10,6 +10,13 @@
  * Faults: Client (Sender) for anything the caller got wrong, Server
  * (Receiver) for apubid's own trouble and for an unknown TaskId, exactly as
  * the contract's sample. The HTTP status is chosen in server.c.
+ *
+ * [staging] rules (rules.c), when enabled, are consulted once a
+ * submission is valid: a fault rule answers its scripted fault (Client for
+ * a 4xx status, Server for a 5xx) and records nothing; any other rule is
+ * copied onto the task before it is committed. GetTaskStatus spends a
+ * rule's scripted IN_PROGRESS answers (store_take_poll) before telling
+ * the task's real status.
  */
 #include "apubid.h"
 
@@ -121,10 +128,46 @@ static int svc_load_destination(const struct config *c, const char *dst, const c
 	return rc;
 }
 
+/* Applies the [staging] rule a submission matches, if any: a fault rule
+ * answers its fault now (returning the HTTP status, nothing recorded);
+ * any other rule is copied onto the task (returning 0), so that a reload
+ * of the rules never changes a task once accepted. The delay is set by
+ * svc_submit, which knows when the task is created. */
+static int svc_rule(struct soap *soap, struct task *t, int64_t *delay_ms)
+{
+	struct conn *cn = soap->user;
+	*delay_ms = 0;
+	if (!cn->cfg->staging_enabled)
+		return 0;
+	const struct rules *rs = rules_current();
+	const struct rule *r = rules_match(rs, t->kind == TASK_LOAD ? RULE_LOAD : RULE_PURGE,
+					   t->source, t->destination);
+	int status = 0;
+	if (r && r->fault_status) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "refused by rule %s", r->name);
+		log_info("%s refused by rule %s: HTTP %d", cn->op, r->name, r->fault_status);
+		svc_fault(soap, r->fault_status < 500, r->faultstring ? r->faultstring : msg);
+		status = r->fault_status;
+	} else if (r) {
+		t->rule = util_strdup(r->name);
+		t->rule_fail = util_strdup(r->fail);
+		t->rule_result = util_strdup(r->destination);
+		t->rule_polls = r->polls;
+		*delay_ms = r->delay_ms;
+	}
+	rules_release(rs);
+	return status;
+}
+
 /* Commits a task and answers its TaskId; 503 when too much is unfinished. */
 static int svc_submit(struct soap *soap, struct task *t, char **task_id)
 {
 	struct conn *cn = soap->user;
+	int64_t delay_ms;
+	int status = svc_rule(soap, t, &delay_ms);
+	if (status)
+		return status;
 	if (pool_active() >= cn->cfg->queue_limit) {
 		char msg[160];
 		snprintf(msg, sizeof msg,
@@ -136,8 +179,13 @@ static int svc_submit(struct soap *soap, struct task *t, char **task_id)
 	}
 	util_uuid(t->id);
 	t->created_ms = util_now_ms();
+	/* Workers claim no task before its next_attempt_ms. */
+	if (delay_ms)
+		t->next_attempt_ms = delay_ms < 0 ? INT64_MAX : t->created_ms + delay_ms;
 	if (store_insert(cn->store, t) < 0)
 		return svc_fault(soap, 0, "internal error: the task could not be recorded");
+	if (t->rule)
+		log_info("task %s: %s shaped by rule %s", t->id, cn->op, t->rule);
 	pool_add_active(1);
 	pool_wake();
 	memcpy(cn->taskid, t->id, TASKID_LEN);
@@ -216,6 +264,20 @@ int __ns__GetTaskStatus(struct soap *soap, struct _ns__GetTaskStatus *in,
 		return svc_fault(soap, 0, "Task Id does not exist");
 	if (rc < 0)
 		return svc_fault(soap, 0, "internal error: the task store cannot be read");
+	/* A [staging] rule with polls answers IN_PROGRESS, whatever the
+	 * task's state, until its polls are used up. */
+	if (t.rule_polls != 0) {
+		int take = store_take_poll(cn->store, id);
+		if (take < 0) {
+			task_clear(&t);
+			return svc_fault(soap, 0, "internal error: the task store cannot be read");
+		}
+		if (take == 1) {
+			task_clear(&t);
+			out->Status = ns__StatusType__IN_USCOREPROGRESS;
+			return SOAP_OK;
+		}
+	}
 	const char *status = task_apubi_status(t.state);
 	if (strcmp(status, "SUCCESS") == 0)
 		out->Status = ns__StatusType__SUCCESS;

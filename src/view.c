@@ -12,6 +12,10 @@
  * attempt_log -> attempt), null members are left out, booleans read
  * "true"/"false".
  *
+ * A task shaped by a [staging] rule says so in its "rule" member (null
+ * otherwise), in lists too: a tester reading a view must never mistake a
+ * scripted outcome for a real one.
+ *
  * Invariants: no secret reaches a view (source, destination and result go
  * through url_mask; errors were masked where they were made); every string
  * from the store is made valid UTF-8 without control characters
@@ -93,6 +97,28 @@ static void view_set_time(json_t *obj, const char *key, int64_t ms)
 	view_set(obj, key, json_string(buf));
 }
 
+/* The [staging] rule that shaped a task, or null: its name, the failure
+ * and the DestinationAsset it scripts, the IN_PROGRESS answers it still
+ * owes (-1: for ever), and, while the task waits for its delay, when it
+ * may start ("never" for a delay of forever). */
+static json_t *view_rule(const struct task *t)
+{
+	if (!t->rule)
+		return json_null();
+	json_t *r = view_need(json_object());
+	view_set(r, "name", view_str(t->rule));
+	view_set(r, "fail", view_str(t->rule_fail));
+	view_set(r, "destination", view_url(t->rule_result));
+	view_set(r, "polls_left", json_integer(t->rule_polls));
+	if (t->state == TS_QUEUED && t->next_attempt_ms > t->created_ms) {
+		if (t->next_attempt_ms == INT64_MAX)
+			view_set(r, "delayed_until", json_string("never"));
+		else
+			view_set_time(r, "delayed_until", t->next_attempt_ms);
+	}
+	return r;
+}
+
 /* The fields of a task that a list shows too. */
 static json_t *view_summary(const struct task *t)
 {
@@ -113,6 +139,7 @@ static json_t *view_summary(const struct task *t)
 	if (t->state == TS_RETRY)
 		view_set_time(o, "next_attempt", t->next_attempt_ms);
 	view_set(o, "attempts", json_integer(t->attempts));
+	view_set(o, "rule", view_rule(t));
 	json_t *p = view_need(json_object());
 	view_set(p, "bytes_done", json_integer(t->bytes_done));
 	view_set(p, "bytes_total", json_integer(t->bytes_total));
