@@ -608,6 +608,62 @@ int store_attempt(struct store *s, const char *id, int n, int64_t started_ms, co
 	return store_step_done(s, st, "attempt");
 }
 
+void task_free_all(struct task *t, int n)
+{
+	for (int i = 0; i < n; i++)
+		task_clear(&t[i]);
+	free(t);
+}
+
+/* Grows a malloc'ed array of `size`-byte elements to hold one more. */
+static void *store_grow(void *v, int len, int *cap, size_t size)
+{
+	if (len < *cap)
+		return v;
+	*cap = *cap ? *cap * 2 : 16;
+	void *nv = util_calloc((size_t)*cap, size);
+	if (v)
+		memcpy(nv, v, (size_t)len * size);
+	free(v);
+	return nv;
+}
+
+/* Steps `st` (bound by the caller) to its end, reading each row with
+ * `read` into a growing array of `size`-byte elements; resets the
+ * statement. 0 with *out and *n (an empty result is NULL and 0), or -1
+ * (what was read is freed with free_all). */
+static int store_read_rows(struct store *s, sqlite3_stmt *st, size_t size,
+			   void (*read)(sqlite3_stmt *st, void *row),
+			   void (*free_all)(void *v, int n), void **out, int *n, const char *what)
+{
+	char *v = NULL;
+	int len = 0, cap = 0, rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		v = store_grow(v, len, &cap, size);
+		read(st, v + (size_t)len++ * size);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+		free_all(v, len);
+		return -1;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+static void store_read_task_row(sqlite3_stmt *st, void *row)
+{
+	store_read_task(st, row);
+}
+
+static void store_free_tasks(void *v, int n)
+{
+	task_free_all(v, n);
+}
+
 void item_free_all(struct item *items, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -618,42 +674,35 @@ void item_free_all(struct item *items, int n)
 	free(items);
 }
 
+static void store_read_item(sqlite3_stmt *st, void *row)
+{
+	struct item *it = row;
+	it->seq = sqlite3_column_int(st, 0);
+	it->path = store_column_text(st, 1);
+	if (!it->path)
+		it->path = util_strdup("");
+	it->is_dir = sqlite3_column_int(st, 2);
+	it->size = sqlite3_column_int64(st, 3);
+	it->state = sqlite3_column_int(st, 4);
+	it->sha256 = store_column_text(st, 5);
+	it->error = store_column_text(st, 6);
+}
+
+static void store_free_items(void *v, int n)
+{
+	item_free_all(v, n);
+}
+
 int store_items(struct store *s, const char *id, struct item **items, int *n)
 {
 	sqlite3_stmt *st = s->q[Q_ITEMS];
-	struct item *v = NULL;
-	int len = 0, cap = 0, rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap ? cap * 2 : 16;
-			struct item *nv = util_calloc((size_t)cap, sizeof *nv);
-			if (v)
-				memcpy(nv, v, (size_t)len * sizeof *nv);
-			free(v);
-			v = nv;
-		}
-		struct item *it = &v[len++];
-		it->seq = sqlite3_column_int(st, 0);
-		it->path = store_column_text(st, 1);
-		if (!it->path)
-			it->path = util_strdup("");
-		it->is_dir = sqlite3_column_int(st, 2);
-		it->size = sqlite3_column_int64(st, 3);
-		it->state = sqlite3_column_int(st, 4);
-		it->sha256 = store_column_text(st, 5);
-		it->error = store_column_text(st, 6);
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE) {
-		log_error("store: items: %s", sqlite3_errmsg(s->db));
-		item_free_all(v, len);
-		return -1;
-	}
-	*items = v;
-	*n = len;
-	return 0;
+	void *v;
+	int rc = store_read_rows(s, st, sizeof **items, store_read_item, store_free_items, &v, n,
+				 "items");
+	if (rc == 0)
+		*items = v;
+	return rc;
 }
 
 int store_take_poll(struct store *s, const char *id)
@@ -783,26 +832,6 @@ int store_progress(struct store *s, const char *id, int64_t bytes_done)
 
 /* ---- operators: listing, history, retry, cancel, notifications --------- */
 
-void task_free_all(struct task *t, int n)
-{
-	for (int i = 0; i < n; i++)
-		task_clear(&t[i]);
-	free(t);
-}
-
-/* Grows a malloc'ed array of `size`-byte elements to hold one more. */
-static void *store_grow(void *v, int len, int *cap, size_t size)
-{
-	if (len < *cap)
-		return v;
-	*cap = *cap ? *cap * 2 : 16;
-	void *nv = util_calloc((size_t)*cap, size);
-	if (v)
-		memcpy(nv, v, (size_t)len * size);
-	free(v);
-	return nv;
-}
-
 int store_list(struct store *s, const struct task_filter *f, struct task **tasks, int *n)
 {
 	*tasks = NULL;
@@ -836,21 +865,13 @@ int store_list(struct store *s, const struct task_filter *f, struct task **tasks
 	if (f->before_seq > 0)
 		sqlite3_bind_int64(st, 5, f->before_seq);
 	sqlite3_bind_int(st, 6, limit);
-	struct task *v = NULL;
-	int len = 0, cap = 0, rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		v = store_grow(v, len, &cap, sizeof *v);
-		store_read_task(st, &v[len++]);
-	}
+	void *v;
+	int rc = store_read_rows(s, st, sizeof(struct task), store_read_task_row, store_free_tasks,
+				 &v, n, "list");
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		log_error("store: list: %s", sqlite3_errmsg(s->db));
-		task_free_all(v, len);
-		return -1;
-	}
-	*tasks = v;
-	*n = len;
-	return 0;
+	if (rc == 0)
+		*tasks = v;
+	return rc;
 }
 
 void task_event_free_all(struct task_event *ev, int n)
@@ -860,29 +881,29 @@ void task_event_free_all(struct task_event *ev, int n)
 	free(ev);
 }
 
+static void store_read_event(sqlite3_stmt *st, void *row)
+{
+	struct task_event *e = row;
+	e->at_ms = sqlite3_column_int64(st, 0);
+	e->state = sqlite3_column_int(st, 1);
+	e->detail = store_column_text(st, 2);
+}
+
+static void store_free_events(void *v, int n)
+{
+	task_event_free_all(v, n);
+}
+
 int store_events(struct store *s, const char *id, struct task_event **ev, int *n)
 {
 	sqlite3_stmt *st = s->q[Q_EVENTS];
-	struct task_event *v = NULL;
-	int len = 0, cap = 0, rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		v = store_grow(v, len, &cap, sizeof *v);
-		struct task_event *e = &v[len++];
-		e->at_ms = sqlite3_column_int64(st, 0);
-		e->state = sqlite3_column_int(st, 1);
-		e->detail = store_column_text(st, 2);
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE) {
-		log_error("store: events: %s", sqlite3_errmsg(s->db));
-		task_event_free_all(v, len);
-		return -1;
-	}
-	*ev = v;
-	*n = len;
-	return 0;
+	void *v;
+	int rc = store_read_rows(s, st, sizeof **ev, store_read_event, store_free_events, &v, n,
+				 "events");
+	if (rc == 0)
+		*ev = v;
+	return rc;
 }
 
 void attempt_free_all(struct attempt *a, int n)
@@ -892,30 +913,30 @@ void attempt_free_all(struct attempt *a, int n)
 	free(a);
 }
 
+static void store_read_attempt(sqlite3_stmt *st, void *row)
+{
+	struct attempt *e = row;
+	e->n = sqlite3_column_int(st, 0);
+	e->started_ms = sqlite3_column_int64(st, 1);
+	e->ended_ms = sqlite3_column_int64(st, 2);
+	e->error = store_column_text(st, 3);
+}
+
+static void store_free_attempts(void *v, int n)
+{
+	attempt_free_all(v, n);
+}
+
 int store_attempts(struct store *s, const char *id, struct attempt **a, int *n)
 {
 	sqlite3_stmt *st = s->q[Q_ATTEMPTS];
-	struct attempt *v = NULL;
-	int len = 0, cap = 0, rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		v = store_grow(v, len, &cap, sizeof *v);
-		struct attempt *e = &v[len++];
-		e->n = sqlite3_column_int(st, 0);
-		e->started_ms = sqlite3_column_int64(st, 1);
-		e->ended_ms = sqlite3_column_int64(st, 2);
-		e->error = store_column_text(st, 3);
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE) {
-		log_error("store: attempts: %s", sqlite3_errmsg(s->db));
-		attempt_free_all(v, len);
-		return -1;
-	}
-	*a = v;
-	*n = len;
-	return 0;
+	void *v;
+	int rc = store_read_rows(s, st, sizeof **a, store_read_attempt, store_free_attempts, &v, n,
+				 "attempts");
+	if (rc == 0)
+		*a = v;
+	return rc;
 }
 
 int store_count_by_state(struct store *s, int64_t counts[6])
