@@ -11,7 +11,7 @@
 CC      ?= cc
 PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
-           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev curl openssl python3 python3-zeep python3-pytest \
+           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev curl openssl python3 python3-zeep python3-pytest \
            python3-pyftpdlib python3-openssl openssh-server openssh-client nginx valgrind \
            groff-base man-db wrk
 CFLAGS  ?= -O2 -g
@@ -80,6 +80,10 @@ $(B)/plugin_%.o: $(GSOAP_PLUGIN)/%.c
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I$(GSOAP_PLUGIN) -w -c -o $@ $<
 $(B)/apubictl.o: XCFLAGS += -I$(GSOAP_PLUGIN)
+# apubictl conform reads answers with libxml2, a parser independent of the
+# gSOAP the server is built on; only apubictl links it.
+$(B)/ctl_conform.o: XCFLAGS += $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
+$(CTL): LDLIBS += $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 
 $(B)/test_%: tests/unit/test_%.c tests/unit/harness.h $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -Itests/unit -o $@ $< $(LIBOBJ) $(LDLIBS)

@@ -1,7 +1,7 @@
 /*
  * apubictl.c - the operator's command-line tool.
  *
- * Two halves in one binary:
+ * Three parts in one binary:
  *
  *  - a SOAP client of any APUBI endpoint (load, purge, status), built on
  *    gSOAP client stubs generated from the same WSDL as the server. It
@@ -11,6 +11,9 @@
  *    without credentials, and only a 401 makes apubictl answer the
  *    server's challenge (Digest when offered, else Basic), so a password
  *    never travels where no one asked for it.
+ *
+ *  - a conformance run against any APUBI endpoint (conform, in
+ *    ctl_conform.c): the WFM's sequences, checked one rule at a time.
  *
  *  - an administrator of a local store (tasks, show, retry, cancel,
  *    prune): it opens the SQLite store named by an apubid.conf (-c) or
@@ -62,10 +65,10 @@ enum ctl_exit {
 };
 
 enum ctl_cmd { CMD_NONE, CMD_LOAD, CMD_PURGE, CMD_STATUS, CMD_TASKS, CMD_SHOW, CMD_RETRY,
-	       CMD_CANCEL, CMD_PRUNE };
+	       CMD_CANCEL, CMD_PRUNE, CMD_CONFORM };
 
 #define M(c) (1u << (c))
-#define CMDS_CLIENT (M(CMD_LOAD) | M(CMD_PURGE) | M(CMD_STATUS))
+#define CMDS_CLIENT (M(CMD_LOAD) | M(CMD_PURGE) | M(CMD_STATUS) | M(CMD_CONFORM))
 #define CMDS_WAIT (M(CMD_LOAD) | M(CMD_PURGE))
 #define CMDS_ALL 0xffffu
 
@@ -83,13 +86,14 @@ static const struct ctl_command {
 	{ "retry", CMD_RETRY, 1, 1, "TASKID" },
 	{ "cancel", CMD_CANCEL, 1, 1, "TASKID" },
 	{ "prune", CMD_PRUNE, 0, 0, "" },
+	{ "conform", CMD_CONFORM, 0, 1, "[URL] --source SRC --destination DST" },
 };
 
 /* Long-only options get codes above any character. */
 enum {
 	OPT_STORE = 256, OPT_CACERT, OPT_CERT, OPT_KEY, OPT_INSECURE, OPT_USER, OPT_PWFILE,
 	OPT_TIMEOUT, OPT_INTERVAL, OPT_STATE, OPT_KIND, OPT_OLDER, OPT_NEWER, OPT_LIMIT,
-	OPT_BEFORE, OPT_JSON, OPT_REASON, OPT_AUTH,
+	OPT_BEFORE, OPT_JSON, OPT_REASON, OPT_AUTH, OPT_SOURCE, OPT_DEST, OPT_JUNIT, OPT_VERBOSE,
 };
 
 static const struct option ctl_long[] = {
@@ -114,6 +118,10 @@ static const struct option ctl_long[] = {
 	{ "before", required_argument, NULL, OPT_BEFORE },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "reason", required_argument, NULL, OPT_REASON },
+	{ "source", required_argument, NULL, OPT_SOURCE },
+	{ "destination", required_argument, NULL, OPT_DEST },
+	{ "junit", required_argument, NULL, OPT_JUNIT },
+	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -126,8 +134,12 @@ static unsigned ctl_option_cmds(int code)
 	case 'u': case OPT_CACERT: case OPT_CERT: case OPT_KEY: case OPT_INSECURE:
 	case OPT_USER: case OPT_PWFILE: case OPT_AUTH:
 		return CMDS_CLIENT;
-	case 'w': case OPT_TIMEOUT: case OPT_INTERVAL:
+	case 'w':
 		return CMDS_WAIT;
+	case OPT_TIMEOUT: case OPT_INTERVAL:
+		return CMDS_WAIT | M(CMD_CONFORM);
+	case OPT_SOURCE: case OPT_DEST: case OPT_JUNIT: case OPT_VERBOSE:
+		return M(CMD_CONFORM);
 	case OPT_STATE: case OPT_KIND: case OPT_NEWER: case OPT_LIMIT: case OPT_BEFORE:
 		return M(CMD_TASKS);
 	case OPT_OLDER:
@@ -156,6 +168,8 @@ struct ctl_opts {
 	int64_t before;
 	int json;
 	const char *reason;
+	const char *source, *destination, *junit; /* conform */
+	int verbose;
 };
 
 static void ctl_usage(FILE *f)
@@ -169,6 +183,12 @@ static void ctl_usage(FILE *f)
 		"  purge DST [--wait]      PurgeAsset; prints the TaskId\n"
 		"  status TASKID           GetTaskStatus; prints the status (and the\n"
 		"                          DestinationAsset of a successful load)\n"
+		"  conform [URL] --source SRC --destination DST [--timeout S] [--interval S]\n"
+		"        [--junit FILE] [--verbose]\n"
+		"                          check that an endpoint keeps the APUBI contract as\n"
+		"                          the WFM uses it: loads SRC to DST, waits for it\n"
+		"                          (--timeout, default 60 s), purges it, and reports\n"
+		"                          PASS/FAIL/SKIP per check, as JUnit XML with --junit\n"
 		"\n"
 		"Store commands (open the local store directly):\n"
 		"  tasks [--state S] [--kind load|purge] [--older-than DUR] [--newer-than DUR]\n"
@@ -209,14 +229,20 @@ static void ctl_usage(FILE *f)
 		"      --before SEQ        the page after the one that ended at SEQ\n"
 		"      --json              JSON instead of text\n"
 		"      --reason TEXT       why a task is cancelled (recorded as its reason)\n"
+		"      --source SRC        conform: a SourceAssetUrl the endpoint loads (a\n"
+		"                          relative path is taken from the current directory)\n"
+		"      --destination DST   conform: the DestinationAsset to load it to\n"
+		"      --junit FILE        conform: write the report as JUnit XML too\n"
+		"      --verbose           conform: show every request and answer on stderr\n"
 		"  -h, --help              this help;   -V, --version  the version\n"
 		"\n"
 		"Exit status:\n"
 		"  0  success: submitted, answered, done; with --wait the task succeeded\n"
-		"  1  with --wait, the task ended FAILED\n"
+		"  1  with --wait, the task ended FAILED; conform: a required check failed\n"
 		"  2  usage error: bad command line, options or configuration file\n"
 		"  3  the server answered with a SOAP fault (unknown TaskId, refused request)\n"
-		"  4  no answer: cannot connect, TLS failure, HTTP error, 401 Unauthorized\n"
+		"  4  no answer: cannot connect, TLS failure, HTTP error, 401 Unauthorized;\n"
+		"     conform: nothing answered at the URL\n"
 		"  5  with --wait, --timeout passed while the task was still in progress\n"
 		"  6  the local store cannot be opened, read or written\n"
 		"  7  no such task in the local store\n"
@@ -1281,6 +1307,82 @@ static int ctl_store_command(int cmd, const struct ctl_opts *o, char **args)
 	return code;
 }
 
+/* ---- conform ---------------------------------------------------------- */
+
+/* `conform`: the command line checked as for the other client commands,
+ * then the run itself (ctl_conform.c). The URL comes from the argument,
+ * else as for the other client commands. */
+static int ctl_conform_command(const struct ctl_opts *o, const char *arg)
+{
+	if (!o->source || !*o->source || !o->destination || !*o->destination)
+		return ctl_usage_error("conform needs --source SRC and --destination DST");
+	if (arg && o->url)
+		return ctl_usage_error("conform: give the URL once (argument or --url)");
+	struct config cfg;
+	int have_cfg = 0, code;
+	if (!arg && o->config) {
+		if ((code = ctl_config(o, &cfg)) != CTL_OK)
+			return code;
+		have_cfg = 1;
+	}
+	char *url = arg ? util_strdup(arg) : ctl_endpoint(o, have_cfg ? &cfg : NULL);
+	if (have_cfg)
+		config_free(&cfg);
+	struct ctl_conform_opts co = {
+		.url = url, .source = o->source, .destination = o->destination,
+		.timeout = o->timeout, .interval = o->interval, .junit = o->junit,
+		.verbose = o->verbose, .cacert = o->cacert, .cert = o->cert, .key = o->key,
+		.insecure = o->insecure, .user = o->user, .auth_method = o->auth_method,
+	};
+	char *password = NULL, *src = NULL;
+	int https = strncasecmp(url, "https://", 8) == 0;
+	code = CTL_USAGE;
+	if (!https && strncasecmp(url, "http://", 7) != 0) {
+		ctl_usage_error("%s: not an http:// or https:// URL", url);
+		goto out;
+	}
+	if (!https && (o->cacert || o->cert || o->key || o->insecure)) {
+		ctl_usage_error("--cacert, --cert, --key and --insecure need an https:// URL");
+		goto out;
+	}
+	if (o->key && !o->cert) {
+		ctl_usage_error("--key needs --cert");
+		goto out;
+	}
+	if ((o->password_file || o->auth_method) && !o->user) {
+		ctl_usage_error("--password-file and --auth need --user");
+		goto out;
+	}
+	if (o->user) {
+		if (o->password_file)
+			password = ctl_read_password(o->password_file);
+		else if (getenv("APUBICTL_PASSWORD"))
+			password = util_strdup(getenv("APUBICTL_PASSWORD"));
+		else
+			ctl_usage_error("--user %s needs a password: set APUBICTL_PASSWORD or give "
+					"--password-file", o->user);
+		if (!password)
+			goto out;
+		co.password = password;
+	}
+	/* A relative local source means the file here, as for load. */
+	if (!url_is_absolute(o->source) && o->source[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		if (cwd)
+			co.source = src = util_printf("%s/%s", cwd, o->source);
+		free(cwd);
+	}
+	code = ctl_conform(&co);
+out:
+	if (password) {
+		explicit_bzero(password, strlen(password));
+		free(password);
+	}
+	free(src);
+	free(url);
+	return code;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1363,6 +1465,10 @@ int main(int argc, char **argv)
 			break;
 		case OPT_JSON: o.json = 1; break;
 		case OPT_REASON: o.reason = optarg; break;
+		case OPT_SOURCE: o.source = optarg; break;
+		case OPT_DEST: o.destination = optarg; break;
+		case OPT_JUNIT: o.junit = optarg; break;
+		case OPT_VERBOSE: o.verbose = 1; break;
 		case 'h':
 			ctl_usage(stdout);
 			return CTL_OK;
@@ -1405,6 +1511,8 @@ int main(int argc, char **argv)
 	/* The store's own log lines (schema upgrades, errors) are for the
 	 * daemon's log; apubictl says what matters itself. */
 	log_set_level(LOG_ERROR);
+	if (cmd->cmd == CMD_CONFORM)
+		return ctl_conform_command(&o, nargs ? args[0] : NULL);
 	if (cmd->cmd == CMD_LOAD || cmd->cmd == CMD_PURGE || cmd->cmd == CMD_STATUS)
 		return ctl_client_command(cmd->cmd, &o, args);
 	return ctl_store_command(cmd->cmd, &o, args);

@@ -967,6 +967,26 @@ char *view_error(int format, const char *msg);
  * HTTP error, 401), 5 --wait timed out, 6 store error, 7 no such task in
  * the store, 8 not possible in the task's state. */
 
+/* ctl_conform.c: `apubictl conform`, the checks of the APUBI contract run
+ * against any endpoint (listed at the top of ctl_conform.c). */
+struct ctl_conform_opts {
+	const char *url;                  /* the endpoint, http:// or https:// */
+	const char *source, *destination; /* a LoadAsset the endpoint accepts */
+	double timeout;                   /* seconds a task may take (0: 60) */
+	double interval;                  /* seconds between two polls (0: 1) */
+	const char *junit;                /* JUnit XML report to write, or NULL */
+	int verbose;                      /* every exchange on stderr too */
+	const char *cacert, *cert, *key;  /* TLS, as the other client commands */
+	int insecure;
+	const char *user, *password;      /* password: a secret, never printed */
+	int auth_method;                  /* AUTH_BASIC, AUTH_DIGEST, 0: as offered */
+};
+/* Runs the checks and prints the report on stdout (and writes the JUnit
+ * file). Returns apubictl's exit status: 0 every required check passed,
+ * 1 one did not (or the JUnit file could not be written), 4 nothing
+ * answered at the URL. */
+int ctl_conform(const struct ctl_conform_opts *o);
+
 /* ---- metrics.c: counters for /metrics (Prometheus text format) ------- */
 
 /* Every function here is thread-safe and lock-free (atomics). `op` is one
