@@ -13,7 +13,8 @@ What is checked:
   - a refused submission: load-taskid fails, with the request sent and the
     answer received in the report;
 * a password in the source URL never reaches the report;
-* Basic and Digest authentication work as for the other client commands;
+* Basic and Digest authentication, HTTPS with the server checked against
+  --cacert and a client certificate, work as for the other client commands;
 * nothing listening at the URL: exit 4, every check but wsdl skipped.
 
 Only 127.0.0.1 is contacted; every run has a deadline.
@@ -22,7 +23,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from conftest import free_port
-from test_apubictl import ALICE_PW, BOB_PW, auth_daemon, ctl, explain  # noqa: F401
+from test_apubictl import ALICE_PW, BOB_PW, auth_daemon, ctl, explain, pki  # noqa: F401
 
 CHECKS = ["wsdl", "load-taskid", "load-success", "load-destination", "purge",
           "unknown-taskid", "success-200", "fault-detail", "sample-quirks", "soap12"]
@@ -142,6 +143,21 @@ def test_conform_authenticates_with_basic_and_digest(auth_daemon, tmp_path):
                                    env={"APUBICTL_PASSWORD": BOB_PW})
     expect_outcome(p, text, junit, root)
     assert BOB_PW not in p.stdout + p.stderr
+
+
+def test_conform_over_https_with_a_client_certificate(make_daemon, pki, tmp_path):
+    d = make_daemon(tls={"cert_file": pki.path("server.pem"), "key_file": pki.path("server.key"),
+                         "client_ca": pki.path("client-ca.pem")})
+    url = f"https://127.0.0.1:{d.port}/apubi"
+    p, text, junit, root = conform(d, tmp_path, "--cacert", pki.path("server-ca.pem"),
+                                   "--cert", pki.path("wfm.pem"), "--key", pki.path("wfm.key"),
+                                   url=url)
+    expect_outcome(p, text, junit, root)
+    # A server the given CA does not vouch for is not reached at all.
+    p, text, junit, root = conform(d, tmp_path, "--cacert", pki.path("other-ca.pem"),
+                                   "--cert", pki.path("wfm.pem"), "--key", pki.path("wfm.key"),
+                                   url=url)
+    assert p.returncode == 4 and text["wsdl"] == "FAIL", explain(p)
 
 
 def test_nothing_listening_exits_4(tmp_path):
