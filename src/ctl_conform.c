@@ -813,7 +813,7 @@ static int cf_poll(struct cf_run *r, struct cf_check *c, const char *what, const
 			cf_fail(c, &x, "%s %s ended FAILED after %.1f s (GetTaskStatus carries no "
 				       "reason: the server's logs say why)", what, id, elapsed);
 			rc = -1;
-		} else if (elapsed + interval > timeout) {
+		} else if (elapsed >= timeout) {
 			cf_fail(c, &x, "%s %s still IN_PROGRESS after %.1f s and %d polls "
 				       "(--timeout %g)", what, id, elapsed, polls, timeout);
 			rc = -1;
@@ -823,8 +823,10 @@ static int cf_poll(struct cf_run *r, struct cf_check *c, const char *what, const
 		cf_x_free(&x);
 		if (rc <= 0)
 			return rc;
-		struct timespec ts = { (time_t)interval,
-				       (long)((interval - (double)(time_t)interval) * 1e9) };
+		/* The last poll comes when --timeout is up, not an interval
+		 * before. */
+		double pause = interval < timeout - elapsed ? interval : timeout - elapsed;
+		struct timespec ts = { (time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9) };
 		while (nanosleep(&ts, &ts) < 0)
 			;
 	}
