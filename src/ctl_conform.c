@@ -47,6 +47,8 @@
 #define CF_SOAP11 "http://schemas.xmlsoap.org/soap/envelope/"
 #define CF_SOAP12 "http://www.w3.org/2003/05/soap-envelope"
 #define CF_WSDL "http://schemas.xmlsoap.org/wsdl/"
+#define CF_WSDL_SOAP "http://schemas.xmlsoap.org/wsdl/soap/"
+#define CF_WSDL_SOAP12 "http://schemas.xmlsoap.org/wsdl/soap12/"
 #define CF_XS "http://www.w3.org/2001/XMLSchema"
 /* Exit statuses, as apubictl(8) documents them. */
 #define CF_EXIT_OK 0
@@ -910,6 +912,72 @@ static void cf_wsdl_ops(xmlDocPtr d, struct cf_buf *b)
 	}
 }
 
+/* NULL when a wsdl:binding is SOAP (1.1 or 1.2) document/literal, its
+ * operations' inputs and outputs literal, and a wsdl:service port gives an
+ * address; else why not (malloc'ed). */
+static char *cf_wsdl_binding(xmlNodePtr defs)
+{
+	char *why = NULL;
+	int bound = 0;
+	for (xmlNodePtr b = defs->children; b && !bound; b = b->next) {
+		if (!cf_is(b, CF_WSDL, "binding"))
+			continue;
+		xmlNodePtr sb = cf_child(b, CF_WSDL_SOAP, "binding");
+		if (!sb)
+			sb = cf_child(b, CF_WSDL_SOAP12, "binding");
+		if (!sb)
+			continue;
+		const char *sns = (const char *)sb->ns->href;
+		char *style = cf_attr(sb, "style");
+		int ok = !style || !strcmp(style, "document"); /* document is the default */
+		if (!ok && !why)
+			why = util_printf("the SOAP binding's style is \"%s\", not document", style);
+		free(style);
+		for (xmlNodePtr op = b->children; op && ok; op = op->next) {
+			if (!cf_is(op, CF_WSDL, "operation"))
+				continue;
+			static const char *const dirs[] = { "input", "output" };
+			for (int i = 0; i < 2 && ok; i++) {
+				xmlNodePtr body = cf_child(cf_child(op, CF_WSDL, dirs[i]), sns, "body");
+				char *use = body ? cf_attr(body, "use") : NULL;
+				if (!use || strcmp(use, "literal")) {
+					ok = 0;
+					if (!why) {
+						char *name = cf_attr(op, "name");
+						why = util_printf("the binding's %s %s is not soap:body "
+								  "use=\"literal\"", name ? name : "?",
+								  dirs[i]);
+						free(name);
+					}
+				}
+				free(use);
+			}
+		}
+		bound = ok;
+	}
+	if (!bound)
+		return why ? why : util_strdup("the WSDL has no SOAP binding (wsdl:binding "
+					       "holding a soap:binding)");
+	free(why);
+	for (xmlNodePtr sv = defs->children; sv; sv = sv->next) {
+		if (!cf_is(sv, CF_WSDL, "service"))
+			continue;
+		for (xmlNodePtr port = sv->children; port; port = port->next) {
+			if (!cf_is(port, CF_WSDL, "port"))
+				continue;
+			xmlNodePtr a = cf_child(port, CF_WSDL_SOAP, "address");
+			if (!a)
+				a = cf_child(port, CF_WSDL_SOAP12, "address");
+			char *loc = a ? cf_attr(a, "location") : NULL;
+			int has = loc && *loc;
+			free(loc);
+			if (has)
+				return NULL;
+		}
+	}
+	return util_strdup("no wsdl:service port gives a soap:address location");
+}
+
 /* Where the schema of the APUBI namespace is: an xs:import or xs:include
  * schemaLocation in wsdl:types, made absolute against the WSDL's URL, or
  * NULL (then ?xsd is tried). *inline_schema is set when wsdl:types holds
@@ -1017,10 +1085,19 @@ static void cf_check_wsdl(struct cf_run *r)
 		int found = strstr(ops.p, needle) != NULL;
 		free(needle);
 		if (!found) {
+			for (char *p = ops.p; *p; p++)
+				if (*p == '\n')
+					*p = p[1] ? ';' : '\0';
 			cf_fail(c, &x, "the WSDL lacks the operation \"%s\" (its portType has: %s)",
 				line, *ops.p ? ops.p : "no operation");
 			goto out;
 		}
+	}
+	char *nobind = cf_wsdl_binding(defs);
+	if (nobind) {
+		cf_fail(c, &x, "%s", nobind);
+		free(nobind);
+		goto out;
 	}
 	/* The schema: where wsdl:types says, else beside the WSDL at ?xsd. */
 	xmlNodePtr schema = NULL;
@@ -1071,7 +1148,8 @@ static void cf_check_wsdl(struct cf_run *r)
 		}
 		free(name);
 	}
-	cf_pass(c, "3 operations, schema %s", sd ? "fetched" : "inline");
+	cf_pass(c, "LoadAsset, PurgeAsset, GetTaskStatus, document/literal; schema %s",
+		sd ? "fetched" : "inline");
 out:
 	free(why);
 	free(loc);

@@ -12,6 +12,9 @@ What is checked:
   - a load that never leaves IN_PROGRESS: load-success fails in --timeout;
   - a refused submission: load-taskid fails, with the request sent and the
     answer received in the report;
+* behind a proxy that breaks one more rule (a WSDL without PurgeAsset,
+  faults without detail, envelopes with the samples' ns2 declaration
+  refused), exactly that check fails;
 * a password in the source URL never reaches the report;
 * Basic and Digest authentication, HTTPS with the server checked against
   --cacert and a client certificate, work as for the other client commands;
@@ -19,10 +22,15 @@ What is checked:
 
 Only 127.0.0.1 is contacted; every run has a deadline.
 """
+import http.client
 import re
+import threading
 import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import free_port
+import pytest
+
+from conftest import HTTP_TIMEOUT, free_port
 from test_apubictl import ALICE_PW, BOB_PW, auth_daemon, ctl, explain, pki  # noqa: F401
 
 CHECKS = ["wsdl", "load-taskid", "load-success", "load-destination", "purge",
@@ -119,6 +127,106 @@ def test_refused_submission_fails_load_taskid_and_shows_the_exchange(make_daemon
     f = case.find("failure")
     assert "refused on purpose" in f.get("message"), explain(p)
     assert "<LoadAsset" in f.text and "503" in f.text, f.text
+
+
+# ---- a proxy in front of apubid that breaks one rule more ------------------
+
+def drop_purge_from_wsdl(method, path, body, reply):
+    status, headers, data = reply
+    if method == "GET" and path.endswith("?wsdl"):
+        data = re.sub(rb'<wsdl:operation name="PurgeAsset">.*?</wsdl:operation>', b"", data,
+                      count=1, flags=re.S)
+    return status, headers, data
+
+
+def strip_fault_detail(method, path, body, reply):
+    status, headers, data = reply
+    return status, headers, re.sub(rb"<detail>.*?</detail>", b"", data, flags=re.S)
+
+
+NO_NS2_FAULT = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+                b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+                b'<soap:Body><soap:Fault><faultcode>soap:Client</faultcode>'
+                b'<faultstring>unexpected namespace ns2</faultstring><detail>'
+                b'<ns:ExceptionWS xmlns:ns="wfm:APUBI/v1/schemas"><message>unexpected '
+                b'namespace ns2</message></ns:ExceptionWS></detail></soap:Fault></soap:Body>'
+                b'</soap:Envelope>')
+
+
+def refuse_ns2(method, path, body, reply):
+    if body and b"xmlns:ns2=" in body:
+        return 500, {"Content-Type": "text/xml; charset=utf-8"}, NO_NS2_FAULT
+    return reply
+
+
+class Proxy:
+    """Forwards every request to the daemon and passes the answer through
+    `transform(method, path, request body, (status, headers, body))`."""
+
+    def __init__(self, daemon, transform):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self, method):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=HTTP_TIMEOUT)
+                try:
+                    hdrs = {k: v for k, v in self.headers.items()
+                            if k.lower() in ("content-type", "soapaction")}
+                    conn.request(method, self.path, body=body, headers=hdrs)
+                    r = conn.getresponse()
+                    reply = (r.status, {"Content-Type": r.getheader("Content-Type", "")},
+                             r.read())
+                finally:
+                    conn.close()
+                status, headers, data = proxy.transform(method, self.path, body, reply)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+        self.transform = transform
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/apubi"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("transform, broken, reason", [
+    (drop_purge_from_wsdl, "wsdl", 'the WSDL lacks the operation "PurgeAsset'),
+    (strip_fault_detail, "fault-detail", "has no non-empty detail/{wfm:APUBI/v1/schemas}"
+                                         "ExceptionWS/message"),
+    (refuse_ns2, "sample-quirks", "unexpected namespace ns2"),
+])
+def test_one_more_broken_rule_behind_a_proxy_fails_that_check_only(daemon, tmp_path, transform,
+                                                                   broken, reason):
+    with Proxy(daemon, transform) as proxy:
+        p, text, junit, root = conform(daemon, tmp_path, url=proxy.url)
+    expect_outcome(p, text, junit, root, fail={broken})
+    assert reason in p.stdout, explain(p)
 
 
 def test_password_in_source_url_never_reaches_the_report(daemon, tmp_path):
