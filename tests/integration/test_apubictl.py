@@ -305,8 +305,12 @@ def test_digest_user_with_password_from_environment(auth_daemon):
     p = expect(ctl("-u", auth_daemon.url, "--user", "bob", "status", UNKNOWN,
                    env={"APUBICTL_PASSWORD": BOB_PW}), 3)
     assert "Task Id does not exist" in p.stderr, explain(p)
+    # The request's log line is written just after its answer is sent.
+    deadline = time.monotonic() + 10
+    while 'user="bob"' not in auth_daemon.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     log = auth_daemon.log_text()
-    assert "bob" in log and BOB_PW not in log
+    assert 'user="bob"' in log and BOB_PW not in log
 
 
 def test_basic_user_with_password_file_and_a_whole_wait(auth_daemon, tmp_path):
