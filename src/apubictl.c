@@ -1161,6 +1161,23 @@ static int ctl_show(struct store *s, const struct ctl_opts *o, const char *id)
 	free(nt);
 	if (t.notify_error)
 		ctl_field("notify error:", t.notify_error, 1);
+	if (t.rule) {
+		/* A [staging] rule shaped this task: say how. */
+		char polls[64] = "";
+		if (t.rule_polls < 0)
+			snprintf(polls, sizeof polls, ", IN_PROGRESS for ever");
+		else if (t.rule_polls > 0)
+			snprintf(polls, sizeof polls, ", %d IN_PROGRESS answer%s left", t.rule_polls,
+				 t.rule_polls == 1 ? "" : "s");
+		char *r = util_printf("%s%s%s%s%s%s", t.rule, t.rule_fail ? ", fails: " : "",
+				      t.rule_fail ? t.rule_fail : "",
+				      t.rule_result ? ", answers DestinationAsset \"" : "",
+				      t.rule_result ? t.rule_result : "", t.rule_result ? "\"" : "");
+		char *full = util_printf("%s%s", r, polls);
+		ctl_field("staging rule:", full, 1);
+		free(full);
+		free(r);
+	}
 
 	printf("\nHistory:\n");
 	if (nev == 0)

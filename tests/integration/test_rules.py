@@ -23,6 +23,7 @@ What is checked, each rule kind shaping a task as configured:
 """
 import http.client
 import json
+import os
 import re
 import signal
 import subprocess
@@ -30,7 +31,7 @@ import time
 
 import pytest
 
-from conftest import APUBID, HTTP_TIMEOUT, assert_fault, parse_response
+from conftest import APUBID, REPO, HTTP_TIMEOUT, assert_fault, parse_response
 
 
 def staging(*rules):
@@ -149,6 +150,12 @@ def test_fail_ends_failed_with_the_reason_and_writes_nothing(make_daemon):
     assert v["rule"]["name"] == "broken" and v["rule"]["fail"] == reason
     assert not (d.cdn / "broken").exists()
     assert list(d.cdn.iterdir()) == []
+    # The operator's tool says which rule failed it, too.
+    ctl = os.environ.get("APUBICTL", str(REPO / "apubictl"))
+    p = subprocess.run([ctl, "-c", str(d.conf), "show", tid], capture_output=True, text=True,
+                       timeout=HTTP_TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    assert f"staging rule:  broken, fails: {reason}" in p.stdout, p.stdout
 
 
 def test_fault_rules_refuse_the_submission_and_record_nothing(make_daemon):
