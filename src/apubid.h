@@ -56,6 +56,15 @@ char *util_utf8_sanitize(char *s);
  * -1 when no valid sequence starts with it), and the range the first of
  * them must fall in (which excludes overlong forms and surrogates). */
 int util_utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi);
+/* A growing string. Start from { 0 }; after any append, p is a
+ * NUL-terminated malloc'ed string of len bytes, which the owner frees. */
+struct util_buf {
+	char *p;
+	size_t len, cap;
+};
+void util_buf_add(struct util_buf *b, const char *s, size_t n);
+void util_buf_adds(struct util_buf *b, const char *s);
+void util_buf_addf(struct util_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Milliseconds since the epoch (CLOCK_REALTIME) and a monotonic clock. */
 int64_t util_now_ms(void);
 int64_t util_mono_ms(void);

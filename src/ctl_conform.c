@@ -59,46 +59,9 @@
 
 /* ---- growing strings ---------------------------------------------------- */
 
-struct cf_buf {
-	char *p;
-	size_t n, cap;
-};
-
-static void cf_add(struct cf_buf *b, const char *s, size_t n)
+static void cf_reset(struct util_buf *b)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		char *p = util_malloc(cap);
-		if (b->p)
-			memcpy(p, b->p, b->n);
-		free(b->p);
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-}
-
-static void cf_printf(struct cf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void cf_printf(struct cf_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = NULL;
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort();
-	cf_add(b, s, (size_t)n);
-	free(s);
-}
-
-static void cf_reset(struct cf_buf *b)
-{
-	b->n = 0;
+	b->len = 0;
 	if (b->p)
 		b->p[0] = '\0';
 }
@@ -123,7 +86,7 @@ struct cf_x {
 	char *req_body;   /* the body as shown (passwords in URLs masked), or NULL */
 	long status;      /* HTTP status of the answer, 0: none */
 	char *resp_head;  /* status line and headers of the final answer */
-	struct cf_buf body;
+	struct util_buf body;
 	char *error;      /* why there was no answer */
 	int soap12;       /* a SOAP 1.2 exchange (kept out of the run's tallies) */
 };
@@ -142,41 +105,41 @@ static void cf_x_free(struct cf_x *x)
  * was sent, "< " before what came back, the body cut after a few KB. */
 static char *cf_x_dump(const struct cf_x *x)
 {
-	struct cf_buf b = { 0 };
+	struct util_buf b = { 0 };
 	const char *parts[2] = { x->req_head, x->req_body };
 	for (int i = 0; i < 2; i++) {
 		if (!parts[i])
 			continue;
 		char *c = cf_clean(parts[i], strlen(parts[i]));
 		for (char *line = strtok(c, "\n"); line; line = strtok(NULL, "\n"))
-			cf_printf(&b, "> %s\n", line);
+			util_buf_addf(&b, "> %s\n", line);
 		if (i == 0)
-			cf_printf(&b, ">\n");
+			util_buf_addf(&b, ">\n");
 		free(c);
 	}
 	if (!x->status) {
-		cf_printf(&b, "< (no answer: %s)\n", x->error ? x->error : "unknown error");
+		util_buf_addf(&b, "< (no answer: %s)\n", x->error ? x->error : "unknown error");
 		return b.p;
 	}
 	if (x->resp_head) {
 		char *c = cf_clean(x->resp_head, strlen(x->resp_head));
 		for (char *line = strtok(c, "\n"); line; line = strtok(NULL, "\n"))
-			cf_printf(&b, "< %s\n", line);
+			util_buf_addf(&b, "< %s\n", line);
 		free(c);
 	}
-	cf_printf(&b, "<\n");
-	size_t shown = x->body.n < CF_BODY_SHOWN ? x->body.n : CF_BODY_SHOWN;
+	util_buf_addf(&b, "<\n");
+	size_t shown = x->body.len < CF_BODY_SHOWN ? x->body.len : CF_BODY_SHOWN;
 	if (shown) {
 		char *c = cf_clean(x->body.p, shown);
 		char *save = NULL;
 		for (char *line = strtok_r(c, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-			cf_printf(&b, "< %s\n", line);
+			util_buf_addf(&b, "< %s\n", line);
 		free(c);
 	}
-	if (x->body.n > shown)
-		cf_printf(&b, "< [... %zu more bytes]\n", x->body.n - shown);
-	if (!x->body.n)
-		cf_printf(&b, "< (empty body)\n");
+	if (x->body.len > shown)
+		util_buf_addf(&b, "< [... %zu more bytes]\n", x->body.len - shown);
+	if (!x->body.len)
+		util_buf_addf(&b, "< (empty body)\n");
 	return b.p;
 }
 
@@ -202,7 +165,7 @@ struct cf_run {
 	const struct ctl_conform_opts *o;
 	CURL *curl;
 	struct curl_slist *h11, *h12, *hget;
-	struct cf_buf head_out, head_in; /* filled by libcurl's callbacks */
+	struct util_buf head_out, head_in; /* filled by libcurl's callbacks */
 	struct cf_check c[C_COUNT];
 	/* Tallies over every SOAP 1.1 answer of the run. */
 	int successes, faults;
@@ -277,7 +240,7 @@ static void cf_skip(struct cf_check *c, const char *needs)
 
 static size_t cf_on_body(char *p, size_t size, size_t n, void *ud)
 {
-	cf_add(ud, p, size * n);
+	util_buf_add(ud, p, size * n);
 	return size * n;
 }
 
@@ -288,7 +251,7 @@ static size_t cf_on_header(char *p, size_t size, size_t n, void *ud)
 	struct cf_run *r = ud;
 	if (size * n >= 5 && !strncmp(p, "HTTP/", 5))
 		cf_reset(&r->head_in);
-	cf_add(&r->head_in, p, size * n);
+	util_buf_add(&r->head_in, p, size * n);
 	return size * n;
 }
 
@@ -311,9 +274,9 @@ static int cf_on_debug(CURL *h, curl_infotype type, char *p, size_t n, void *ud)
 			const char *sp = v;
 			while (sp < p + len && *sp != ' ' && *sp != '\r' && *sp != '\n')
 				sp++;
-			cf_printf(&r->head_out, "Authorization: %.*s ***\n", (int)(sp - v), v);
+			util_buf_addf(&r->head_out, "Authorization: %.*s ***\n", (int)(sp - v), v);
 		} else {
-			cf_add(&r->head_out, p, len);
+			util_buf_add(&r->head_out, p, len);
 		}
 		p += len;
 	}
@@ -410,7 +373,7 @@ static void cf_send(struct cf_run *r, const char *url, const char *body, const c
 		cf_reset(&r->head_in);
 		rc = curl_easy_perform(h);
 	}
-	x->req_head = util_strdup(r->head_out.n ? r->head_out.p : "(request not sent)");
+	x->req_head = util_strdup(r->head_out.len ? r->head_out.p : "(request not sent)");
 	if (rc != CURLE_OK) {
 		x->error = util_printf("%s", *err ? err : curl_easy_strerror(rc));
 	} else {
@@ -419,7 +382,7 @@ static void cf_send(struct cf_run *r, const char *url, const char *body, const c
 		r->reached = 1;
 	}
 	if (!x->body.p)
-		cf_add(&x->body, "", 0);
+		util_buf_add(&x->body, "", 0);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	if (r->o->verbose) {
 		char *d = cf_x_dump(x);
@@ -515,11 +478,11 @@ static void cf_soap_free(struct cf_soap *s)
 static int cf_soap_parse(const struct cf_x *x, struct cf_soap *s, char **why)
 {
 	memset(s, 0, sizeof *s);
-	if (!x->body.n) {
+	if (!x->body.len) {
 		*why = util_strdup("the answer has no body");
 		return -1;
 	}
-	if (!(s->doc = cf_parse(x->body.p, x->body.n, why)))
+	if (!(s->doc = cf_parse(x->body.p, x->body.len, why)))
 		return -1;
 	xmlNodePtr root = xmlDocGetRootElement(s->doc);
 	if (cf_is(root, CF_SOAP11, "Envelope"))
@@ -614,15 +577,15 @@ static void cf_tally(struct cf_run *r, const struct cf_x *x, const struct cf_soa
 
 static char *cf_escape(const char *s)
 {
-	struct cf_buf b = { 0 };
-	cf_add(&b, "", 0);
+	struct util_buf b = { 0 };
+	util_buf_add(&b, "", 0);
 	for (; *s; s++) {
 		switch (*s) {
-		case '<': cf_printf(&b, "&lt;"); break;
-		case '>': cf_printf(&b, "&gt;"); break;
-		case '&': cf_printf(&b, "&amp;"); break;
-		case '"': cf_printf(&b, "&quot;"); break;
-		default: cf_add(&b, s, 1);
+		case '<': util_buf_addf(&b, "&lt;"); break;
+		case '>': util_buf_addf(&b, "&gt;"); break;
+		case '&': util_buf_addf(&b, "&amp;"); break;
+		case '"': util_buf_addf(&b, "&quot;"); break;
+		default: util_buf_add(&b, s, 1);
 		}
 	}
 	return b.p;
@@ -639,22 +602,22 @@ enum { SHAPE_PLAIN, SHAPE_QUIRKS, SHAPE_SOAP12 };
 static char *cf_envelope(int shape, const char *op, const char *n1, const char *v1,
 			 const char *n2, const char *v2)
 {
-	struct cf_buf b = { 0 };
+	struct util_buf b = { 0 };
 	const char *env = shape == SHAPE_SOAP12 ? CF_SOAP12 : CF_SOAP11;
 	const char *p = shape == SHAPE_SOAP12 ? "soap12" : "soap";
-	cf_printf(&b, "<%s:Envelope xmlns:%s=\"%s\">\n    <%s:Body>\n", p, p, env, p);
-	cf_printf(&b, "        <%s xmlns=\"" CF_NS "\"%s>\n", op,
+	util_buf_addf(&b, "<%s:Envelope xmlns:%s=\"%s\">\n    <%s:Body>\n", p, p, env, p);
+	util_buf_addf(&b, "        <%s xmlns=\"" CF_NS "\"%s>\n", op,
 		  shape == SHAPE_QUIRKS ? " xmlns:ns2=\"wfm:/APUBI/v1/schemas\"" : "");
 	const char *names[2] = { n1, n2 }, *values[2] = { v1, v2 };
 	for (int i = 0; i < 2; i++) {
 		if (!names[i] || !values[i])
 			continue;
 		char *e = cf_escape(values[i]);
-		cf_printf(&b, "            <%s>%s%s</%s>\n", names[i], e,
+		util_buf_addf(&b, "            <%s>%s%s</%s>\n", names[i], e,
 			  shape == SHAPE_QUIRKS ? "\n" : "", names[i]);
 		free(e);
 	}
-	cf_printf(&b, "        </%s>\n    </%s:Body>\n</%s:Envelope>\n", op, p, p);
+	util_buf_addf(&b, "        </%s>\n    </%s:Body>\n</%s:Envelope>\n", op, p, p);
 	return b.p;
 }
 
@@ -888,10 +851,10 @@ static char *cf_message_element(xmlDocPtr d, xmlNodePtr defs, xmlNodePtr at, con
 
 /* The operations of a WSDL's portTypes as lines "Op in={ns}X out={ns}Y",
  * appended to b in document order. */
-static void cf_wsdl_ops(xmlDocPtr d, struct cf_buf *b)
+static void cf_wsdl_ops(xmlDocPtr d, struct util_buf *b)
 {
 	xmlNodePtr defs = xmlDocGetRootElement(d);
-	cf_add(b, "", 0);
+	util_buf_add(b, "", 0);
 	for (xmlNodePtr pt = defs->children; pt; pt = pt->next) {
 		if (!cf_is(pt, CF_WSDL, "portType"))
 			continue;
@@ -905,7 +868,7 @@ static void cf_wsdl_ops(xmlDocPtr d, struct cf_buf *b)
 			char *om = out ? cf_attr(out, "message") : NULL;
 			char *ie = cf_message_element(d, defs, in, im);
 			char *oe = cf_message_element(d, defs, out, om);
-			cf_printf(b, "%s in=%s out=%s\n", name ? name : "?", ie ? ie : "?",
+			util_buf_addf(b, "%s in=%s out=%s\n", name ? name : "?", ie ? ie : "?",
 				  oe ? oe : "?");
 			free(name), free(im), free(om), free(ie), free(oe);
 		}
@@ -1039,7 +1002,7 @@ static void cf_check_wsdl(struct cf_run *r)
 	memset(&xs, 0, sizeof xs);
 	xmlDocPtr d = NULL, ref = NULL, sd = NULL, refx = NULL;
 	char *why = NULL, *loc = NULL;
-	struct cf_buf ops = { 0 }, want = { 0 };
+	struct util_buf ops = { 0 }, want = { 0 };
 	cf_send(r, wurl, NULL, NULL, 0, &x);
 	if (!x.status) {
 		cf_fail(c, &x, "GET ?wsdl: no answer: %s", x.error);
@@ -1049,7 +1012,7 @@ static void cf_check_wsdl(struct cf_run *r)
 		cf_fail(c, &x, "GET ?wsdl: HTTP %ld, not 200", x.status);
 		goto out;
 	}
-	if (!(d = cf_parse(x.body.p, x.body.n, &why))) {
+	if (!(d = cf_parse(x.body.p, x.body.len, &why))) {
 		cf_fail(c, &x, "GET ?wsdl: %s", why);
 		goto out;
 	}
@@ -1117,7 +1080,7 @@ static void cf_check_wsdl(struct cf_run *r)
 		}
 		free(why);
 		why = NULL;
-		if (!(sd = cf_parse(xs.body.p, xs.body.n, &why))) {
+		if (!(sd = cf_parse(xs.body.p, xs.body.len, &why))) {
 			cf_fail(c, &xs, "the schema: %s", why);
 			goto out;
 		}

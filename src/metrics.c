@@ -120,43 +120,10 @@ void metrics_notify(const char *outcome)
 		    1);
 }
 
-/* A growing text buffer; util_malloc aborts rather than fail. */
-struct metrics_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
-{
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = b->cap * 2;
-		while (cap - b->len <= (size_t)n)
-			cap *= 2;
-		char *p = util_malloc(cap);
-		memcpy(p, b->p, b->len + 1);
-		free(b->p);
-		b->p = p;
-		b->cap = cap;
-	}
-}
-
-static void metrics_head(struct metrics_buf *b, const char *name, const char *type,
+static void metrics_head(struct util_buf *b, const char *name, const char *type,
 			 const char *help)
 {
-	metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	util_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* Seconds from microseconds, exactly (no float rounding in the text):
@@ -173,15 +140,15 @@ static void metrics_seconds(char *buf, size_t len, uint64_t us)
 
 char *metrics_render(struct store *s)
 {
-	struct metrics_buf b = { util_malloc(4096), 0, 4096 };
-	b.p[0] = '\0';
+	struct util_buf b = { 0 };
+	util_buf_add(&b, "", 0);
 	char num[48];
 
 	metrics_head(&b, "apubid_build_info", "gauge", "apubid's version, as a label.");
-	metrics_printf(&b, "apubid_build_info{version=\"%s\"} 1\n", APUBID_VERSION);
+	util_buf_addf(&b, "apubid_build_info{version=\"%s\"} 1\n", APUBID_VERSION);
 	metrics_head(&b, "apubid_process_start_time_seconds", "gauge",
 		     "Start time of the process since the Unix epoch, in seconds.");
-	metrics_printf(&b, "apubid_process_start_time_seconds %lld.%03lld\n",
+	util_buf_addf(&b, "apubid_process_start_time_seconds %lld.%03lld\n",
 		       (long long)(metrics_start_ms / 1000), (long long)(metrics_start_ms % 1000));
 
 	metrics_head(&b, "apubid_requests_total", "counter",
@@ -195,7 +162,7 @@ char *metrics_render(struct store *s)
 				snprintf(num, sizeof num, "%d", st);
 			else
 				snprintf(num, sizeof num, "other");
-			metrics_printf(&b, "apubid_requests_total{op=\"%s\",status=\"%s\"} %llu\n",
+			util_buf_addf(&b, "apubid_requests_total{op=\"%s\",status=\"%s\"} %llu\n",
 				       metrics_ops[o], num, (unsigned long long)v);
 		}
 
@@ -212,16 +179,16 @@ char *metrics_render(struct store *s)
 				metrics_seconds(num, sizeof num, (uint64_t)metrics_bounds_us[i]);
 			else
 				snprintf(num, sizeof num, "+Inf");
-			metrics_printf(&b,
+			util_buf_addf(&b,
 				       "apubid_request_duration_seconds_bucket{op=\"%s\",le=\"%s\"} %llu\n",
 				       metrics_ops[o], num, (unsigned long long)cum);
 		}
 		metrics_seconds(num, sizeof num, metrics_get(&metrics_dur_sum_us[o]));
-		metrics_printf(&b, "apubid_request_duration_seconds_sum{op=\"%s\"} %s\n",
+		util_buf_addf(&b, "apubid_request_duration_seconds_sum{op=\"%s\"} %s\n",
 			       metrics_ops[o], num);
 		/* The count is the +Inf bucket: read apart, the two could
 		 * differ by a request that ended in between. */
-		metrics_printf(&b, "apubid_request_duration_seconds_count{op=\"%s\"} %llu\n",
+		util_buf_addf(&b, "apubid_request_duration_seconds_count{op=\"%s\"} %llu\n",
 			       metrics_ops[o], (unsigned long long)cum);
 	}
 
@@ -229,11 +196,11 @@ char *metrics_render(struct store *s)
 	if (s && store_count_by_state(s, counts) == 0) {
 		metrics_head(&b, "apubid_tasks", "gauge", "Tasks in the store, by state.");
 		for (int st = TS_QUEUED; st <= TS_CANCELLED; st++)
-			metrics_printf(&b, "apubid_tasks{state=\"%s\"} %lld\n", task_state_name(st),
+			util_buf_addf(&b, "apubid_tasks{state=\"%s\"} %lld\n", task_state_name(st),
 				       (long long)counts[st]);
 		metrics_head(&b, "apubid_queue_depth", "gauge",
 			     "Tasks waiting for a worker: queued, or waiting to retry.");
-		metrics_printf(&b, "apubid_queue_depth %lld\n",
+		util_buf_addf(&b, "apubid_queue_depth %lld\n",
 			       (long long)(counts[TS_QUEUED] + counts[TS_RETRY]));
 	} else {
 		log_warn("metrics: cannot count tasks by state; /metrics leaves them out");
@@ -241,23 +208,23 @@ char *metrics_render(struct store *s)
 
 	metrics_head(&b, "apubid_transferred_bytes_total", "counter",
 		     "Bytes of the files loads transferred.");
-	metrics_printf(&b, "apubid_transferred_bytes_total %llu\n",
+	util_buf_addf(&b, "apubid_transferred_bytes_total %llu\n",
 		       (unsigned long long)metrics_get(&metrics_bytes));
 	metrics_head(&b, "apubid_transferred_files_total", "counter", "Files loads transferred.");
-	metrics_printf(&b, "apubid_transferred_files_total %llu\n",
+	util_buf_addf(&b, "apubid_transferred_files_total %llu\n",
 		       (unsigned long long)metrics_get(&metrics_files));
 	metrics_head(&b, "apubid_transfer_errors_total", "counter",
 		     "Transfer attempts that ended in error, by kind.");
 	for (int i = 0; i < METRICS_NERR; i++)
-		metrics_printf(&b, "apubid_transfer_errors_total{kind=\"%s\"} %llu\n",
+		util_buf_addf(&b, "apubid_transfer_errors_total{kind=\"%s\"} %llu\n",
 			       metrics_err_kinds[i], (unsigned long long)metrics_get(&metrics_errors[i]));
 	metrics_head(&b, "apubid_retries_total", "counter", "Task attempts scheduled again after a transient error.");
-	metrics_printf(&b, "apubid_retries_total %llu\n",
+	util_buf_addf(&b, "apubid_retries_total %llu\n",
 		       (unsigned long long)metrics_get(&metrics_retries));
 	metrics_head(&b, "apubid_notifications_total", "counter",
 		     "Notification delivery attempts, by outcome.");
 	for (int i = 0; i < METRICS_NOUT; i++)
-		metrics_printf(&b, "apubid_notifications_total{outcome=\"%s\"} %llu\n",
+		util_buf_addf(&b, "apubid_notifications_total{outcome=\"%s\"} %llu\n",
 			       metrics_outcomes[i],
 			       (unsigned long long)metrics_get(&metrics_notifications[i]));
 	return b.p;

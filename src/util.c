@@ -165,3 +165,47 @@ char *util_utf8_sanitize(char *s)
 	}
 	return s;
 }
+
+/* Makes room for n more bytes and the terminator. */
+static void util_buf_grow(struct util_buf *b, size_t n)
+{
+	if (b->len + n + 1 <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 256;
+	while (b->len + n + 1 > cap)
+		cap *= 2;
+	char *p = util_malloc(cap);
+	if (b->len)
+		memcpy(p, b->p, b->len);
+	free(b->p);
+	b->p = p;
+	b->cap = cap;
+}
+
+void util_buf_add(struct util_buf *b, const char *s, size_t n)
+{
+	util_buf_grow(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void util_buf_adds(struct util_buf *b, const char *s)
+{
+	util_buf_add(b, s, strlen(s));
+}
+
+void util_buf_addf(struct util_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	util_buf_grow(b, (size_t)n);
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}

@@ -220,82 +220,54 @@ done:
 
 /* ---- the XML writer ---------------------------------------------------- */
 
-struct view_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void view_add(struct view_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		char *p = util_malloc(cap);
-		if (b->len)
-			memcpy(p, b->p, b->len);
-		free(b->p);
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void view_adds(struct view_buf *b, const char *s)
-{
-	view_add(b, s, strlen(s));
-}
-
 /* Escaped text for element content and attribute values. The input is
  * valid UTF-8 without control characters but tab, CR and LF (it went
  * through view_str). */
-static void view_add_escaped(struct view_buf *b, const char *s)
+static void view_add_escaped(struct util_buf *b, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	while (*p) {
 		size_t run = 0;
 		while (p[run] && !strchr("&<>\"'\t\r\n\xef", p[run]))
 			run++;
-		view_add(b, (const char *)p, run);
+		util_buf_add(b, (const char *)p, run);
 		p += run;
 		switch (*p) {
 		case '\0':
 			return;
 		case '&':
-			view_adds(b, "&amp;");
+			util_buf_adds(b, "&amp;");
 			break;
 		case '<':
-			view_adds(b, "&lt;");
+			util_buf_adds(b, "&lt;");
 			break;
 		case '>':
-			view_adds(b, "&gt;");
+			util_buf_adds(b, "&gt;");
 			break;
 		case '"':
-			view_adds(b, "&quot;");
+			util_buf_adds(b, "&quot;");
 			break;
 		case '\'':
-			view_adds(b, "&apos;");
+			util_buf_adds(b, "&apos;");
 			break;
 		case '\t':
-			view_adds(b, "&#9;");
+			util_buf_adds(b, "&#9;");
 			break;
 		case '\n':
-			view_adds(b, "&#10;");
+			util_buf_adds(b, "&#10;");
 			break;
 		case '\r':
-			view_adds(b, "&#13;");
+			util_buf_adds(b, "&#13;");
 			break;
 		default:
 			/* 0xEF leads U+F000..U+FFFF: U+FFFE and U+FFFF are
 			 * not XML characters. */
 			if (p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
-				view_adds(b, "?");
+				util_buf_adds(b, "?");
 				p += 3;
 				continue;
 			}
-			view_add(b, (const char *)p, 1);
+			util_buf_add(b, (const char *)p, 1);
 			break;
 		}
 		p++;
@@ -316,9 +288,9 @@ static const char *view_singular(const char *key)
 	return "value";
 }
 
-static void view_xml_object(struct view_buf *b, const char *name, json_t *obj);
+static void view_xml_object(struct util_buf *b, const char *name, json_t *obj);
 
-static void view_xml_member(struct view_buf *b, const char *key, json_t *v)
+static void view_xml_member(struct util_buf *b, const char *key, json_t *v)
 {
 	char num[32];
 	switch (json_typeof(v)) {
@@ -330,57 +302,57 @@ static void view_xml_member(struct view_buf *b, const char *key, json_t *v)
 	case JSON_ARRAY: {
 		size_t i;
 		json_t *e;
-		view_adds(b, "<");
-		view_adds(b, key);
-		view_adds(b, ">");
+		util_buf_adds(b, "<");
+		util_buf_adds(b, key);
+		util_buf_adds(b, ">");
 		json_array_foreach (v, i, e)
 			view_xml_member(b, view_singular(key), e);
-		view_adds(b, "</");
-		view_adds(b, key);
-		view_adds(b, ">");
+		util_buf_adds(b, "</");
+		util_buf_adds(b, key);
+		util_buf_adds(b, ">");
 		return;
 	}
 	default:
 		break;
 	}
-	view_adds(b, "<");
-	view_adds(b, key);
-	view_adds(b, ">");
+	util_buf_adds(b, "<");
+	util_buf_adds(b, key);
+	util_buf_adds(b, ">");
 	if (json_is_string(v)) {
 		view_add_escaped(b, json_string_value(v));
 	} else if (json_is_integer(v)) {
 		snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
-		view_adds(b, num);
+		util_buf_adds(b, num);
 	} else if (json_is_real(v)) {
 		snprintf(num, sizeof num, "%.17g", json_real_value(v));
-		view_adds(b, num);
+		util_buf_adds(b, num);
 	} else {
-		view_adds(b, json_is_true(v) ? "true" : "false");
+		util_buf_adds(b, json_is_true(v) ? "true" : "false");
 	}
-	view_adds(b, "</");
-	view_adds(b, key);
-	view_adds(b, ">");
+	util_buf_adds(b, "</");
+	util_buf_adds(b, key);
+	util_buf_adds(b, ">");
 }
 
-static void view_xml_object(struct view_buf *b, const char *name, json_t *obj)
+static void view_xml_object(struct util_buf *b, const char *name, json_t *obj)
 {
 	json_t *id = json_object_get(obj, "id");
-	view_adds(b, "<");
-	view_adds(b, name);
+	util_buf_adds(b, "<");
+	util_buf_adds(b, name);
 	if (json_is_string(id)) {
-		view_adds(b, " id=\"");
+		util_buf_adds(b, " id=\"");
 		view_add_escaped(b, json_string_value(id));
-		view_adds(b, "\"");
+		util_buf_adds(b, "\"");
 	}
-	view_adds(b, ">");
+	util_buf_adds(b, ">");
 	const char *key;
 	json_t *v;
 	json_object_foreach (obj, key, v)
 		if (v != id)
 			view_xml_member(b, key, v);
-	view_adds(b, "</");
-	view_adds(b, name);
-	view_adds(b, ">");
+	util_buf_adds(b, "</");
+	util_buf_adds(b, name);
+	util_buf_adds(b, ">");
 }
 
 #define VIEW_XML_DECL "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -390,10 +362,10 @@ static char *view_render(json_t *j, const char *xml_root, int format)
 {
 	char *out;
 	if (format == VIEW_XML) {
-		struct view_buf b = { 0 };
-		view_adds(&b, VIEW_XML_DECL);
+		struct util_buf b = { 0 };
+		util_buf_adds(&b, VIEW_XML_DECL);
 		view_xml_object(&b, xml_root, j);
-		view_adds(&b, "\n");
+		util_buf_adds(&b, "\n");
 		out = b.p;
 	} else {
 		char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -466,18 +438,18 @@ int view_list(struct store *s, const struct task_filter *f, int format, char **o
 	task_free_all(tasks, n);
 
 	if (format == VIEW_XML) {
-		struct view_buf b = { 0 };
+		struct util_buf b = { 0 };
 		char attr[48] = "";
 		if (next)
 			snprintf(attr, sizeof attr, " next=\"%lld\"", (long long)next);
-		view_adds(&b, VIEW_XML_DECL "<tasks");
-		view_adds(&b, attr);
-		view_adds(&b, ">");
+		util_buf_adds(&b, VIEW_XML_DECL "<tasks");
+		util_buf_adds(&b, attr);
+		util_buf_adds(&b, ">");
 		size_t i;
 		json_t *e;
 		json_array_foreach (arr, i, e)
 			view_xml_object(&b, "task", e);
-		view_adds(&b, "</tasks>\n");
+		util_buf_adds(&b, "</tasks>\n");
 		json_decref(arr);
 		*out = b.p;
 		return 0;
@@ -501,10 +473,10 @@ char *view_error(int format, const char *msg)
 	view_set(j, "error", view_str(msg));
 	if (format != VIEW_XML)
 		return view_render(j, "error", format);
-	struct view_buf b = { 0 };
-	view_adds(&b, VIEW_XML_DECL "<error>");
+	struct util_buf b = { 0 };
+	util_buf_adds(&b, VIEW_XML_DECL "<error>");
 	view_add_escaped(&b, json_string_value(json_object_get(j, "error")));
-	view_adds(&b, "</error>\n");
+	util_buf_adds(&b, "</error>\n");
 	json_decref(j);
 	return b.p;
 }
