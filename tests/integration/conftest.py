@@ -16,6 +16,7 @@ Everything that waits has a deadline: the machine has two cores and a hung
 daemon must fail a test, not the run. Only 127.0.0.1 is ever contacted.
 """
 import hashlib
+import json
 import http.client
 import os
 import re
@@ -377,6 +378,22 @@ class Daemon:
 
     def purge(self, destination, version=11):
         return self._task_id(self.purge_reply(destination, version), "PurgeAsset")
+
+    def get(self, path):
+        """GET `path` on a fresh connection: (status, body bytes)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def view(self, task_id):
+        """The task's JSON view (GET /tasks/ID.json), which must answer 200."""
+        status, body = self.get(f"/tasks/{task_id}.json")
+        assert status == 200, f"GET /tasks/{task_id}.json: HTTP {status}: {body[:500]!r}"
+        return json.loads(body)
 
     def status(self, task_id, version=11):
         """(Status, DestinationAsset or None) of a task."""

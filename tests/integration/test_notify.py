@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import HTTP_TIMEOUT, free_port
+from conftest import free_port
 
 
 class Receiver:
@@ -95,24 +95,12 @@ def receivers():
         r.stop()
 
 
-def task_view(d, tid):
-    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=HTTP_TIMEOUT)
-    try:
-        conn.request("GET", f"/tasks/{tid}.json")
-        r = conn.getresponse()
-        body = r.read()
-        assert r.status == 200, f"GET /tasks/{tid}.json: HTTP {r.status}: {body[:500]!r}"
-        return json.loads(body)
-    finally:
-        conn.close()
-
-
 def wait_notification(d, tid, want, timeout=30):
     """Polls the task's view until its notification is in state `want`;
     returns the notification object."""
     deadline = time.monotonic() + timeout
     while True:
-        n = task_view(d, tid)["notification"]
+        n = d.view(tid)["notification"]
         if n["state"] == want:
             return n
         if time.monotonic() > deadline:
@@ -166,7 +154,7 @@ def test_failed_task_is_posted_with_its_reason(make_daemon, receivers):
     assert doc["status"] == "FAILED"
     assert doc["state"] == "failed"
     assert doc["reason"], doc
-    assert doc["reason"] == task_view(d, tid)["reason"]
+    assert doc["reason"] == d.view(tid)["reason"]
     wait_notification(d, tid, "delivered")
 
 
@@ -179,7 +167,7 @@ def test_receiver_down_at_first_gets_it_later(make_daemon, receivers):
     assert d.wait_for_status(tid)[0] == "SUCCESS"
     deadline = time.monotonic() + 20
     while True:
-        n = task_view(d, tid)["notification"]
+        n = d.view(tid)["notification"]
         if n["state"] == "pending" and n["attempts"] >= 2:
             break
         assert n["state"] == "pending", n
@@ -237,7 +225,7 @@ def test_url_password_is_sent_but_never_shown(make_daemon, receivers):
     assert n["attempts"] == 2
     auth = r.received()[-1][1]["Authorization"]
     assert base64.b64decode(auth.split()[1]) == b"wfm:n0tify-s3cret"
-    view = json.dumps(task_view(d, tid))
+    view = json.dumps(d.view(tid))
     log = d.log_text()
     assert "n0tify-s3cret" not in view
     assert "n0tify-s3cret" not in log

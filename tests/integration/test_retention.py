@@ -7,7 +7,6 @@ Tasks are aged by moving their updated_ms back 40 days with Python's
 sqlite3 while apubid runs (the store is in WAL mode, so both may have it
 open; a busy timeout covers apubid's own writes).
 """
-import http.client
 import json
 import signal
 import sqlite3
@@ -16,7 +15,7 @@ import uuid
 
 import pytest
 
-from conftest import HTTP_TIMEOUT, free_port
+from conftest import free_port
 
 DAY_MS = 86400 * 1000
 
@@ -41,24 +40,14 @@ def in_store(d, tid):
         db.close()
 
 
-def get(d, path):
-    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=HTTP_TIMEOUT)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
-
-
 def unknown_answers(d, tid):
     """GetTaskStatus and the JSON view of `tid` next to those of a TaskId
     that never existed, with the ids themselves taken out of the bodies."""
     other = str(uuid.uuid4()).upper()
     st = d.status_reply(tid)
     st_other = d.status_reply(other)
-    view = get(d, f"/tasks/{tid}.json")
-    view_other = get(d, f"/tasks/{other}.json")
+    view = d.get(f"/tasks/{tid}.json")
+    view_other = d.get(f"/tasks/{other}.json")
     return ((st.status, st.body), (st_other.status, st_other.body),
             (view[0], view[1].replace(tid.encode(), b"ID")),
             (view_other[0], view_other[1].replace(other.encode(), b"ID")))
@@ -118,7 +107,7 @@ def test_aged_finished_tasks_are_pruned_and_read_as_unknown(make_daemon):
 
 
 def task_state(d, tid):
-    status, body = get(d, f"/tasks/{tid}.json")
+    status, body = d.get(f"/tasks/{tid}.json")
     assert status == 200, body
     return json.loads(body)["state"]
 

@@ -21,7 +21,6 @@ What is checked, each rule kind shaping a task as configured:
 * SIGHUP: new rules govern the next submissions; a task accepted before
   keeps its rule.
 """
-import http.client
 import json
 import os
 import re
@@ -38,33 +37,11 @@ def staging(*rules):
     return {"staging": {"enabled": "yes", "rule": list(rules)}}
 
 
-def view(d, tid):
-    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=HTTP_TIMEOUT)
-    try:
-        conn.request("GET", f"/tasks/{tid}.json")
-        r = conn.getresponse()
-        body = r.read()
-        assert r.status == 200, f"GET /tasks/{tid}.json: HTTP {r.status}: {body[:500]!r}"
-        return json.loads(body)
-    finally:
-        conn.close()
-
-
-def get(d, path):
-    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=HTTP_TIMEOUT)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
-
-
 def wait_state(d, tid, state, timeout=30):
     """Polls the view (never GetTaskStatus, which would spend polls)."""
     deadline = time.monotonic() + timeout
     while True:
-        v = view(d, tid)
+        v = d.view(tid)
         if v["state"] == state:
             return v
         if time.monotonic() > deadline:
@@ -90,7 +67,7 @@ def test_delay_holds_the_task_back_then_it_really_publishes(make_daemon):
     d = make_daemon(**staging("name=late op=LoadAsset dest=late/* delay=2s"))
     tid = d.load(source(d, "a.ts", b"late bytes"), "late/a.ts")
     assert d.status(tid) == ("IN_PROGRESS", None)
-    v = view(d, tid)
+    v = d.view(tid)
     assert v["state"] == "queued"
     assert v["rule"]["name"] == "late"
     assert v["rule"]["fail"] is None and v["rule"]["destination"] is None
@@ -101,7 +78,7 @@ def test_delay_holds_the_task_back_then_it_really_publishes(make_daemon):
     st, dest = d.wait_for_status(tid, timeout=30)
     assert st == "SUCCESS" and dest
     assert (d.cdn / "late" / "a.ts").read_bytes() == b"late bytes"
-    v = view(d, tid)
+    v = d.view(tid)
     assert v["rule"]["name"] == "late" and "delayed_until" not in v["rule"]
     # ISO 8601 times of one format compare as text.
     running = [e["at"] for e in v["history"] if e["state"] == "running"]
@@ -118,12 +95,12 @@ def test_polls_answer_in_progress_that_many_times_over_a_success(make_daemon):
     assert v["rule"]["polls_left"] == 3
     for i in range(3):
         assert d.status(tid) == ("IN_PROGRESS", None), f"poll {i + 1}"
-        assert view(d, tid)["rule"]["polls_left"] == 2 - i
+        assert d.view(tid)["rule"]["polls_left"] == 2 - i
     st, dest = d.status(tid)
     assert st == "SUCCESS"
     assert dest and dest.endswith("three/a.ts")
     assert d.status(tid)[0] == "SUCCESS"
-    assert view(d, tid)["rule"]["polls_left"] == 0
+    assert d.view(tid)["rule"]["polls_left"] == 0
 
 
 def test_polls_forever_never_lets_success_through(make_daemon):
@@ -132,7 +109,7 @@ def test_polls_forever_never_lets_success_through(make_daemon):
     wait_state(d, tid, "succeeded")
     for _ in range(5):
         assert d.status(tid) == ("IN_PROGRESS", None)
-    v = view(d, tid)
+    v = d.view(tid)
     assert v["state"] == "succeeded" and v["status"] == "SUCCESS"
     assert v["rule"] == {"name": "stuck", "fail": None, "destination": None,
                          "polls_left": -1}
@@ -144,7 +121,7 @@ def test_fail_ends_failed_with_the_reason_and_writes_nothing(make_daemon):
     d = make_daemon(**staging(f'name=broken op=LoadAsset dest=broken/* fail="{reason}"'))
     tid = d.load(source(d, "a.ts"), "broken/a.ts")
     assert d.wait_for_status(tid) == ("FAILED", None)
-    v = view(d, tid)
+    v = d.view(tid)
     assert v["state"] == "failed"
     assert v["reason"] == reason
     assert v["rule"]["name"] == "broken" and v["rule"]["fail"] == reason
@@ -173,7 +150,7 @@ def test_fault_rules_refuse_the_submission_and_record_nothing(make_daemon):
     # A purge is not what "bad" matches: it runs for real.
     assert d.wait_for_status(d.purge("bad/a.ts"))[0] == "SUCCESS"
 
-    status, body = get(d, "/tasks")
+    status, body = d.get("/tasks")
     assert status == 200
     tasks = json.loads(body)["tasks"]
     assert len(tasks) == 1 and tasks[0]["kind"] == "purge" and tasks[0]["rule"] is None
@@ -189,7 +166,7 @@ def test_destination_rules_answer_the_scripted_destination_asset(make_daemon):
     tid = d.load(source(d, "a.ts", b"odd"), "odd/a.ts")
     assert d.wait_for_status(tid) == ("SUCCESS", "http://cdn.example/x")
     assert (d.cdn / "odd" / "a.ts").read_bytes() == b"odd"
-    v = view(d, tid)
+    v = d.view(tid)
     assert v["destination_asset"] == "http://cdn.example/x"
     assert v["rule"]["destination"] == "http://cdn.example/x"
 
@@ -202,7 +179,7 @@ def test_destination_rules_answer_the_scripted_destination_asset(make_daemon):
     # Present and empty, not left out.
     assert r.get("DestinationAsset") == "", body
     assert (d.cdn / "empty" / "b.ts").read_bytes() == b"empty"
-    assert view(d, tid)["rule"]["destination"] == ""
+    assert d.view(tid)["rule"]["destination"] == ""
 
 
 def test_matching_op_src_globs_purges_and_first_rule_wins(make_daemon):
@@ -214,33 +191,33 @@ def test_matching_op_src_globs_purges_and_first_rule_wins(make_daemon):
     # Loads into keep/ match no rule (the rule is for purges): for real.
     tid = d.load(source(d, "k.ts"), "keep/k.ts")
     assert d.wait_for_status(tid)[0] == "SUCCESS"
-    assert view(d, tid)["rule"] is None
+    assert d.view(tid)["rule"] is None
     # The purge rule fails the purge; the file stays.
     tid = d.purge("keep/k.ts")
     assert d.wait_for_status(tid) == ("FAILED", None)
-    v = view(d, tid)
+    v = d.view(tid)
     assert v["rule"]["name"] == "purge-fail" and v["reason"] == "purge refused by the CDN"
     assert (d.cdn / "keep" / "k.ts").exists()
 
     # "ts" comes first and matches the .ts source; "all" takes the rest.
     t1 = d.load(source(d, "a.ts"), "multi/a.ts")
     t2 = d.load(source(d, "b.mp4"), "multi/b.mp4")
-    assert view(d, t1)["rule"]["name"] == "ts"
-    assert view(d, t2)["rule"]["name"] == "all"
+    assert d.view(t1)["rule"]["name"] == "ts"
+    assert d.view(t2)["rule"]["name"] == "all"
     wait_state(d, t1, "succeeded")
     assert d.status(t1) == ("IN_PROGRESS", None)
     assert d.status(t1)[0] == "SUCCESS"
     assert d.wait_for_status(t2)[0] == "SUCCESS"
     # src= never matches a purge: op=* "all" does, and only tags it.
     t3 = d.purge("multi/a.ts")
-    assert view(d, t3)["rule"]["name"] == "all"
+    assert d.view(t3)["rule"]["name"] == "all"
     assert d.wait_for_status(t3)[0] == "SUCCESS"
     assert not (d.cdn / "multi" / "a.ts").exists()
 
-    status, body = get(d, "/tasks")
+    status, body = d.get("/tasks")
     names = {t["id"]: (t["rule"] or {}).get("name") for t in json.loads(body)["tasks"]}
     assert names[t1] == "ts" and names[t2] == "all" and names[t3] == "all"
-    status, body = get(d, f"/tasks/{t1}.xml")
+    status, body = d.get(f"/tasks/{t1}.xml")
     assert status == 200 and b"<rule><name>ts</name>" in body
 
 
@@ -273,7 +250,7 @@ def test_rules_without_enabled_or_malformed_are_refused(make_daemon):
 def test_sighup_installs_new_rules_and_accepted_tasks_keep_theirs(make_daemon):
     d = make_daemon(**staging("name=first op=LoadAsset dest=hup/* delay=forever"))
     t1 = d.load(source(d, "a.ts"), "hup/a.ts")
-    v = view(d, t1)
+    v = d.view(t1)
     assert v["rule"]["name"] == "first" and v["rule"]["delayed_until"] == "never"
 
     d.sections["staging"]["rule"] = ['name=second op=LoadAsset dest=hup/* fail="after reload"']
@@ -282,9 +259,9 @@ def test_sighup_installs_new_rules_and_accepted_tasks_keep_theirs(make_daemon):
     wait_log(d, "reload: applied staging.rule")
     t2 = d.load(source(d, "b.ts"), "hup/b.ts")
     assert d.wait_for_status(t2) == ("FAILED", None)
-    assert view(d, t2)["reason"] == "after reload"
+    assert d.view(t2)["reason"] == "after reload"
     # Accepted before: still the first rule's, still held back.
-    v = view(d, t1)
+    v = d.view(t1)
     assert v["rule"]["name"] == "first" and v["state"] == "queued"
     assert d.status(t1) == ("IN_PROGRESS", None)
 
@@ -298,6 +275,6 @@ def test_sighup_installs_new_rules_and_accepted_tasks_keep_theirs(make_daemon):
         time.sleep(0.05)
     t3 = d.load(source(d, "c.ts"), "hup/c.ts")
     assert d.wait_for_status(t3)[0] == "SUCCESS"
-    assert view(d, t3)["rule"] is None
+    assert d.view(t3)["rule"] is None
     assert (d.cdn / "hup" / "c.ts").exists() and not (d.cdn / "hup" / "a.ts").exists()
-    assert view(d, t1)["rule"]["name"] == "first"
+    assert d.view(t1)["rule"]["name"] == "first"

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import free_port
-from test_notify import Receiver, wait_notification, task_view
+from test_notify import Receiver, wait_notification
 
 
 def sighup(d, settings=None, drop=None):
@@ -164,7 +164,7 @@ def test_notify_url_added_at_run_time_notifies_the_next_task(make_daemon):
         r.wait_posts(1)
         time.sleep(1)
         assert [json.loads(p[2])["id"] for p in r.received()] == [after]
-        assert task_view(d, before)["notification"]["state"] == "none"
+        assert d.view(before)["notification"]["state"] == "none"
     finally:
         r.stop()
 
