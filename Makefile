@@ -40,7 +40,7 @@ GENSRC  := generated/soapC.c generated/soapServer.c generated/soapClient.c \
 # the namespace table apubictl defines itself), the client stubs, and
 # gSOAP's Digest authentication plugin, which Debian ships as source.
 GSOAP_PLUGIN := /usr/share/gsoap/plugin
-CTLMODS := util log url config auth rules store task view embed
+CTLMODS := util log url config auth rules order store task view embed
 CTLOBJ  := $(patsubst src/%.c,$(B)/%.o,$(CTLSRC)) $(patsubst %,$(B)/%.o,$(CTLMODS)) \
            $(B)/soapC.o $(B)/soapClient.o \
            $(B)/plugin_httpda.o $(B)/plugin_smdevp.o $(B)/plugin_threads.o

@@ -1132,6 +1132,13 @@ static int ctl_show(struct store *s, const struct ctl_opts *o, const char *id)
 	ctl_field("first start:", ctl_time(t.first_started_ms, 1, b1, sizeof b1), 0);
 	if (t.state == TS_RETRY)
 		ctl_field("next attempt:", ctl_time(t.next_attempt_ms, 1, b1, sizeof b1), 0);
+	char ahead[TASKID_LEN];
+	if ((t.state == TS_QUEUED || t.state == TS_RETRY) && store_waiting_for(s, id, ahead) == 0) {
+		char *w = util_printf("%s (accepted earlier, on an overlapping destination)",
+				      ahead);
+		ctl_field("waiting for:", w, 0);
+		free(w);
+	}
 	char *att = t.attempt_base > 0
 			    ? util_printf("%d (%d before an operator's retry)", t.attempts,
 					  t.attempt_base)

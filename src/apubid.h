@@ -79,6 +79,7 @@ extern const char embed_schema_v1[]; /* db/001_init.sql */
 extern const char embed_schema_v2[]; /* db/002_transfer.sql */
 extern const char embed_schema_v3[]; /* db/003_operations.sql */
 extern const char embed_schema_v4[]; /* db/004_rules.sql */
+extern const char embed_schema_v5[]; /* db/005_order.sql */
 
 /* ---- log.c: one line per event on stderr or [log] file --------------- */
 
@@ -420,7 +421,9 @@ struct task {
 	int64_t first_started_ms; /* the first attempt's start, for the task timeout */
 	int64_t bytes_total, bytes_done;
 	int files_total, files_done;
-	int64_t seq;              /* claim order; newest tasks have the highest */
+	int64_t seq;              /* acceptance order, newest highest: the order
+				   * tasks on one destination run in (an
+				   * operator's retry gives a new one) */
 	int attempt_base;         /* attempts made before an operator's retry:
 				   * the retry budget counts from here */
 	int cancel_requested;     /* an operator asked a running task to stop */
@@ -562,6 +565,21 @@ const struct rules *rules_current(void);
 void rules_release(const struct rules *rs);
 void rules_set(struct rules *rs);
 
+/* ---- order.c: the ordering rule, one order per destination ------------ */
+
+/* The key of a destination (a relative path as asset_destination makes
+ * it): "/" + rel + "/", or "/" for the root itself. Two destinations
+ * overlap (the same path, or one a directory holding the other) exactly
+ * when one key is a prefix of the other. malloc'ed. */
+char *order_key(const char *rel);
+/* Counts held tasks in one pass: feed the keys of the unfinished tasks in
+ * acceptance order; order_held_next returns 1 when the key overlaps one fed
+ * before it. */
+struct order_held;
+struct order_held *order_held_new(void);
+int order_held_next(struct order_held *h, const char *key, size_t len);
+void order_held_free(struct order_held *h); /* NULL is fine */
+
 /* ---- store.c: tasks on disk (SQLite, WAL) ---------------------------- */
 
 /* A store handle is one connection: use one per thread. The schema lives in
@@ -592,7 +610,15 @@ void store_batch_stop(void);
 int store_get(struct store *s, const char *id, struct task *t);
 /* Atomically moves the oldest queued task, or retry task whose time has
  * come, to running, bumps its attempts, stamps its first start, and fills
- * *t. 0 when a task was claimed, 1 when none waits, -1 on error. */
+ * *t. 0 when a task was claimed, 1 when none waits, -1 on error.
+ * The ordering rule: a task is not claimed while an unfinished task
+ * accepted before it (lower seq: queued, delayed by a rule, running, or
+ * waiting to retry) has an overlapping destination: the same path, or one
+ * path a directory holding the other ("show" and "show/v1/a.ts" overlap,
+ * "show" and "show2" do not). Tasks on unrelated destinations are claimed
+ * side by side; on one destination they run one after another, in the
+ * order they were accepted. The rule is one statement of the store, so it
+ * holds for every process sharing it. */
 int store_claim(struct store *s, struct task *t);
 /* Ends a running task: state TS_SUCCEEDED, TS_FAILED or TS_CANCELLED, with
  * the result, reason and note (each may be NULL). With `notify`, its
@@ -626,6 +652,12 @@ int store_item_done(struct store *s, const char *id, int seq, int64_t size, cons
 int store_item_failed(struct store *s, const char *id, int seq, const char *error);
 /* Progress of a running task (callers throttle: not once per buffer). */
 int store_progress(struct store *s, const char *id, int64_t bytes_done);
+/* For a queued or retry task held by the ordering rule: 0 and the id of
+ * the earliest unfinished task ahead of it on an overlapping destination
+ * in `out`; 1 when nothing holds it (or it is not waiting), -1 on error. */
+int store_waiting_for(struct store *s, const char *id, char out[TASKID_LEN]);
+/* How many queued or retry tasks the ordering rule holds, or -1. */
+int64_t store_count_held(struct store *s);
 /* A task shaped by a rule with polls: uses up one scripted IN_PROGRESS
  * answer. Returns 1 when the caller must answer IN_PROGRESS (polls were
  * left, or -1), 0 when none are left, -1 on error. */
@@ -651,7 +683,9 @@ int store_count_by_state(struct store *s, int64_t counts[6]);
 
 /* An operator's retry: a failed or cancelled task goes back to queued with
  * a fresh retry budget and task timeout (its attempts and items stay on
- * record; a load starts over). 0 done, 1 no such task, -1 with err (a task
+ * record; a load starts over). The retry counts as an acceptance: the task
+ * gets a new seq and so goes behind every task accepted before it. 0 done,
+ * 1 no such task, -1 with err (a task
  * in another state: "task X is running; only failed or cancelled tasks can
  * be retried"). */
 int store_admin_retry(struct store *s, const char *id, char *err, size_t errlen);
@@ -943,7 +977,8 @@ enum view_format { VIEW_JSON = 0, VIEW_XML = 1 };
  * reason, note, created/updated/first_started/next_attempt (ISO 8601 UTC
  * with milliseconds, left out when zero; next_attempt only while waiting
  * to retry), attempts (how many were started), progress {bytes_done,
- * bytes_total, files_done, files_total}, attempt_log [{n, started, ended,
+ * bytes_total, files_done, files_total}, waiting_for (the TaskId of the
+ * task the ordering rule holds it behind, or null), attempt_log [{n, started, ended,
  * error}], history [{at, state, detail}], items [{path, is_dir, size,
  * state (pending, done, failed), sha256, error}] and notification {state,
  * attempts, last_error, delivered_at}. Absent strings are JSON null. The

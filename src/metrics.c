@@ -205,6 +205,13 @@ char *metrics_render(struct store *s)
 	} else {
 		log_warn("metrics: cannot count tasks by state; /metrics leaves them out");
 	}
+	int64_t held = s ? store_count_held(s) : -1;
+	if (held >= 0) {
+		metrics_head(&b, "apubid_tasks_held", "gauge",
+			     "Queued or retry tasks held behind an earlier unfinished task on an"
+			     " overlapping destination.");
+		util_buf_addf(&b, "apubid_tasks_held %lld\n", (long long)held);
+	}
 
 	metrics_head(&b, "apubid_transferred_bytes_total", "counter",
 		     "Bytes of the files loads transferred.");

@@ -3,7 +3,7 @@
  *
  * What: `workers` threads, separate from the threads that serve SOAP
  * requests, each with its own store connection. A worker claims the oldest
- * queued task (store_claim is one atomic UPDATE, so no two workers ever get
+ * runnable queued task (store_claim is one atomic UPDATE, so no two workers ever get
  * the same task), runs it through xfer, and records the final state with
  * its result, reason or note.
  *
@@ -24,6 +24,12 @@
  * with jitter, within `retries` attempts, `retry_max_time` and the task
  * timeout; the task is then claimed again like a queued one and resumes.
  * Every attempt is recorded with its error.
+ *
+ * Order: store_claim never hands out a task while an earlier-accepted,
+ * unfinished task overlaps its destination, so tasks on one destination
+ * run one after another in acceptance order while unrelated ones run side
+ * by side. A worker that ends a task wakes the idle ones, since the end may
+ * release tasks held behind it.
  *
  * Stopping: each worker has its own stop flag, which its transfers poll.
  * A monitor thread raises it when apubid stops (the task goes back to
@@ -353,6 +359,12 @@ static void *pool_main(void *arg)
 		if (rc == 0) {
 			pool_run(w, s, &t);
 			task_clear(&t);
+			/* The task's end may release tasks the ordering rule
+			 * held behind it: every idle worker looks again. */
+			pthread_mutex_lock(&pool_lock);
+			pool_generation++;
+			pthread_cond_broadcast(&pool_cond);
+			pthread_mutex_unlock(&pool_lock);
 			continue;
 		}
 		if (rc < 0)

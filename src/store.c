@@ -13,7 +13,12 @@
  * functions in store_pg.c.
  *
  * Claiming is one UPDATE ... RETURNING statement, so two workers (or two
- * processes) can never claim the same task.
+ * processes) can never claim the same task. The same statement applies the
+ * ordering rule (order.c): it takes the oldest runnable task that no
+ * earlier unfinished task overlaps, scanning the unfinished tasks in seq
+ * order on a partial index that holds their keys (task_order), so the
+ * claim costs about as many index entries as there are unfinished tasks
+ * ahead of the one it takes, however many finished tasks are kept.
  *
  * Group commit: a durable commit costs one fsync, and a disk does a few
  * thousand of those a second at best. Once store_batch_start has run, new
@@ -41,8 +46,18 @@
 #include <string.h>
 
 static const char *const store_migrations[] = { embed_schema_v1, embed_schema_v2,
-						 embed_schema_v3, embed_schema_v4 };
+						 embed_schema_v3, embed_schema_v4,
+						 embed_schema_v5 };
 #define STORE_VERSION ((int)(sizeof store_migrations / sizeof store_migrations[0]))
+
+/* The ordering rule, as a sub-query on a candidate task `t`: an unfinished
+ * task accepted before it (lower seq) whose destination overlaps, that is
+ * one dest_key is a prefix of the other (db/005_order.sql). The claim takes
+ * no task for which this finds a row. */
+#define STORE_AHEAD                                                                    \
+	"SELECT o.id FROM task o INDEXED BY task_order WHERE o.state < 3 AND o.seq < t.seq" \
+	" AND (substr(t.dest_key, 1, length(o.dest_key)) = o.dest_key"                   \
+	" OR substr(o.dest_key, 1, length(t.dest_key)) = t.dest_key)"
 
 #define STORE_TASK_COLUMNS                                                             \
 	"id, kind, state, source, destination, dest_path, dest_is_dir, result, reason,"    \
@@ -83,19 +98,23 @@ enum {
 	Q_NOTIFY_RESULT,
 	Q_HEALTH,
 	Q_TAKE_POLL,
+	Q_WAITING_FOR,
+	Q_HELD,
 	Q_MAX
 };
 
 static const char *const store_sql[Q_MAX] = {
 	[Q_INSERT] = "INSERT INTO task (id, kind, state, source, destination, dest_path,"
 		     " dest_is_dir, created_ms, updated_ms, next_attempt_ms, rule, rule_fail,"
-		     " rule_result, rule_polls) VALUES (?,?,0,?,?,?,?,?,?,?,?,?,?,?)",
+		     " rule_result, rule_polls, dest_key) VALUES (?,?,0,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[Q_GET] = "SELECT " STORE_TASK_COLUMNS " FROM task WHERE id = ?",
 	[Q_CLAIM] = "UPDATE task SET state = 1, attempts = attempts + 1, updated_ms = ?1,"
 		    " first_started_ms = CASE WHEN first_started_ms = 0 THEN ?1"
 		    " ELSE first_started_ms END"
-		    " WHERE seq = (SELECT seq FROM task WHERE state IN (0, 2)"
-		    " AND next_attempt_ms <= ?1 ORDER BY seq LIMIT 1)"
+		    " WHERE seq = (SELECT t.seq FROM task t INDEXED BY task_order"
+		    " WHERE t.state < 3 AND t.state IN (0, 2)"
+		    " AND t.next_attempt_ms <= ?1 AND NOT EXISTS (" STORE_AHEAD ")"
+		    " ORDER BY t.seq LIMIT 1)"
 		    " RETURNING " STORE_TASK_COLUMNS,
 	[Q_FINISH] = "UPDATE task SET state = ?1, result = ?2, reason = ?3, note = ?4,"
 		     " updated_ms = ?5, cancel_requested = 0,"
@@ -130,7 +149,8 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_ATTEMPTS] = "SELECT n, started_ms, ended_ms, error FROM attempt WHERE task_id = ?"
 		       " ORDER BY n",
 	[Q_BY_STATE] = "SELECT state, count(*) FROM task GROUP BY state",
-	[Q_ADMIN_RETRY] = "UPDATE task SET state = 0, attempt_base = attempts, first_started_ms = 0,"
+	[Q_ADMIN_RETRY] = "UPDATE task SET seq = (SELECT max(seq) + 1 FROM task),"
+			  " state = 0, attempt_base = attempts, first_started_ms = 0,"
 			  " next_attempt_ms = 0, result = NULL, reason = NULL, note = NULL,"
 			  " cancel_requested = 0, notify_state = 0, notify_attempts = 0,"
 			  " notify_next_ms = 0, notify_ms = 0, notify_error = NULL,"
@@ -150,6 +170,10 @@ static const char *const store_sql[Q_MAX] = {
 			    " notify_ms = CASE WHEN ?1 IN (2, 3) THEN ?5 ELSE notify_ms END"
 			    " WHERE id = ?6",
 	[Q_HEALTH] = "INSERT OR REPLACE INTO health (id, at_ms) VALUES (1, ?)",
+	[Q_WAITING_FOR] = "SELECT (" STORE_AHEAD " ORDER BY o.seq LIMIT 1) FROM task t"
+			  " WHERE t.id = ? AND t.state IN (0, 2)",
+	[Q_HELD] = "SELECT dest_key, state FROM task INDEXED BY task_order WHERE state < 3"
+		   " ORDER BY seq",
 	[Q_TAKE_POLL] = "UPDATE task SET rule_polls = rule_polls - (rule_polls > 0)"
 			" WHERE id = ? AND rule_polls <> 0 RETURNING rule_polls",
 };
@@ -318,6 +342,8 @@ static int store_insert_one(struct store *s, const struct task *t)
 	store_bind_text(st, 11, t->rule_fail);
 	store_bind_text(st, 12, t->rule_result);
 	sqlite3_bind_int(st, 13, t->rule_polls);
+	char *key = order_key(t->dest_path ? t->dest_path : "");
+	sqlite3_bind_blob(st, 14, key, (int)strlen(key), free);
 	return store_step_done(s, st, "insert");
 }
 
@@ -703,6 +729,49 @@ int store_items(struct store *s, const char *id, struct item **items, int *n)
 	if (rc == 0)
 		*items = v;
 	return rc;
+}
+
+int store_waiting_for(struct store *s, const char *id, char out[TASKID_LEN])
+{
+	sqlite3_stmt *st = s->q[Q_WAITING_FOR];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st), ret = 1;
+	out[0] = 0;
+	if (rc == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(st, 0);
+		if (v) {
+			snprintf(out, TASKID_LEN, "%s", (const char *)v);
+			ret = 0;
+		}
+	} else if (rc != SQLITE_DONE) {
+		log_error("store: waiting for: %s", sqlite3_errmsg(s->db));
+		ret = -1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+int64_t store_count_held(struct store *s)
+{
+	sqlite3_stmt *st = s->q[Q_HELD];
+	struct order_held *h = order_held_new();
+	int64_t n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *key = sqlite3_column_blob(st, 0);
+		int len = sqlite3_column_bytes(st, 0);
+		int state = sqlite3_column_int(st, 1);
+		if (order_held_next(h, key ? key : "", (size_t)len) && state != TS_RUNNING)
+			n++;
+	}
+	if (rc != SQLITE_DONE) {
+		log_error("store: held: %s", sqlite3_errmsg(s->db));
+		n = -1;
+	}
+	sqlite3_reset(st);
+	order_held_free(h);
+	return n;
 }
 
 int store_take_poll(struct store *s, const char *id)

@@ -168,6 +168,16 @@ static json_t *view_full(struct store *s, const struct task *t)
 		goto done;
 
 	o = view_summary(t);
+	/* A task the ordering rule holds names the task it waits for. */
+	char ahead[TASKID_LEN];
+	int held = t->state == TS_QUEUED || t->state == TS_RETRY
+			   ? store_waiting_for(s, t->id, ahead) : 1;
+	if (held < 0) {
+		json_decref(o);
+		o = NULL;
+		goto done;
+	}
+	view_set(o, "waiting_for", held == 0 ? view_str(ahead) : json_null());
 	json_t *a = view_need(json_array());
 	for (int i = 0; i < natt; i++) {
 		json_t *e = view_need(json_object());

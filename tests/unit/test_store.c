@@ -358,8 +358,12 @@ static void test_concurrent_claims_never_share_a_task(void)
 	struct store *s = fresh_store();
 	CHECK(s);
 	struct task t;
+	/* Distinct destinations: the ordering rule would hand out tasks on
+	 * one destination one at a time. */
+	static char dests[RACE_TASKS][16];
 	for (int i = 0; i < RACE_TASKS; i++) {
-		make_task(&t, "x.ts");
+		snprintf(dests[i], sizeof dests[i], "x%d.ts", i);
+		make_task(&t, dests[i]);
 		CHECK(store_insert(s, &t) == 0);
 	}
 	store_close(s);
