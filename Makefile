@@ -142,7 +142,7 @@ check-valgrind: deps $(BIN) $(UNIT)
 	  APUBID_START_TIMEOUT=60 $(PYTEST) -q tests/integration/test_publish.py
 
 # libFuzzer on the real request path (tests/fuzz/fuzz_request.c), with
-# ASan and UBSan, from a seed corpus made of the fixtures. A crash leaves its
+# ASan and UBSan, from a seed corpus made of tests/fixtures/. A crash leaves its
 # input as build-fuzz/crash-*: copy it into tests/fuzz/regressions/.
 FUZZ_SECONDS ?= 60
 FUZZ_DEPS := clang libclang-rt-14-dev
@@ -151,7 +151,7 @@ fuzz: deps
 	$(MAKE) B=build-fuzz BIN=build-fuzz/apubid CC=clang \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined" \
 	  build-fuzz/fuzz_request
-	sh tests/fuzz/seeds.sh build-fuzz/seeds
+	sh tests/fuzz/seeds.sh build-fuzz/seeds tests/fixtures
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	  -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ -print_final_stats=1 \
