@@ -37,6 +37,10 @@ Scenarios, and exactly what is timed:
   finished task row (inserted with sqlite3 while apubid is stopped; the
   state-history trigger writes their events), both daemons run side by side
   and are measured alternately.
+* One GetTaskStatus whose operation element carries 40,000 attributes, and
+  one with 30,000 namespace declarations, each also at half that number:
+  seconds from sending to the answer, and its growth when the count
+  doubles (linear handling: about x2).
 * Peak RSS (VmHWM) of apubid in each scenario: reset through
   /proc/PID/clear_refs when the scenario starts; the 1,000,000-task daemon
   reports its whole life, start-up included.
@@ -924,12 +928,48 @@ def scenario_many(base, binary):
         many.kill9()
 
 
+def scenario_attributes(base, binary):
+    """One GetTaskStatus whose operation element carries N attributes (or N
+    namespace declarations), then 2N: the time to the answer, and how it
+    grows. Linear handling takes about twice as long for 2N."""
+    d = Apubid(base, "attributes", binary)
+    d.start()
+    try:
+        for what, n, target in (("attributes", 40_000, 2.0), ("xmlns", 30_000, 2.0)):
+            took = []
+            for k in (n // 2, n):
+                attrs = (b" ".join(b'a%d="1"' % i for i in range(k)) if what == "attributes"
+                         else b" ".join(b'xmlns:p%d="urn:%d"' % (i, i) for i in range(k)))
+                body = status_envelope("x").replace(b"<GetTaskStatus ",
+                                                    b"<GetTaskStatus " + attrs + b" ", 1)
+                log(f"GetTaskStatus with {k:,} {what}")
+                conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=300)
+                t0 = time.monotonic()
+                try:
+                    conn.request("POST", "/apubi", body=body, headers=HEADERS)
+                    r = conn.getresponse()
+                    r.read()
+                finally:
+                    conn.close()
+                took.append(time.monotonic() - t0)
+                if r.status != 500:
+                    PROBLEMS.append(f"{k} {what}: HTTP {r.status}, expected the unknown-task fault")
+                d.alive()
+            growth = took[1] / took[0] if took[0] > 0 else float("inf")
+            row(f"GetTaskStatus with {n:,} {what}: seconds to the answer", f"{took[1]:.2f} s",
+                f"{n // 2:,}: {took[0]:.2f} s", f"x{growth:.1f} for x2",
+                f"<= {target:g} s, about x2", yes(took[1] <= target and growth < 3))
+    finally:
+        d.kill9()
+
+
 SCENARIOS = [
     ("GetTaskStatus vs nginx", scenario_status),
     ("LoadAsset acceptances", scenario_accept),
     ("end to end", scenario_e2e),
     ("big publish", scenario_big),
     ("many tasks", scenario_many),
+    ("many attributes", scenario_attributes),
 ]
 
 
