@@ -1,19 +1,26 @@
 # apubid - build, run and test.
 #
-# `make run` installs what is missing (Debian packages), builds and starts
-# apubid in the foreground with its embedded default configuration.
-# `make check` runs the whole test suite: C unit tests, then integration
-# tests that drive the real binary over loopback.
+# `make run` installs the Debian packages building and running need (DEPS),
+# builds apubid and apubictl and starts apubid in the foreground with its
+# embedded default configuration.
+# `make check` adds the test packages (CHECK_DEPS) and runs the whole test
+# suite: C unit tests, then integration tests that drive the real binary
+# over loopback. `make bench` adds the benchmark's (BENCH_DEPS).
 # `make` builds the daemon, apubid, and the operator's tool, apubictl;
 # `make install` puts both, the sample configuration, the systemd unit and
 # the manual pages under PREFIX (and DESTDIR, for packaging).
 
 CC      ?= cc
 PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
+# Debian packages by purpose, each list in one place. DEPS: building and
+# running (curl for the README's examples). CHECK_DEPS: what the tests add
+# (servers they start on loopback, tools they call, valgrind for
+# check-valgrind). BENCH_DEPS: what the benchmark adds (tests/bench/run.sh).
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
-           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev curl openssl python3 python3-zeep python3-pytest \
-           python3-pyftpdlib python3-openssl openssh-server openssh-client nginx valgrind \
-           groff-base man-db wrk
+           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev curl
+CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
+           openssh-server openssh-client nginx valgrind groff-base man-db
+BENCH_DEPS := python3 nginx wrk
 CFLAGS  ?= -O2 -g
 XCFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Igenerated -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -92,8 +99,9 @@ $(B)/test_%: tests/unit/test_%.c tests/unit/harness.h $(LIBOBJ)
 $(B)/probe_%: tests/tools/probe_%.c $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -o $@ $< $(LIBOBJ) $(LDLIBS)
 
-deps:
-	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+# Installs the packages of the list $(1) that are missing, with apt-get
+# (through sudo when not root).
+APT_INSTALL = missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	  | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
@@ -102,8 +110,17 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+deps:
+	@$(call APT_INSTALL,$(DEPS))
+
+deps-check:
+	@$(call APT_INSTALL,$(DEPS) $(CHECK_DEPS))
+
+deps-bench:
+	@$(call APT_INSTALL,$(DEPS) $(BENCH_DEPS))
+
 run: deps
-	$(MAKE) apubid
+	$(MAKE) $(BIN) $(CTL)
 	@mkdir -p var/ingest var/cdn
 	./apubid
 
@@ -115,7 +132,7 @@ integration: $(BIN) $(CTL) $(B)/probe_xfer_curl
 	  PROBE_XFER_CURL=$(abspath $(B)/probe_xfer_curl) \
 	  $(PYTEST) -q tests/integration
 
-check: deps
+check: deps-check
 	$(MAKE) $(BIN)
 	$(MAKE) unit
 	$(MAKE) integration
@@ -124,7 +141,7 @@ check: deps
 # report makes the process exit non-zero, which fails the test that ran it.
 # The sanitizers' own memory (shadow, quarantine) gets a larger RSS budget
 # in the streaming tests (APUBID_RSS_LIMIT_MIB).
-check-asan: deps
+check-asan: deps-check
 	$(MAKE) B=build-asan BIN=build-asan/apubid CFLAGS="$(SANITIZE)" \
 	  LDFLAGS="-fsanitize=address,undefined" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 \
@@ -133,7 +150,7 @@ check-asan: deps
 	  build-asan/apubid build-asan/apubictl unit integration
 
 # Memcheck on the unit tests and on one integration file against the daemon.
-check-valgrind: deps $(BIN) $(UNIT)
+check-valgrind: deps-check $(BIN) $(UNIT)
 	@for t in $(UNIT); do \
 	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	    $$t >/dev/null || { echo "valgrind: $$t failed"; exit 1; }; \
@@ -142,16 +159,16 @@ check-valgrind: deps $(BIN) $(UNIT)
 	  APUBID_START_TIMEOUT=60 $(PYTEST) -q tests/integration/test_publish.py
 
 # libFuzzer on the real request path (tests/fuzz/fuzz_request.c), with
-# ASan and UBSan, from a seed corpus made of the fixtures. A crash leaves its
+# ASan and UBSan, from a seed corpus made of tests/fixtures/. A crash leaves its
 # input as build-fuzz/crash-*: copy it into tests/fuzz/regressions/.
 FUZZ_SECONDS ?= 60
 FUZZ_DEPS := clang libclang-rt-14-dev
-fuzz: deps
-	@$(MAKE) DEPS="$(FUZZ_DEPS)" deps
+fuzz:
+	@$(call APT_INSTALL,$(DEPS) $(FUZZ_DEPS))
 	$(MAKE) B=build-fuzz BIN=build-fuzz/apubid CC=clang \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined" \
 	  build-fuzz/fuzz_request
-	sh tests/fuzz/seeds.sh build-fuzz/seeds
+	sh tests/fuzz/seeds.sh build-fuzz/seeds tests/fixtures
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	  -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ -print_final_stats=1 \
@@ -163,7 +180,7 @@ $(B)/fuzz_request: tests/fuzz/fuzz_request.c $(LIBOBJ)
 # The benchmark (tests/bench/bench.py): apubid beside an nginx reference,
 # driven by wrk over loopback; prints the table and writes it to
 # $(B)/bench.md. BENCH_QUICK=1 checks the harness in about 30 s.
-bench: deps
+bench: deps-bench
 	$(MAKE) $(BIN)
 	APUBID=$(abspath $(BIN)) BENCH_OUT=$(abspath $(B))/bench.md tests/bench/run.sh
 
@@ -220,5 +237,5 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz generated apubid apubictl
 
-.PHONY: all deps run unit integration check check-asan check-valgrind fuzz bench clean \
+.PHONY: all deps deps-check deps-bench run unit integration check check-asan check-valgrind fuzz bench clean \
 	install uninstall

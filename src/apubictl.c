@@ -1259,6 +1259,19 @@ static int ctl_refused(struct store *s, int cmd, const char *id, const char *err
 
 static int ctl_store_command(int cmd, const struct ctl_opts *o, char **args)
 {
+	/* show, retry and cancel name a task: read its TaskId as SOAP and the
+	 * task views do, in any case. */
+	char id[TASKID_LEN];
+	if (cmd == CMD_SHOW || cmd == CMD_RETRY || cmd == CMD_CANCEL) {
+		if (util_taskid_parse(args[0], strlen(args[0]), id) < 0) {
+			char *e = ctl_safe(args[0]);
+			int rc = ctl_usage_error("%s: not a TaskId (a UUID such as "
+						 "3F2B8C1E-6A0D-4C55-9E1B-0D7A2C4F9B10)", e);
+			free(e);
+			return rc;
+		}
+		args[0] = id;
+	}
 	struct config cfg;
 	int code = ctl_config(o, &cfg);
 	if (code != CTL_OK)

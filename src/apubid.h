@@ -70,6 +70,11 @@ int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
 /* Fills `out` with a fresh upper-case UUID (libuuid, random). */
 void util_uuid(char out[TASKID_LEN]);
+/* The one reading of a TaskId given by a client or an operator: when the
+ * `n` bytes at `s` have a UUID's shape (8-4-4-4-12 hexadecimal digits, any
+ * case), writes them upper-case and NUL-terminated to `out`, as TaskIds are
+ * issued, and returns 0; otherwise returns -1 and leaves `out` alone. */
+int util_taskid_parse(const char *s, size_t n, char out[TASKID_LEN]);
 
 /* ---- embed.c: files built into the binary (NUL-terminated) ---------- */
 

@@ -30,6 +30,7 @@
 #include "apubid.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -157,18 +158,24 @@ static int main_drop_privileges(const struct config *c)
 
 static void main_usage(FILE *f)
 {
-	fprintf(f, "usage: apubid [-f FILE] [-n] [-h] [-V]\n"
-		   "  -f FILE  read the configuration from FILE (default: built-in defaults)\n"
-		   "  -n       check the configuration and exit\n"
-		   "  -h       show this help\n"
-		   "  -V       show the version\n");
+	fprintf(f, "usage: apubid [-f FILE] [-n] [-h|--help] [-V|--version]\n"
+		   "  -f FILE        read the configuration from FILE (default: built-in defaults)\n"
+		   "  -n             check the configuration and exit\n"
+		   "  -h, --help     show this help\n"
+		   "  -V, --version  show the version\n");
 }
+
+static const struct option main_long[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
 
 int main(int argc, char **argv)
 {
 	const char *file = NULL;
 	int check_only = 0, opt;
-	while ((opt = getopt(argc, argv, "f:nhV")) != -1) {
+	while ((opt = getopt_long(argc, argv, "f:nhV", main_long, NULL)) != -1) {
 		switch (opt) {
 		case 'f':
 			file = optarg;

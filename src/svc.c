@@ -253,10 +253,14 @@ int __ns__GetTaskStatus(struct soap *soap, struct _ns__GetTaskStatus *in,
 	char *id = in ? svc_required(in->TaskId) : NULL;
 	if (!id)
 		return svc_fault(soap, 1, "TaskId is missing or empty");
-	/* TaskIds are handed out upper-case; accept them in any case. */
-	for (char *p = id; *p; p++)
-		*p = (char)toupper((unsigned char)*p);
-	snprintf(cn->taskid, sizeof cn->taskid, "%s", id);
+	/* TaskIds are issued as upper-case UUIDs and read in any case; no
+	 * other value can name a task. */
+	char tid[TASKID_LEN];
+	int known_shape = util_taskid_parse(id, strlen(id), tid) == 0;
+	snprintf(cn->taskid, sizeof cn->taskid, "%s", known_shape ? tid : id);
+	if (!known_shape)
+		return svc_fault(soap, 0, "Task Id does not exist");
+	id = tid;
 
 	struct task t;
 	int rc = store_get(cn->store, id, &t);

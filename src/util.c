@@ -4,6 +4,7 @@
  */
 #include "apubid.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,21 @@ void util_uuid(char out[TASKID_LEN])
 	uuid_t u;
 	uuid_generate_random(u);
 	uuid_unparse_upper(u, out);
+}
+
+int util_taskid_parse(const char *s, size_t n, char out[TASKID_LEN])
+{
+	if (n != TASKID_LEN - 1)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)toupper((unsigned char)s[i]);
+	out[n] = '\0';
+	return 0;
 }
 
 int util_utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi)

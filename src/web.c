@@ -222,19 +222,8 @@ static int web_task(struct soap *soap, struct conn *cn, const char *name, size_t
 				      "no such resource: a task is at /tasks/ID.json or /tasks/ID.xml");
 	}
 	char id[TASKID_LEN];
-	int uuid = n == TASKID_LEN - 1;
-	for (size_t i = 0; uuid && i < n; i++) {
-		char ch = name[i];
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-			uuid = ch == '-';
-		else
-			uuid = isxdigit((unsigned char)ch) != 0;
-		/* TaskIds are handed out upper-case; accept them in any case. */
-		id[i] = (char)toupper((unsigned char)ch);
-	}
-	if (!uuid)
+	if (util_taskid_parse(name, n, id) < 0)
 		return web_view_error(soap, format, 404, "no such task: a TaskId is a UUID");
-	id[n] = '\0';
 	snprintf(cn->taskid, sizeof cn->taskid, "%s", id);
 
 	int status_only = 0;

@@ -37,15 +37,17 @@ Scenarios, and exactly what is timed:
   finished task row (inserted with sqlite3 while apubid is stopped; the
   state-history trigger writes their events), both daemons run side by side
   and are measured alternately.
+* One GetTaskStatus whose operation element carries 40,000 attributes, and
+  one with 30,000 namespace declarations, each also at half that number:
+  seconds from sending to the answer, and its growth when the count
+  doubles (linear handling: about x2).
 * Peak RSS (VmHWM) of apubid in each scenario: reset through
   /proc/PID/clear_refs when the scenario starts; the 1,000,000-task daemon
   reports its whole life, start-up included.
 
 Environment: APUBID (the binary; default ./apubid of the repository),
-APUBI_FIXTURES (default ../shared/spec/fixtures beside the repository;
-embedded copies are used when absent), BENCH_OUT, BENCH_QUICK=1 (short runs
-and small sizes, to check the harness: its numbers mean nothing),
-BENCH_SECONDS, BENCH_REPEAT, BENCH_E2E_FILES, BENCH_BIG_MIB,
+BENCH_OUT, BENCH_QUICK=1 (short runs and small sizes, to check the harness:
+its numbers mean nothing), BENCH_SECONDS, BENCH_REPEAT, BENCH_E2E_FILES, BENCH_BIG_MIB,
 BENCH_MANY_TASKS, BENCH_THREADS and BENCH_WORKERS (apubid's [server] threads
 and [workers] count; default: apubid's own defaults), BENCH_TMP (where the
 temporary directory goes), BENCH_KEEP=1 (keep it).
@@ -80,8 +82,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 APUBID = os.environ.get("APUBID", str(REPO / "apubid"))
-FIXTURES = Path(os.environ.get("APUBI_FIXTURES",
-                               str(REPO.parent / "shared" / "spec" / "fixtures")))
+FIXTURES = REPO / "tests" / "fixtures"
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 
 
@@ -109,31 +110,8 @@ SUBMIT_THREADS = 8
 
 # Where the fixtures' destinations live: apubid is configured to accept
 # this prefix and publish below its root, so the envelopes keep their shape.
-CDN_PREFIX = "ftp://CDN:21/data/cdn/"
-FIXTURE_DEST = "ftp://user:password@CDN:21/data/cdn/"
-
-# Copies of the fixtures, for a checkout without shared/ beside it.
-EMBEDDED = {
-    "get-task-status.xml": """\
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
-<soap:Body>
-<GetTaskStatus xmlns="wfm:APUBI/v1/schemas" xmlns:ns2="wfm:/APUBI/v1/schemas">
-<TaskId>TestAssetA</TaskId>
-</GetTaskStatus>
-</soap:Body>
-</soap:Envelope>
-""",
-    "load-file-ftp.xml": """\
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
-    <soap:Body>
-        <LoadAsset xmlns="wfm:APUBI/v1/schemas" xmlns:ns2="wfm:/APUBI/v1/schemas">
-            <SourceAssetUrl>ftp://user:password@CIS:21/repository/movie.ts</SourceAssetUrl>
-            <DestinationAsset>ftp://user:password@CDN:21/data/cdn/movie_01072015100045.ts</DestinationAsset>
-        </LoadAsset>
-    </soap:Body>
-</soap:Envelope>
-""",
-}
+CDN_PREFIX = "ftp://ORIGIN:21/srv/vod/"
+FIXTURE_DEST = "ftp://publisher:s3cr3t-dst@ORIGIN:21/srv/vod/"
 
 TASKID_RE = re.compile(rb"<(?:\w+:)?TaskId>([0-9A-F-]{36})</(?:\w+:)?TaskId>")
 STATUS_RE = re.compile(rb"<(?:\w+:)?Status>\s*(\w+)\s*</(?:\w+:)?Status>")
@@ -150,17 +128,9 @@ def log(msg):
 
 # ---- fixtures -----------------------------------------------------------
 
-FIXTURE_SOURCE = "fixtures"
-
-
 def fixture(name):
-    global FIXTURE_SOURCE
-    p = FIXTURES / name
-    if p.is_file():
-        FIXTURE_SOURCE = str(FIXTURES)
-        return p.read_text(encoding="utf-8")
-    FIXTURE_SOURCE = "embedded copies (no fixtures at %s)" % FIXTURES
-    return EMBEDDED[name]
+    """The text of tests/fixtures/NAME."""
+    return (FIXTURES / name).read_text(encoding="utf-8")
 
 
 def replace_element(xml, name, value):
@@ -562,8 +532,7 @@ def table(base, started, elapsed):
     out.append("")
     out.append(f"- machine: {machine()}; temporary files on {filesystem(base)}")
     out.append(f"- load: {version(['wrk', '-v'])}, {version(['nginx', '-v'])}; "
-               f"each wrk run {SECONDS:g} s, {REPEAT} repetition(s), medians shown; "
-               f"fixtures: {FIXTURE_SOURCE}")
+               f"each wrk run {SECONDS:g} s, {REPEAT} repetition(s), medians shown")
     out.append(f"- apubid: [server] threads = {SERVER_THREADS or 'default'}, "
                f"[workers] count = {WORKERS or 'default'}; whole run {elapsed:.0f} s")
     out += [f"- {n}" for n in NOTES]
@@ -601,9 +570,9 @@ def rss_row(what, d):
 def scenario_status(base, binary):
     """GetTaskStatus against nginx at every connection count."""
     d = Apubid(base, "status", binary).start()
-    src = d.ingest / "movie.ts"
+    src = d.ingest / "feature.ts"
     src.write_bytes(os.urandom(4096))
-    tid = publish_one(d, src, "movie_01072015100045.ts")
+    tid = publish_one(d, src, "feature_20240517143000.ts")
     body = status_envelope(tid)
     c = Client(d.port)
     st, answer = c.status(tid)
@@ -662,10 +631,10 @@ def scenario_accept(base, binary):
     d = Apubid(base, "accept", binary, workers={"count": "1", "queue_limit": "100000000"})
     d.start()
     try:
-        src = d.ingest / "movie.ts"
+        src = d.ingest / "feature.ts"
         src.write_bytes(os.urandom(1024))
         split = "\x00SPLIT\x00"
-        env_xml = load_envelope(f"file://{src}", FIXTURE_DEST + "accept/movie_" + split + ".ts")
+        env_xml = load_envelope(f"file://{src}", FIXTURE_DEST + "accept/feature_" + split + ".ts")
         prefix, suffix = env_xml.split(split.encode())
         (base / "load.prefix").write_bytes(prefix)
         (base / "load.suffix").write_bytes(suffix)
@@ -878,7 +847,7 @@ def clone_tasks(store, template_id, first, count):
         if t is None:
             raise BenchError(f"no task {template_id} in {store}")
         cols = [k for k in t.keys() if k != "seq"]
-        name = "movie_01072015100045"
+        name = "feature_20240517143000"
         text_cols = {k for k in cols if isinstance(t[k], str) and name in t[k]}
         sql = (f"INSERT INTO task ({', '.join(cols)}) VALUES "
                f"({', '.join('?' for _ in cols)})")
@@ -903,9 +872,9 @@ def scenario_many(base, binary):
     """GetTaskStatus with FEW_TASKS and MANY_TASKS tasks stored."""
     few = Apubid(base, "few", binary).start()
     try:
-        src = few.ingest / "movie.ts"
+        src = few.ingest / "feature.ts"
         src.write_bytes(os.urandom(4096))
-        tid = publish_one(few, src, "movie_01072015100045.ts")
+        tid = publish_one(few, src, "feature_20240517143000.ts")
         few.stop()
     finally:
         few.kill9()
@@ -959,12 +928,48 @@ def scenario_many(base, binary):
         many.kill9()
 
 
+def scenario_attributes(base, binary):
+    """One GetTaskStatus whose operation element carries N attributes (or N
+    namespace declarations), then 2N: the time to the answer, and how it
+    grows. Linear handling takes about twice as long for 2N."""
+    d = Apubid(base, "attributes", binary)
+    d.start()
+    try:
+        for what, n, target in (("attributes", 40_000, 2.0), ("xmlns", 30_000, 2.0)):
+            took = []
+            for k in (n // 2, n):
+                attrs = (b" ".join(b'a%d="1"' % i for i in range(k)) if what == "attributes"
+                         else b" ".join(b'xmlns:p%d="urn:%d"' % (i, i) for i in range(k)))
+                body = status_envelope("x").replace(b"<GetTaskStatus ",
+                                                    b"<GetTaskStatus " + attrs + b" ", 1)
+                log(f"GetTaskStatus with {k:,} {what}")
+                conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=300)
+                t0 = time.monotonic()
+                try:
+                    conn.request("POST", "/apubi", body=body, headers=HEADERS)
+                    r = conn.getresponse()
+                    r.read()
+                finally:
+                    conn.close()
+                took.append(time.monotonic() - t0)
+                if r.status != 500:
+                    PROBLEMS.append(f"{k} {what}: HTTP {r.status}, expected the unknown-task fault")
+                d.alive()
+            growth = took[1] / took[0] if took[0] > 0 else float("inf")
+            row(f"GetTaskStatus with {n:,} {what}: seconds to the answer", f"{took[1]:.2f} s",
+                f"{n // 2:,}: {took[0]:.2f} s", f"x{growth:.1f} for x2",
+                f"<= {target:g} s, about x2", yes(took[1] <= target and growth < 3))
+    finally:
+        d.kill9()
+
+
 SCENARIOS = [
     ("GetTaskStatus vs nginx", scenario_status),
     ("LoadAsset acceptances", scenario_accept),
     ("end to end", scenario_e2e),
     ("big publish", scenario_big),
     ("many tasks", scenario_many),
+    ("many attributes", scenario_attributes),
 ]
 
 

@@ -7,10 +7,9 @@
  * socketpair, so the socket code (poll, limits, lingering close) runs too.
  *
  * Build and run: make fuzz FUZZ_SECONDS=N (clang, libFuzzer, ASan, UBSan).
- * The seed corpus is made from ../shared/spec/fixtures by
- * tests/fuzz/seeds.sh. A crash found becomes a file in
- * tests/fuzz/regressions/, replayed against the daemon by
- * tests/integration/test_fuzz_regressions.py.
+ * The seed corpus is made from tests/fixtures/ by tests/fuzz/seeds.sh. A
+ * crash found becomes a file in tests/fuzz/regressions/, replayed against
+ * the daemon by tests/integration/test_fuzz_regressions.py.
  */
 #include "apubid.h"
 
@@ -57,6 +56,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 				 "[store]\npath = %s/fuzz.db\n"
 				 "[source]\nallow = %s/ingest/\n"
 				 "[destination]\nroot = %s/cdn/\nallow = ftp://cdn:21/data/cdn/\n"
+				 "allow = ftp://origin:21/srv/vod/\n"
 				 "[log]\nlevel = error\n",
 				 dir, dir, dir);
 	char err[512];

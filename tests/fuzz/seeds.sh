@@ -1,9 +1,10 @@
 #!/bin/sh
 # Writes the fuzzer's seed corpus into $1: every request fixture as an HTTP
 # POST (SOAP 1.1 and 1.2 framings, Content-Length and chunked), plus GETs.
+# The fixtures are tests/fixtures/ of this repository unless $2 names others.
 set -eu
 out=$1
-fixtures=${2:-../shared/spec/fixtures}
+fixtures=${2:-$(dirname "$0")/../fixtures}
 mkdir -p "$out"
 i=0
 for f in "$fixtures"/*.xml; do

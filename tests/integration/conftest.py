@@ -34,7 +34,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 APUBID = os.environ.get("APUBID", str(REPO / "apubid"))
-FIXTURES = Path(os.environ.get("APUBI_FIXTURES", str(REPO.parent / "shared" / "spec" / "fixtures")))
+# The WFM's envelopes, byte for byte (tests/fixtures/README.md). Their FTP
+# hosts do not resolve: tests rewrite them, or swap the source for a file.
+FIXTURES = REPO / "tests" / "fixtures"
+# The prefix of the fixtures' FTP destinations, for [destination] allow.
+FIXTURE_DEST_PREFIX = "ftp://ORIGIN:21/srv/vod/"
 
 NS = "wfm:APUBI/v1/schemas"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"

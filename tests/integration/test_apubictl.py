@@ -450,6 +450,40 @@ def test_unknown_task_id_exits_7(daemon):
         assert UNKNOWN in p.stderr, explain(p)
 
 
+def test_show_retry_and_cancel_read_a_task_id_in_any_case(daemon):
+    tid = failed_task(daemon)
+    lower, mixed = tid.lower(), "".join(
+        c.lower() if i % 2 else c for i, c in enumerate(tid))
+    out = expect(ctl("-c", daemon.conf, "show", lower), 0).stdout
+    assert f"Task {tid}" in out, out
+    js = json.loads(expect(ctl("-c", daemon.conf, "show", mixed, "--json"), 0).stdout)
+    assert js["id"] == tid
+    # Found, but final: cancel refuses it (8), it does not miss it (7).
+    p = expect(ctl("-c", daemon.conf, "cancel", lower), 8)
+    assert lower not in p.stderr, explain(p)
+    (daemon.cdn / "blocker").unlink()
+    p = expect(ctl("-c", daemon.conf, "retry", mixed), 0)
+    assert f"task {tid} queued again" in p.stdout, explain(p)
+    assert daemon.wait_for_status(tid)[0] == "SUCCESS"
+
+
+@pytest.mark.parametrize("cmd", ["show", "retry", "cancel"])
+@pytest.mark.parametrize("value", ["PromoClip7", UNKNOWN[:-1], UNKNOWN + "0",
+                                   UNKNOWN.replace("-", "_"), f" {UNKNOWN}"])
+def test_a_value_that_is_not_a_task_id_is_a_usage_error(daemon, cmd, value):
+    p = expect(ctl("-c", daemon.conf, cmd, value), 2)
+    assert "not a TaskId" in p.stderr and p.stdout == "", explain(p)
+
+
+def test_help_and_version_in_long_and_short_form():
+    for opt in ("--help", "-h"):
+        p = expect(ctl(opt), 0)
+        assert p.stdout.startswith("usage: apubictl"), explain(p)
+    for opt in ("--version", "-V"):
+        p = expect(ctl(opt), 0)
+        assert re.fullmatch(r"apubictl \S+\n", p.stdout), explain(p)
+
+
 def test_missing_store_exits_6(tmp_path):
     p = expect(ctl("--store", tmp_path / "nothing.db", "tasks"), 6)
     assert "nothing.db" in p.stderr

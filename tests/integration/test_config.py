@@ -82,3 +82,22 @@ def test_shipped_sample_config_checks_ok(tmp_path):
     assert SAMPLE.exists(), f"{SAMPLE} is missing"
     r = check(SAMPLE, tmp_path)
     assert r.returncode == 0, r.stderr
+
+
+def test_help_and_version_in_long_and_short_form(tmp_path):
+    for opt in ("--help", "-h"):
+        r = subprocess.run([APUBID, opt], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 0 and r.stdout.startswith("usage: apubid"), r
+        assert "--help" in r.stdout and "--version" in r.stdout, r.stdout
+    for opt in ("--version", "-V"):
+        r = subprocess.run([APUBID, opt], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 0 and r.stdout.startswith("apubid "), r
+        assert len(r.stdout.splitlines()) == 1, r.stdout
+
+
+def test_unknown_long_option_is_a_usage_error(tmp_path):
+    r = subprocess.run([APUBID, "--no-such-option"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 2 and "usage: apubid" in r.stderr, r

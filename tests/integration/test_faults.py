@@ -374,3 +374,23 @@ def test_fault_naming_a_url_masks_its_password(daemon):
     f = assert_fault(reply, "Client", 500)
     assert "other" in f.string
     assert b"password" not in reply.body, f.string
+
+
+def test_get_task_status_reads_a_task_id_in_any_case(daemon):
+    (daemon.ingest / "case.ts").write_bytes(b"c")
+    tid = daemon.load(f"file://{daemon.ingest}/case.ts", "case.ts")
+    st, dest = daemon.wait_for_status(tid)
+    assert st == "SUCCESS"
+    assert daemon.status(tid.lower()) == (st, dest)
+    assert daemon.status(tid.lower(), version=12) == (st, dest)
+
+
+@pytest.mark.parametrize("mangle", [lambda t: t.replace("-", "_"), lambda t: t[:-1],
+                                    lambda t: "{" + t + "}", lambda t: t + " x"],
+                         ids=["underscores", "short", "braces", "trailing_word"])
+def test_a_task_id_not_shaped_like_one_is_unknown(daemon, mangle):
+    (daemon.ingest / "shape.ts").write_bytes(b"s")
+    tid = daemon.load(f"file://{daemon.ingest}/shape.ts", "shape.ts")
+    daemon.wait_for_status(tid)
+    f = assert_fault(daemon.status_reply(mangle(tid)), "Server", 500)
+    assert f.string == "Task Id does not exist"

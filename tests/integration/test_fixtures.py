@@ -1,4 +1,4 @@
-"""The WFM's own messages: the raw envelopes in spec/fixtures/, posted as a
+"""The WFM's own messages: the raw envelopes in tests/fixtures/, posted as a
 curl would post them, byte for byte (quirks included: the unused ns2
 declaration, a newline before </DestinationAsset>, "dir/ " with a trailing
 space, an empty <MetaData/>).
@@ -8,13 +8,20 @@ and once without SOAPAction; SOAP 1.2 as application/soap+xml.
 """
 import pytest
 
-from conftest import (FIXTURES, NO_ACTION, TASKID_RE, assert_fault, envelope_version,
+from conftest import (FIXTURE_DEST_PREFIX, FIXTURES, NO_ACTION, TASKID_RE, assert_fault, envelope_version,
                       parse_fault, parse_response, soap_headers)
 
 ACTIONS = pytest.mark.parametrize("action", ['""', NO_ACTION], ids=["soapaction-empty",
                                                                    "soapaction-absent"])
-FTP_SOURCE_FILE = b"ftp://user:password@CIS:21/repository/movie.ts"
-ASSET_DIR = "Test_Encryption_GenericAssetContent_01"
+FTP_SOURCE_FILE = b"ftp://wfm:s3cr3t-src@MEDIASTORE:21/outbox/feature.ts"
+FTP_DEST_NAME = "feature_20240517143000.ts"
+ASSET_DIR = "Spring_Promo_2024"
+
+
+@pytest.fixture
+def daemon(make_daemon):
+    """The suite's daemon, taking the fixtures' FTP destinations as its root."""
+    return make_daemon(destination={"allow": FIXTURE_DEST_PREFIX})
 
 
 def fixture(name):
@@ -54,12 +61,12 @@ def test_purge_fixture_of_absent_asset_succeeds(daemon, action, name):
 def test_purge_file_fixture_removes_the_file_despite_the_trailing_newline(daemon, action):
     d = daemon.cdn / ASSET_DIR
     d.mkdir()
-    (d / "TestAsset_1080p.mp4").write_bytes(b"mp4")
-    (d / "TestAsset_720p.mp4").write_bytes(b"other")
+    (d / "promo_1080p.mp4").write_bytes(b"mp4")
+    (d / "promo_720p.mp4").write_bytes(b"other")
     tid = task_id_of(post_fixture(daemon, fixture("purge-file.xml"), action), "PurgeAsset")
     assert daemon.wait_for_status(tid)[0] == "SUCCESS"
-    assert not (d / "TestAsset_1080p.mp4").exists()
-    assert (d / "TestAsset_720p.mp4").read_bytes() == b"other"
+    assert not (d / "promo_1080p.mp4").exists()
+    assert (d / "promo_720p.mp4").read_bytes() == b"other"
 
 
 @ACTIONS
@@ -81,8 +88,8 @@ def test_ftp_load_fixtures_from_a_server_not_allowed_are_refused(daemon, action,
     reply = post_fixture(daemon, fixture(name), action)
     f = assert_fault(reply, "Client", 500)
     assert "not under an allowed source prefix" in f.string
-    assert "ftp://user:***@cis:21/repository/" in f.string.lower()
-    assert b"password" not in reply.body
+    assert "ftp://wfm:***@mediastore:21/outbox/" in f.string.lower()
+    assert b"s3cr3t" not in reply.body
 
 
 def test_soap12_load_fixture_is_refused_with_a_sender_fault(daemon):
@@ -94,42 +101,42 @@ def test_soap12_load_fixture_is_refused_with_a_sender_fault(daemon):
 
 @ACTIONS
 def test_load_file_fixture_with_a_local_source_publishes_to_its_ftp_destination(daemon, action):
-    (daemon.ingest / "movie.ts").write_bytes(b"\x47" * 188 * 100)
+    (daemon.ingest / "feature.ts").write_bytes(b"\x47" * 188 * 100)
     body = fixture("load-file-ftp.xml")
     assert FTP_SOURCE_FILE in body
-    body = body.replace(FTP_SOURCE_FILE, f"file://{daemon.ingest}/movie.ts".encode())
+    body = body.replace(FTP_SOURCE_FILE, f"file://{daemon.ingest}/feature.ts".encode())
     tid = task_id_of(post_fixture(daemon, body, action), "LoadAsset")
     st, dest = daemon.wait_for_status(tid)
     assert st == "SUCCESS"
-    assert dest == f"file://{daemon.cdn}/movie_01072015100045.ts"
-    assert (daemon.cdn / "movie_01072015100045.ts").read_bytes() == b"\x47" * 188 * 100
+    assert dest == f"file://{daemon.cdn}/{FTP_DEST_NAME}"
+    assert (daemon.cdn / FTP_DEST_NAME).read_bytes() == b"\x47" * 188 * 100
 
 
 def test_load_soap12_fixture_with_a_local_source_publishes(daemon):
-    (daemon.ingest / "movie.ts").write_bytes(b"soap12 movie")
+    (daemon.ingest / "feature.ts").write_bytes(b"soap12 feature")
     body = fixture("load-soap12.xml").replace(FTP_SOURCE_FILE,
-                                              str(daemon.ingest / "movie.ts").encode())
+                                              str(daemon.ingest / "feature.ts").encode())
     status, headers, resp = post_fixture(daemon, body, version=12)
     assert status == 200, resp
     assert "application/soap+xml" in headers.get("Content-Type", "")
     assert envelope_version(resp) == 12
     tid = parse_response(resp, "LoadAsset")["TaskId"]
     st, dest = daemon.wait_for_status(tid, version=12)
-    assert (st, dest) == ("SUCCESS", f"file://{daemon.cdn}/{ASSET_DIR}/movie.ts")
-    assert (daemon.cdn / ASSET_DIR / "movie.ts").read_bytes() == b"soap12 movie"
+    assert (st, dest) == ("SUCCESS", f"file://{daemon.cdn}/{ASSET_DIR}/feature.ts")
+    assert (daemon.cdn / ASSET_DIR / "feature.ts").read_bytes() == b"soap12 feature"
 
 
 def test_purge_fixtures_remove_what_a_load_published(daemon):
     # Publish the two assets the purge fixtures name, then purge them with
     # the fixtures themselves.
-    (daemon.ingest / "TestAsset_1080p.mp4").write_bytes(b"mp4")
+    (daemon.ingest / "promo_1080p.mp4").write_bytes(b"mp4")
     (daemon.ingest / "pkg").mkdir()
     (daemon.ingest / "pkg" / "a.ts").write_bytes(b"a")
-    daemon.publish(f"file://{daemon.ingest}/TestAsset_1080p.mp4",
-                   f"{ASSET_DIR}/TestAsset_1080p.mp4")
+    daemon.publish(f"file://{daemon.ingest}/promo_1080p.mp4",
+                   f"{ASSET_DIR}/promo_1080p.mp4")
     tid = task_id_of(post_fixture(daemon, fixture("purge-file.xml")), "PurgeAsset")
     assert daemon.wait_for_status(tid)[0] == "SUCCESS"
-    assert not (daemon.cdn / ASSET_DIR / "TestAsset_1080p.mp4").exists()
+    assert not (daemon.cdn / ASSET_DIR / "promo_1080p.mp4").exists()
     daemon.publish(f"file://{daemon.ingest}/pkg/", f"{ASSET_DIR}/")
     assert (daemon.cdn / ASSET_DIR / "a.ts").read_bytes() == b"a"
     tid = task_id_of(post_fixture(daemon, fixture("purge-dir.xml")), "PurgeAsset")

@@ -4,7 +4,7 @@ status, and never a password from a URL.
 import re
 import time
 
-from conftest import FIXTURES, parse_response, soap_headers
+from conftest import FIXTURE_DEST_PREFIX, FIXTURES, parse_response, soap_headers
 
 
 def lines_with(d, *words, timeout=5):
@@ -34,21 +34,22 @@ def test_log_has_a_line_per_request_with_operation_and_status(daemon):
     assert lines_with(daemon, "LoadAsset", "500"), daemon.log_tail()
 
 
-def test_log_never_shows_the_ftp_password(daemon):
-    (daemon.ingest / "movie.ts").write_bytes(b"m")
+def test_log_never_shows_the_ftp_password(make_daemon):
+    daemon = make_daemon(destination={"allow": FIXTURE_DEST_PREFIX})
+    (daemon.ingest / "feature.ts").write_bytes(b"m")
     raw = (FIXTURES / "load-file-ftp.xml").read_bytes()
     # As sent: ftp source and ftp destination, both with a password.
     status, _, _ = daemon.post(raw, soap_headers())
     assert status == 500
     # With a local source, so the ftp destination goes all the way through.
-    local = raw.replace(b"ftp://user:password@CIS:21/repository/movie.ts",
-                        f"file://{daemon.ingest}/movie.ts".encode())
+    local = raw.replace(b"ftp://wfm:s3cr3t-src@MEDIASTORE:21/outbox/feature.ts",
+                        f"file://{daemon.ingest}/feature.ts".encode())
     status, _, body = daemon.post(local, soap_headers())
     assert status == 200, body
     tid = parse_response(body, "LoadAsset")["TaskId"]
     assert daemon.wait_for_status(tid)[0] == "SUCCESS"
-    daemon.purge("ftp://user:password@CDN:21/data/cdn/movie_01072015100045.ts")
+    daemon.purge("ftp://publisher:s3cr3t-dst@ORIGIN:21/srv/vod/feature_20240517143000.ts")
     assert daemon.stop() == 0
     log = daemon.log_text()
     assert log.strip(), "nothing was logged"
-    assert "password" not in log, [l for l in log.splitlines() if "password" in l][:5]
+    assert "s3cr3t" not in log, [l for l in log.splitlines() if "s3cr3t" in l][:5]

@@ -251,7 +251,9 @@ def test_stop_is_prompt_while_a_receiver_hangs(make_daemon):
         conn, _ = lsock.accept()  # the POST is in flight now
         t0 = time.monotonic()
         assert d.stop() == 0
-        assert time.monotonic() - t0 < 5
+        # Measured: 0.2 to 1.2 s. The bound is ten times that and more, and
+        # still far from the POST's 60 s, which is what is ruled out here.
+        assert time.monotonic() - t0 < 20
         conn.close()
         # Still pending in the store: delivered at the next start.
         import sqlite3

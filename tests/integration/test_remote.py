@@ -979,44 +979,46 @@ def test_one_gib_file_is_streamed_with_peak_rss_under_64_mib(kind, tmp_path, mak
 
 
 # =====================================================================================
-# The docs' FTP fixtures, end to end
+# The FTP fixtures, end to end
 # =====================================================================================
 
-def test_docs_ftp_fixtures_publish_a_file_and_a_directory_end_to_end(tmp_path, make_daemon):
+def test_ftp_fixtures_publish_a_file_and_a_directory_end_to_end(tmp_path, make_daemon):
     repository = {
-        "movie.ts": os.urandom(200_000),
+        "feature.ts": os.urandom(200_000),
         "hls/index.m3u8": b"#EXTM3U\nseg1.ts\n",
         "hls/seg1.ts": os.urandom(50_000),
     }
     cis_pw, cdn_pw = "Cis-pw-31xQ", "Cdn-pw-84yR"
     with FtpServer(tmp_path, user="wfm", password=cis_pw) as cis, \
             FtpServer(tmp_path, user="publisher", password=cdn_pw) as cdn:
-        write_tree(cis.path("repository"), repository)
-        cdn.path("data/cdn").mkdir(parents=True)
-        # (a source must lie strictly below an allow prefix: the docs' directory
-        # source is repository/ itself, so allow the whole server)
+        write_tree(cis.path("outbox"), repository)
+        cdn.path("srv/vod").mkdir(parents=True)
+        # (a source must lie strictly below an allow prefix: the directory
+        # fixture's source is outbox/ itself, so allow the whole server)
         d = start_daemon(make_daemon, sources=[f"ftp://127.0.0.1:{cis.port}/"],
-                         root=f"ftp://publisher:{cdn_pw}@127.0.0.1:{cdn.port}/data/cdn/",
+                         root=f"ftp://publisher:{cdn_pw}@127.0.0.1:{cdn.port}/srv/vod/",
                          transfer=transfer_conf(tmp_path))
         results = {}
         for name in ("load-file-ftp.xml", "load-dir-ftp.xml"):
             body = (FIXTURES / name).read_text()
-            body = body.replace("user:password@CIS:21", f"wfm:{cis_pw}@127.0.0.1:{cis.port}")
-            body = body.replace("user:password@CDN:21",
+            body = body.replace("wfm:s3cr3t-src@MEDIASTORE:21",
+                                f"wfm:{cis_pw}@127.0.0.1:{cis.port}")
+            body = body.replace("publisher:s3cr3t-dst@ORIGIN:21",
                                 f"publisher:{cdn_pw}@127.0.0.1:{cdn.port}")
-            assert "CIS" not in body and "CDN" not in body, body
+            assert "MEDIASTORE" not in body and "ORIGIN" not in body, body
             status, _, answer = d.post(body.encode(), soap_headers())
             assert status == 200, answer[:800]
             tid = parse_response(answer, "LoadAsset")["TaskId"]
             results[name] = (tid, succeed(d, tid, timeout=30))
         assert results["load-file-ftp.xml"][1] == \
-            f"ftp://127.0.0.1:{cdn.port}/data/cdn/movie_01072015100045.ts"
-        assert cdn.path("data/cdn/movie_01072015100045.ts").read_bytes() == repository["movie.ts"]
+            f"ftp://127.0.0.1:{cdn.port}/srv/vod/feature_20240517143000.ts"
+        assert cdn.path("srv/vod/feature_20240517143000.ts").read_bytes() == \
+            repository["feature.ts"]
         # the destination is the root itself: the directory keeps its name
         assert results["load-dir-ftp.xml"][1] == \
-            f"ftp://127.0.0.1:{cdn.port}/data/cdn/repository/"
-        assert read_tree(cdn.path("data/cdn/repository")) == repository
-        assert hidden_entries(cdn.path("data")) == []
-    assert_items(d, results["load-file-ftp.xml"][0], {"": repository["movie.ts"]})
+            f"ftp://127.0.0.1:{cdn.port}/srv/vod/outbox/"
+        assert read_tree(cdn.path("srv/vod/outbox")) == repository
+        assert hidden_entries(cdn.path("srv")) == []
+    assert_items(d, results["load-file-ftp.xml"][0], {"": repository["feature.ts"]})
     assert_items(d, results["load-dir-ftp.xml"][0], repository)
     assert_no_secret(d, cis_pw, cdn_pw)
