@@ -79,6 +79,7 @@ extern const char embed_schema_v1[]; /* db/001_init.sql */
 extern const char embed_schema_v2[]; /* db/002_transfer.sql */
 extern const char embed_schema_v3[]; /* db/003_operations.sql */
 extern const char embed_schema_v4[]; /* db/004_rules.sql */
+extern const char embed_schema_v5[]; /* db/005_source_version.sql */
 
 /* ---- log.c: one line per event on stderr or [log] file --------------- */
 
@@ -482,6 +483,8 @@ struct item {
 	int state;     /* enum item_state */
 	char *sha256;  /* lower-case hex, once done */
 	char *error;   /* the last error of this file */
+	char *version; /* the source version its copy was last started from
+			* (xfer.c's text), or NULL */
 };
 void item_free_all(struct item *items, int n);
 
@@ -624,6 +627,9 @@ int store_set_items(struct store *s, const char *id, const struct item *items, i
  * task's files_done. */
 int store_item_done(struct store *s, const char *id, int seq, int64_t size, const char *sha256);
 int store_item_failed(struct store *s, const char *id, int seq, const char *error);
+/* Records the source version an item's copy starts from (NULL: unknown),
+ * before the first byte of that copy is written. */
+int store_item_version(struct store *s, const char *id, int seq, const char *version);
 /* Progress of a running task (callers throttle: not once per buffer). */
 int store_progress(struct store *s, const char *id, int64_t bytes_done);
 /* A task shaped by a rule with polls: uses up one scripted IN_PROGRESS
