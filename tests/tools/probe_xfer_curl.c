@@ -187,7 +187,7 @@ int main(int argc, char **argv)
 			perror(args[1]);
 			return PROBE_USAGE;
 		}
-		rc = xfer_curl_get(x, path, fd, off, probe_on_data, &d, err, sizeof err);
+		rc = xfer_curl_get(x, path, fd, off, NULL, probe_on_data, &d, err, sizeof err);
 		close(fd);
 		probe_print_digest(&d);
 	} else if (strcmp(cmd, "put") == 0) {
