@@ -85,6 +85,7 @@ extern const char embed_schema_v2[]; /* db/002_transfer.sql */
 extern const char embed_schema_v3[]; /* db/003_operations.sql */
 extern const char embed_schema_v4[]; /* db/004_rules.sql */
 extern const char embed_schema_v5[]; /* db/005_order.sql */
+extern const char embed_schema_v6[]; /* db/006_source_version.sql */
 
 /* ---- log.c: one line per event on stderr or [log] file --------------- */
 
@@ -490,6 +491,8 @@ struct item {
 	int state;     /* enum item_state */
 	char *sha256;  /* lower-case hex, once done */
 	char *error;   /* the last error of this file */
+	char *version; /* the source version its copy was last started from
+			* (xfer.c's text), or NULL */
 };
 void item_free_all(struct item *items, int n);
 
@@ -655,6 +658,9 @@ int store_set_items(struct store *s, const char *id, const struct item *items, i
  * task's files_done. */
 int store_item_done(struct store *s, const char *id, int seq, int64_t size, const char *sha256);
 int store_item_failed(struct store *s, const char *id, int seq, const char *error);
+/* Records the source version an item's copy starts from (NULL: unknown),
+ * before the first byte of that copy is written. */
+int store_item_version(struct store *s, const char *id, int seq, const char *version);
 /* Progress of a running task (callers throttle: not once per buffer). */
 int store_progress(struct store *s, const char *id, int64_t bytes_done);
 /* For a queued or retry task held by the ordering rule: 0 and the id of
@@ -719,7 +725,46 @@ int store_health(struct store *s, char *why, size_t whylen);
 
 /* ---- xfer.c, xfer_file.c: carrying out a task ------------------------ */
 
-enum xfer_result { XFER_OK = 0, XFER_FAILED = -1, XFER_STOPPED = 1, XFER_RETRY = 2 };
+/* XFER_CHANGED: the source changed while a file was copied; transient
+ * like XFER_RETRY (the file is copied again from its start), and the
+ * reason starts "source changed during the copy: ". */
+enum xfer_result {
+	XFER_OK = 0,
+	XFER_FAILED = -1,
+	XFER_STOPPED = 1,
+	XFER_RETRY = 2,
+	XFER_CHANGED = 3,
+};
+
+/* What tells one version of a source file from another, as far as its
+ * protocol shows it: a local file's size, times, device and inode from
+ * stat(2); SFTP's size and modification time; FTP's SIZE and MDTM; an HTTP
+ * answer's Content-Length, ETag and Last-Modified. `known` says which
+ * fields hold a value (XV_ bits). */
+#define XV_SIZE 1
+#define XV_MTIME 2     /* mtime_ns */
+#define XV_CTIME 4     /* ctime_ns: a local file's status change time */
+#define XV_INODE 8     /* dev and ino: which local file the path names */
+#define XV_ETAG 16
+#define XV_MODIFIED 32 /* the Last-Modified text */
+#define XV_GONE 64     /* the path names nothing any more */
+struct xfer_version {
+	unsigned known;
+	int64_t size;
+	int64_t mtime_ns, ctime_ns; /* nanoseconds since the epoch */
+	uint64_t dev, ino;
+	char etag[128];             /* as sent, quotes included */
+	char modified[64];
+};
+/* Whether two versions of one file differ: 1 when a field both know
+ * differs (or one is XV_GONE), with `what` naming each change the way a
+ * reason does ("size 419430400 -> 471859200, modification time
+ * 2026-11-22T12:00:00.123456789Z -> ..."); 0 when they agree. */
+int xfer_version_diff(const struct xfer_version *before, const struct xfer_version *after,
+		      char *what, size_t whatlen);
+/* The version as one line of text for the store ("size=5 mtime=..."),
+ * malloc'ed; equal versions give equal text. */
+char *xfer_version_text(const struct xfer_version *v);
 
 /* Carries out a load: lists the source (a local path or a server), records
  * one item per file, and copies every item not yet done into a staging
@@ -728,7 +773,9 @@ enum xfer_result { XFER_OK = 0, XFER_FAILED = -1, XFER_STOPPED = 1, XFER_RETRY =
  * was there. A retry of the same task (XFER_RETRY earlier) resumes: done
  * items are skipped, a partial file continues where the protocol allows.
  * Each file's size is checked and its SHA-256, computed while streaming,
- * is stored on its item. `stop` is polled during transfers: XFER_STOPPED
+ * is stored on its item. A file whose source changed during its copy (its
+ * version, struct xfer_version, differs after the copy from before it) is
+ * not kept: XFER_CHANGED, and the next attempt copies it from the start. `stop` is polled during transfers: XFER_STOPPED
  * keeps the stage for a later resume. XFER_RETRY means a transient error
  * (worth another attempt), XFER_FAILED a permanent one; err then names the
  * file, the server (credentials masked) and the protocol's message. */
@@ -839,6 +886,11 @@ void xfer_file_free_items(struct xfer_file_item *items, int n);
  * closes *fd. */
 int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *size,
 			  char *err, size_t errlen);
+/* The version of an open source file (fstat), or with fd < 0 of the file
+ * `path` names inside `src` now (lstat: a link there is another file, a
+ * missing one is XV_GONE). Returns XFER_OK or XFER_FAILED with err. */
+int xfer_file_version(const char *src, const char *path, int fd, struct xfer_version *v,
+		      char *err, size_t errlen);
 /* Copies `len` bytes from `in` at `in_off` to `out` at `out_off` with
  * positional calls (neither descriptor's offset moves), with
  * copy_file_range where it works and pread/pwrite otherwise, polling *stop
@@ -865,6 +917,8 @@ enum xfer_status {
 	XS_PERMANENT = 2, /* not worth retrying: login refused, permission, 550, 4xx */
 	XS_NOTFOUND = 3,  /* the path does not exist (FTP 550 on RETR/SIZE, HTTP 404, SFTP no such file) */
 	XS_STOPPED = 4,   /* *stop became non-zero */
+	XS_CHANGED = 5,   /* the source is not the version expected; err says
+			   * what changed ("ETag \"a\" -> \"b\""), nothing else */
 };
 
 /* Options for a remote session, filled by xfer.c from the configuration. */
@@ -916,10 +970,18 @@ void xfer_curl_free_entries(struct xfer_entry *e, int n);
 /* Whether a path exists and what it is (size of a file, -1 if unknown). */
 int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size, char *err,
 		   size_t errlen);
+/* What the server says of a file now (HTTP: HEAD, its Content-Length,
+ * ETag and Last-Modified; FTP: SIZE and MDTM; SFTP: size and modification
+ * time). XS_NOTFOUND when it is not there. */
+int xfer_curl_version(struct xfer_curl *x, const char *path, struct xfer_version *v, char *err,
+		      size_t errlen);
 /* Downloads `path` into `fd` from byte `offset` on, writing at the fd's
  * current position (resume: the caller positions it at `offset`); calls
- * on_data for every chunk written, so the caller hashes and counts. */
+ * on_data for every chunk written, so the caller hashes and counts. With
+ * `expect` (NULL: none), an HTTP answer whose own ETag or Last-Modified
+ * differs from it is refused before any byte is written: XS_CHANGED. */
 int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
+		  const struct xfer_version *expect,
 		  int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
 		  size_t errlen);
 /* Uploads `size` bytes of `fd` to `path`, starting at byte `offset` of both

@@ -23,3 +23,4 @@ EMBED(embed_schema_v2, "db/002_transfer.sql");
 EMBED(embed_schema_v3, "db/003_operations.sql");
 EMBED(embed_schema_v4, "db/004_rules.sql");
 EMBED(embed_schema_v5, "db/005_order.sql");
+EMBED(embed_schema_v6, "db/006_source_version.sql");

@@ -23,7 +23,9 @@
  * the retry state with a time for the next attempt, exponential backoff
  * with jitter, within `retries` attempts, `retry_max_time` and the task
  * timeout; the task is then claimed again like a queued one and resumes.
- * Every attempt is recorded with its error.
+ * Every attempt is recorded with its error. A source that changed during
+ * the copy (XFER_CHANGED) is retried the same way; when the budget is
+ * spent, the reason starts with the change rather than "gave up after".
  *
  * Order: store_claim never hands out a task while an earlier-accepted,
  * unfinished task overlaps its destination, so tasks on one destination
@@ -142,8 +144,11 @@ static int64_t pool_backoff_ms(int attempts)
 	return d / 2 + (d > 1 ? (int64_t)(rand_r(&seed) % (d / 2 + 1)) : 0);
 }
 
-/* A transient failure: another attempt if the budget allows, else FAILED. */
-static void pool_retry_or_fail(struct store *s, const struct task *t, const char *err)
+/* A transient failure: another attempt if the budget allows, else FAILED.
+ * A source that changed during the copy fails with that as the reason's
+ * first words (`changed`): it is what the WFM has to act on. */
+static void pool_retry_or_fail(struct store *s, const struct task *t, const char *err,
+			       int changed)
 {
 	int64_t now = util_now_ms();
 	int64_t delay = pool_backoff_ms(t->attempts);
@@ -160,8 +165,10 @@ static void pool_retry_or_fail(struct store *s, const struct task *t, const char
 		return;
 	}
 	int made = t->attempts - t->attempt_base;
-	char *reason = util_printf("gave up after %d attempt%s: %s", made, made == 1 ? "" : "s",
-				   err);
+	char *reason = changed ? util_printf("%s (gave up after %d attempt%s)", err, made,
+					     made == 1 ? "" : "s")
+			       : util_printf("gave up after %d attempt%s: %s", made,
+					     made == 1 ? "" : "s", err);
 	pool_record(s, t, TS_FAILED, NULL, reason, NULL);
 	log_warn("task %s failed: %s", t->id, reason);
 	free(reason);
@@ -239,7 +246,7 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 		xfer_abandon(pool_cfg, t);
 		metrics_xfer_error("timeout");
 		rc = XFER_FAILED;
-	} else if (rc == XFER_RETRY) {
+	} else if (rc == XFER_RETRY || rc == XFER_CHANGED) {
 		metrics_xfer_error("transient");
 	} else if (rc == XFER_FAILED && !t->rule_fail) {
 		metrics_xfer_error("permanent");
@@ -260,8 +267,8 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 	} else if (rc == XFER_STOPPED) {
 		if (store_requeue(s, t->id) == 0)
 			log_info("task %s interrupted by shutdown, queued again", t->id);
-	} else if (rc == XFER_RETRY) {
-		pool_retry_or_fail(s, t, err);
+	} else if (rc == XFER_RETRY || rc == XFER_CHANGED) {
+		pool_retry_or_fail(s, t, err, rc == XFER_CHANGED);
 	} else {
 		pool_record(s, t, TS_FAILED, NULL, err, NULL);
 		log_warn("task %s failed: %s", t->id, err);

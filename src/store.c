@@ -47,7 +47,7 @@
 
 static const char *const store_migrations[] = { embed_schema_v1, embed_schema_v2,
 						 embed_schema_v3, embed_schema_v4,
-						 embed_schema_v5 };
+						 embed_schema_v5, embed_schema_v6 };
 #define STORE_VERSION ((int)(sizeof store_migrations / sizeof store_migrations[0]))
 
 /* The ordering rule, as a sub-query on a candidate task `t`: an unfinished
@@ -83,6 +83,7 @@ enum {
 	Q_TOTALS,
 	Q_ITEM_DONE,
 	Q_ITEM_FAILED,
+	Q_ITEM_VERSION,
 	Q_FILES_DONE,
 	Q_PROGRESS,
 	Q_RECOVER_CANCEL,
@@ -131,16 +132,17 @@ static const char *const store_sql[Q_MAX] = {
 		    " WHERE id = ? AND state = 1",
 	[Q_ATTEMPT] = "INSERT OR REPLACE INTO attempt (task_id, n, started_ms, ended_ms, error)"
 		      " VALUES (?, ?, ?, ?, ?)",
-	[Q_ITEMS] = "SELECT seq, path, is_dir, size, state, sha256, error FROM item"
+	[Q_ITEMS] = "SELECT seq, path, is_dir, size, state, sha256, error, version FROM item"
 		    " WHERE task_id = ? ORDER BY seq",
 	[Q_ITEMS_DEL] = "DELETE FROM item WHERE task_id = ?",
-	[Q_ITEM_ADD] = "INSERT INTO item (task_id, seq, path, is_dir, size, state, sha256, error)"
-		       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+	[Q_ITEM_ADD] = "INSERT INTO item (task_id, seq, path, is_dir, size, state, sha256, error,"
+		       " version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 	[Q_TOTALS] = "UPDATE task SET files_total = ?, bytes_total = ?, files_done = ?,"
 		     " bytes_done = ?, updated_ms = ? WHERE id = ?",
 	[Q_ITEM_DONE] = "UPDATE item SET state = 1, size = ?, sha256 = ?, error = NULL"
 			" WHERE task_id = ? AND seq = ?",
 	[Q_ITEM_FAILED] = "UPDATE item SET state = 2, error = ? WHERE task_id = ? AND seq = ?",
+	[Q_ITEM_VERSION] = "UPDATE item SET version = ? WHERE task_id = ? AND seq = ?",
 	[Q_FILES_DONE] = "UPDATE task SET files_done = (SELECT count(*) FROM item"
 			 " WHERE task_id = ?1 AND state = 1 AND is_dir = 0), updated_ms = ?2"
 			 " WHERE id = ?1",
@@ -696,6 +698,7 @@ void item_free_all(struct item *items, int n)
 		free(items[i].path);
 		free(items[i].sha256);
 		free(items[i].error);
+		free(items[i].version);
 	}
 	free(items);
 }
@@ -712,6 +715,7 @@ static void store_read_item(sqlite3_stmt *st, void *row)
 	it->state = sqlite3_column_int(st, 4);
 	it->sha256 = store_column_text(st, 5);
 	it->error = store_column_text(st, 6);
+	it->version = store_column_text(st, 7);
 }
 
 static void store_free_items(void *v, int n)
@@ -820,6 +824,7 @@ int store_set_items(struct store *s, const char *id, const struct item *items, i
 		sqlite3_bind_int(st, 6, items[i].state);
 		store_bind_text(st, 7, items[i].sha256);
 		store_bind_text(st, 8, items[i].error);
+		store_bind_text(st, 9, items[i].version);
 		if (store_step_done(s, st, "items") < 0)
 			goto fail;
 		if (!items[i].is_dir) {
@@ -888,6 +893,15 @@ int store_item_failed(struct store *s, const char *id, int seq, const char *erro
 	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, seq);
 	return store_step_done(s, st, "item failed");
+}
+
+int store_item_version(struct store *s, const char *id, int seq, const char *version)
+{
+	sqlite3_stmt *st = s->q[Q_ITEM_VERSION];
+	store_bind_text(st, 1, version);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, seq);
+	return store_step_done(s, st, "item version");
 }
 
 int store_progress(struct store *s, const char *id, int64_t bytes_done)

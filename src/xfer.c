@@ -18,6 +18,31 @@
  *      already there is swapped out and removed).
  * Nothing is ever visible at the final name before step 4.
  *
+ * What a changing source gets: a file is published only if its source
+ * still is what was read. Before each file's copy its version is taken
+ * (a local file: size, modification and status change times in
+ * nanoseconds, device and inode, with fstat on the descriptor the copy
+ * reads; SFTP: size and modification time; FTP: SIZE and MDTM; HTTP:
+ * Content-Length, ETag and Last-Modified of a HEAD) and recorded on the
+ * item before the first byte is written; after the copy it is taken again
+ * (a local file twice: its descriptor, for a file appended to, cut or
+ * rewritten in place, and its path, for a file replaced or removed) and
+ * an HTTP download is refused outright when its own answer carries
+ * another ETag or Last-Modified. Any difference makes the file's attempt
+ * fail as XS_CHANGED, a transient failure: its partial copy is emptied,
+ * and the next attempt copies it from its first byte. A partial file an
+ * attempt left (cut connection, shutdown) is continued only when the
+ * source's version is the very one recorded for it, so a resume never
+ * joins two versions. A source that keeps changing until `[transfer]
+ * retries` are spent fails with "source changed during the copy: " and
+ * what changed ("size 419430400 -> 471859200", "ETag ... -> ...") and the
+ * file. The SHA-256 kept on the item is always that of the published
+ * bytes: it is computed on what is written (read back from the
+ * destination when the kernel copies), the resumed prefix from the
+ * partial file itself. A check is only as fine as the protocol: FTP and
+ * SFTP times count whole seconds, so a same-size rewrite within the
+ * second a copy starts is not seen there.
+ *
  * Between two servers (remote to remote) a file passes through a spool
  * file beside the store, so memory never grows with file size and both
  * halves can resume.
@@ -33,11 +58,13 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XFER_PROGRESS_EVERY_MS 1000
@@ -564,6 +591,193 @@ static void xfer_digest_hex(struct xfer_job *j, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* ---- source versions -------------------------------------------------- */
+
+/* "2026-11-22T12:00:00Z", with nine digits of fraction when `frac`. */
+static void xfer_time_text(int64_t ns, int frac, char *out, size_t outlen)
+{
+	time_t sec = (time_t)(ns / 1000000000);
+	long nsec = (long)(ns % 1000000000);
+	if (nsec < 0) {
+		sec--;
+		nsec += 1000000000;
+	}
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	char day[32];
+	strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (frac)
+		snprintf(out, outlen, "%s.%09ldZ", day, nsec);
+	else
+		snprintf(out, outlen, "%sZ", day);
+}
+
+static void xfer_diff_add(char *what, size_t whatlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void xfer_diff_add(char *what, size_t whatlen, const char *fmt, ...)
+{
+	size_t n = strlen(what);
+	if (n + 2 >= whatlen)
+		return;
+	if (n) {
+		snprintf(what + n, whatlen - n, ", ");
+		n += 2;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what + n, whatlen - n, fmt, ap);
+	va_end(ap);
+}
+
+static void xfer_diff_time(char *what, size_t whatlen, const char *name, int64_t a, int64_t b)
+{
+	int frac = a % 1000000000 != 0 || b % 1000000000 != 0;
+	char ta[48], tb[48];
+	xfer_time_text(a, frac, ta, sizeof ta);
+	xfer_time_text(b, frac, tb, sizeof tb);
+	xfer_diff_add(what, whatlen, "%s %s -> %s", name, ta, tb);
+}
+
+int xfer_version_diff(const struct xfer_version *a, const struct xfer_version *b, char *what,
+		      size_t whatlen)
+{
+	*what = '\0';
+	if ((a->known | b->known) & XV_GONE) {
+		if ((a->known & XV_GONE) != (b->known & XV_GONE))
+			xfer_diff_add(what, whatlen, "%s",
+				      b->known & XV_GONE ? "the file was removed" : "the file appeared");
+		return *what != '\0';
+	}
+	unsigned both = a->known & b->known;
+	if ((both & XV_INODE) && a->dev != b->dev)
+		xfer_diff_add(what, whatlen, "device %llu -> %llu", (unsigned long long)a->dev,
+			      (unsigned long long)b->dev);
+	if ((both & XV_INODE) && a->ino != b->ino)
+		xfer_diff_add(what, whatlen, "inode %llu -> %llu", (unsigned long long)a->ino,
+			      (unsigned long long)b->ino);
+	if ((both & XV_SIZE) && a->size != b->size)
+		xfer_diff_add(what, whatlen, "size %lld -> %lld", (long long)a->size,
+			      (long long)b->size);
+	if ((both & XV_MTIME) && a->mtime_ns != b->mtime_ns)
+		xfer_diff_time(what, whatlen, "modification time", a->mtime_ns, b->mtime_ns);
+	if ((both & XV_ETAG) && strcmp(a->etag, b->etag) != 0)
+		xfer_diff_add(what, whatlen, "ETag %s -> %s", a->etag, b->etag);
+	if ((both & XV_MODIFIED) && strcmp(a->modified, b->modified) != 0)
+		xfer_diff_add(what, whatlen, "Last-Modified %s -> %s", a->modified, b->modified);
+	/* The status change time alone catches a rewrite that put the
+	 * modification time back (cp -p, rsync -t, touch -r); next to a
+	 * change already named it would only repeat it. */
+	if (!*what && (both & XV_CTIME) && a->ctime_ns != b->ctime_ns)
+		xfer_diff_time(what, whatlen, "status change time", a->ctime_ns, b->ctime_ns);
+	return *what != '\0';
+}
+
+char *xfer_version_text(const struct xfer_version *v)
+{
+	struct util_buf b = { 0 };
+	util_buf_adds(&b, "");
+	if (v->known & XV_GONE)
+		util_buf_adds(&b, "gone ");
+	if (v->known & XV_SIZE)
+		util_buf_addf(&b, "size=%lld ", (long long)v->size);
+	if (v->known & XV_MTIME)
+		util_buf_addf(&b, "mtime=%lld ", (long long)v->mtime_ns);
+	if (v->known & XV_CTIME)
+		util_buf_addf(&b, "ctime=%lld ", (long long)v->ctime_ns);
+	if (v->known & XV_INODE)
+		util_buf_addf(&b, "dev=%llu ino=%llu ", (unsigned long long)v->dev,
+			      (unsigned long long)v->ino);
+	if (v->known & XV_ETAG)
+		util_buf_addf(&b, "etag=%s ", v->etag);
+	if (v->known & XV_MODIFIED)
+		util_buf_addf(&b, "modified=%s ", v->modified);
+	if (b.len)
+		b.p[--b.len] = '\0';
+	return b.p;
+}
+
+/* The version of an item's source now: of the open local file `in`, of
+ * what its local path names when `in` < 0, or what the server says. */
+static int xfer_source_version(struct xfer_job *j, const struct item *it, int in,
+			       struct xfer_version *v)
+{
+	if (!j->src.remote)
+		return xfer_file_version(j->src.path, it->path, in, v, j->err, j->errlen) == XFER_OK
+			       ? XS_OK
+			       : XS_PERMANENT;
+	char *src = xfer_join(j->src.path, it->path);
+	int rc = xfer_curl_version(j->src.x, src, v, j->err, j->errlen);
+	free(src);
+	return rc;
+}
+
+/* Before a copy: records `v` as the version the item's copy starts from.
+ * *keep says whether a partial copy an earlier attempt left may be
+ * continued: only when that attempt started from this very version. */
+static int xfer_version_start(struct xfer_job *j, struct item *it, const struct xfer_version *v,
+			      int *keep)
+{
+	char *text = xfer_version_text(v);
+	*keep = it->version && strcmp(it->version, text) == 0;
+	if (*keep) {
+		free(text);
+		return XS_OK;
+	}
+	if (it->version)
+		log_info("task %s: the source of %s is not the version an earlier attempt "
+			 "copied from: starting it again from its first byte",
+			 j->t->id, *it->path ? it->path : "the file");
+	if (store_item_version(j->s, j->t->id, it->seq, text) < 0) {
+		free(text);
+		snprintf(j->err, j->errlen, "internal error: the item cannot be recorded");
+		return XS_TRANSIENT;
+	}
+	free(it->version);
+	it->version = text;
+	return XS_OK;
+}
+
+/* The reason for a source that changed while the item was copied. */
+static int xfer_changed(struct xfer_job *j, const struct item *it, const char *what)
+{
+	char *w = util_strdup(what);
+	char *file = j->src.remote ? util_printf("%s%s%s%s", j->src.show, j->src.path,
+						 *it->path ? "/" : "", it->path)
+				   : xfer_join(j->src.path, it->path);
+	snprintf(j->err, j->errlen, "source changed during the copy: %s; file %s", w, file);
+	log_warn("task %s: %s", j->t->id, j->err);
+	free(file);
+	free(w);
+	return XS_CHANGED;
+}
+
+/* After a copy: whether the source is still the version it started from
+ * (`before`). A local file is asked twice: its open descriptor (appended
+ * to, cut, rewritten in place) and its path (replaced by another file, or
+ * removed). XS_OK, XS_CHANGED, or the error of asking. */
+static int xfer_version_check(struct xfer_job *j, const struct item *it, int in,
+			      const struct xfer_version *before)
+{
+	struct xfer_version now;
+	char what[512];
+	int rc = xfer_source_version(j, it, in, &now);
+	if (rc == XS_NOTFOUND) {
+		memset(&now, 0, sizeof now);
+		now.known = XV_GONE;
+		rc = XS_OK;
+	}
+	if (rc != XS_OK)
+		return rc;
+	int changed = xfer_version_diff(before, &now, what, sizeof what);
+	if (!changed && !j->src.remote) {
+		if ((rc = xfer_source_version(j, it, -1, &now)) != XS_OK)
+			return rc;
+		changed = xfer_version_diff(before, &now, what, sizeof what);
+	}
+	return changed ? xfer_changed(j, it, what) : XS_OK;
+}
+
 /* Prefixes err with the file it concerns. */
 static void xfer_blame(struct xfer_job *j, const struct item *it)
 {
@@ -583,11 +797,15 @@ static int xfer_size_check(struct xfer_job *j, int64_t got, int64_t want, const 
 	return XS_OK;
 }
 
-/* Copies one file into a local stage, from a local or remote source. */
-static int xfer_item_to_local(struct xfer_job *j, const struct item *it, int64_t *size_out)
+/* Copies one file into a local stage, from a local or remote source. The
+ * source's version is taken before the first byte is read and checked
+ * again after the last: a copy of a source that changed meanwhile is
+ * emptied and reported as XS_CHANGED. */
+static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size_out)
 {
-	int out = -1, in = -1, rc;
+	int out = -1, in = -1, rc, keep = 0;
 	int64_t have = 0, size = it->size;
+	struct xfer_version before;
 	if (xfer_file_stage_file(j->lstage, it->path, &out, &have, j->err, j->errlen) < 0)
 		return XS_PERMANENT;
 	char *src = xfer_join(j->src.path, it->path);
@@ -597,7 +815,12 @@ static int xfer_item_to_local(struct xfer_job *j, const struct item *it, int64_t
 			goto out;
 		}
 	}
-	if (size >= 0 && have > size)
+	if ((rc = xfer_source_version(j, it, in, &before)) != XS_OK ||
+	    (rc = xfer_version_start(j, it, &before, &keep)) != XS_OK)
+		goto out;
+	if (j->src.remote && (before.known & XV_SIZE))
+		size = before.size;
+	if (!keep || (size >= 0 && have > size))
 		have = 0;
 	if (have == 0 && xfer_file_stage_truncate(out, 0, j->err, j->errlen) < 0) {
 		rc = XS_PERMANENT;
@@ -613,7 +836,10 @@ static int xfer_item_to_local(struct xfer_job *j, const struct item *it, int64_t
 				       j->err, j->errlen);
 		rc = r == XFER_OK ? XS_OK : r == XFER_STOPPED ? XS_STOPPED : XS_PERMANENT;
 	} else {
-		rc = xfer_curl_get(j->src.x, src, out, have, xfer_on_data, j, j->err, j->errlen);
+		rc = xfer_curl_get(j->src.x, src, out, have, &before, xfer_on_data, j, j->err,
+				   j->errlen);
+		if (rc == XS_CHANGED)
+			rc = xfer_changed(j, it, j->err);
 	}
 	if (rc == XS_OK) {
 		struct stat st;
@@ -628,6 +854,23 @@ static int xfer_item_to_local(struct xfer_job *j, const struct item *it, int64_t
 	}
 	if (rc == XS_OK && xfer_file_stage_done_file(j->lstage, out, j->err, j->errlen) < 0)
 		rc = XS_PERMANENT;
+	/* A local source is asked again even after a failed copy: a read
+	 * that ended early is what a source cut during the copy looks like.
+	 * A server is asked only after a copy that went through: after a
+	 * failure, the next attempt compares versions before it resumes. */
+	if (rc != XS_STOPPED && rc != XS_CHANGED && (rc == XS_OK || !j->src.remote)) {
+		char why[1024];
+		snprintf(why, sizeof why, "%s", j->err);
+		int c = xfer_version_check(j, it, in, &before);
+		if (c == XS_CHANGED || (c != XS_OK && rc == XS_OK))
+			rc = c;
+		else if (rc != XS_OK)
+			snprintf(j->err, j->errlen, "%s", why);
+	}
+	if (rc == XS_CHANGED) {
+		char e[256];
+		xfer_file_stage_truncate(out, 0, e, sizeof e);
+	}
 out:
 	if (in >= 0)
 		close(in);
@@ -638,12 +881,12 @@ out:
 }
 
 /* Uploads `size` bytes of local fd `in` to server path `target`, resuming
- * an earlier partial upload where the protocol allows. */
-static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *target)
+ * an earlier partial upload where the protocol allows and `fresh` is 0. */
+static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *target, int fresh)
 {
 	int64_t have = 0;
 	int resumable = strcmp(j->dst.scheme, "http") != 0 && strcmp(j->dst.scheme, "https") != 0;
-	if (resumable) {
+	if (resumable && !fresh) {
 		int64_t rsize = 0;
 		if (xfer_curl_size(j->dst.x, target, &rsize, j->err, j->errlen) == XS_OK &&
 		    rsize > 0 && rsize <= size)
@@ -666,13 +909,16 @@ static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *tar
 }
 
 /* Copies one file to a remote stage, from a local source, or from a
- * remote one through a spool file. */
-static int xfer_item_to_remote(struct xfer_job *j, const struct item *it, int64_t *size_out)
+ * remote one through a spool file. The source's version is checked as in
+ * xfer_item_to_local: around the upload of a local file, around the
+ * download into the spool of a remote one. */
+static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *size_out)
 {
 	char *target = xfer_join(j->stage, it->path);
-	int in = -1, rc;
+	int in = -1, rc, keep = 0;
 	int64_t size = it->size;
 	char *spool = NULL;
+	struct xfer_version before;
 	if (!j->src.remote) {
 		if (xfer_file_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
 			char *src = xfer_join(j->src.path, it->path);
@@ -680,39 +926,69 @@ static int xfer_item_to_remote(struct xfer_job *j, const struct item *it, int64_
 			free(src);
 			goto out;
 		}
-	} else {
-		/* Download into the spool (resuming), then upload from it. */
-		spool = util_printf("%s/%d", j->spool, it->seq);
-		in = open(spool, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-		struct stat st;
-		if (in < 0 || fstat(in, &st) < 0) {
-			snprintf(j->err, j->errlen, "cannot open spool file %s: %s", spool,
-				 strerror(errno));
-			rc = XS_PERMANENT;
+		if ((rc = xfer_source_version(j, it, in, &before)) != XS_OK ||
+		    (rc = xfer_version_start(j, it, &before, &keep)) != XS_OK)
 			goto out;
+		rc = xfer_upload(j, in, size, target, !keep);
+		if (rc != XS_STOPPED) {
+			char why[1024];
+			snprintf(why, sizeof why, "%s", j->err);
+			int c = xfer_version_check(j, it, in, &before);
+			if (c == XS_CHANGED || (c != XS_OK && rc == XS_OK))
+				rc = c;
+			else if (rc != XS_OK)
+				snprintf(j->err, j->errlen, "%s", why);
 		}
-		int64_t have = size >= 0 && st.st_size > size ? 0 : st.st_size;
-		if (have == 0 && ftruncate(in, 0) < 0) {
-			rc = XS_PERMANENT;
-			goto out;
-		}
-		EVP_MD_CTX *keep = j->md;
-		j->md = EVP_MD_CTX_new();
-		EVP_DigestInit_ex(j->md, EVP_sha256(), NULL);
-		char *src = xfer_join(j->src.path, it->path);
-		rc = lseek(in, have, SEEK_SET) < 0 ? XS_PERMANENT
-		     : xfer_curl_get(j->src.x, src, in, have, xfer_on_data, j, j->err, j->errlen);
-		free(src);
-		EVP_MD_CTX_free(j->md);
-		j->md = keep;
-		if (rc == XS_OK && fstat(in, &st) == 0)
-			rc = xfer_size_check(j, st.st_size, size, "the spool");
-		if (rc != XS_OK)
-			goto out;
-		size = st.st_size;
-		j->bytes_cur = 0;
+		if (rc == XS_OK)
+			*size_out = size;
+		goto out;
 	}
-	rc = xfer_upload(j, in, size, target);
+	/* Download into the spool (resuming), then upload from it. */
+	spool = util_printf("%s/%d", j->spool, it->seq);
+	in = open(spool, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	struct stat st;
+	if (in < 0 || fstat(in, &st) < 0) {
+		snprintf(j->err, j->errlen, "cannot open spool file %s: %s", spool, strerror(errno));
+		rc = XS_PERMANENT;
+		goto out;
+	}
+	if ((rc = xfer_source_version(j, it, -1, &before)) != XS_OK ||
+	    (rc = xfer_version_start(j, it, &before, &keep)) != XS_OK)
+		goto out;
+	if (before.known & XV_SIZE)
+		size = before.size;
+	int64_t have = !keep || (size >= 0 && st.st_size > size) ? 0 : st.st_size;
+	if (have == 0 && ftruncate(in, 0) < 0) {
+		rc = XS_PERMANENT;
+		goto out;
+	}
+	EVP_MD_CTX *hold = j->md;
+	j->md = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(j->md, EVP_sha256(), NULL);
+	char *src = xfer_join(j->src.path, it->path);
+	rc = lseek(in, have, SEEK_SET) < 0
+		     ? XS_PERMANENT
+		     : xfer_curl_get(j->src.x, src, in, have, &before, xfer_on_data, j, j->err,
+				     j->errlen);
+	free(src);
+	EVP_MD_CTX_free(j->md);
+	j->md = hold;
+	if (rc == XS_CHANGED)
+		rc = xfer_changed(j, it, j->err);
+	if (rc == XS_OK && fstat(in, &st) == 0)
+		rc = xfer_size_check(j, st.st_size, size, "the spool");
+	if (rc == XS_OK)
+		rc = xfer_version_check(j, it, -1, &before);
+	if (rc == XS_CHANGED && ftruncate(in, 0) < 0)
+		log_warn("task %s: cannot empty spool file %s: %s", j->t->id, spool,
+			 strerror(errno));
+	if (rc != XS_OK)
+		goto out;
+	size = st.st_size;
+	j->bytes_cur = 0;
+	/* An upload an earlier attempt left holds bytes of the spool as it
+	 * was then: continued only when the spool was. */
+	rc = xfer_upload(j, in, size, target, !keep);
 	if (rc == XS_OK)
 		*size_out = size;
 out:
@@ -811,6 +1087,8 @@ static int xfer_verdict(int xs)
 		return XFER_OK;
 	case XS_TRANSIENT:
 		return XFER_RETRY;
+	case XS_CHANGED:
+		return XFER_CHANGED;
 	case XS_STOPPED:
 		return XFER_STOPPED;
 	default:
@@ -878,7 +1156,9 @@ int xfer_load(const struct config *c, struct store *s, const struct task *t,
 		if (rc != XS_OK && rc != XS_STOPPED) {
 			if (rc == XS_NOTFOUND)
 				rc = XS_PERMANENT;
-			xfer_blame(&j, it);
+			/* A changed source's reason names its file already. */
+			if (rc != XS_CHANGED)
+				xfer_blame(&j, it);
 			store_item_failed(s, t->id, it->seq, err);
 		}
 	}

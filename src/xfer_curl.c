@@ -43,6 +43,15 @@
  * Credentials travel through CURLOPT_USERNAME/PASSWORD only, never inside a
  * URL, and a message is scrubbed of the password before it is returned.
  *
+ * What a changing source gets: xfer_curl_version asks the server what
+ * identifies a file now (HEAD: Content-Length, ETag, Last-Modified; FTP:
+ * SIZE and MDTM; SFTP: size and mtime), and xfer_curl_get, given the
+ * version the caller expects, refuses an HTTP answer whose own ETag or
+ * Last-Modified differs before writing any byte of it (XS_CHANGED): a
+ * resumed download (Range) is never continued with bytes of another
+ * version, whatever the server does with the range. The headers are read
+ * from the debug callback, which sees every header line anyway.
+ *
  * Memory does not grow with file size: downloads stream through the write
  * callback into the caller's fd, uploads through the read callback with
  * pread from the caller's offset. Nothing here is global; curl_global_init
@@ -59,6 +68,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* libcurl's receive and upload buffers: larger than the defaults because
@@ -113,6 +123,10 @@ struct xfer_curl {
 	int64_t reported;             /* put: bytes already shown to on_data */
 	int64_t skip;                 /* get: bytes of the body to drop first */
 	int body;                     /* get over HTTP: enum xc_body */
+	char etag[128];               /* HTTP: the last answer's ETag, "" when none */
+	char modified[64];            /* and its Last-Modified */
+	const struct xfer_version *expect; /* get: the version the answer must be */
+	char changed[512];            /* get: how the answer differed from it */
 	int (*on_data)(void *arg, const char *buf, size_t n);
 	void *arg;
 	/* listings */
@@ -188,6 +202,16 @@ static void xc_copy_line(char *dst, size_t dstlen, const char *s, size_t n)
 	dst[n] = '\0';
 }
 
+/* A header's value, without the blanks around it. */
+static void xc_header_value(char *dst, size_t dstlen, const char *s, size_t n)
+{
+	while (n && (*s == ' ' || *s == '\t'))
+		s++, n--;
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	xc_copy_line(dst, dstlen, s, n);
+}
+
 /* ---- libcurl callbacks --------------------------------------------------- */
 
 /* Keeps the reply that explains a failure: for FTP the last reply with a
@@ -197,8 +221,14 @@ static void xc_reply_line(struct xfer_curl *x, const char *s, size_t n)
 	while (n && (s[n - 1] == '\r' || s[n - 1] == '\n'))
 		n--;
 	if (x->proto == XC_HTTP) {
-		if (n > 5 && memcmp(s, "HTTP/", 5) == 0)
+		if (n > 5 && memcmp(s, "HTTP/", 5) == 0) {
 			xc_copy_line(x->reply, sizeof x->reply, s, n);
+			x->etag[0] = x->modified[0] = '\0';
+		} else if (n > 5 && strncasecmp(s, "ETag:", 5) == 0) {
+			xc_header_value(x->etag, sizeof x->etag, s + 5, n - 5);
+		} else if (n > 14 && strncasecmp(s, "Last-Modified:", 14) == 0) {
+			xc_header_value(x->modified, sizeof x->modified, s + 14, n - 14);
+		}
 		return;
 	}
 	if (n < 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' || s[1] > '9' || s[2] < '0' ||
@@ -267,6 +297,25 @@ static size_t xc_discard(char *ptr, size_t size, size_t nmemb, void *userp)
 	return size * nmemb;
 }
 
+/* Whether an HTTP answer is of the version the caller expects: its own
+ * ETag and Last-Modified, where both sides have one, are the same.
+ * Otherwise `changed` says how they differ. */
+static int xc_expected(struct xfer_curl *x)
+{
+	if (!x->expect || x->changed[0])
+		return !x->changed[0];
+	struct xfer_version got = { 0 };
+	if (x->etag[0]) {
+		got.known |= XV_ETAG;
+		snprintf(got.etag, sizeof got.etag, "%s", x->etag);
+	}
+	if (x->modified[0]) {
+		got.known |= XV_MODIFIED;
+		snprintf(got.modified, sizeof got.modified, "%s", x->modified);
+	}
+	return !xfer_version_diff(x->expect, &got, x->changed, sizeof x->changed);
+}
+
 static size_t xc_write(char *ptr, size_t size, size_t nmemb, void *userp)
 {
 	struct xfer_curl *x = userp;
@@ -274,6 +323,11 @@ static size_t xc_write(char *ptr, size_t size, size_t nmemb, void *userp)
 	if (x->proto == XC_HTTP && x->body == XC_BODY_UNKNOWN) {
 		long code = 0;
 		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+		if ((code == 200 || code == 206) && !xc_expected(x)) {
+			/* Another version of the file: none of it is written. */
+			x->body = XC_BODY_DISCARD;
+			return 0;
+		}
 		if (code == 206 || (code == 200 && x->off == 0)) {
 			x->body = XC_BODY_WRITE;
 		} else if (code == 200) {
@@ -707,6 +761,8 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	x->fd = -1;
 	x->off = x->limit = x->pos = x->reported = x->skip = 0;
 	x->body = XC_BODY_UNKNOWN;
+	x->etag[0] = x->modified[0] = x->changed[0] = '\0';
+	x->expect = NULL;
 	x->on_data = NULL;
 	x->arg = NULL;
 	x->linelen = 0;
@@ -1304,7 +1360,48 @@ int xfer_curl_size(struct xfer_curl *x, const char *path, int64_t *size, char *e
 
 /* ---- transfers ------------------------------------------------------------ */
 
+int xfer_curl_version(struct xfer_curl *x, const char *path, struct xfer_version *v, char *err,
+		      size_t errlen)
+{
+	memset(v, 0, sizeof *v);
+	int rc = xc_check_path(x, path, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
+	/* FTP: MDTM besides SIZE; SFTP: the stat's mtime. HTTP keeps the
+	 * Last-Modified text itself, which needs no parsing to compare. */
+	if (x->proto != XC_HTTP)
+		curl_easy_setopt(x->h, CURLOPT_FILETIME, 1L);
+	rc = xc_result(x, xc_perform(x), 1, path, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	curl_off_t len = -1, t = -1;
+	curl_easy_getinfo(x->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+	if (len >= 0) {
+		v->known |= XV_SIZE;
+		v->size = (int64_t)len;
+	}
+	if (x->proto != XC_HTTP && curl_easy_getinfo(x->h, CURLINFO_FILETIME_T, &t) == CURLE_OK &&
+	    t >= 0) {
+		v->known |= XV_MTIME;
+		v->mtime_ns = (int64_t)t * 1000000000;
+	}
+	if (x->etag[0]) {
+		v->known |= XV_ETAG;
+		snprintf(v->etag, sizeof v->etag, "%s", x->etag);
+	}
+	if (x->modified[0]) {
+		v->known |= XV_MODIFIED;
+		snprintf(v->modified, sizeof v->modified, "%s", x->modified);
+	}
+	return XS_OK;
+}
+
 int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
+		  const struct xfer_version *expect,
 		  int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
 		  size_t errlen)
 {
@@ -1320,6 +1417,7 @@ int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 	x->off = offset;
 	x->on_data = on_data;
 	x->arg = arg;
+	x->expect = expect;
 	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, xc_write);
 	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
 	if (offset > 0 && x->proto == XC_HTTP) {
@@ -1335,6 +1433,16 @@ int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 	long code = 0;
 	if (c == CURLE_OK && x->proto == XC_HTTP)
 		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+	/* An empty body never reached xc_write: judge the headers here. */
+	if (x->proto == XC_HTTP && (code == 200 || code == 206))
+		xc_expected(x);
+	if (x->changed[0]) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s", x->changed);
+		log_debug("xfer_curl: %s%s: not the version expected: %s", x->shown, path,
+			  x->changed);
+		return XS_CHANGED;
+	}
 	if (code == 416 && offset > 0) {
 		/* Range not satisfiable: fine when the caller has it all. */
 		char first[1024];

@@ -45,6 +45,14 @@
  *   file in a package fails the task rather than publishing something the
  *   customer did not put in it.
  *
+ * - What a changing source gets: xfer_file_version tells one version of a
+ *   source file from another (size, modification and status change times
+ *   in nanoseconds, device, inode), from the open descriptor or from what
+ *   the path names now. The copy reads exactly the size the file had when
+ *   opened, so a file that grows, shrinks or is rewritten meanwhile
+ *   would be published as neither version; xfer.c, and xfer_file_load
+ *   here, compare the two before and after and never publish such a copy.
+ *
  * Errors are reported once, in `err`, as a sentence fit for a task's
  * reason. Destination failures name the relative path the WFM asked for
  * ("cannot write dir/movie.ts: ..."), not the absolute path on our disks;
@@ -956,6 +964,45 @@ out:
 	return rc;
 }
 
+static void xfer_file_version_of(const struct stat *st, struct xfer_version *v)
+{
+	memset(v, 0, sizeof *v);
+	v->known = XV_SIZE | XV_MTIME | XV_CTIME | XV_INODE;
+	v->size = (int64_t)st->st_size;
+	v->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	v->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+	v->dev = (uint64_t)st->st_dev;
+	v->ino = (uint64_t)st->st_ino;
+}
+
+int xfer_file_version(const char *src, const char *path, int fd, struct xfer_version *v,
+		      char *err, size_t errlen)
+{
+	struct stat st;
+	xfer_file_clear_err(err, errlen);
+	memset(v, 0, sizeof *v);
+	if (fd >= 0) {
+		if (fstat(fd, &st) < 0)
+			return xfer_file_fail(err, errlen, "cannot read %s%s%s: %s", src,
+					      path && *path ? "/" : "", path ? path : "",
+					      strerror(errno));
+		xfer_file_version_of(&st, v);
+		return XFER_OK;
+	}
+	/* The path as a reader would open it now: not through a link at its
+	 * end (a link there is not the file that was read). */
+	char *full = path && *path ? util_printf("%s/%s", src, path) : util_strdup(src);
+	int rc = XFER_OK;
+	if (lstat(full, &st) == 0)
+		xfer_file_version_of(&st, v);
+	else if (errno == ENOENT || errno == ENOTDIR)
+		v->known = XV_GONE;
+	else
+		rc = xfer_file_fail(err, errlen, "cannot read %s: %s", full, strerror(errno));
+	free(full);
+	return rc;
+}
+
 /* ---- the stage ---------------------------------------------------------- */
 
 /* The path inside the package of an open stage file, for messages; NULL
@@ -1494,13 +1541,29 @@ static int xfer_file_load_one(struct xfer_file_stage *st, const char *src,
 	int64_t size, have;
 	struct xfer_file_fault f;
 
+	struct xfer_version before, now;
+	char what[512];
 	if ((rc = xfer_file_open_source(src, item->path, &in, &size, err, errlen)) != XFER_OK)
 		return rc;
-	if ((rc = xfer_file_stage_file(st, item->path, &out, &have, err, errlen)) != XFER_OK)
+	if ((rc = xfer_file_version(src, item->path, in, &before, err, errlen)) != XFER_OK ||
+	    (rc = xfer_file_stage_file(st, item->path, &out, &have, err, errlen)) != XFER_OK)
 		goto out;
 	if (have != 0 && (rc = xfer_file_stage_truncate(out, 0, err, errlen)) != XFER_OK)
 		goto out;
 	rc = xfer_file_copy_fds(in, 0, out, 0, size, NULL, NULL, stop, &f, NULL);
+	/* The copy takes exactly the size the file had when opened: one that
+	 * grew, shrank or was rewritten meanwhile must not be published. Its
+	 * descriptor tells a change to the file, its path a file put in its
+	 * place. */
+	if (rc != XFER_STOPPED &&
+	    ((xfer_file_version(src, item->path, in, &now, NULL, 0) == XFER_OK &&
+	      xfer_version_diff(&before, &now, what, sizeof what)) ||
+	     (xfer_file_version(src, item->path, -1, &now, NULL, 0) == XFER_OK &&
+	      xfer_version_diff(&before, &now, what, sizeof what)))) {
+		rc = xfer_file_fail(err, errlen, "source changed during the copy: %s; file %s%s%s",
+				    what, src, sep, c);
+		goto out;
+	}
 	if (rc == XFER_FAILED) {
 		switch (f.at) {
 		case XFER_FILE_AT_READ:
@@ -1525,21 +1588,6 @@ static int xfer_file_load_one(struct xfer_file_stage *st, const char *src,
 	}
 	if (rc != XFER_OK)
 		goto out;
-	/* The copy takes exactly the size the file had when opened; one that
-	 * grew meanwhile would be published cut short. */
-	struct stat now;
-	if (fstat(in, &now) < 0) {
-		rc = xfer_file_fail(err, errlen, "cannot read %s%s%s: %s", src, sep, c,
-				    strerror(errno));
-		goto out;
-	}
-	if ((int64_t)now.st_size != size) {
-		rc = xfer_file_fail(err, errlen,
-				    "cannot write %s%s%s: copied %lld of %lld bytes; the source "
-				    "changed during the copy",
-				    st->rel, sep, c, (long long)size, (long long)now.st_size);
-		goto out;
-	}
 	rc = xfer_file_stage_done_file(st, out, err, errlen);
 	/* close can report a deferred write error (NFS), so it counts. */
 	int fd = out;

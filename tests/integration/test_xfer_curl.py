@@ -204,6 +204,39 @@ def test_list_over_http_is_refused(servers, probe, work, kind):
     assert "not supported over http" in err
 
 
+# ---- versions --------------------------------------------------------------------
+
+def version_of(probe, r, rel):
+    rc, out, err = probe(*r.opts, "version", r.url(rel))
+    assert rc == OK, err
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_version_tells_a_replaced_file_from_the_one_read(servers, probe, work, kind):
+    r = make_remote(servers, kind, work)
+    f = r.local(work) / "v.ts"
+    f.write_bytes(payload(3000))
+    os.utime(f, (1700000000, 1700000000))
+    v1 = version_of(probe, r, work + "/v.ts")
+    assert v1["size"] == "3000", v1
+    if kind in ("http", "https"):
+        assert v1.get("etag", "").startswith('"') and v1.get("modified"), v1
+    else:
+        assert v1.get("mtime") == str(1700000000 * 10**9), v1
+    assert version_of(probe, r, work + "/v.ts") == v1, "the same file read twice differs"
+    f.write_bytes(payload(3001))
+    os.utime(f, (1700000060, 1700000060))
+    v2 = version_of(probe, r, work + "/v.ts")
+    assert v2["size"] == "3001" and v2 != v1, v2
+    if kind in ("http", "https"):
+        assert v2["etag"] != v1["etag"] and v2["modified"] != v1["modified"], (v1, v2)
+    else:
+        assert v2["mtime"] == str(1700000060 * 10**9), v2
+    rc, _, err = probe(*r.opts, "version", r.url(work + "/missing.ts"))
+    assert rc == NOTFOUND, err
+
+
 # ---- stat and size -------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ALL)

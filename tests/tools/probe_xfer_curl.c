@@ -11,6 +11,8 @@
  *     get    URL LOCALFILE [OFFSET] "bytes N sha256 HEX" (bytes seen by on_data)
  *     put    LOCALFILE URL [OFFSET] "bytes N sha256 HEX"
  *     size   URL                    "size N"
+ *     version URL                   one "field value" line per field known:
+ *                                   size, mtime (ns), etag, modified
  *     mkdir  URLDIR
  *     rename URL NEWPATH            NEWPATH: a raw absolute server path
  *     rm     URL [dir]
@@ -21,7 +23,8 @@
  * Every URL is the whole thing, credentials included:
  * "ftp://user:pw@127.0.0.1:2121/dir/a%20b.ts"; the probe opens a session
  * on its server part and passes the decoded path. The exit status is the
- * xfer_status (0 ok, 1 transient, 2 permanent, 3 not found, 4 stopped),
+ * xfer_status (0 ok, 1 transient, 2 permanent, 3 not found, 4 stopped,
+ * 5 changed),
  * 64 for a usage error; on failure "error: <message>" goes to stderr.
  */
 #include "apubid.h"
@@ -180,6 +183,17 @@ int main(int argc, char **argv)
 		rc = xfer_curl_size(x, path, &size, err, sizeof err);
 		if (rc == XS_OK)
 			printf("size %lld\n", (long long)size);
+	} else if (strcmp(cmd, "version") == 0 && nargs == 1) {
+		struct xfer_version v;
+		rc = xfer_curl_version(x, path, &v, err, sizeof err);
+		if (rc == XS_OK && (v.known & XV_SIZE))
+			printf("size %lld\n", (long long)v.size);
+		if (rc == XS_OK && (v.known & XV_MTIME))
+			printf("mtime %lld\n", (long long)v.mtime_ns);
+		if (rc == XS_OK && (v.known & XV_ETAG))
+			printf("etag %s\n", v.etag);
+		if (rc == XS_OK && (v.known & XV_MODIFIED))
+			printf("modified %s\n", v.modified);
 	} else if (strcmp(cmd, "get") == 0 && (nargs == 2 || nargs == 3)) {
 		int64_t off = nargs == 3 ? atoll(args[2]) : 0;
 		int fd = open(args[1], O_WRONLY | O_CREAT | (off ? 0 : O_TRUNC), 0644);
@@ -187,7 +201,7 @@ int main(int argc, char **argv)
 			perror(args[1]);
 			return PROBE_USAGE;
 		}
-		rc = xfer_curl_get(x, path, fd, off, probe_on_data, &d, err, sizeof err);
+		rc = xfer_curl_get(x, path, fd, off, NULL, probe_on_data, &d, err, sizeof err);
 		close(fd);
 		probe_print_digest(&d);
 	} else if (strcmp(cmd, "put") == 0) {
