@@ -678,6 +678,16 @@ int store_notify_result(struct store *s, const char *id, int state, int attempts
  * why. */
 int store_health(struct store *s, char *why, size_t whylen);
 
+/* ---- lock.c: one daemon per store -------------------------------------- */
+
+/* Takes the exclusive lock on `<store_path>.lock` (created if absent,
+ * the pid written into it) and holds it until lock_release or the end of
+ * the process. Refused when another process holds it: -1 and err names the
+ * store, the holder's pid and the lock file ("store var/apubid.db is in use
+ * by apubid pid 1234 (lock var/apubid.db.lock)"). */
+int lock_take(const char *store_path, char *err, size_t errlen);
+void lock_release(void);
+
 /* ---- xfer.c, xfer_file.c: carrying out a task ------------------------ */
 
 enum xfer_result { XFER_OK = 0, XFER_FAILED = -1, XFER_STOPPED = 1, XFER_RETRY = 2 };
