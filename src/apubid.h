@@ -579,10 +579,13 @@ void store_close(struct store *s);
  * found running at start-up is queued again and every step can be
  * repeated. Accepting a task always commits with an fsync. */
 int store_set_durable(struct store *s, int full);
-/* Commits a new task durably (fsync'ed) before returning 0. After
- * store_batch_start, the task goes through the group committer (s is then
- * not used): concurrent callers share one transaction and one fsync, and
- * each returns once the commit holding its task is done. */
+/* Commits a new task durably (fsync'ed) before returning 0; -1 when the
+ * commit failed, or when the file at the store's path is no longer the one
+ * s opened (a commit into a deleted file is not durable). After
+ * store_batch_start, the task goes through the group committer (s then
+ * only serves that check, and may be NULL to skip it): concurrent callers
+ * share one transaction and one fsync, and each returns once the commit
+ * holding its task is done. */
 int store_insert(struct store *s, const struct task *t);
 /* Starts and stops the group committer, with its own connection to the
  * store at `path`. Stop only when no store_insert can still be called. */
@@ -677,6 +680,15 @@ int store_notify_result(struct store *s, const char *id, int state, int attempts
  * even for root), and a small write transaction commits. 0, or -1 with
  * why. */
 int store_health(struct store *s, char *why, size_t whylen);
+/* Whether new tasks may be committed, cheaply enough to ask on every
+ * submission (one stat, no write): the file at the store's path is still
+ * the one this connection opened (not deleted or replaced: same device and
+ * inode), and the last write any connection of this process made to the
+ * store did not fail for a reason of the store's own (a full disk, an I/O
+ * error, a read-only file, a lock held too long). That flag is set by the
+ * failing write and cleared by the next write that commits, store_health's
+ * included. 0, or -1 with why. */
+int store_check(struct store *s, char *why, size_t whylen);
 
 /* ---- lock.c: one daemon per store -------------------------------------- */
 
