@@ -928,6 +928,33 @@ int xfer_curl_rename(struct xfer_curl *x, const char *from, const char *to, char
 int xfer_curl_remove(struct xfer_curl *x, const char *path, int is_dir, char *err,
 		     size_t errlen);
 
+/* ---- persist.c: store writes a worker cannot drop --------------------- */
+
+/* A write a worker tries again until the store takes it: the loop is
+ *
+ *	struct persist p = { .task = t->id, .what = "its final state" };
+ *	while (store_finish(...) < 0)
+ *		if (persist_wait(&p, stop) < 0)
+ *			return -1;
+ *	persist_done(&p);
+ *
+ * Start from zeros but for `task` and `what` (both kept, not copied). */
+struct persist {
+	const char *task;   /* the task's id, for the log */
+	const char *what;   /* what is being recorded, e.g. "its final state (succeeded)" */
+	int tries;          /* failed tries so far */
+	int64_t delay_ms;   /* the next pause */
+	int64_t since_ms;   /* monotonic time of the first failure */
+};
+/* After a failed try: logs the first failure only, then sleeps the
+ * backoff (100 ms, doubling up to 5 s), polling *stop. 0: try again; -1:
+ * *stop was raised (the caller gives up: the task stays as the store last
+ * recorded it, and a task left running is queued again at the next
+ * start). */
+int persist_wait(struct persist *p, volatile sig_atomic_t *stop);
+/* After the try that succeeded: logs the recovery when tries failed. */
+void persist_done(struct persist *p);
+
 /* ---- pool.c: the task worker threads --------------------------------- */
 
 /* Starts `c->workers` threads, each with its own store connection, that
