@@ -114,9 +114,9 @@ void pool_wake(void)
 }
 
 /* Records a final state, trying again until the store takes it; only
- * apubid stopping ends the wait, and then the task stays running in the
- * store and is redone at the next start, which is safe but slow. */
-static void pool_record(struct store *s, const struct task *t, int state, const char *result,
+ * apubid stopping ends the wait (-1), and then the task stays running in
+ * the store and is redone at the next start, which is safe but slow. */
+static int pool_record(struct store *s, const struct task *t, int state, const char *result,
 			const char *reason, const char *note)
 {
 	char what[64];
@@ -127,12 +127,13 @@ static void pool_record(struct store *s, const struct task *t, int state, const 
 		if (persist_wait(&p, &pool_stopping) < 0) {
 			log_warn("task %s: state %s not recorded; it will be redone at the next start",
 				 t->id, task_state_name(state));
-			return;
+			return -1;
 		}
 	persist_done(&p);
 	pool_add_active(-1);
 	if (pool_cfg->notify_url)
 		notify_wake();
+	return 0;
 }
 
 /* Records the end of an attempt, trying again like pool_record; -1 when
@@ -189,8 +190,8 @@ static void pool_retry_or_fail(struct store *s, const struct task *t, const char
 	int made = t->attempts - t->attempt_base;
 	char *reason = util_printf("gave up after %d attempt%s: %s", made, made == 1 ? "" : "s",
 				   err);
-	pool_record(s, t, TS_FAILED, NULL, reason, NULL);
-	log_warn("task %s failed: %s", t->id, reason);
+	if (pool_record(s, t, TS_FAILED, NULL, reason, NULL) == 0)
+		log_warn("task %s failed: %s", t->id, reason);
 	free(reason);
 }
 
@@ -208,10 +209,9 @@ static void pool_cancelled(struct store *s, const struct task *t, int64_t starte
 	}
 	if (!reason)
 		reason = util_strdup("cancelled by an operator");
-	if (pool_attempt(s, t, started_wall, reason) == 0) {
-		pool_record(s, t, TS_CANCELLED, NULL, reason, NULL);
+	if (pool_attempt(s, t, started_wall, reason) == 0 &&
+	    pool_record(s, t, TS_CANCELLED, NULL, reason, NULL) == 0)
 		log_warn("task %s %s", t->id, reason);
-	}
 	free(reason);
 }
 
@@ -287,10 +287,10 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 		char *result = t->kind != TASK_LOAD ? NULL
 			       : t->rule_result ? util_strdup(t->rule_result)
 			       : asset_public(pool_cfg, t->dest_path, t->dest_is_dir);
-		pool_record(s, t, TS_SUCCEEDED, result, NULL, note);
-		log_info("task %s succeeded in %lld ms%s%s%s%s", t->id,
-			 (long long)(util_mono_ms() - started), result ? ": " : "",
-			 result ? result : "", note ? ": " : "", note ? note : "");
+		if (pool_record(s, t, TS_SUCCEEDED, result, NULL, note) == 0)
+			log_info("task %s succeeded in %lld ms%s%s%s%s", t->id,
+				 (long long)(util_mono_ms() - started), result ? ": " : "",
+				 result ? result : "", note ? ": " : "", note ? note : "");
 		free(result);
 	} else if (rc == XFER_STOPPED) {
 		if (store_requeue(s, t->id) == 0)
@@ -298,8 +298,8 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 	} else if (rc == XFER_RETRY) {
 		pool_retry_or_fail(s, t, err);
 	} else {
-		pool_record(s, t, TS_FAILED, NULL, err, NULL);
-		log_warn("task %s failed: %s", t->id, err);
+		if (pool_record(s, t, TS_FAILED, NULL, err, NULL) == 0)
+			log_warn("task %s failed: %s", t->id, err);
 	}
 	free(note);
 	free(src);
