@@ -9,7 +9,8 @@
   its task and records it once space is back, so the task ends SUCCESS
   without a restart; meanwhile LoadAsset and PurgeAsset get a Server fault
   with HTTP 503 and Retry-After, never a TaskId, and /healthz answers 503
-  with the store's error, then 200 again.
+  with the store's error, then 200 again. SIGTERM still stops a worker
+  waiting for the store; the task then resumes at the next start.
 * The store file deleted (or replaced) under the running daemon: SQLite
   would go on writing into the deleted file, so a TaskId answered then
   would be gone at the next start; submissions get 503 instead, and
@@ -170,27 +171,34 @@ def fill(directory):
     return filler
 
 
+def start_package_load(s, make_daemon, small_fs):
+    """A daemon whose store lies on small_fs, loading a package from the
+    throttled FTP server `s` (six files, about three seconds); returns
+    (daemon, TaskId, {relative path: bytes}) once a first file of the
+    package is recorded."""
+    files = {f"pkg/seg{i}.ts": os.urandom(96 * KiB) for i in range(6)}
+    for rel, data in files.items():
+        p = s.path(f"repo/{rel}")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    d = make_daemon(start=False)
+    d.sections["store"]["path"] = f"{small_fs}/apubid.db"
+    d.sections["source"]["allow"] = [f"file://{d.ingest}/", s.url("repo/", credentials=False)]
+    d.sections["transfer"] = {"retries": "3", "retry_delay": "1",
+                              "connect_timeout": "5", "stall_timeout": "30"}
+    d.conf.write_text(d.config_text())
+    d.start()
+    assert os.stat(d.cdn).st_dev != os.stat(small_fs).st_dev
+    tid = d.load(s.url("repo/pkg/"), "pkg/")
+    wait_until(lambda: any(it["state"] == "done" for it in d.view(tid)["items"]), 30,
+               "a first file of the package to be recorded", d)
+    return d, tid, files
+
+
 def test_full_store_disk_refuses_submissions_and_the_running_load_finishes_once_freed(
         tmp_path, make_daemon, small_fs):
-    files = {f"pkg/seg{i}.ts": os.urandom(96 * KiB) for i in range(6)}
     with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=192 * KiB) as s:
-        for rel, data in files.items():
-            p = s.path(f"repo/{rel}")
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-        d = make_daemon(start=False)
-        d.sections["store"]["path"] = f"{small_fs}/apubid.db"
-        d.sections["source"]["allow"] = [f"file://{d.ingest}/",
-                                         s.url("repo/", credentials=False)]
-        d.sections["transfer"] = {"retries": "3", "retry_delay": "1",
-                                  "connect_timeout": "5", "stall_timeout": "30"}
-        d.conf.write_text(d.config_text())
-        d.start()
-        assert os.stat(d.cdn).st_dev != os.stat(small_fs).st_dev
-
-        tid = d.load(s.url("repo/pkg/"), "pkg/")
-        wait_until(lambda: any(it["state"] == "done" for it in d.view(tid)["items"]), 30,
-                   "a first file of the package to be recorded", d)
+        d, tid, files = start_package_load(s, make_daemon, small_fs)
         filler = fill(small_fs)
         try:
             # The worker's next write fails: /healthz says why.
@@ -229,6 +237,29 @@ def test_full_store_disk_refuses_submissions_and_the_running_load_finishes_once_
     assert log.count("store: new tasks are refused") == 1, d.log_tail()
     assert "store: new tasks are accepted again" in log
     assert "redone at the next start" not in log
+
+
+def test_sigterm_stops_a_worker_waiting_for_a_full_store_and_the_task_resumes(
+        tmp_path, make_daemon, small_fs):
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=192 * KiB) as s:
+        d, tid, files = start_package_load(s, make_daemon, small_fs)
+        filler = fill(small_fs)
+        try:
+            wait_until(lambda: f"task {tid}: cannot record" in d.log_text(), 30,
+                       "the worker to find it cannot record", d)
+            t0 = time.monotonic()
+            assert d.stop(timeout=15) == 0, d.log_tail()
+            assert time.monotonic() - t0 < 10, "SIGTERM waited for the store"
+        finally:
+            filler.unlink()
+        # The task was left running in the store: the next start queues it
+        # again and finishes it.
+        d.start()
+        st, _ = d.wait_for_status(tid, timeout=60)
+        assert st == "SUCCESS", f"{st}\n{d.log_tail()}"
+        for rel, data in files.items():
+            assert (d.cdn / rel).read_bytes() == data, rel
+    assert "store: 1 interrupted tasks queued again" in d.log_text(), d.log_tail()
 
 
 # ---- a store file deleted or replaced ----------------------------------
