@@ -605,10 +605,13 @@ void store_close(struct store *s);
  * found running at start-up is queued again and every step can be
  * repeated. Accepting a task always commits with an fsync. */
 int store_set_durable(struct store *s, int full);
-/* Commits a new task durably (fsync'ed) before returning 0. After
- * store_batch_start, the task goes through the group committer (s is then
- * not used): concurrent callers share one transaction and one fsync, and
- * each returns once the commit holding its task is done. */
+/* Commits a new task durably (fsync'ed) before returning 0; -1 when the
+ * commit failed, or when the file at the store's path is no longer the one
+ * s opened (a commit into a deleted file is not durable). After
+ * store_batch_start, the task goes through the group committer (s then
+ * only serves that check, and may be NULL to skip it): concurrent callers
+ * share one transaction and one fsync, and each returns once the commit
+ * holding its task is done. */
 int store_insert(struct store *s, const struct task *t);
 /* Starts and stops the group committer, with its own connection to the
  * store at `path`. Stop only when no store_insert can still be called. */
@@ -722,6 +725,25 @@ int store_notify_result(struct store *s, const char *id, int state, int attempts
  * even for root), and a small write transaction commits. 0, or -1 with
  * why. */
 int store_health(struct store *s, char *why, size_t whylen);
+/* Whether new tasks may be committed, cheaply enough to ask on every
+ * submission (one stat, no write): the file at the store's path is still
+ * the one this connection opened (not deleted or replaced: same device and
+ * inode), and the last write any connection of this process made to the
+ * store did not fail for a reason of the store's own (a full disk, an I/O
+ * error, a read-only file, a lock held too long). That flag is set by the
+ * failing write and cleared by the next write that commits, store_health's
+ * included. 0, or -1 with why. */
+int store_check(struct store *s, char *why, size_t whylen);
+
+/* ---- lock.c: one daemon per store -------------------------------------- */
+
+/* Takes the exclusive lock on `<store_path>.lock` (created if absent,
+ * the pid written into it) and holds it until lock_release or the end of
+ * the process. Refused when another process holds it: -1 and err names the
+ * store, the holder's pid and the lock file ("store var/apubid.db is in use
+ * by apubid pid 1234 (lock var/apubid.db.lock)"). */
+int lock_take(const char *store_path, char *err, size_t errlen);
+void lock_release(void);
 
 /* ---- xfer.c, xfer_file.c: carrying out a task ------------------------ */
 
@@ -1006,6 +1028,33 @@ int xfer_curl_rename(struct xfer_curl *x, const char *from, const char *to, char
  * absent path is XS_NOTFOUND. */
 int xfer_curl_remove(struct xfer_curl *x, const char *path, int is_dir, char *err,
 		     size_t errlen);
+
+/* ---- persist.c: store writes a worker cannot drop --------------------- */
+
+/* A write a worker tries again until the store takes it: the loop is
+ *
+ *	struct persist p = { .task = t->id, .what = "its final state" };
+ *	while (store_finish(...) < 0)
+ *		if (persist_wait(&p, stop) < 0)
+ *			return -1;
+ *	persist_done(&p);
+ *
+ * Start from zeros but for `task` and `what` (both kept, not copied). */
+struct persist {
+	const char *task;   /* the task's id, for the log */
+	const char *what;   /* what is being recorded, e.g. "its final state (succeeded)" */
+	int tries;          /* failed tries so far */
+	int64_t delay_ms;   /* the next pause */
+	int64_t since_ms;   /* monotonic time of the first failure */
+};
+/* After a failed try: logs the first failure only, then sleeps the
+ * backoff (100 ms, doubling up to 5 s), polling *stop. 0: try again; -1:
+ * *stop was raised (the caller gives up: the task stays as the store last
+ * recorded it, and a task left running is queued again at the next
+ * start). */
+int persist_wait(struct persist *p, volatile sig_atomic_t *stop);
+/* After the try that succeeded: logs the recovery when tries failed. */
+void persist_done(struct persist *p);
 
 /* ---- pool.c: the task worker threads --------------------------------- */
 

@@ -4,15 +4,22 @@
  * Start-up: read and check the configuration (-n stops here; the TLS and
  * credentials files are read now), open [log] file, bind the listening
  * socket and load the TLS key, drop to [server] user when set, then, with
- * only that user's rights: open the store (applying its schema), put back
- * to queued every task a crash left running, start the task workers, the
- * notifier and the signal thread, and serve until SIGTERM or SIGINT. The store is opened after the drop on purpose: every
- * file apubid creates (the store, its WAL, published assets) then belongs
- * to the service user, and a store that user cannot write stops the start
- * instead of failing later.
+ * only that user's rights: take the store's lock (lock.c: a second apubid
+ * on the same store stops here, before it could take the first one's
+ * running tasks for interrupted ones), open the store (applying its
+ * schema), put back to queued every task a crash left running, start the
+ * task workers, the notifier and the signal thread, and serve until
+ * SIGTERM or SIGINT. The store is opened after the drop on purpose: every
+ * file apubid creates (the store, its WAL, its lock file, published
+ * assets) then belongs to the service user, and a store that user cannot
+ * write stops the start instead of failing later. The lock is a
+ * descriptor, so it would survive the drop as well; it is taken after it
+ * so that its file belongs to the service user too. `-n` reads the
+ * configuration only: it neither opens the store nor takes its lock, so it
+ * checks a file beside a running apubid.
  * Shutdown: stop accepting, finish the requests in flight, stop the workers
  * at a safe point (an interrupted task is queued again and resumes at the
- * next start), then the notifier, exit 0. The notifier stops last so that
+ * next start), then the notifier, release the store's lock, exit 0. The notifier stops last so that
  * a task the workers finish while stopping is notified now rather than at
  * the next start when the receiver answers quickly; a POST it cannot
  * finish is aborted and stays pending in the store.
@@ -238,6 +245,11 @@ int main(int argc, char **argv)
 		config_free(&main_cfg);
 		return 1;
 	}
+	if (lock_take(main_cfg.store_path, err, sizeof err) < 0) {
+		log_error("%s", err);
+		config_free(&main_cfg);
+		return 1;
+	}
 	struct store *s = store_open(main_cfg.store_path, err, sizeof err);
 	if (!s) {
 		log_error("%s", err);
@@ -294,6 +306,8 @@ int main(int argc, char **argv)
 	notify_stop();
 	xfer_curl_global_cleanup();
 	rules_set(NULL);
+	/* Nothing writes to the store any more. */
+	lock_release();
 	log_info("apubid stopped");
 	config_free(&main_cfg);
 	return rc < 0 ? 1 : 0;

@@ -33,6 +33,17 @@
  * by side. A worker that ends a task wakes the idle ones, since the end may
  * release tasks held behind it.
  *
+ * Store faults: a worker that cannot record what happened to its task (the
+ * final state, a retry, an attempt, a cancel; its items, inside xfer) keeps
+ * the task and tries again, pausing longer each time (persist.c), until the
+ * store takes the write: a full disk freed, the task ends without a
+ * restart. Only apubid stopping ends the wait; the task then stays running
+ * in the store and is queued again at the next start. The monitor keeps the
+ * store's health fresh for the submissions: while a write has failed, it
+ * tries one small write a second (store_health), which tells when the store
+ * takes writes again, and it logs once when new tasks start being refused
+ * (store_check) and once when they are accepted again.
+ *
  * Stopping: each worker has its own stop flag, which its transfers poll.
  * A monitor thread raises it when apubid stops (the task goes back to
  * queued, the next start resumes it), when the task's task_timeout has
@@ -110,24 +121,40 @@ void pool_wake(void)
 	pthread_mutex_unlock(&pool_lock);
 }
 
-/* Records a final state, trying again for a while if the store is busy: a
- * finished task that cannot be recorded stays running and is redone at the
- * next start, which is safe but slow. */
-static void pool_record(struct store *s, const struct task *t, int state, const char *result,
+/* Records a final state, trying again until the store takes it; only
+ * apubid stopping ends the wait (-1), and then the task stays running in
+ * the store and is redone at the next start, which is safe but slow. */
+static int pool_record(struct store *s, const struct task *t, int state, const char *result,
 			const char *reason, const char *note)
 {
-	for (int i = 0; i < 50; i++) {
-		if (store_finish(s, t->id, state, result, reason, note,
-				 pool_cfg->notify_url != NULL) == 0) {
-			pool_add_active(-1);
-			if (pool_cfg->notify_url)
-				notify_wake();
-			return;
+	char what[64];
+	snprintf(what, sizeof what, "its final state (%s)", task_state_name(state));
+	struct persist p = { .task = t->id, .what = what };
+	while (store_finish(s, t->id, state, result, reason, note, pool_cfg->notify_url != NULL) <
+	       0)
+		if (persist_wait(&p, &pool_stopping) < 0) {
+			log_warn("task %s: state %s not recorded; it will be redone at the next start",
+				 t->id, task_state_name(state));
+			return -1;
 		}
-		usleep(100 * 1000);
-	}
-	log_error("task %s: cannot record state %s; it will be redone at next start", t->id,
-		  task_state_name(state));
+	persist_done(&p);
+	pool_add_active(-1);
+	if (pool_cfg->notify_url)
+		notify_wake();
+	return 0;
+}
+
+/* Records the end of an attempt, trying again like pool_record; -1 when
+ * apubid stops first. */
+static int pool_attempt(struct store *s, const struct task *t, int64_t started_ms,
+			const char *error)
+{
+	struct persist p = { .task = t->id, .what = "the end of its attempt" };
+	while (store_attempt(s, t->id, t->attempts, started_ms, error) < 0)
+		if (persist_wait(&p, &pool_stopping) < 0)
+			return -1;
+	persist_done(&p);
+	return 0;
 }
 
 /* Seconds to wait before attempt n+1: doubling from retry_delay, capped,
@@ -159,8 +186,15 @@ static void pool_retry_or_fail(struct store *s, const struct task *t, const char
 		metrics_retry();
 		char *reason = util_printf("attempt %d failed, retrying in %lld s: %s", t->attempts,
 					   (long long)((delay + 999) / 1000), err);
-		if (store_retry(s, t->id, now + delay, reason) == 0)
+		struct persist p = { .task = t->id, .what = "its retry" };
+		int rc;
+		while ((rc = store_retry(s, t->id, now + delay, reason)) < 0)
+			if (persist_wait(&p, &pool_stopping) < 0)
+				break;
+		if (rc == 0) {
+			persist_done(&p);
 			log_warn("task %s: %s", t->id, reason);
+		}
 		free(reason);
 		return;
 	}
@@ -169,8 +203,8 @@ static void pool_retry_or_fail(struct store *s, const struct task *t, const char
 					     made == 1 ? "" : "s")
 			       : util_printf("gave up after %d attempt%s: %s", made,
 					     made == 1 ? "" : "s", err);
-	pool_record(s, t, TS_FAILED, NULL, reason, NULL);
-	log_warn("task %s failed: %s", t->id, reason);
+	if (pool_record(s, t, TS_FAILED, NULL, reason, NULL) == 0)
+		log_warn("task %s failed: %s", t->id, reason);
 	free(reason);
 }
 
@@ -188,9 +222,9 @@ static void pool_cancelled(struct store *s, const struct task *t, int64_t starte
 	}
 	if (!reason)
 		reason = util_strdup("cancelled by an operator");
-	store_attempt(s, t->id, t->attempts, started_wall, reason);
-	pool_record(s, t, TS_CANCELLED, NULL, reason, NULL);
-	log_warn("task %s %s", t->id, reason);
+	if (pool_attempt(s, t, started_wall, reason) == 0 &&
+	    pool_record(s, t, TS_CANCELLED, NULL, reason, NULL) == 0)
+		log_warn("task %s %s", t->id, reason);
 	free(reason);
 }
 
@@ -251,18 +285,25 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 	} else if (rc == XFER_FAILED && !t->rule_fail) {
 		metrics_xfer_error("permanent");
 	}
-	if (rc != XFER_STOPPED)
-		store_attempt(s, t->id, t->attempts, started_wall, rc == XFER_OK ? NULL : err);
+	if (rc != XFER_STOPPED &&
+	    pool_attempt(s, t, started_wall, rc == XFER_OK ? NULL : err) < 0) {
+		/* apubid is stopping: the task stays running in the store and
+		 * runs again at the next start. */
+		free(note);
+		free(src);
+		free(dst);
+		return;
+	}
 
 	if (rc == XFER_OK) {
 		/* A [staging] rule may script the DestinationAsset answered. */
 		char *result = t->kind != TASK_LOAD ? NULL
 			       : t->rule_result ? util_strdup(t->rule_result)
 			       : asset_public(pool_cfg, t->dest_path, t->dest_is_dir);
-		pool_record(s, t, TS_SUCCEEDED, result, NULL, note);
-		log_info("task %s succeeded in %lld ms%s%s%s%s", t->id,
-			 (long long)(util_mono_ms() - started), result ? ": " : "",
-			 result ? result : "", note ? ": " : "", note ? note : "");
+		if (pool_record(s, t, TS_SUCCEEDED, result, NULL, note) == 0)
+			log_info("task %s succeeded in %lld ms%s%s%s%s", t->id,
+				 (long long)(util_mono_ms() - started), result ? ": " : "",
+				 result ? result : "", note ? ": " : "", note ? note : "");
 		free(result);
 	} else if (rc == XFER_STOPPED) {
 		if (store_requeue(s, t->id) == 0)
@@ -270,8 +311,8 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 	} else if (rc == XFER_RETRY || rc == XFER_CHANGED) {
 		pool_retry_or_fail(s, t, err, rc == XFER_CHANGED);
 	} else {
-		pool_record(s, t, TS_FAILED, NULL, err, NULL);
-		log_warn("task %s failed: %s", t->id, err);
+		if (pool_record(s, t, TS_FAILED, NULL, err, NULL) == 0)
+			log_warn("task %s failed: %s", t->id, err);
 	}
 	free(note);
 	free(src);
@@ -305,8 +346,26 @@ static void pool_cancel_requested(struct store *s)
 	pthread_mutex_unlock(&pool_lock);
 }
 
+/* Once a second: while the store refuses writes, one small write tells
+ * when it takes them again (store_health lowers store.c's fault flag when
+ * it commits); a change of whether submissions are taken is logged once. */
+static void pool_watch_store(struct store *s)
+{
+	static int refusing;
+	char why[512];
+	if (store_check(s, why, sizeof why) < 0)
+		(void)store_health(s, why, sizeof why);
+	int now_refusing = store_check(s, why, sizeof why) < 0;
+	if (now_refusing && !refusing)
+		log_warn("store: new tasks are refused: %s", why);
+	else if (!now_refusing && refusing)
+		log_info("store: new tasks are accepted again");
+	refusing = now_refusing;
+}
+
 /* Raises a worker's stop flag when apubid stops, its task's time is up, or
- * an operator cancelled its task; prunes the store now and then. */
+ * an operator cancelled its task; watches the store's health; prunes the
+ * store now and then. */
 static void *pool_monitor(void *arg)
 {
 	(void)arg;
@@ -327,8 +386,10 @@ static void *pool_monitor(void *arg)
 			next_store = mono + 1000;
 			if (!s && !(s = store_open(pool_cfg->store_path, err, sizeof err)))
 				log_error("worker monitor: %s; trying again", err);
-			if (s)
+			if (s) {
+				pool_watch_store(s);
 				pool_cancel_requested(s);
+			}
 			if (s && mono >= next_prune) {
 				pool_prune(s);
 				int every = pool_cfg->prune_interval > 0 ? pool_cfg->prune_interval : 600;

@@ -33,6 +33,18 @@
  * sleeping for growing intervals, which turns a few threads writing small
  * transactions into a queue of naps. The busy handler stays for writers in
  * other processes (apubictl).
+ *
+ * Write faults: a write that fails for a reason of the store's own (a full
+ * disk, an I/O error, a read-only file, a lock held beyond the busy
+ * timeout) raises one flag for the whole process, and the next write that
+ * commits lowers it. store_check reads it, together with whether the file
+ * at the store's path is still the one the connection opened (SQLite goes
+ * on writing into a deleted file through its open descriptors, and every
+ * task written there is gone at the next start). Submissions ask
+ * store_check before they commit, so that nothing answers a TaskId the
+ * store may not keep. While the flag is up, failed statements are logged
+ * at debug level: the first failure was logged, and workers trying again
+ * must not fill the log.
  */
 #include "apubid.h"
 
@@ -183,7 +195,80 @@ static const char *const store_sql[Q_MAX] = {
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *q[Q_MAX];
+	/* The file opened, to tell it was deleted or replaced since. */
+	dev_t dev;
+	ino_t ino;
+	int known;
 };
+
+/* The process's write-fault flag (see the top of the file); `failing` is
+ * read without the lock, `why` only under it. */
+static struct {
+	pthread_mutex_t lock;
+	int failing;
+	char why[256];
+} store_fault = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Errors that say the store cannot take writes now, rather than that one
+ * statement was wrong. */
+static int store_fault_code(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_PERM:
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_PROTOCOL:
+	case SQLITE_NOLFS:
+		return 1;
+	}
+	return 0;
+}
+
+/* SQLite's message for the last error, with the system's when a system
+ * call failed: "database or disk is full (No space left on device)". */
+static void store_errtext(struct store *s, int rc, char *buf, size_t len)
+{
+	int e = sqlite3_system_errno(s->db);
+	int io = (rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_FULL ||
+		 (rc & 0xff) == SQLITE_CANTOPEN;
+	/* SQLite keeps no errno for a full disk (a short write says it). */
+	if ((rc & 0xff) == SQLITE_FULL && !e)
+		e = ENOSPC;
+	if (io && e)
+		snprintf(buf, len, "%s (%s)", sqlite3_errmsg(s->db), strerror(e));
+	else
+		snprintf(buf, len, "%s", sqlite3_errmsg(s->db));
+}
+
+/* A statement failed with rc: raises the fault flag when the store is at
+ * fault, and logs (at debug while the flag was already up). */
+static void store_failed(struct store *s, int rc, const char *what)
+{
+	char msg[256];
+	store_errtext(s, rc, msg, sizeof msg);
+	int fault = store_fault_code(rc), was = 0;
+	if (fault) {
+		pthread_mutex_lock(&store_fault.lock);
+		was = store_fault.failing;
+		snprintf(store_fault.why, sizeof store_fault.why, "%s", msg);
+		__atomic_store_n(&store_fault.failing, 1, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&store_fault.lock);
+	}
+	log_msg(was ? LOG_DEBUG : LOG_ERROR, "store: %s: %s", what, msg);
+}
+
+/* A write committed: the store takes writes. */
+static void store_committed(void)
+{
+	if (__atomic_load_n(&store_fault.failing, __ATOMIC_RELAXED))
+		__atomic_store_n(&store_fault.failing, 0, __ATOMIC_RELAXED);
+}
 
 /* Recursive: a transaction holds it across the statements inside. */
 static pthread_mutex_t store_wlock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
@@ -200,12 +285,21 @@ static void store_wend(void)
 
 static int store_exec(struct store *s, const char *sql)
 {
-	char *msg = NULL;
-	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("store: %s", msg ? msg : sqlite3_errmsg(s->db));
-		sqlite3_free(msg);
+	/* SQLite has rolled the transaction back by itself after some errors
+	 * (a full disk, an I/O error): there is nothing left to roll back. */
+	if (strcmp(sql, "ROLLBACK") == 0 && sqlite3_get_autocommit(s->db))
+		return 0;
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		/* Names the statement by its first line (a migration is a
+		 * whole file). */
+		char what[64];
+		snprintf(what, sizeof what, "%.*s", (int)strcspn(sql, "\n"), sql);
+		store_failed(s, rc, what);
 		return -1;
 	}
+	if (strcmp(sql, "COMMIT") == 0)
+		store_committed();
 	return 0;
 }
 
@@ -274,6 +368,13 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	}
 	if (store_migrate(s, err, errlen) < 0)
 		goto fail;
+	const char *file = sqlite3_db_filename(s->db, "main");
+	struct stat sb;
+	if (file && *file && stat(file, &sb) == 0) {
+		s->dev = sb.st_dev;
+		s->ino = sb.st_ino;
+		s->known = 1;
+	}
 	for (int i = 0; i < Q_MAX; i++) {
 		if (sqlite3_prepare_v3(s->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 				       &s->q[i], NULL) != SQLITE_OK) {
@@ -308,13 +409,17 @@ static int store_step_done(struct store *s, sqlite3_stmt *st, const char *what)
 {
 	store_wbegin();
 	int rc = sqlite3_step(st);
+	int committed = rc == SQLITE_DONE && sqlite3_get_autocommit(s->db) &&
+			sqlite3_changes(s->db) > 0;
 	store_wend();
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {
-		log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+		store_failed(s, rc, what);
 		return -1;
 	}
+	if (committed)
+		store_committed();
 	return 0;
 }
 
@@ -377,8 +482,15 @@ static void store_batch_commit(struct store_batch_req *list)
 	struct store *s = store_batch.s;
 	store_wbegin();
 	int ok = store_exec(s, "BEGIN IMMEDIATE") == 0;
-	for (struct store_batch_req *r = list; r; r = r->next)
+	for (struct store_batch_req *r = list; r; r = r->next) {
 		r->rc = ok ? store_insert_one(s, r->t) : -1;
+		/* After some errors (a full disk, an I/O error) SQLite rolls the
+		 * whole transaction back: the tasks inserted before are gone
+		 * too, and the next ones would each commit on their own outside
+		 * it, for callers about to be told they failed. */
+		if (ok && r->rc < 0 && sqlite3_get_autocommit(s->db))
+			ok = 0;
+	}
 	if (ok && store_exec(s, "COMMIT") < 0) {
 		store_exec(s, "ROLLBACK");
 		ok = 0;
@@ -458,19 +570,33 @@ void store_batch_stop(void)
 			  (long long)store_batch.batches);
 }
 
+static int store_same_file(struct store *s, const char *path, char *why, size_t whylen);
+
 int store_insert(struct store *s, const struct task *t)
 {
-	if (!store_batch.running)
-		return store_insert_one(s, t);
-	struct store_batch_req r = { .t = t, .rc = -1 };
-	pthread_mutex_lock(&store_batch.lock);
-	*store_batch.tail = &r;
-	store_batch.tail = &r.next;
-	pthread_cond_signal(&store_batch.wake);
-	while (!r.done)
-		pthread_cond_wait(&store_batch.done, &store_batch.lock);
-	pthread_mutex_unlock(&store_batch.lock);
-	return r.rc;
+	int rc;
+	if (!store_batch.running) {
+		rc = store_insert_one(s, t);
+	} else {
+		struct store_batch_req r = { .t = t, .rc = -1 };
+		pthread_mutex_lock(&store_batch.lock);
+		*store_batch.tail = &r;
+		store_batch.tail = &r.next;
+		pthread_cond_signal(&store_batch.wake);
+		while (!r.done)
+			pthread_cond_wait(&store_batch.done, &store_batch.lock);
+		pthread_mutex_unlock(&store_batch.lock);
+		rc = r.rc;
+	}
+	/* A commit into a file deleted or replaced meanwhile is not durable:
+	 * the next start would not know the task. */
+	char why[512];
+	const char *path = s ? sqlite3_db_filename(s->db, "main") : NULL;
+	if (rc == 0 && path && *path && store_same_file(s, path, why, sizeof why) < 0) {
+		log_error("store: insert: %s", why);
+		return -1;
+	}
+	return rc;
 }
 
 static char *store_column_text(sqlite3_stmt *st, int i)
@@ -527,14 +653,14 @@ static int store_one_task(struct store *s, sqlite3_stmt *st, struct task *t, con
 			;
 		ret = 0;
 		if (rc != SQLITE_DONE) {
-			log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+			store_failed(s, rc, what);
 			task_clear(t);
 			ret = -1;
 		}
 	} else if (rc == SQLITE_DONE) {
 		ret = 1;
 	} else {
-		log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+		store_failed(s, rc, what);
 		ret = -1;
 	}
 	sqlite3_reset(st);
@@ -793,7 +919,7 @@ int store_take_poll(struct store *s, const char *id)
 	}
 	store_wend();
 	if (rc != SQLITE_DONE) {
-		log_error("store: poll: %s", sqlite3_errmsg(s->db));
+		store_failed(s, rc, "poll");
 		ret = -1;
 	}
 	sqlite3_reset(st);
@@ -1165,6 +1291,39 @@ int store_notify_result(struct store *s, const char *id, int state, int attempts
 	return store_step_done(s, st, "notification");
 }
 
+/* Whether the file at the store's path is still the one s opened. */
+static int store_same_file(struct store *s, const char *path, char *why, size_t whylen)
+{
+	struct stat sb;
+	if (!s->known)
+		return 0;
+	int gone = stat(path, &sb) < 0;
+	if (gone && errno != ENOENT) {
+		util_error(why, whylen, "store file %s cannot be checked: %s", path, strerror(errno));
+		return -1;
+	}
+	if (gone || sb.st_dev != s->dev || sb.st_ino != s->ino) {
+		util_error(why, whylen, "store file %s was deleted or replaced since apubid opened it",
+			   path);
+		return -1;
+	}
+	return 0;
+}
+
+int store_check(struct store *s, char *why, size_t whylen)
+{
+	const char *path = sqlite3_db_filename(s->db, "main");
+	if (path && *path && store_same_file(s, path, why, whylen) < 0)
+		return -1;
+	if (!__atomic_load_n(&store_fault.failing, __ATOMIC_RELAXED))
+		return 0;
+	pthread_mutex_lock(&store_fault.lock);
+	util_error(why, whylen, "store %s does not take writes: %s", path ? path : "",
+		   store_fault.why);
+	pthread_mutex_unlock(&store_fault.lock);
+	return -1;
+}
+
 int store_health(struct store *s, char *why, size_t whylen)
 {
 	const char *path = sqlite3_db_filename(s->db, "main");
@@ -1173,6 +1332,8 @@ int store_health(struct store *s, char *why, size_t whylen)
 		util_error(why, whylen, "the store has no file");
 		return -1;
 	}
+	if (store_same_file(s, path, why, whylen) < 0)
+		return -1;
 	if (stat(path, &sb) < 0) {
 		util_error(why, whylen, "store %s: %s", path, strerror(errno));
 		return -1;
@@ -1202,9 +1363,12 @@ int store_health(struct store *s, char *why, size_t whylen)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {
-		util_error(why, whylen, "store %s does not take writes: %s", path,
-			   sqlite3_errmsg(s->db));
+		char msg[256];
+		store_errtext(s, rc, msg, sizeof msg);
+		store_failed(s, rc, "health");
+		util_error(why, whylen, "store %s does not take writes: %s", path, msg);
 		return -1;
 	}
+	store_committed();
 	return 0;
 }

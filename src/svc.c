@@ -17,6 +17,15 @@
  * copied onto the task before it is committed. GetTaskStatus spends a
  * rule's scripted IN_PROGRESS answers (store_take_poll) before telling
  * the task's real status.
+ *
+ * A submission is refused with a Server fault, HTTP 503 and Retry-After,
+ * never answered a TaskId, while the store cannot be trusted to keep it:
+ * when its last write failed (a full disk), or when its file is not the one
+ * apubid opened (deleted or replaced: SQLite would go on writing into the
+ * deleted file, and the task would be gone at the next start). The check
+ * (store_check) is one stat and a flag, made before the insert; the insert
+ * itself fails when its commit fails or when the file was replaced while
+ * it ran.
  */
 #include "apubid.h"
 
@@ -160,7 +169,20 @@ static int svc_rule(struct soap *soap, struct task *t, int64_t *delay_ms)
 	return status;
 }
 
-/* Commits a task and answers its TaskId; 503 when too much is unfinished. */
+/* Refuses a submission the store cannot take now: a Server fault with
+ * HTTP 503 and Retry-After. The reason goes to the log (store_check's
+ * names the file), the client gets a short one. */
+static int svc_store_refused(struct soap *soap, const char *why)
+{
+	struct conn *cn = soap->user;
+	log_debug("%s refused: %s", cn->op, why);
+	cn->retry_after = SVC_RETRY_AFTER;
+	svc_fault(soap, 0, "the task store cannot take new tasks now; try again later");
+	return 503;
+}
+
+/* Commits a task and answers its TaskId; 503 when too much is unfinished
+ * or the store cannot take it. */
 static int svc_submit(struct soap *soap, struct task *t, char **task_id)
 {
 	struct conn *cn = soap->user;
@@ -177,13 +199,16 @@ static int svc_submit(struct soap *soap, struct task *t, char **task_id)
 		svc_fault(soap, 0, msg);
 		return 503;
 	}
+	char why[512];
+	if (store_check(cn->store, why, sizeof why) < 0)
+		return svc_store_refused(soap, why);
 	util_uuid(t->id);
 	t->created_ms = util_now_ms();
 	/* Workers claim no task before its next_attempt_ms. */
 	if (delay_ms)
 		t->next_attempt_ms = delay_ms < 0 ? INT64_MAX : t->created_ms + delay_ms;
 	if (store_insert(cn->store, t) < 0)
-		return svc_fault(soap, 0, "internal error: the task could not be recorded");
+		return svc_store_refused(soap, "the task could not be recorded");
 	if (t->rule)
 		log_info("task %s: %s shaped by rule %s", t->id, cn->op, t->rule);
 	pool_add_active(1);

@@ -43,6 +43,13 @@
  * SFTP times count whole seconds, so a same-size rewrite within the
  * second a copy starts is not seen there.
  *
+ * The task's items are recorded as they change, and a store that cannot
+ * take the write (a full disk) holds the job up rather than failing it
+ * (persist.c): the worker tries again until the write goes through or its
+ * stop flag is raised, which ends the job as stopped. Progress is only
+ * written now and then, and such a write that fails is let go; the last
+ * one, once the asset is in place, is tried again like the items.
+ *
  * Between two servers (remote to remote) a file passes through a spool
  * file beside the store, so memory never grows with file size and both
  * halves can resume.
@@ -422,6 +429,20 @@ static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *ca
 	return rc;
 }
 
+/* Replaces the task's items in the store, trying again until the store
+ * takes them: XS_OK, or XS_STOPPED when the job's stop flag was raised. */
+static int xfer_record_items(struct xfer_job *j, const struct item *v, int n)
+{
+	struct persist p = { .task = j->t->id, .what = "its items" };
+	while (store_set_items(j->s, j->t->id, v, n) < 0)
+		if (persist_wait(&p, j->stop) < 0) {
+			snprintf(j->err, j->errlen, "stopped while the task's items could not be recorded");
+			return XS_STOPPED;
+		}
+	persist_done(&p);
+	return XS_OK;
+}
+
 /* Step 1: the items of the task, from the store or from a fresh listing. */
 static int xfer_plan(struct xfer_job *j)
 {
@@ -463,10 +484,9 @@ static int xfer_plan(struct xfer_job *j)
 	qsort(v, (size_t)n, sizeof *v, xfer_item_cmp);
 	for (int i = 0; i < n; i++)
 		v[i].seq = i;
-	if (store_set_items(j->s, j->t->id, v, n) < 0) {
+	if ((rc = xfer_record_items(j, v, n)) != XS_OK) {
 		item_free_all(v, n);
-		snprintf(j->err, j->errlen, "internal error: the task's items cannot be recorded");
-		return XS_TRANSIENT;
+		return rc;
 	}
 	j->items = v;
 	j->nitems = n;
@@ -492,11 +512,7 @@ static int xfer_forget_done(struct xfer_job *j)
 		any |= j->items[i].state != ITEM_PENDING;
 		j->items[i].state = ITEM_PENDING;
 	}
-	if (any && store_set_items(j->s, j->t->id, j->items, j->nitems) < 0) {
-		snprintf(j->err, j->errlen, "internal error: the task's items cannot be recorded");
-		return XS_TRANSIENT;
-	}
-	return XS_OK;
+	return any ? xfer_record_items(j, j->items, j->nitems) : XS_OK;
 }
 
 /* Step 2: the staging area. */
@@ -728,11 +744,15 @@ static int xfer_version_start(struct xfer_job *j, struct item *it, const struct 
 		log_info("task %s: the source of %s is not the version an earlier attempt "
 			 "copied from: starting it again from its first byte",
 			 j->t->id, *it->path ? it->path : "the file");
-	if (store_item_version(j->s, j->t->id, it->seq, text) < 0) {
-		free(text);
-		snprintf(j->err, j->errlen, "internal error: the item cannot be recorded");
-		return XS_TRANSIENT;
-	}
+	struct persist p = { .task = j->t->id, .what = "a file's source version" };
+	while (store_item_version(j->s, j->t->id, it->seq, text) < 0)
+		if (persist_wait(&p, j->stop) < 0) {
+			free(text);
+			snprintf(j->err, j->errlen,
+				 "stopped while a file's source version could not be recorded");
+			return XS_STOPPED;
+		}
+	persist_done(&p);
 	free(it->version);
 	it->version = text;
 	return XS_OK;
@@ -1029,10 +1049,16 @@ static int xfer_item(struct xfer_job *j, struct item *it)
 	if (rc == XS_OK) {
 		char hex[65] = "";
 		xfer_digest_hex(j, hex);
-		if (store_item_done(j->s, j->t->id, it->seq, size, hex) < 0) {
-			snprintf(j->err, j->errlen, "internal error: the item cannot be recorded");
-			rc = XS_TRANSIENT;
-		} else {
+		struct persist p = { .task = j->t->id, .what = "a file done" };
+		while (rc == XS_OK && store_item_done(j->s, j->t->id, it->seq, size, hex) < 0)
+			if (persist_wait(&p, j->stop) < 0) {
+				/* The file is in the stage; the next attempt does it
+				 * again. */
+				snprintf(j->err, j->errlen, "stopped while a file done could not be recorded");
+				rc = XS_STOPPED;
+			}
+		if (rc == XS_OK) {
+			persist_done(&p);
 			it->state = ITEM_DONE;
 			metrics_file(size);
 			j->bytes_base += size;
@@ -1159,13 +1185,28 @@ int xfer_load(const struct config *c, struct store *s, const struct task *t,
 			/* A changed source's reason names its file already. */
 			if (rc != XS_CHANGED)
 				xfer_blame(&j, it);
-			store_item_failed(s, t->id, it->seq, err);
+			struct persist p = { .task = t->id, .what = "a file failed" };
+			int w;
+			while ((w = store_item_failed(s, t->id, it->seq, err)) < 0 &&
+			       persist_wait(&p, stop) == 0)
+				;
+			if (w == 0)
+				persist_done(&p);
 		}
 	}
 	if (rc == XS_OK)
 		rc = xfer_commit(&j, &note);
-	if (rc == XS_OK)
-		store_progress(s, t->id, j.bytes_base);
+	if (rc == XS_OK) {
+		/* The last word on progress: the view of a finished task shows
+		 * every byte. The asset is in place whatever happens here. */
+		struct persist p = { .task = t->id, .what = "its progress" };
+		int w;
+		while ((w = store_progress(s, t->id, j.bytes_base)) < 0 &&
+		       persist_wait(&p, stop) == 0)
+			;
+		if (w == 0)
+			persist_done(&p);
+	}
 	if (rc == XS_OK && note)
 		log_info("task %s: %s", t->id, note);
 out:

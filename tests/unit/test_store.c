@@ -671,6 +671,43 @@ static void test_health_fails_on_a_read_only_store(void)
 	store_close(s);
 }
 
+/* SQLite goes on writing into a deleted file: store_check and the insert
+ * itself must tell, or a TaskId would be answered for a task gone at the
+ * next start. */
+static void test_deleted_or_replaced_file_stops_new_tasks(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	char why[512], other[200];
+	struct task t;
+	make_task(&t, "a.ts");
+	CHECK(store_check(s, why, sizeof why) == 0);
+	CHECK(store_insert(s, &t) == 0);
+	/* Replaced: another file takes the name. */
+	snprintf(other, sizeof other, "%.150s.new", path);
+	struct store *o = store_open(other, why, sizeof why);
+	CHECK(o);
+	store_close(o);
+	CHECK(rename(other, path) == 0);
+	CHECK(store_check(s, why, sizeof why) == -1);
+	CHECK(strstr(why, "was deleted or replaced since apubid opened it") != NULL);
+	CHECK(strstr(why, path) != NULL);
+	make_task(&t, "b.ts");
+	CHECK(store_insert(s, &t) == -1);
+	CHECK(store_health(s, why, sizeof why) == -1);
+	CHECK(strstr(why, "was deleted or replaced") != NULL);
+	/* Deleted. */
+	CHECK(unlink(path) == 0);
+	CHECK(store_check(s, why, sizeof why) == -1);
+	CHECK(strstr(why, "was deleted or replaced since apubid opened it") != NULL);
+	store_close(s);
+	/* A connection opened on the new file is content with it. */
+	s = fresh_store();
+	CHECK(s);
+	CHECK(store_check(s, why, sizeof why) == 0);
+	store_close(s);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "/tmp/apubid-test-store-XXXXXX");
@@ -703,6 +740,7 @@ int main(void)
 	RUN(test_group_commit_keeps_every_concurrent_insert);
 	RUN(test_rule_fields_read_back_and_polls_run_out);
 	RUN(test_health_fails_on_a_read_only_store);
+	RUN(test_deleted_or_replaced_file_stops_new_tasks);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)
