@@ -103,8 +103,27 @@ int log_open(const char *path, char *err, size_t errlen);
 /* Opens log_open's file again (after logrotate renamed it away); nothing
  * to do without a file. On failure the log stays where it was. */
 int log_reopen(char *err, size_t errlen);
-/* Writes "2026-11-22T12:00:00.123Z LEVEL message\n" atomically to stderr. */
+enum log_format { LOG_TEXT = 0, LOG_JSON = 1 };
+/* Returns the format for "text" or "json", or -1. */
+int log_parse_format(const char *name);
+void log_set_format(int format);
+/* Writes one line atomically to stderr: "2026-11-22T12:00:00.123Z LEVEL
+ * message\n" in text, {"time":..,"level":..,"message":..} in JSON. When
+ * stderr is the journal's stream (JOURNAL_STREAM), the line starts with
+ * its syslog priority ("<4>") and a text line has no timestamp. */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One member of a structured line: a string (`str`, in double quotes in
+ * text when `quote`) or, when `str` is NULL, the number `num`. `key` is a
+ * word of its own, never "time", "level" or "message". */
+struct log_field {
+	const char *key;
+	const char *str;
+	long long num;
+	int quote;
+};
+/* A line whose message is "event key=value key=\"value\" ..."; in JSON
+ * each field is also a member of its own, numbers as numbers. */
+void log_event(int level, const char *event, const struct log_field *f, int nf);
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
