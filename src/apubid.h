@@ -246,6 +246,7 @@ struct config {
 	int ncredentials;
 	/* [log] */
 	int log_level;              /* LOG_INFO */
+	int log_format;             /* LOG_TEXT or LOG_JSON */
 	char *log_file;             /* absolute path appended to, NULL: stderr */
 	/* [notify] When url is set, a task's JSON view is POSTed there when
 	 * it reaches a final state, retried with backoff. */

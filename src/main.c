@@ -87,6 +87,7 @@ static void main_reload(void)
 	if (log_open(main_cfg.log_file, err, sizeof err) < 0)
 		log_error("reload: %s", err);
 	log_set_level(main_cfg.log_level);
+	log_set_format(main_cfg.log_format);
 	notify_reload(&main_cfg);
 	if (n > 0)
 		log_info("reload: applied %s", applied);
@@ -217,6 +218,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_set_level(main_cfg.log_level);
+	log_set_format(main_cfg.log_format);
 
 	/* Before any thread exists, so that every thread inherits the mask
 	 * and only the signal thread takes these signals. */
