@@ -269,6 +269,12 @@ struct config {
 	int auth_methods;           /* AUTH_BASIC | AUTH_DIGEST; from the files when unset */
 	struct auth *auth;          /* the loaded files, NULL without [auth]; owned */
 	/* Bookkeeping, not settings. */
+	/* Where the paths paths.c checks were set, for its messages: the
+	 * name config messages use for the file, and the line of [store]
+	 * path, [destination] root and each [source] allow (0: the default). */
+	char *name;
+	int store_path_line, dest_root_line;
+	int source_allow_line[CONFIG_MAX_PREFIXES];
 	/* [staging] Scripted outcomes, for staging and certification only:
 	 * `rule` lines are refused unless `enabled = yes`. */
 	int staging_enabled;        /* 0 */
@@ -321,6 +327,25 @@ void config_each(void (*fn)(void *arg, const char *section, const char *key, con
 			    const char *range, const char *def, int reloads),
 		 void *arg);
 void config_free(struct config *c);
+
+/* ---- paths.c: the local directories apubid works in ----------------- */
+
+/* Checks, as the user apubid will run as ([server] user when apubid is
+ * root and one is set, else apubid itself), that the store's directory is
+ * a writable directory (and an existing store a writable file), that a
+ * file:// destination root is a writable directory and that every file://
+ * [source] allow prefix is a readable directory; apubid creates none of
+ * them. Returns the number of problems, and in *report (malloc'ed, ""
+ * when none) one line each: "FILE:LINE: [destination] root /srv/cdn does
+ * not exist: No such file or directory". Forks when it checks as another
+ * user: call it before any thread starts. Also records the root's device
+ * for paths_health. */
+int paths_check(const struct config *c, char **report);
+/* For /healthz: 0 while a file:// destination root is still a writable
+ * directory on the device paths_check saw (or when the root is remote),
+ * else -1 with why ("root /srv/cdn: No such file or directory"). One stat
+ * and one access(2): cheap enough for a probe every second. */
+int paths_health(const struct config *c, char *why, size_t whylen);
 
 /* ---- auth.c: who may call apubid ------------------------------------ */
 

@@ -922,7 +922,16 @@ static int config_line(struct config *c, const char *section, char *l, int line,
 	}
 	if (!seen[i])
 		seen[i] = line;
-	return s->set(c, s, v, err, errlen);
+	if (s->set(c, s, v, err, errlen) < 0)
+		return -1;
+	/* For paths.c's messages about the directories these name. */
+	if (s->set == config_set_source_allow)
+		c->source_allow_line[c->nsource_allow - 1] = line;
+	else if (s->set == config_set_dest_root)
+		c->dest_root_line = line;
+	else if (s->offset == F(store_path) && s->set == config_set_string)
+		c->store_path_line = line;
+	return 0;
 }
 
 /* config_parse, or with `reread` the variant config_reread needs. */
@@ -936,6 +945,7 @@ static int config_parse_text(struct config *c, const char *text, const char *nam
 
 	memset(c, 0, sizeof *c);
 	c->reread = reread;
+	c->name = util_strdup(name);
 	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
 		const struct config_setting *s = &config_settings[i];
 		if (s->def && s->set(c, s, s->def, e, sizeof e) < 0) {
@@ -1286,6 +1296,7 @@ void config_free(struct config *c)
 		memset(c->notify_url, 0, strlen(c->notify_url));
 	free(c->notify_url);
 	rules_free(c->rules);
+	free(c->name);
 	while (c->grave) {
 		struct config_grave *g = c->grave;
 		c->grave = g->next;

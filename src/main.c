@@ -1,9 +1,10 @@
 /*
  * main.c - options, start-up order, signals and shutdown.
  *
- * Start-up: read and check the configuration (-n stops here; the TLS and
- * credentials files are read now), open [log] file, bind the listening
- * socket and load the TLS key, drop to [server] user when set, then, with
+ * Start-up: read and check the configuration and the directories it names
+ * (paths.c; -n stops here; the TLS and credentials files are read now),
+ * open [log] file, bind the listening socket and load the TLS key, drop to
+ * [server] user when set, then, with
  * only that user's rights: open the store (applying its schema), put back
  * to queued every task a crash left running, start the task workers, the
  * notifier and the signal thread, and serve until SIGTERM or SIGINT. The store is opened after the drop on purpose: every
@@ -204,6 +205,17 @@ int main(int argc, char **argv)
 	main_file = file;
 	if (config_load(&main_cfg, file, err, sizeof err) < 0) {
 		fprintf(stderr, "apubid: %s\n", err);
+		config_free(&main_cfg);
+		return 1;
+	}
+	/* The directories it names, as the user apubid will run as: every
+	 * problem is listed, and none is left for the first task to find. */
+	char *report;
+	int problems = paths_check(&main_cfg, &report);
+	for (char *l = strtok(report, "\n"); l; l = strtok(NULL, "\n"))
+		fprintf(stderr, "apubid: %s\n", l);
+	free(report);
+	if (problems) {
 		config_free(&main_cfg);
 		return 1;
 	}
