@@ -103,8 +103,27 @@ int log_open(const char *path, char *err, size_t errlen);
 /* Opens log_open's file again (after logrotate renamed it away); nothing
  * to do without a file. On failure the log stays where it was. */
 int log_reopen(char *err, size_t errlen);
-/* Writes "2026-11-22T12:00:00.123Z LEVEL message\n" atomically to stderr. */
+enum log_format { LOG_TEXT = 0, LOG_JSON = 1 };
+/* Returns the format for "text" or "json", or -1. */
+int log_parse_format(const char *name);
+void log_set_format(int format);
+/* Writes one line atomically to stderr: "2026-11-22T12:00:00.123Z LEVEL
+ * message\n" in text, {"time":..,"level":..,"message":..} in JSON. When
+ * stderr is the journal's stream (JOURNAL_STREAM), the line starts with
+ * its syslog priority ("<4>") and a text line has no timestamp. */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One member of a structured line: a string (`str`, in double quotes in
+ * text when `quote`) or, when `str` is NULL, the number `num`. `key` is a
+ * word of its own, never "time", "level" or "message". */
+struct log_field {
+	const char *key;
+	const char *str;
+	long long num;
+	int quote;
+};
+/* A line whose message is "event key=value key=\"value\" ..."; in JSON
+ * each field is also a member of its own, numbers as numbers. */
+void log_event(int level, const char *event, const struct log_field *f, int nf);
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
@@ -227,6 +246,7 @@ struct config {
 	int ncredentials;
 	/* [log] */
 	int log_level;              /* LOG_INFO */
+	int log_format;             /* LOG_TEXT or LOG_JSON */
 	char *log_file;             /* absolute path appended to, NULL: stderr */
 	/* [notify] When url is set, a task's JSON view is POSTed there when
 	 * it reaches a final state, retried with backoff. */
@@ -249,6 +269,12 @@ struct config {
 	int auth_methods;           /* AUTH_BASIC | AUTH_DIGEST; from the files when unset */
 	struct auth *auth;          /* the loaded files, NULL without [auth]; owned */
 	/* Bookkeeping, not settings. */
+	/* Where the paths paths.c checks were set, for its messages: the
+	 * name config messages use for the file, and the line of [store]
+	 * path, [destination] root and each [source] allow (0: the default). */
+	char *name;
+	int store_path_line, dest_root_line;
+	int source_allow_line[CONFIG_MAX_PREFIXES];
 	/* [staging] Scripted outcomes, for staging and certification only:
 	 * `rule` lines are refused unless `enabled = yes`. */
 	int staging_enabled;        /* 0 */
@@ -301,6 +327,25 @@ void config_each(void (*fn)(void *arg, const char *section, const char *key, con
 			    const char *range, const char *def, int reloads),
 		 void *arg);
 void config_free(struct config *c);
+
+/* ---- paths.c: the local directories apubid works in ----------------- */
+
+/* Checks, as the user apubid will run as ([server] user when apubid is
+ * root and one is set, else apubid itself), that the store's directory is
+ * a writable directory (and an existing store a writable file), that a
+ * file:// destination root is a writable directory and that every file://
+ * [source] allow prefix is a readable directory; apubid creates none of
+ * them. Returns the number of problems, and in *report (malloc'ed, ""
+ * when none) one line each: "FILE:LINE: [destination] root /srv/cdn does
+ * not exist: No such file or directory". Forks when it checks as another
+ * user: call it before any thread starts. Also records the root's device
+ * for paths_health. */
+int paths_check(const struct config *c, char **report);
+/* For /healthz: 0 while a file:// destination root is still a writable
+ * directory on the device paths_check saw (or when the root is remote),
+ * else -1 with why ("root /srv/cdn: No such file or directory"). One stat
+ * and one access(2): cheap enough for a probe every second. */
+int paths_health(const struct config *c, char *why, size_t whylen);
 
 /* ---- auth.c: who may call apubid ------------------------------------ */
 

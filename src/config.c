@@ -109,6 +109,8 @@ static int config_set_status(struct config *, const struct config_setting *, con
 			     char *, size_t);
 static int config_set_level(struct config *, const struct config_setting *, const char *, char *,
 			    size_t);
+static int config_set_log_format(struct config *, const struct config_setting *, const char *,
+				 char *, size_t);
 static int config_set_source_allow(struct config *, const struct config_setting *, const char *,
 				   char *, size_t);
 static int config_set_dest_root(struct config *, const struct config_setting *, const char *,
@@ -180,6 +182,7 @@ static const struct config_setting config_settings[] = {
 	{ "credentials", "url", config_set_credentials, 0, 0, 0, NULL, CONFIG_REPEAT },
 	{ "log", "level", config_set_level, F(log_level), 0, 0, "info", R },
 	{ "log", "file", config_set_log_file, F(log_file), 0, 0, NULL, R },
+	{ "log", "format", config_set_log_format, F(log_format), 0, 0, "text", R },
 	{ "notify", "url", config_set_notify_url, F(notify_url), 0, 0, NULL, R },
 	{ "notify", "retries", config_set_int, F(notify_retries), 1, 100, "10", R },
 	{ "notify", "retry_delay", config_set_int, F(notify_retry_delay), 0, 3600, "2", R },
@@ -396,6 +399,18 @@ static int config_set_level(struct config *c, const struct config_setting *s, co
 		return -1;
 	}
 	c->log_level = level;
+	return 0;
+}
+
+static int config_set_log_format(struct config *c, const struct config_setting *s,
+				 const char *v, char *err, size_t errlen)
+{
+	int format = log_parse_format(v);
+	if (format < 0) {
+		util_error(err, errlen, "'format' must be text or json, not '%s'", v);
+		return -1;
+	}
+	c->log_format = format;
 	return 0;
 }
 
@@ -907,7 +922,16 @@ static int config_line(struct config *c, const char *section, char *l, int line,
 	}
 	if (!seen[i])
 		seen[i] = line;
-	return s->set(c, s, v, err, errlen);
+	if (s->set(c, s, v, err, errlen) < 0)
+		return -1;
+	/* For paths.c's messages about the directories these name. */
+	if (s->set == config_set_source_allow)
+		c->source_allow_line[c->nsource_allow - 1] = line;
+	else if (s->set == config_set_dest_root)
+		c->dest_root_line = line;
+	else if (s->offset == F(store_path) && s->set == config_set_string)
+		c->store_path_line = line;
+	return 0;
 }
 
 /* config_parse, or with `reread` the variant config_reread needs. */
@@ -921,6 +945,7 @@ static int config_parse_text(struct config *c, const char *text, const char *nam
 
 	memset(c, 0, sizeof *c);
 	c->reread = reread;
+	c->name = util_strdup(name);
 	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
 		const struct config_setting *s = &config_settings[i];
 		if (s->def && s->set(c, s, s->def, e, sizeof e) < 0) {
@@ -1060,7 +1085,8 @@ enum config_kind {
 static enum config_kind config_kind(const struct config_setting *s)
 {
 	if (s->set == config_set_int || s->set == config_set_bool || s->set == config_set_status ||
-	    s->set == config_set_level || s->set == config_set_methods)
+	    s->set == config_set_level || s->set == config_set_methods ||
+	    s->set == config_set_log_format)
 		return CK_INT;
 	if (s->set == config_set_size)
 		return CK_SIZE;
@@ -1193,6 +1219,7 @@ void config_each(void (*fn)(void *arg, const char *section, const char *key, con
 		case CK_INT:
 			type = s->set == config_set_bool     ? "boolean"
 			       : s->set == config_set_level  ? "level"
+			       : s->set == config_set_log_format ? "format"
 			       : s->set == config_set_status ? "status"
 			       : s->set == config_set_methods ? "methods"
 							      : "integer";
@@ -1269,6 +1296,7 @@ void config_free(struct config *c)
 		memset(c->notify_url, 0, strlen(c->notify_url));
 	free(c->notify_url);
 	rules_free(c->rules);
+	free(c->name);
 	while (c->grave) {
 		struct config_grave *g = c->grave;
 		c->grave = g->next;

@@ -1,22 +1,23 @@
 /*
  * main.c - options, start-up order, signals and shutdown.
  *
- * Start-up: read and check the configuration (-n stops here; the TLS and
- * credentials files are read now), open [log] file, bind the listening
- * socket and load the TLS key, drop to [server] user when set, then, with
- * only that user's rights: take the store's lock (lock.c: a second apubid
- * on the same store stops here, before it could take the first one's
- * running tasks for interrupted ones), open the store (applying its
- * schema), put back to queued every task a crash left running, start the
- * task workers, the notifier and the signal thread, and serve until
- * SIGTERM or SIGINT. The store is opened after the drop on purpose: every
- * file apubid creates (the store, its WAL, its lock file, published
- * assets) then belongs to the service user, and a store that user cannot
- * write stops the start instead of failing later. The lock is a
- * descriptor, so it would survive the drop as well; it is taken after it
- * so that its file belongs to the service user too. `-n` reads the
- * configuration only: it neither opens the store nor takes its lock, so it
- * checks a file beside a running apubid.
+ * Start-up: read and check the configuration and the directories it names
+ * (paths.c; -n stops here; the TLS and credentials files are read now),
+ * open [log] file, bind the listening socket and load the TLS key, drop to
+ * [server] user when set, then, with only that user's rights: take the
+ * store's lock (lock.c: a second apubid on the same store stops here,
+ * before it could take the first one's running tasks for interrupted
+ * ones), open the store (applying its schema), put back to queued every
+ * task a crash left running, start the task workers, the notifier and the
+ * signal thread, and serve until SIGTERM or SIGINT. The store is opened
+ * after the drop on purpose: every file apubid creates (the store, its
+ * WAL, its lock file, published assets) then belongs to the service user,
+ * and a store that user cannot write stops the start instead of failing
+ * later. The lock is a descriptor, so it would survive the drop as well;
+ * it is taken after it so that its file belongs to the service user too.
+ * `-n` reads the configuration and checks the directories only: it
+ * neither opens the store nor takes its lock, so it checks a file beside a
+ * running apubid.
  * Shutdown: stop accepting, finish the requests in flight, stop the workers
  * at a safe point (an interrupted task is queued again and resumes at the
  * next start), then the notifier, release the store's lock, exit 0. The notifier stops last so that
@@ -94,6 +95,7 @@ static void main_reload(void)
 	if (log_open(main_cfg.log_file, err, sizeof err) < 0)
 		log_error("reload: %s", err);
 	log_set_level(main_cfg.log_level);
+	log_set_format(main_cfg.log_format);
 	notify_reload(&main_cfg);
 	if (n > 0)
 		log_info("reload: applied %s", applied);
@@ -213,6 +215,17 @@ int main(int argc, char **argv)
 		config_free(&main_cfg);
 		return 1;
 	}
+	/* The directories it names, as the user apubid will run as: every
+	 * problem is listed, and none is left for the first task to find. */
+	char *report;
+	int problems = paths_check(&main_cfg, &report);
+	for (char *l = strtok(report, "\n"); l; l = strtok(NULL, "\n"))
+		fprintf(stderr, "apubid: %s\n", l);
+	free(report);
+	if (problems) {
+		config_free(&main_cfg);
+		return 1;
+	}
 	if (check_only) {
 		printf("apubid: configuration %s is valid\n", file ? file : "(built-in defaults)");
 		config_free(&main_cfg);
@@ -224,6 +237,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_set_level(main_cfg.log_level);
+	log_set_format(main_cfg.log_format);
 
 	/* Before any thread exists, so that every thread inherits the mask
 	 * and only the signal thread takes these signals. */

@@ -719,11 +719,21 @@ static void server_log_request(struct soap *soap, struct conn *cn)
 	metrics_request(cn->op, cn->http_status, server_mono_us() - sc->started_us);
 	int fault = cn->http_status != 200;
 	const char **fs = fault && soap->fault ? soap_faultstring(soap) : NULL;
-	log_msg(cn->http_status >= 500 ? LOG_WARN : LOG_INFO,
-		"request op=%s status=%d ms=%lld%s%s%s%s%s%s%s%s", cn->op ? cn->op : "-",
-		cn->http_status, (long long)ms, sc->user[0] ? " user=\"" : "", sc->user,
-		sc->user[0] ? "\"" : "", cn->taskid[0] ? " task=" : "", cn->taskid,
-		fs && *fs ? " fault=\"" : "", fs && *fs ? *fs : "", fs && *fs ? "\"" : "");
+	/* A structured line: [log] format = json makes each field a member. */
+	struct log_field f[7];
+	int n = 0;
+	f[n++] = (struct log_field){ "op", cn->op ? cn->op : "-", 0, 0 };
+	f[n++] = (struct log_field){ "status", NULL, cn->http_status, 0 };
+	f[n++] = (struct log_field){ "ms", NULL, (long long)ms, 0 };
+	if (sc->peer[0])
+		f[n++] = (struct log_field){ "peer", sc->peer, 0, 0 };
+	if (sc->user[0])
+		f[n++] = (struct log_field){ "user", sc->user, 0, 1 };
+	if (cn->taskid[0])
+		f[n++] = (struct log_field){ "task", cn->taskid, 0, 0 };
+	if (fs && *fs)
+		f[n++] = (struct log_field){ "fault", *fs, 0, 1 };
+	log_event(cn->http_status >= 500 ? LOG_WARN : LOG_INFO, "request", f, n);
 }
 
 /* Answers a request refused before it was parsed (cn->refused). */

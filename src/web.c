@@ -7,6 +7,7 @@
  *   /tasks, /tasks.json, /tasks.xml  a page of tasks, newest first;
  *                                    ?state= &kind= &limit= &before=
  *   /healthz                         200 "ok", or 503 with the reason
+ *                                    (store, workers, a local root gone)
  *   /metrics                         Prometheus text format (metrics.c)
  *
  * The WSDL's service address and schema location are rewritten to the
@@ -317,7 +318,8 @@ static int web_health_fail(struct soap *soap, const char *what, const char *why)
 	return web_send_owned(soap, 503, WEB_TEXT, util_printf("unhealthy: %s: %s\n", what, why));
 }
 
-/* GET /healthz: the store takes writes, and every worker is alive. */
+/* GET /healthz: the store takes writes, every worker is alive, and a
+ * local destination root is still there (paths.c). */
 static int web_health(struct soap *soap, struct conn *cn)
 {
 	char why[256];
@@ -325,6 +327,8 @@ static int web_health(struct soap *soap, struct conn *cn)
 		return web_health_fail(soap, "store", why);
 	if (pool_health(why, sizeof why) < 0)
 		return web_health_fail(soap, "workers", why);
+	if (paths_health(cn->cfg, why, sizeof why) < 0)
+		return web_health_fail(soap, "destination", why);
 	if (__atomic_exchange_n(&web_unhealthy, 0, __ATOMIC_RELAXED))
 		log_info("health check: healthy again");
 	return web_send_status(soap, 200, WEB_TEXT, "ok\n");

@@ -1,5 +1,8 @@
 """Configuration: `apubid -n -f FILE` checks a file and exits 0, or 1 with
 "FILE:LINE: reason" on stderr; the daemon refuses to start on a bad file.
+The directories the file names are checked too, and apubid creates none:
+a missing store directory, destination root or ingest directory is
+reported with the line of its setting, every problem at once.
 """
 import subprocess
 from pathlib import Path
@@ -80,6 +83,9 @@ def test_daemon_refuses_to_start_with_a_bad_config(tmp_path):
 
 def test_shipped_sample_config_checks_ok(tmp_path):
     assert SAMPLE.exists(), f"{SAMPLE} is missing"
+    # Its paths are relative to the working directory, and must exist.
+    for sub in ("var/ingest", "var/cdn"):
+        (tmp_path / sub).mkdir(parents=True)
     r = check(SAMPLE, tmp_path)
     assert r.returncode == 0, r.stderr
 
@@ -101,3 +107,74 @@ def test_unknown_long_option_is_a_usage_error(tmp_path):
     r = subprocess.run([APUBID, "--no-such-option"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=10)
     assert r.returncode == 2 and "usage: apubid" in r.stderr, r
+
+
+def line_of(conf, prefix):
+    """The 1-based line of the first line of `conf` starting with `prefix`."""
+    return [l.startswith(prefix) for l in conf.read_text().splitlines()].index(True) + 1
+
+
+def test_missing_destination_root_is_reported_with_file_and_line(tmp_path):
+    d = Daemon(tmp_path)
+    d.cdn.rmdir()
+    r = check(d.conf, tmp_path)
+    assert r.returncode == 1, r
+    assert r.stderr == (f"apubid: {d.conf}:{line_of(d.conf, 'root = ')}: [destination] root "
+                        f"{d.cdn} does not exist: No such file or directory\n"), r.stderr
+    assert "is valid" not in r.stdout
+
+
+def test_missing_store_directory_is_reported_with_file_and_line(tmp_path):
+    d = Daemon(tmp_path)
+    store_dir = tmp_path / "no-such-dir"
+    d.sections["store"]["path"] = f"{store_dir}/apubid.db"
+    d.conf.write_text(d.config_text())
+    r = check(d.conf, tmp_path)
+    assert r.returncode == 1, r
+    assert r.stderr == (f"apubid: {d.conf}:{line_of(d.conf, 'path = ')}: the store's directory "
+                        f"{store_dir} does not exist: No such file or directory\n"), r.stderr
+    # The daemon refuses to start the same way, before SQLite is asked.
+    p = subprocess.run([APUBID, "-f", str(d.conf)], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 1 and p.stderr == r.stderr, p
+    assert "unable to open database file" not in p.stderr
+
+
+def test_ingest_that_is_a_file_is_reported_with_file_and_line(tmp_path):
+    d = Daemon(tmp_path)
+    d.ingest.rmdir()
+    d.ingest.write_bytes(b"not a directory")
+    r = check(d.conf, tmp_path)
+    assert r.returncode == 1, r
+    assert r.stderr == (f"apubid: {d.conf}:{line_of(d.conf, 'allow = file://')}: [source] allow "
+                        f"{d.ingest} is not a directory: Not a directory\n"), r.stderr
+
+
+def test_every_path_problem_is_listed(tmp_path):
+    d = Daemon(tmp_path)
+    d.cdn.rmdir()
+    d.ingest.rmdir()
+    d.sections["store"]["path"] = f"{tmp_path}/gone/apubid.db"
+    d.conf.write_text(d.config_text())
+    r = check(d.conf, tmp_path)
+    assert r.returncode == 1, r
+    lines = r.stderr.splitlines()
+    assert len(lines) == 3, lines
+    assert any(f":{line_of(d.conf, 'path = ')}: the store's directory" in l for l in lines)
+    assert any(f":{line_of(d.conf, 'root = ')}: [destination] root" in l for l in lines)
+    assert any(f":{line_of(d.conf, 'allow = file://')}: [source] allow" in l for l in lines)
+
+
+def test_built_in_configuration_names_itself_and_its_lines(tmp_path):
+    r = subprocess.run([APUBID, "-n"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1, r
+    assert ("apubid: (built-in defaults):10: [destination] root "
+            f"{tmp_path}/var/cdn does not exist: No such file or directory") in r.stderr, r.stderr
+    for sub in ("var/ingest", "var/cdn"):
+        (tmp_path / sub).mkdir(parents=True)
+    r = subprocess.run([APUBID, "-n"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    # apubid created nothing.
+    assert sorted(p.name for p in (tmp_path / "var").iterdir()) == ["cdn", "ingest"]

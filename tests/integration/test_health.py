@@ -1,8 +1,10 @@
 """GET /healthz: 200 "ok" while the store takes writes and every worker is
 alive (HEAD: the same status without a body); 503 with the reason when the store is made read-only (no write bit
 on its file: store_health counts that as read-only even for root), and 200
-again once it is writable. A failing probe is logged once, not once per
-probe. With [auth], /healthz needs credentials like every other route.
+again once it is writable; 503 too while a local destination root is gone
+(renamed away, unmounted), and 200 once it is back. A failing probe is
+logged once, not once per probe. With [auth], /healthz needs credentials
+like every other route.
 """
 import base64
 import os
@@ -61,3 +63,25 @@ def test_healthz_needs_credentials_under_auth(tmp_path, make_daemon):
     assert health(d)[0] == 401
     good = {"Authorization": "Basic " + base64.b64encode(f"dave:{pw}".encode()).decode()}
     assert health(d, good)[0] == 200
+
+
+def test_destination_root_gone_is_503_until_it_returns(daemon):
+    assert health(daemon)[0] == 200
+    away = daemon.tmp / "cdn-away"
+    daemon.cdn.rename(away)
+    try:
+        status, _, body = health(daemon)
+        assert status == 503, body
+        assert body == f"unhealthy: destination: root {daemon.cdn}: No such file or directory\n"
+        # A file in its place is no root either.
+        daemon.cdn.write_bytes(b"")
+        status, _, body = health(daemon)
+        assert status == 503 and "Not a directory" in body, body
+        daemon.cdn.unlink()
+    finally:
+        away.rename(daemon.cdn)
+    status, _, body = health(daemon)
+    assert status == 200 and body == "ok\n", body
+    log = daemon.log_text()
+    assert log.count("health check: destination:") == 1, log[-2000:]
+    assert "health check: healthy again" in log

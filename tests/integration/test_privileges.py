@@ -111,15 +111,40 @@ def test_binds_a_privileged_port_before_dropping(make_dropped):
     assert status == 200, body[:300]
 
 
+def conf_line(d, prefix):
+    return [l.startswith(prefix) for l in d.config_text().splitlines()].index(True) + 1
+
+
 def test_a_store_nobody_cannot_write_stops_the_start(make_dropped):
+    """Checked as nobody before anything is bound or opened: the store's
+    directory and the destination root, both root's, are both reported."""
     d = make_dropped(writable=False)
-    p = subprocess.run([APUBID, "-f", str(d.conf)], cwd=d.tmp, stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=30)
-    err = p.stderr.decode()
-    assert p.returncode == 1, err
-    assert "running as user nobody" in err, err
-    assert "apubid.db" in err, err
+    for args in (["-n", "-f", str(d.conf)], ["-f", str(d.conf)]):
+        p = subprocess.run([APUBID] + args, cwd=d.tmp, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=30)
+        err = p.stderr.decode()
+        assert p.returncode == 1, err
+        assert err == (f"apubid: {d.conf}:{conf_line(d, 'path = ')}: the store's directory "
+                       f"{d.tmp} is not writable by user nobody: Permission denied\n"
+                       f"apubid: {d.conf}:{conf_line(d, 'root = ')}: [destination] root "
+                       f"{d.cdn} is not writable by user nobody: Permission denied\n"), err
     assert not (d.tmp / "apubid.db").exists()
+
+
+def test_an_ingest_directory_nobody_cannot_read_is_reported(make_dropped):
+    d = make_dropped()
+    d.ingest.chmod(0o700)
+    p = subprocess.run([APUBID, "-n", "-f", str(d.conf)], cwd=d.tmp, capture_output=True,
+                       timeout=30)
+    assert p.returncode == 1, p
+    assert p.stderr.decode() == (
+        f"apubid: {d.conf}:{conf_line(d, 'allow = file://')}: [source] allow {d.ingest} "
+        "is not readable by user nobody: Permission denied\n"), p.stderr
+    # Root could read it: the check is made as the user apubid will run as.
+    d.ingest.chmod(0o755)
+    p = subprocess.run([APUBID, "-n", "-f", str(d.conf)], cwd=d.tmp, capture_output=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
 
 
 def test_user_that_does_not_exist_is_a_configuration_error(make_dropped):

@@ -1227,6 +1227,24 @@ static void test_reload_applies_new_staging_rules(void)
 	config_free(&live);
 }
 
+/* paths.c names the line of the setting behind each directory it checks. */
+static void test_lines_of_checked_paths_are_recorded(void)
+{
+	struct config c;
+	CHECK(parse_with(&c, "[source]\nallow = /srv/a/\n\nallow = ftp://h/x/\n"
+			     "[store]\npath = /var/lib/apubid/apubid.db\n") == 0);
+	int ok = c.dest_root_line == 2 && c.source_allow_line[0] == 4 &&
+		 c.source_allow_line[1] == 6 && c.store_path_line == 8 && c.name &&
+		 strcmp(c.name, "apubid.conf") == 0;
+	config_free(&c);
+	CHECK(ok);
+	/* A setting left at its default has no line. */
+	CHECK(parse_with(&c, "") == 0);
+	ok = c.store_path_line == 0 && strcmp(c.store_path, "var/apubid.db") == 0;
+	config_free(&c);
+	CHECK(ok);
+}
+
 int main(void)
 {
 	if (!getcwd(cwd, sizeof cwd))
@@ -1312,5 +1330,6 @@ int main(void)
 	RUN(test_reload_applies_new_staging_rules);
 	RUN(test_every_setting_is_documented);
 	RUN(test_sample_config_parses);
+	RUN(test_lines_of_checked_paths_are_recorded);
 	return HARNESS_END("test_config");
 }
