@@ -7,7 +7,7 @@
 # suite: C unit tests, then integration tests that drive the real binary
 # over loopback. `make bench` adds the benchmark's (BENCH_DEPS).
 # `make` builds the daemon, apubid, and the operator's tool, apubictl;
-# `make install` puts both, the sample configuration, the systemd unit and
+# `make install` puts both, the configuration, the systemd unit and
 # the manual pages under PREFIX (and DESTDIR, for packaging).
 
 CC      ?= cc
@@ -187,8 +187,11 @@ bench: deps-bench
 # Installation. PREFIX and SYSCONFDIR as usual, DESTDIR for staging (a
 # package build). The unit's ExecStart and configuration path are rewritten
 # to where the files go. An existing apubid.conf is never overwritten: the
-# sample then goes beside it as apubid.conf.new. INSTALL_BIN and INSTALL_CTL
+# new one then goes beside it as apubid.conf.new. INSTALL_BIN and INSTALL_CTL
 # name the binaries to install (default: the ones this build makes).
+# The installed apubid.conf is the sample made to fit the unit: user =
+# apubid, the store in STOREDIR, the destination root CDNDIR and sources
+# under INGESTDIR; the unit may write STOREDIR and CDNDIR (ReadWritePaths).
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= /etc
 SBINDIR    ?= $(PREFIX)/sbin
@@ -197,8 +200,16 @@ DOCDIR     ?= $(PREFIX)/share/doc/apubid
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 INSTALL_BIN ?= $(BIN)
 INSTALL_CTL ?= $(CTL)
+STOREDIR   ?= /var/lib/apubid
+CDNDIR     ?= /srv/cdn
+INGESTDIR  ?= /srv/ingest
 MAN8    := etc/man/apubid.8 etc/man/apubictl.8
 MAN5    := etc/man/apubid.conf.5
+INSTALL_CONF_SED := -e '1a \# Installed: user and paths (store, sources, root) set to fit the systemd unit.' \
+	-e 's|^path = var/apubid\.db$$|path = $(STOREDIR)/apubid.db|' \
+	-e 's|^allow = var/ingest/$$|allow = $(INGESTDIR)/|' \
+	-e 's|^root = var/cdn/$$|root = $(CDNDIR)/|' \
+	-e 's|^\# user = apubid$$|user = apubid|'
 
 install: $(INSTALL_BIN) $(INSTALL_CTL) $(MAN8) $(MAN5) etc/apubid.conf etc/apubid.service
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
@@ -212,15 +223,17 @@ install: $(INSTALL_BIN) $(INSTALL_CTL) $(MAN8) $(MAN5) etc/apubid.conf etc/apubi
 	    -e 's|/usr/local/bin/apubid|$(SBINDIR)/apubid|g' \
 	    -e 's|/etc/apubid/|$(SYSCONFDIR)/apubid/|g' \
 	    -e 's|/usr/local/share/doc/apubid/|$(DOCDIR)/|g' \
+	    -e 's|^ReadWritePaths=.*|ReadWritePaths=$(STOREDIR) $(CDNDIR)|' \
 	    etc/apubid.service >$(DESTDIR)$(UNITDIR)/apubid.service.tmp
 	chmod 644 $(DESTDIR)$(UNITDIR)/apubid.service.tmp
 	mv -f $(DESTDIR)$(UNITDIR)/apubid.service.tmp $(DESTDIR)$(UNITDIR)/apubid.service
 	@conf=$(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf; \
+	sed $(INSTALL_CONF_SED) etc/apubid.conf >$$conf.tmp && chmod 640 $$conf.tmp || exit 1; \
 	if [ -e $$conf ]; then \
-	  install -m 640 etc/apubid.conf $$conf.new; \
-	  echo "$$conf exists: kept it, the new sample is $$conf.new"; \
+	  mv -f $$conf.tmp $$conf.new; \
+	  echo "$$conf exists: kept it, the new one is $$conf.new"; \
 	else \
-	  install -m 640 etc/apubid.conf $$conf; echo "installed $$conf"; \
+	  mv -f $$conf.tmp $$conf; echo "installed $$conf"; \
 	fi
 
 # Removes what install put in place but the configuration, which is the
