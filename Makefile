@@ -8,7 +8,8 @@
 # over loopback. `make bench` adds the benchmark's (BENCH_DEPS).
 # `make` builds the daemon, apubid, and the operator's tool, apubictl;
 # `make install` puts both, the configuration, the systemd unit and
-# the manual pages under PREFIX (and DESTDIR, for packaging).
+# the manual pages under PREFIX (and DESTDIR, for packaging); `make deb`
+# builds the same as a Debian package, apubid_VERSION_ARCH.deb.
 
 CC      ?= cc
 PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
@@ -21,6 +22,9 @@ DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcry
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
            openssh-server openssh-client nginx valgrind groff-base man-db
 BENCH_DEPS := python3 nginx wrk
+# DEB_DEPS: building the Debian package (make deb) and checking it with
+# lintian, which test_deb.py does in make check.
+DEB_DEPS := dpkg-dev debhelper lintian
 CFLAGS  ?= -O2 -g
 XCFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Igenerated -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -114,7 +118,7 @@ deps:
 	@$(call APT_INSTALL,$(DEPS))
 
 deps-check:
-	@$(call APT_INSTALL,$(DEPS) $(CHECK_DEPS))
+	@$(call APT_INSTALL,$(DEPS) $(CHECK_DEPS) $(DEB_DEPS))
 
 deps-bench:
 	@$(call APT_INSTALL,$(DEPS) $(BENCH_DEPS))
@@ -247,8 +251,22 @@ uninstall:
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf"
 
+# The Debian package, made with Debian's tools (dpkg-buildpackage and
+# debhelper, from debian/) in a copy of the sources under build/deb/, so
+# that nothing is written outside the clone; the .deb is moved up here.
+DEB_SRC := Makefile README.md LICENSE src db wsdl etc debian
+deb:
+	@$(call APT_INSTALL,$(DEPS) $(DEB_DEPS))
+	rm -rf build/deb apubid_*.deb
+	mkdir -p build/deb/apubid
+	cp -a $(DEB_SRC) build/deb/apubid/
+	cd build/deb/apubid && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	  dpkg-buildpackage -b -us -uc --jobs-try=auto
+	mv -f build/deb/apubid_*.deb .
+	@ls apubid_*.deb
+
 clean:
-	rm -rf build build-asan build-fuzz generated apubid apubictl
+	rm -rf build build-asan build-fuzz generated apubid apubictl apubid_*.deb
 
 .PHONY: all deps deps-check deps-bench run unit integration check check-asan check-valgrind fuzz bench clean \
-	install uninstall
+	install uninstall deb
