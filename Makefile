@@ -254,13 +254,15 @@ uninstall:
 # The Debian package, made with Debian's tools (dpkg-buildpackage and
 # debhelper, from debian/) in a copy of the sources under build/deb/, so
 # that nothing is written outside the clone; the .deb is moved up here.
+# This make's settings (a sanitizer build's B, BIN, CFLAGS...) stay out:
+# debian/rules sets the build flags.
 DEB_SRC := Makefile README.md LICENSE src db wsdl etc debian
 deb:
 	@$(call APT_INSTALL,$(DEPS) $(DEB_DEPS))
 	rm -rf build/deb apubid_*.deb
 	mkdir -p build/deb/apubid
 	cp -a $(DEB_SRC) build/deb/apubid/
-	cd build/deb/apubid && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	cd build/deb/apubid && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u B -u BIN -u CTL \
 	  dpkg-buildpackage -b -us -uc --jobs-try=auto
 	mv -f build/deb/apubid_*.deb .
 	@ls apubid_*.deb
