@@ -7,8 +7,9 @@
 # suite: C unit tests, then integration tests that drive the real binary
 # over loopback. `make bench` adds the benchmark's (BENCH_DEPS).
 # `make` builds the daemon, apubid, and the operator's tool, apubictl;
-# `make install` puts both, the sample configuration, the systemd unit and
-# the manual pages under PREFIX (and DESTDIR, for packaging).
+# `make install` puts both, the configuration, the systemd unit and
+# the manual pages under PREFIX (and DESTDIR, for packaging); `make deb`
+# builds the same as a Debian package, apubid_VERSION_ARCH.deb.
 
 CC      ?= cc
 PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
@@ -21,6 +22,9 @@ DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcry
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
            openssh-server openssh-client nginx valgrind groff-base man-db
 BENCH_DEPS := python3 nginx wrk
+# DEB_DEPS: building the Debian package (make deb) and checking it with
+# lintian, which test_deb.py does in make check.
+DEB_DEPS := dpkg-dev debhelper lintian
 CFLAGS  ?= -O2 -g
 XCFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Igenerated -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -114,7 +118,7 @@ deps:
 	@$(call APT_INSTALL,$(DEPS))
 
 deps-check:
-	@$(call APT_INSTALL,$(DEPS) $(CHECK_DEPS))
+	@$(call APT_INSTALL,$(DEPS) $(CHECK_DEPS) $(DEB_DEPS))
 
 deps-bench:
 	@$(call APT_INSTALL,$(DEPS) $(BENCH_DEPS))
@@ -187,8 +191,11 @@ bench: deps-bench
 # Installation. PREFIX and SYSCONFDIR as usual, DESTDIR for staging (a
 # package build). The unit's ExecStart and configuration path are rewritten
 # to where the files go. An existing apubid.conf is never overwritten: the
-# sample then goes beside it as apubid.conf.new. INSTALL_BIN and INSTALL_CTL
+# new one then goes beside it as apubid.conf.new. INSTALL_BIN and INSTALL_CTL
 # name the binaries to install (default: the ones this build makes).
+# The installed apubid.conf is the sample made to fit the unit: user =
+# apubid, the store in STOREDIR, the destination root CDNDIR and sources
+# under INGESTDIR; the unit may write STOREDIR and CDNDIR (ReadWritePaths).
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= /etc
 SBINDIR    ?= $(PREFIX)/sbin
@@ -197,8 +204,16 @@ DOCDIR     ?= $(PREFIX)/share/doc/apubid
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 INSTALL_BIN ?= $(BIN)
 INSTALL_CTL ?= $(CTL)
+STOREDIR   ?= /var/lib/apubid
+CDNDIR     ?= /srv/cdn
+INGESTDIR  ?= /srv/ingest
 MAN8    := etc/man/apubid.8 etc/man/apubictl.8
 MAN5    := etc/man/apubid.conf.5
+INSTALL_CONF_SED := -e '1a \# Installed: user and paths (store, sources, root) set to fit the systemd unit.' \
+	-e 's|^path = var/apubid\.db$$|path = $(STOREDIR)/apubid.db|' \
+	-e 's|^allow = var/ingest/$$|allow = $(INGESTDIR)/|' \
+	-e 's|^root = var/cdn/$$|root = $(CDNDIR)/|' \
+	-e 's|^\# user = apubid$$|user = apubid|'
 
 install: $(INSTALL_BIN) $(INSTALL_CTL) $(MAN8) $(MAN5) etc/apubid.conf etc/apubid.service
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
@@ -212,15 +227,17 @@ install: $(INSTALL_BIN) $(INSTALL_CTL) $(MAN8) $(MAN5) etc/apubid.conf etc/apubi
 	    -e 's|/usr/local/bin/apubid|$(SBINDIR)/apubid|g' \
 	    -e 's|/etc/apubid/|$(SYSCONFDIR)/apubid/|g' \
 	    -e 's|/usr/local/share/doc/apubid/|$(DOCDIR)/|g' \
+	    -e 's|^ReadWritePaths=.*|ReadWritePaths=$(STOREDIR) $(CDNDIR)|' \
 	    etc/apubid.service >$(DESTDIR)$(UNITDIR)/apubid.service.tmp
 	chmod 644 $(DESTDIR)$(UNITDIR)/apubid.service.tmp
 	mv -f $(DESTDIR)$(UNITDIR)/apubid.service.tmp $(DESTDIR)$(UNITDIR)/apubid.service
 	@conf=$(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf; \
+	sed $(INSTALL_CONF_SED) etc/apubid.conf >$$conf.tmp && chmod 640 $$conf.tmp || exit 1; \
 	if [ -e $$conf ]; then \
-	  install -m 640 etc/apubid.conf $$conf.new; \
-	  echo "$$conf exists: kept it, the new sample is $$conf.new"; \
+	  mv -f $$conf.tmp $$conf.new; \
+	  echo "$$conf exists: kept it, the new one is $$conf.new"; \
 	else \
-	  install -m 640 etc/apubid.conf $$conf; echo "installed $$conf"; \
+	  mv -f $$conf.tmp $$conf; echo "installed $$conf"; \
 	fi
 
 # Removes what install put in place but the configuration, which is the
@@ -234,8 +251,24 @@ uninstall:
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf"
 
+# The Debian package, made with Debian's tools (dpkg-buildpackage and
+# debhelper, from debian/) in a copy of the sources under build/deb/, so
+# that nothing is written outside the clone; the .deb is moved up here.
+# This make's settings (a sanitizer build's B, BIN, CFLAGS...) stay out:
+# debian/rules sets the build flags.
+DEB_SRC := Makefile README.md LICENSE src db wsdl etc debian
+deb:
+	@$(call APT_INSTALL,$(DEPS) $(DEB_DEPS))
+	rm -rf build/deb apubid_*.deb
+	mkdir -p build/deb/apubid
+	cp -a $(DEB_SRC) build/deb/apubid/
+	cd build/deb/apubid && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u B -u BIN -u CTL \
+	  dpkg-buildpackage -b -us -uc --jobs-try=auto
+	mv -f build/deb/apubid_*.deb .
+	@ls apubid_*.deb
+
 clean:
-	rm -rf build build-asan build-fuzz generated apubid apubictl
+	rm -rf build build-asan build-fuzz generated apubid apubictl apubid_*.deb
 
 .PHONY: all deps deps-check deps-bench run unit integration check check-asan check-valgrind fuzz bench clean \
-	install uninstall
+	install uninstall deb

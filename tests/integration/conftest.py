@@ -10,7 +10,8 @@ This file holds what every test module shares:
   `post()` sends raw bytes and returns (status, headers, body),
   `parse_fault()` and `parse_response()` read answers with xml.etree, and
   `Daemon.wait_for_status()` polls GetTaskStatus until a final state;
-* small file helpers (`write_tree`, `read_tree`, `hidden_entries`).
+* small file helpers (`write_tree`, `read_tree`, `hidden_entries`, and
+  `parse_conf`, which reads an apubid.conf).
 
 Everything that waits has a deadline: the machine has two cores and a hung
 daemon must fail a test, not the run. Only 127.0.0.1 is ever contacted.
@@ -241,6 +242,22 @@ def sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def parse_conf(text):
+    """An apubid.conf's settings as {(section, key): [values]}, the values in
+    file order (a repeatable key, such as allow, has several)."""
+    out, section = {}, None
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s[0] in "#;":
+            continue
+        if s.startswith("[") and s.endswith("]"):
+            section = s[1:-1].strip()
+            continue
+        key, _, value = s.partition("=")
+        out.setdefault((section, key.strip()), []).append(value.strip())
+    return out
 
 
 def free_port():

@@ -1,10 +1,13 @@
 """`make install` and `make uninstall`, staged under a temporary DESTDIR.
 
 Every file lands where PREFIX and SYSCONFDIR say, the systemd unit starts
-the installed binary with the installed configuration, an operator's
-apubid.conf is never overwritten, and the manual pages render without a
-warning (with groff, when it is installed). The binaries installed are the
-ones under test (APUBID, APUBICTL), so nothing is rebuilt here.
+the installed binary with the installed configuration, that configuration
+fits the unit (user apubid, its store and destination root where the unit
+may write, absolute paths: the unit sets no working directory), an
+operator's apubid.conf is never overwritten, and the manual pages render
+without a warning (with groff, when it is installed). The binaries
+installed are the ones under test (APUBID, APUBICTL), so nothing is
+rebuilt here.
 """
 import filecmp
 import os
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APUBID, REPO
+from conftest import APUBID, REPO, parse_conf
 
 APUBICTL = os.environ.get("APUBICTL", str(REPO / "apubictl"))
 MAKE_TIMEOUT = 120
@@ -38,6 +41,43 @@ def mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+# What the installed apubid.conf changes in the sample (the Makefile's
+# STOREDIR, CDNDIR and INGESTDIR defaults, and the unit's user).
+INSTALLED = {("server", "user"): ["apubid"],
+             ("store", "path"): ["/var/lib/apubid/apubid.db"],
+             ("source", "allow"): ["/srv/ingest/"],
+             ("destination", "root"): ["/srv/cdn/"]}
+
+
+def unit_values(text, key):
+    return [l.split("=", 1)[1] for l in text.splitlines() if l.startswith(key + "=")]
+
+
+def assert_fits_the_unit(conf_text, unit_text, expected=INSTALLED):
+    """The installed configuration is the sample with `expected` set, and
+    apubid may write its store's directory and its root under the unit."""
+    conf = parse_conf(conf_text)
+    sample = parse_conf((REPO / "etc/apubid.conf").read_text())
+    for key, value in expected.items():
+        assert conf.get(key) == value, f"{key}: {conf.get(key)} instead of {value}"
+    rest = {k: v for k, v in conf.items() if k not in expected}
+    assert rest == {k: v for k, v in sample.items() if k not in expected}
+    assert conf[("server", "listen")] == ["127.0.0.1:8080"]
+    store_dir = os.path.dirname(conf[("store", "path")][0])
+    root = conf[("destination", "root")][0].rstrip("/")
+    assert unit_values(unit_text, "ReadWritePaths") == [f"{store_dir} {root}"], unit_text
+    assert unit_values(unit_text, "User") == [], "apubid starts as root, drops to [server] user"
+
+
+def assert_valid(conf_text, tmp_path):
+    """apubid -n accepts it (with nobody for user: apubid may not exist)."""
+    f = tmp_path / "check.conf"
+    f.write_text(conf_text.replace("\nuser = apubid\n", "\nuser = nobody\n"))
+    p = subprocess.run([APUBID, "-n", "-f", str(f)], capture_output=True, text=True,
+                       timeout=30, cwd="/")
+    assert p.returncode == 0, p.stderr
+
+
 def test_install_puts_every_file_in_place(tmp_path):
     dest = tmp_path / "stage"
     make("install", f"DESTDIR={dest}", "PREFIX=/usr")
@@ -47,7 +87,6 @@ def test_install_puts_every_file_in_place(tmp_path):
         assert filecmp.cmp(f, src, shallow=False), f"{f} differs from {src}"
         assert mode(f) == 0o755
     conf = dest / "etc/apubid/apubid.conf"
-    assert conf.read_text() == (REPO / "etc/apubid.conf").read_text()
     assert mode(conf) & 0o007 == 0, "apubid.conf may hold passwords: not for others"
     for page, src in PAGES.items():
         f = root / "share/man" / page
@@ -61,6 +100,8 @@ def test_install_puts_every_file_in_place(tmp_path):
     assert execs == ["ExecStart=/usr/sbin/apubid -f /etc/apubid/apubid.conf"], execs
     assert "/usr/local" not in text
     assert "Documentation=file:///usr/share/doc/apubid/README.md" in text
+    assert_fits_the_unit(conf.read_text(), text)
+    assert_valid(conf.read_text(), tmp_path)
     # Nothing else was installed.
     got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert got == sorted([
@@ -82,7 +123,9 @@ def test_install_keeps_an_existing_configuration(tmp_path):
     p = make("install", f"DESTDIR={dest}", "PREFIX=/usr")
     assert conf.read_text() == "[server]\nlisten = 127.0.0.1:9999\n"
     new = dest / "etc/apubid/apubid.conf.new"
-    assert new.read_text() == (REPO / "etc/apubid.conf").read_text()
+    unit = (dest / "usr/lib/systemd/system/apubid.service").read_text()
+    assert_fits_the_unit(new.read_text(), unit)
+    assert mode(new) & 0o007 == 0
     assert "apubid.conf.new" in p.stdout
 
 
@@ -93,6 +136,18 @@ def test_prefix_and_sysconfdir_reach_the_unit(tmp_path):
     assert (dest / "opt/etc/apubid/apubid.conf").is_file()
     unit = (dest / "opt/apubid/lib/systemd/system/apubid.service").read_text()
     assert "ExecStart=/opt/apubid/sbin/apubid -f /opt/etc/apubid/apubid.conf\n" in unit
+
+
+def test_the_unit_and_the_configuration_follow_the_directories(tmp_path):
+    dest = tmp_path / "stage"
+    make("install", f"DESTDIR={dest}", "PREFIX=/usr", "STOREDIR=/data/apubid/db",
+         "CDNDIR=/data/www", "INGESTDIR=/data/in")
+    conf = (dest / "etc/apubid/apubid.conf").read_text()
+    unit = (dest / "usr/lib/systemd/system/apubid.service").read_text()
+    assert_fits_the_unit(conf, unit, {**INSTALLED,
+                                      ("store", "path"): ["/data/apubid/db/apubid.db"],
+                                      ("source", "allow"): ["/data/in/"],
+                                      ("destination", "root"): ["/data/www/"]})
 
 
 def test_uninstall_removes_all_but_the_configuration(tmp_path):
