@@ -11,7 +11,13 @@
  * travels where no one asked for it.
  *
  * --wait polls GetTaskStatus until the task is final, and shows what the
- * task is doing meanwhile, read from the local store when one is named.
+ * task is doing meanwhile (state, bytes and files, rate, time left): from
+ * the local store when one is named (-c, --store), else from the task's
+ * JSON view, GET /tasks/ID.json at the root of the endpoint's server, over
+ * the same connection, TLS and credentials as the SOAP calls. When the task
+ * fails, its reason comes from the same place. A server without the view
+ * (another APUBI implementation, an older apubid) answers the SOAP calls
+ * all the same: --wait then shows the status and the time only.
  *
  * Invariants: one gSOAP context in one thread; what a call answers is
  * copied out of gSOAP's memory before soap_end; passwords are wiped
@@ -25,6 +31,7 @@
 #include "httpda.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <inttypes.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -55,11 +62,13 @@ struct client {
 	char *task_id;
 	int status; /* enum ns__StatusType */
 	char *dest;
+	char *view;       /* the body of the last OP_VIEW */
 	char *last_error; /* what a quiet call did not say */
 };
 
-/* The three calls, each leaving its answer in the client. */
-enum { OP_LOAD, OP_PURGE, OP_STATUS };
+/* The three calls, each leaving its answer in the client, and the GET of a
+ * task's view (a: its URL). */
+enum { OP_LOAD, OP_PURGE, OP_STATUS, OP_VIEW };
 struct client_request {
 	int op;
 	const char *a, *b;
@@ -102,6 +111,29 @@ static int client_call_once(struct client *cl, const struct client_request *c)
 		if (rc == SOAP_OK) {
 			free(cl->task_id);
 			cl->task_id = util_strdup(resp.TaskId ? resp.TaskId : "");
+		}
+	} else if (c->op == OP_VIEW) {
+		/* gSOAP's own HTTP GET, so the view goes through the context's
+		 * TLS, keep-alive connection and httpda plugin like the calls. */
+		char *body = NULL;
+		size_t len = 0;
+		rc = soap_GET(soap, c->a, NULL);
+		if (rc == SOAP_OK)
+			rc = soap_begin_recv(soap);
+		if (rc == SOAP_OK && soap->status != 200)
+			rc = soap->status >= 100 && soap->status < 600 ? soap->status : SOAP_ERR;
+		if (rc == SOAP_OK && !(body = soap_http_get_body(soap, &len)))
+			rc = soap->error ? soap->error : SOAP_ERR;
+		if (rc == SOAP_OK)
+			rc = soap_end_recv(soap);
+		if (rc == SOAP_OK) {
+			free(cl->view);
+			cl->view = util_strndup(body, len);
+			soap_closesock(soap);
+		} else {
+			/* An error answer's body may be left unread: the next
+			 * request must not find it on the connection. */
+			soap_force_closesock(soap);
 		}
 	} else {
 		struct _ns__GetTaskStatus req = { (char *)c->a };
@@ -230,9 +262,12 @@ static int client_answer(struct client *cl, const struct client_request *c, int 
  * again; when a Digest answer is refused and Basic was offered too, try
  * Basic (the user may be in the server's Basic file only). The same
  * happens later when a nonce went stale. Returns an exit status, with the
- * answer in the client on CTL_OK. `quiet` leaves transport errors
- * unreported (the caller retries). */
-static int client_call(struct client *cl, const struct client_request *c, int quiet, int *transport)
+ * answer in the client on CTL_OK. `quiet` CLIENT_KEEP leaves transport
+ * errors unreported but kept in last_error (the caller retries),
+ * CLIENT_SILENT reports nothing at all. */
+enum { CLIENT_REPORT = 0, CLIENT_KEEP = 1, CLIENT_SILENT = 2 };
+static int client_call(struct client *cl, const struct client_request *c, int quiet,
+		       int *transport)
 {
 	struct soap *soap = cl->soap;
 	if (cl->authed)
@@ -256,7 +291,9 @@ static int client_call(struct client *cl, const struct client_request *c, int qu
 		int is_transport = rc != SOAP_FAULT && rc != 401 && !(rc >= 100 && rc < 600);
 		if (transport)
 			*transport = is_transport;
-		if (quiet && is_transport) {
+		if (quiet == CLIENT_SILENT) {
+			code = is_transport ? CTL_TRANSPORT : CTL_FAULT;
+		} else if (quiet == CLIENT_KEEP && is_transport) {
 			/* Kept for later: the fault goes with soap_end. */
 			size_t len;
 			FILE *m = open_memstream(&client_clear_error(cl)->last_error, &len);
@@ -370,6 +407,7 @@ static void client_free(struct client *cl)
 	}
 	free(cl->task_id);
 	free(cl->dest);
+	free(cl->view);
 	free(cl->last_error);
 }
 
@@ -387,47 +425,200 @@ static const char *client_status_name(int status)
 	}
 }
 
-/* What the local store says about a task's progress, when there is one:
- * "running, attempt 2, 3.0/10.0 MiB, 1/4 files". NULL without a store. */
-static char *client_progress(struct store *s, const char *id, int *state)
+/* What --wait shows of a task between two polls, from the local store or
+ * from the task's view on the server. */
+struct client_progress {
+	int known;        /* 0: nothing was read (no store, no view) */
+	char *state;      /* "running", ...; malloc'ed */
+	int attempts;
+	int64_t bytes_done, bytes_total;
+	int files_done, files_total;
+	char *reason;     /* malloc'ed, or NULL */
+};
+
+static void client_progress_clear(struct client_progress *p)
 {
-	if (!s)
-		return NULL;
+	free(p->state);
+	free(p->reason);
+	memset(p, 0, sizeof *p);
+}
+
+/* The task as the local store holds it: 0, or -1 when it cannot be read. */
+static int client_progress_store(struct store *s, const char *id, struct client_progress *p)
+{
 	struct task t;
 	if (store_get(s, id, &t) != 0)
-		return NULL;
-	char a[32], b[32];
-	char *out;
-	if (t.bytes_total > 0 || t.files_total > 0)
-		out = util_printf("%s, attempt %d, %s/%s, %d/%d files", task_state_name(t.state),
-				  t.attempts, display_bytes(t.bytes_done, a, sizeof a),
-				  display_bytes(t.bytes_total, b, sizeof b), t.files_done, t.files_total);
-	else
-		out = util_printf("%s, attempt %d", task_state_name(t.state), t.attempts);
-	*state = t.state;
+		return -1;
+	client_progress_clear(p);
+	p->known = 1;
+	p->state = util_strdup(task_state_name(t.state));
+	p->attempts = t.attempts;
+	p->bytes_done = t.bytes_done;
+	p->bytes_total = t.bytes_total;
+	p->files_done = t.files_done;
+	p->files_total = t.files_total;
+	p->reason = util_strdup(t.reason);
 	task_clear(&t);
-	return out;
+	return 0;
+}
+
+/* The URL of a task's JSON view: the endpoint's scheme, host and port,
+ * then /tasks/ID.json. NULL when the id is not a TaskId (it goes into the
+ * URL) or the endpoint has no host. malloc'ed. */
+static char *client_view_url(const struct client *cl, const char *id)
+{
+	char tid[TASKID_LEN];
+	if (util_taskid_parse(id, strlen(id), tid) < 0)
+		return NULL;
+	const char *host = strstr(cl->url, "://");
+	if (!host || !host[3])
+		return NULL;
+	size_t root = (size_t)(host + 3 - cl->url) + strcspn(host + 3, "/?#");
+	return util_printf("%.*s/tasks/%s.json", (int)root, cl->url, tid);
+}
+
+/* The integer member `key` of `o`, or `dflt` when it is absent or not an
+ * integer. */
+static int64_t client_json_int(json_t *o, const char *key, int64_t dflt)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+/* The task as its view at `url` shows it: 0; 1 when the server has no such
+ * view (an HTTP error, not JSON, not this task: the caller stops asking);
+ * -1 when the server did not answer (try again at the next poll). */
+static int client_progress_view(struct client *cl, const char *url, const char *id,
+				struct client_progress *p)
+{
+	struct client_request c = { OP_VIEW, url, NULL };
+	int transport;
+	if (client_call(cl, &c, CLIENT_SILENT, &transport) != CTL_OK)
+		return transport ? -1 : 1;
+	json_error_t jerr;
+	json_t *root = json_loads(cl->view, 0, &jerr);
+	json_t *jid = json_object_get(root, "id");
+	json_t *state = json_object_get(root, "state");
+	json_t *prog = json_object_get(root, "progress");
+	if (!json_is_object(root) || !json_is_string(jid) || !json_is_string(state) ||
+	    strcasecmp(json_string_value(jid), id) != 0) {
+		json_decref(root);
+		return 1;
+	}
+	client_progress_clear(p);
+	p->known = 1;
+	p->state = util_strdup(json_string_value(state));
+	p->attempts = (int)client_json_int(root, "attempts", 0);
+	p->bytes_done = client_json_int(prog, "bytes_done", 0);
+	p->bytes_total = client_json_int(prog, "bytes_total", 0);
+	p->files_done = (int)client_json_int(prog, "files_done", 0);
+	p->files_total = (int)client_json_int(prog, "files_total", 0);
+	json_t *reason = json_object_get(root, "reason");
+	if (json_is_string(reason))
+		p->reason = util_strdup(json_string_value(reason));
+	json_decref(root);
+	return 0;
+}
+
+/* How fast the bytes of a task move: measured from the first poll of an
+ * attempt that saw bytes moving, so that one slow poll does not swing it. */
+struct client_rate {
+	int attempt;
+	int64_t t0, b0;   /* the first sample of the attempt, ms and bytes */
+	double per_s;     /* bytes per second, 0 while unknown */
+};
+
+static void client_rate_add(struct client_rate *r, const struct client_progress *p,
+			    int64_t now)
+{
+	if (!p->known || strcmp(p->state, "running") != 0) {
+		r->t0 = 0;
+		r->per_s = 0;
+		return;
+	}
+	if (!r->t0 || p->attempts != r->attempt || p->bytes_done < r->b0) {
+		r->attempt = p->attempts;
+		r->t0 = now;
+		r->b0 = p->bytes_done;
+		r->per_s = 0;
+		return;
+	}
+	if (now - r->t0 >= 1000 && p->bytes_done > r->b0)
+		r->per_s = (double)(p->bytes_done - r->b0) * 1000 / (double)(now - r->t0);
+}
+
+/* "running, attempt 1, 1.5 MiB/4.0 MiB, 0/1 files, 64.0 KiB/s, 40 s left";
+ * the sizes once the task knows them, the rate and the time left once
+ * bytes have moved for a second. malloc'ed. */
+static char *client_progress_text(const struct client_progress *p, const struct client_rate *r)
+{
+	char a[32], b[32];
+	struct util_buf out = { 0 };
+	char *st = display_safe(p->state);
+	util_buf_addf(&out, "%s, attempt %d", st, p->attempts);
+	free(st);
+	if (p->bytes_total > 0 || p->files_total > 0)
+		util_buf_addf(&out, ", %s/%s, %d/%d files",
+			      display_bytes(p->bytes_done, a, sizeof a),
+			      display_bytes(p->bytes_total, b, sizeof b), p->files_done, p->files_total);
+	if (r->per_s > 0) {
+		util_buf_addf(&out, ", %s/s", display_bytes((int64_t)r->per_s, a, sizeof a));
+		if (p->bytes_total > p->bytes_done)
+			util_buf_addf(&out, ", %s left",
+				      display_duration((double)(p->bytes_total - p->bytes_done) /
+						       r->per_s, a, sizeof a));
+	}
+	return out.p;
 }
 
 /* How long --wait without --timeout waits out a daemon that does not
  * answer (a restart: a stop lets the tasks in flight reach a safe point). */
 #define CLIENT_OUTAGE_MS 60000
+/* Without a terminal, a line at least this often while bytes move. */
+#define CLIENT_LOG_MS 30000
+
+/* Where --wait reads a task's progress: the store `s` when there is one,
+ * else the view at `view_url` (NULL: none) until it proves absent. */
+struct client_source {
+	struct store *s;
+	char *view_url;
+	int view_absent;
+};
+
+/* Reads the task's progress into *p from where `src` says; 0, or -1 when
+ * nothing could be read (p keeps what it had). */
+static int client_source_read(struct client *cl, struct client_source *src, const char *id,
+			      struct client_progress *p)
+{
+	if (src->s)
+		return client_progress_store(src->s, id, p);
+	if (!src->view_url || src->view_absent)
+		return -1;
+	int rc = client_progress_view(cl, src->view_url, id, p);
+	if (rc == 1)
+		src->view_absent = 1;
+	return rc == 0 ? 0 : -1;
+}
 
 /* Polls GetTaskStatus until the task is final. On a terminal, one line
- * that updates in place; otherwise one line on stderr per change. A
- * daemon that does not answer is polled again, until --timeout or, without
- * one, for CLIENT_OUTAGE_MS; a fault or a 401 ends the wait at once. */
-static int client_wait(struct client *cl, const struct ctl_opts *o, struct store *s,
-		    const char *id)
+ * that updates in place; otherwise one line on stderr per change (status,
+ * state, attempt, files, sizes becoming known) and one every CLIENT_LOG_MS
+ * while bytes move. A daemon that does not answer is polled again, until
+ * --timeout or, without one, for CLIENT_OUTAGE_MS; a fault or a 401 ends
+ * the wait at once. *p holds the task's last progress read. */
+static int client_wait(struct client *cl, const struct ctl_opts *o, struct client_source *src,
+		       const char *id, struct client_progress *p)
 {
 	int tty = isatty(STDERR_FILENO);
-	int64_t start = util_mono_ms(), outage = 0;
-	int last_status = -1, last_state = -2;
+	int64_t start = util_mono_ms(), outage = 0, last_line = 0;
+	int last_status = -1;
+	struct client_progress last = { 0 };
+	struct client_rate rate = { 0 };
 	double interval = o->interval > 0 ? o->interval : 1.0;
 	for (;;) {
 		struct client_request c = { OP_STATUS, id, NULL };
 		int transport;
-		int code = client_call(cl, &c, 1, &transport);
+		int code = client_call(cl, &c, CLIENT_KEEP, &transport);
 		int64_t now = util_mono_ms(), elapsed = now - start;
 		int outage_began = 0;
 		if (code == CTL_OK) {
@@ -444,21 +635,36 @@ static int client_wait(struct client *cl, const struct ctl_opts *o, struct store
 					fputs("\r\033[K", stderr);
 				if (transport && cl->last_error)
 					fputs(cl->last_error, stderr);
+				client_progress_clear(&last);
 				return code;
 			}
 		}
 		if (code == CTL_OK && cl->status != ns__StatusType__IN_USCOREPROGRESS) {
 			if (tty)
 				fputs("\r\033[K", stderr);
+			/* The final word, with the reason of a failure. */
+			client_source_read(cl, src, id, p);
+			client_progress_clear(&last);
 			return CTL_OK;
 		}
 
-		int state = -1;
-		char *prog = code == CTL_OK ? client_progress(s, id, &state) : NULL;
+		int have = code == CTL_OK && client_source_read(cl, src, id, p) == 0;
+		if (have)
+			client_rate_add(&rate, p, now);
+		char *prog = have ? client_progress_text(p, &rate) : NULL;
 		char *what = util_printf("%s%s%s",
 					 code == CTL_OK ? client_status_name(cl->status)
 							: "no answer, retrying",
 					 prog ? " - " : "", prog ? prog : "");
+		int news = code != CTL_OK ? outage_began
+			   : cl->status != last_status || have != last.known ||
+				     (have && (strcmp(p->state, last.state) != 0 ||
+					       p->attempts != last.attempts ||
+					       p->files_done != last.files_done ||
+					       p->files_total != last.files_total ||
+					       p->bytes_total != last.bytes_total ||
+					       (p->bytes_done != last.bytes_done &&
+						now - last_line >= CLIENT_LOG_MS)));
 		if (tty) {
 			/* One line that never wraps, or \r would not go back to
 			 * it; the TaskId is on stdout already. */
@@ -471,23 +677,31 @@ static int client_wait(struct client *cl, const struct ctl_opts *o, struct store
 			fprintf(stderr, "\r\033[K%s", shown);
 			fflush(stderr);
 			free(shown);
-		} else if (code != CTL_OK ? outage_began
-					  : cl->status != last_status || state != last_state) {
+		} else if (news) {
 			/* A log: one line per change, and one when an outage
 			 * begins. */
 			fprintf(stderr, "task %s: %s\n", id, what);
+			last_line = now;
 		}
 		free(what);
 		free(prog);
 		/* After an outage, the next answer is news again. */
 		last_status = code == CTL_OK ? cl->status : -1;
-		last_state = code == CTL_OK ? state : -2;
+		if (!tty && news) {
+			client_progress_clear(&last);
+			if (have) {
+				last = *p;
+				last.state = util_strdup(p->state);
+				last.reason = util_strdup(p->reason);
+			}
+		}
 
 		if (o->timeout > 0 && elapsed >= (int64_t)(o->timeout * 1000)) {
 			if (tty)
 				fputs("\r\033[K", stderr);
 			fprintf(stderr, "apubictl: task %s still in progress after %g s\n", id,
 				o->timeout);
+			client_progress_clear(&last);
 			return CTL_TIMEOUT;
 		}
 		double left = o->timeout > 0 ? o->timeout - (double)elapsed / 1000 : interval;
@@ -577,7 +791,11 @@ int client_command(int cmd, const struct ctl_opts *o, char **args)
 			if (pc == &dcfg)
 				config_free(&dcfg);
 		}
-		code = client_wait(&cl, o, s, id);
+		/* Progress from the local store when one is named, else from
+		 * the task's view on the server. */
+		struct client_source src = { s, s ? NULL : client_view_url(&cl, id), 0 };
+		struct client_progress p = { 0 };
+		code = client_wait(&cl, o, &src, id, &p);
 		if (code == CTL_OK && cl.status == ns__StatusType__SUCCESS) {
 			if (cl.dest) {
 				char *d = display_safe(cl.dest);
@@ -586,16 +804,23 @@ int client_command(int cmd, const struct ctl_opts *o, char **args)
 			}
 		} else if (code == CTL_OK) {
 			fprintf(stderr, "apubictl: task %s FAILED", id);
-			struct task t;
-			if (s && store_get(s, id, &t) == 0) {
-				char *r = display_safe(t.reason);
+			if (p.known && p.reason) {
+				char *r = display_safe(p.reason);
 				fprintf(stderr, ": %s", r);
 				free(r);
-				task_clear(&t);
 			}
-			fprintf(stderr, "\n(on the daemon's host: apubictl show %s)\n", id);
+			if (!s && p.known) {
+				char *v = url_mask(src.view_url);
+				fprintf(stderr, "\n(the whole task: %s, or apubictl show %s on the "
+						"daemon's host)\n", v, id);
+				free(v);
+			} else {
+				fprintf(stderr, "\n(on the daemon's host: apubictl show %s)\n", id);
+			}
 			code = CTL_TASK_FAILED;
 		}
+		client_progress_clear(&p);
+		free(src.view_url);
 	}
 	free(id);
 out:

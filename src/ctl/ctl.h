@@ -110,6 +110,9 @@ void display_field(const char *label, const char *value, int mask);
 const char *display_time(int64_t ms, int with_ms, char *buf, size_t len);
 /* "512 B", "1.5 MiB"; "?" for a negative count. */
 const char *display_bytes(int64_t n, char *buf, size_t len);
+/* "45 s", "3 min 20 s", "12 min", "2 h 05 min"; "?" for a negative or
+ * absurd count of seconds. */
+const char *display_duration(double seconds, char *buf, size_t len);
 
 /* ---- conform.c: `apubictl conform` ------------------------------------ */
 

@@ -80,3 +80,23 @@ const char *display_bytes(int64_t n, char *buf, size_t len)
 		snprintf(buf, len, "%.1f %s", v, units[u]);
 	return buf;
 }
+
+/* "45 s", "3 min 20 s", "2 h 05 min": a time left, to the second below
+ * ten minutes and to the minute above. */
+const char *display_duration(double seconds, char *buf, size_t len)
+{
+	if (!(seconds >= 0) || seconds > 1e8) { /* NaN too */
+		snprintf(buf, len, "?");
+		return buf;
+	}
+	int64_t s = (int64_t)(seconds + 0.5);
+	if (s < 60)
+		snprintf(buf, len, "%" PRId64 " s", s);
+	else if (s < 600)
+		snprintf(buf, len, "%" PRId64 " min %02" PRId64 " s", s / 60, s % 60);
+	else if (s < 3600)
+		snprintf(buf, len, "%" PRId64 " min", (s + 30) / 60);
+	else
+		snprintf(buf, len, "%" PRId64 " h %02" PRId64 " min", s / 3600, (s % 3600 + 30) / 60);
+	return buf;
+}
