@@ -386,9 +386,12 @@ enum auth_result {
  * the HTTP `method` ("POST") and request target `uri` as the request line
  * gave it. `user` receives the user name the client claimed, made safe
  * for a log line ("" when none); `why` a reason for the log, never a
- * password. A successful Basic check is remembered for a few minutes (as a
- * keyed hash) so that keep-alive clients do not pay for the slow hash on
- * every request. Thread-safe. Returns enum auth_result. */
+ * password. A failure takes as long whether the user exists or not: a
+ * Basic check hashes the password once per hash setting (method and cost)
+ * in users_file, whoever it names, and a Digest check computes the answer
+ * for an unknown user too. A successful Basic check is remembered for a
+ * few minutes (as a keyed hash) so that keep-alive clients do not pay for
+ * the slow hash on every request. Thread-safe. Returns enum auth_result. */
 int auth_check(struct auth *a, const char *authorization, const char *method, const char *uri,
 	       char *user, size_t userlen, char *why, size_t whylen);
 
