@@ -23,8 +23,10 @@
  * (a local file: size, modification and status change times in
  * nanoseconds, device and inode, with fstat on the descriptor the copy
  * reads; SFTP: size and modification time; FTP: SIZE and MDTM; HTTP:
- * Content-Length, ETag and Last-Modified of a HEAD) and recorded on the
- * item before the first byte is written; after the copy it is taken again
+ * Content-Length, ETag and Last-Modified of a HEAD) and, for a file of
+ * 1 MiB or more, recorded on the item before the first byte is written (a
+ * smaller file is always copied from its first byte, which costs less
+ * than that store write); after the copy it is taken again
  * (a local file twice: its descriptor, for a file appended to, cut or
  * rewritten in place, and its path, for a file replaced or removed) and
  * an HTTP download is refused outright when its own answer carries
@@ -728,19 +730,36 @@ static int xfer_source_version(struct xfer_job *j, const struct item *it, int in
 	return rc;
 }
 
+/* Files smaller than this are never resumed: copying one again costs less
+ * than the store write that would let its partial copy be continued (one
+ * transaction per file, which a package of a thousand small segments
+ * would pay a thousand times). */
+#define XFER_RESUME_MIN (1 << 20)
+
 /* Before a copy: records `v` as the version the item's copy starts from.
  * *keep says whether a partial copy an earlier attempt left may be
- * continued: only when that attempt started from this very version. */
+ * continued: only when that attempt started from this very version. A
+ * small file (XFER_RESUME_MIN) always starts from its first byte, and its
+ * version is not recorded; a version an earlier attempt recorded for it is
+ * cleared, so nothing can be continued from it later. */
 static int xfer_version_start(struct xfer_job *j, struct item *it, const struct xfer_version *v,
 			      int *keep)
 {
 	char *text = xfer_version_text(v);
-	*keep = it->version && strcmp(it->version, text) == 0;
+	if ((v->known & XV_SIZE) && v->size < XFER_RESUME_MIN) {
+		*keep = 0;
+		free(text);
+		if (!it->version)
+			return XS_OK;
+		text = NULL;
+	} else {
+		*keep = it->version && strcmp(it->version, text) == 0;
+	}
 	if (*keep) {
 		free(text);
 		return XS_OK;
 	}
-	if (it->version)
+	if (it->version && text)
 		log_info("task %s: the source of %s is not the version an earlier attempt "
 			 "copied from: starting it again from its first byte",
 			 j->t->id, *it->path ? it->path : "the file");
