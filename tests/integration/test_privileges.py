@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import socket
+import time
 import subprocess
 import tempfile
 from pathlib import Path
@@ -67,8 +68,14 @@ def proc_status(pid):
 
 def test_runs_as_nobody_and_still_serves_and_publishes(make_dropped):
     d = make_dropped().start()
-    st = proc_status(d.proc.pid)
     uid, gid = str(NOBODY.pw_uid), str(NOBODY.pw_gid)
+    # The port accepts connections from the bind on, before the drop: wait
+    # for the line the drop writes.
+    deadline = time.monotonic() + 30
+    while f"running as user nobody (uid {uid}, gid {gid})" not in d.log_text():
+        assert time.monotonic() < deadline, d.log_tail()
+        time.sleep(0.05)
+    st = proc_status(d.proc.pid)
     assert st["Uid"] == [uid] * 4, st["Uid"]   # real, effective, saved, filesystem
     assert st["Gid"] == [gid] * 4, st["Gid"]
     assert "0" not in st["Groups"], st["Groups"]
