@@ -212,6 +212,8 @@ CDNDIR     ?= /srv/cdn
 INGESTDIR  ?= /srv/ingest
 MAN8    := etc/man/apubid.8 etc/man/apubictl.8
 MAN5    := etc/man/apubid.conf.5
+# The README's reference parts, installed beside it as it names them.
+DOCS    := $(wildcard docs/*.md)
 INSTALL_CONF_SED := -e '1a \# Installed: user and paths (store, sources, root) set to fit the systemd unit.' \
 	-e 's|^path = var/apubid\.db$$|path = $(STOREDIR)/apubid.db|' \
 	-e 's|^allow = var/ingest/$$|allow = $(INGESTDIR)/|' \
@@ -226,6 +228,8 @@ install: $(INSTALL_BIN) $(INSTALL_CTL) $(MAN8) $(MAN5) etc/apubid.conf etc/apubi
 	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -d $(DESTDIR)$(DOCDIR)/docs
+	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/docs/
 	sed -e 's|^ExecStart=[^ ]*|ExecStart=$(SBINDIR)/apubid|' \
 	    -e 's|/usr/local/bin/apubid|$(SBINDIR)/apubid|g' \
 	    -e 's|/etc/apubid/|$(SYSCONFDIR)/apubid/|g' \
@@ -250,8 +254,9 @@ uninstall:
 	  $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8))) \
 	  $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5))) \
 	  $(DESTDIR)$(UNITDIR)/apubid.service $(DESTDIR)$(DOCDIR)/README.md \
+	  $(addprefix $(DESTDIR)$(DOCDIR)/docs/,$(notdir $(DOCS))) \
 	  $(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf.new
-	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	rmdir $(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/apubid/apubid.conf"
 
 # The Debian package, made with Debian's tools (dpkg-buildpackage and
@@ -259,7 +264,7 @@ uninstall:
 # that nothing is written outside the clone; the .deb is moved up here.
 # This make's settings (a sanitizer build's B, BIN, CFLAGS...) stay out:
 # debian/rules sets the build flags.
-DEB_SRC := Makefile README.md LICENSE src db wsdl etc debian
+DEB_SRC := Makefile README.md LICENSE src db wsdl etc debian docs
 deb:
 	@$(call APT_INSTALL,$(DEPS) $(DEB_DEPS))
 	rm -rf build/deb apubid_*.deb

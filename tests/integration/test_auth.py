@@ -205,7 +205,7 @@ TIMING_TRIES = 21
 
 def test_an_unknown_user_is_refused_as_slowly_as_a_wrong_password(make_daemon, tmp_path,
                                                                    alice_hash):
-    """A users file mixing the README's two recipes: SHA-512 (a few ms a
+    """A users file mixing the two recipes of docs/security.md: SHA-512 (a few ms a
     hash) and yescrypt (tens of ms). However long a wrong password takes
     for one user or the other, an unknown user takes as long, so the time
     of a 401 does not tell which users exist."""

@@ -113,6 +113,7 @@ def test_install_puts_every_file_in_place(tmp_path):
     assert got == sorted([
         "etc/apubid/apubid.conf", "usr/lib/systemd/system/apubid.service",
         "usr/sbin/apubid", "usr/sbin/apubictl", "usr/share/doc/apubid/README.md",
+        *(f"usr/share/doc/apubid/docs/{p.name}" for p in (REPO / "docs").glob("*.md")),
         *(f"usr/share/man/{p}" for p in PAGES)]), got
     # The installed binaries run.
     for name in ("apubid", "apubictl"):
