@@ -1210,6 +1210,47 @@ void metrics_notify(const char *outcome);
  * queue depth read from the store. malloc'ed. */
 char *metrics_render(struct store *s);
 
+/* ---- framing.c: where an HTTP/1.1 request begins and ends ------------ */
+
+enum { FRAMING_MORE, FRAMING_DONE, FRAMING_BAD };
+
+/* The state of one request's header block as framing_head reads it. */
+struct framing {
+	size_t pos;             /* where the first line not yet checked starts */
+	int lines;              /* lines checked (the request line is the first) */
+	int minor;              /* HTTP/1.minor */
+	int64_t content_length; /* -1 when none */
+	int chunked;            /* Transfer-Encoding: chunked */
+	int too_large;          /* Content-Length over the body limit */
+	int auths, hosts;
+	size_t head_len;        /* bytes up to the blank line, once complete */
+	int status;             /* the HTTP status of a refusal (FRAMING_BAD) */
+	const char *why;        /* and its reason, a static string */
+};
+void framing_init(struct framing *f);
+/* Reads the header block in buf[0..n) (all bytes of the request so far,
+ * the same start each call) as far as it goes. Returns FRAMING_DONE once
+ * the blank line is in (f->head_len), FRAMING_BAD with f->status and
+ * f->why, or FRAMING_MORE. max_head bounds the block, max_body only sets
+ * f->too_large. */
+int framing_head(struct framing *f, const char *buf, size_t n, int64_t max_head,
+		 int64_t max_body);
+
+/* Follows a chunked body to its end. */
+struct framing_chunks {
+	int state, digits;
+	uint64_t left;  /* bytes left in the current chunk */
+	int64_t data;   /* chunk data bytes so far */
+	size_t line;
+	int too_large;
+};
+void framing_chunks_init(struct framing_chunks *c);
+/* Consumes body bytes buf[0..n) (each byte once, across calls); *used says
+ * how many were part of the body. Returns FRAMING_DONE at its end,
+ * FRAMING_BAD with *why (c->too_large past max_body), or FRAMING_MORE. */
+int framing_chunks(struct framing_chunks *c, const char *buf, size_t n, size_t *used,
+		   int64_t max_body, const char **why);
+
 /* ---- server.c, svc.c, web.c: the SOAP listener ----------------------- */
 
 struct soap; /* gSOAP's context; only server.c, svc.c and web.c look inside */

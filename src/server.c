@@ -91,6 +91,10 @@ struct server_conn {
 	char user[AUTH_USER_MAX];  /* the authenticated user, "" when none */
 	int auth_stale;            /* the 401 should say stale=true */
 	int64_t started_us;        /* monotonic, for the duration histogram */
+	/* The header block as read so far, checked by framing.c. */
+	struct framing fr;
+	char *head;
+	size_t head_len, head_cap;
 };
 
 static struct server_conn *server_conn_of(struct soap *soap)
@@ -545,6 +549,45 @@ bad_utf8:
 	return 0;
 }
 
+/* Checks the header block read so far against HTTP/1.1's grammar
+ * (framing.c): keeps a copy of it until it is complete, since a line may
+ * arrive in pieces. Returns 0, or -1 with cn->refused set. */
+static int server_frame(struct soap *soap, struct conn *cn, const char *buf, size_t n)
+{
+	struct server_conn *sc = server_conn_of(soap);
+	if (sc->fr.head_len || n == 0)
+		return 0;
+	if (sc->head_len + n > sc->head_cap) {
+		size_t cap = sc->head_cap ? sc->head_cap : 4096;
+		while (cap < sc->head_len + n)
+			cap *= 2;
+		char *grown = realloc(sc->head, cap);
+		if (!grown) {
+			cn->refused = "the request headers are larger than apubid can hold now";
+			cn->refused_status = 431;
+			cn->linger = 1;
+			return -1;
+		}
+		sc->head = grown;
+		sc->head_cap = cap;
+	}
+	memcpy(sc->head + sc->head_len, buf, n);
+	sc->head_len += n;
+	int64_t max = server_cfg->max_request_size;
+	if (framing_head(&sc->fr, sc->head, sc->head_len, max, max) != FRAMING_BAD) {
+		if (sc->fr.head_len) {
+			free(sc->head);
+			sc->head = NULL;
+			sc->head_len = sc->head_cap = 0;
+		}
+		return 0;
+	}
+	cn->refused = sc->fr.why;
+	cn->refused_status = sc->fr.status;
+	cn->linger = 1;
+	return -1;
+}
+
 /* Reads request bytes for the engine, within bounds it does not keep by
  * itself:
  *   - never past the current request: the engine uses one buffer for input
@@ -607,6 +650,8 @@ static size_t server_recv(struct soap *soap, char *buf, size_t len)
 	}
 	size_t n = server_orig_recv(soap, buf, len);
 	cn->received += (int64_t)n;
+	if (!cn->hdr_done && server_frame(soap, cn, buf, n) < 0)
+		return 0;
 	if (!cn->hdr_done) {
 		server_scan_headers(cn, buf, n);
 		if (cn->hdr_done)
@@ -872,7 +917,12 @@ static void server_serve(struct soap *soap, struct conn *cn, int ka_left)
 	 * parked connection had nothing buffered when it was parked. */
 	soap->bufidx = 0;
 	soap->buflen = 0;
-	soap->keep_alive = ka_left == SERVER_NEW ? soap->max_keep_alive + 1 : ka_left;
+	/* Counted down before each request: the last one allowed sees 0, and
+	 * its answer says Connection: close. */
+	if (ka_left == SERVER_NEW)
+		soap->keep_alive = soap->max_keep_alive > 0 ? soap->max_keep_alive : 1;
+	else
+		soap->keep_alive = ka_left;
 	do {
 		if (soap->keep_alive > 0 && soap->max_keep_alive > 0)
 			soap->keep_alive--;
@@ -891,7 +941,12 @@ static void server_serve(struct soap *soap, struct conn *cn, int ka_left)
 		cn->taskid[0] = '\0';
 		cn->http_status = 0;
 		cn->retry_after = 0;
-		cn->linger = 0;
+		/* The last request allowed on the connection: pipelined ones
+		 * after it are drained before the close, so that the kernel
+		 * does not reset the connection under answers in flight. */
+		cn->linger = soap->max_keep_alive > 0 && soap->keep_alive == 0;
+		framing_init(&server_conn_of(soap)->fr);
+		server_conn_of(soap)->head_len = 0;
 		cn->started_ms = util_mono_ms();
 		server_conn_of(soap)->started_us = server_mono_us();
 		cn->received = 0;
