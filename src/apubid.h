@@ -195,6 +195,9 @@ struct config {
 	int send_timeout;           /* seconds a socket write may stall, 10 */
 	int request_timeout;        /* seconds for one whole message, 30 */
 	int keepalive_timeout;      /* seconds an idle keep-alive connection is kept, 15 */
+	int header_timeout;         /* seconds for a request line and headers (and TLS handshake), 10 */
+	int max_connections;        /* open client connections, 10000 */
+	int max_connections_per_address; /* of which from one address, 256 */
 	int max_keepalive_requests; /* requests on one connection, 1000 */
 	char *user;                 /* drop to this user after binding, NULL: stay */
 	/* [store] */
@@ -1223,6 +1226,7 @@ struct framing {
 	int chunked;            /* Transfer-Encoding: chunked */
 	int too_large;          /* Content-Length over the body limit */
 	int auths, hosts;
+	int expect_continue;    /* Expect: 100-continue */
 	size_t head_len;        /* bytes up to the blank line, once complete */
 	int status;             /* the HTTP status of a refusal (FRAMING_BAD) */
 	const char *why;        /* and its reason, a static string */

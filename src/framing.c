@@ -133,6 +133,8 @@ static int framing_field(struct framing *f, const unsigned char *p, size_t n, in
 	} else if (framing_is(name, nlen, "Authorization")) {
 		if (f->auths++)
 			return framing_bad(f, 400, "the request has two Authorization headers");
+	} else if (framing_is(name, nlen, "Expect")) {
+		f->expect_continue = vlen == 12 && strncasecmp((const char *)v, "100-continue", 12) == 0;
 	} else if (framing_is(name, nlen, "Host")) {
 		if (f->hosts++)
 			return framing_bad(f, 400, "the request has two Host headers");
