@@ -487,7 +487,7 @@ static void server_send_refused(struct soap *soap, struct conn *cn)
  * past the size limit (it then reports end of input). */
 static int server_inflated_too_much(struct soap *soap)
 {
-	return soap->d_stream &&
+	return ((struct conn *)soap->user)->encoded && soap->d_stream &&
 	       (int64_t)soap->d_stream->total_out >= server_cfg->max_request_size;
 }
 
