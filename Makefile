@@ -40,9 +40,9 @@ CTL     ?= $(patsubst ./%,%,$(dir $(BIN))apubictl)
 SANITIZE := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
             -fno-sanitize-recover=undefined
 
-# Every src/*.c goes into the daemon but apubictl's own files.
-CTLSRC  := src/apubictl.c $(wildcard src/ctl_*.c)
-SRC     := $(filter-out $(CTLSRC),$(wildcard src/*.c))
+# Every src/*.c goes into the daemon; apubictl's own files are in src/ctl/.
+CTLSRC  := $(wildcard src/ctl/*.c)
+SRC     := $(wildcard src/*.c)
 OBJ     := $(patsubst src/%.c,$(B)/%.o,$(SRC))
 LIBOBJ  := $(filter-out $(B)/main.o,$(OBJ)) $(B)/soapC.o $(B)/soapServer.o
 GENSRC  := generated/soapC.c generated/soapServer.c generated/soapClient.c \
@@ -52,7 +52,7 @@ GENSRC  := generated/soapC.c generated/soapServer.c generated/soapClient.c \
 # gSOAP's Digest authentication plugin, which Debian ships as source.
 GSOAP_PLUGIN := /usr/share/gsoap/plugin
 CTLMODS := util log url config auth rules order store task view embed
-CTLOBJ  := $(patsubst src/%.c,$(B)/%.o,$(CTLSRC)) $(patsubst %,$(B)/%.o,$(CTLMODS)) \
+CTLOBJ  := $(patsubst src/ctl/%.c,$(B)/ctl/%.o,$(CTLSRC)) $(patsubst %,$(B)/%.o,$(CTLMODS)) \
            $(B)/soapC.o $(B)/soapClient.o \
            $(B)/plugin_httpda.o $(B)/plugin_smdevp.o $(B)/plugin_threads.o
 UNIT    := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
@@ -79,6 +79,9 @@ $(GENSRC) &: generated/apubi.h
 $(B)/%.o: src/%.c src/apubid.h src/server.h $(GENSRC)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
+$(B)/ctl/%.o: src/ctl/%.c src/ctl/ctl.h src/apubid.h $(GENSRC)
+	@mkdir -p $(B)/ctl
+	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
 # embed.c pulls wsdl/ and db/ into the binary with .incbin.
 $(B)/embed.o: src/embed.c $(wildcard wsdl/*) $(wildcard db/*.sql)
 	@mkdir -p $(B)
@@ -90,10 +93,10 @@ $(B)/soap%.o: generated/soap%.c $(GENSRC)
 $(B)/plugin_%.o: $(GSOAP_PLUGIN)/%.c
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I$(GSOAP_PLUGIN) -w -c -o $@ $<
-$(B)/apubictl.o: XCFLAGS += -I$(GSOAP_PLUGIN)
+$(B)/ctl/client.o: XCFLAGS += -I$(GSOAP_PLUGIN)
 # apubictl conform reads answers with libxml2, a parser independent of the
 # gSOAP the server is built on; only apubictl links it.
-$(B)/ctl_conform.o: XCFLAGS += $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
+$(B)/ctl/conform.o: XCFLAGS += $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
 $(CTL): LDLIBS += $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 
 $(B)/test_%: tests/unit/test_%.c tests/unit/harness.h $(LIBOBJ)

@@ -11,7 +11,8 @@
  * grouped under the file that defines them, in the order a reader meets them
  * when following a request: configuration, logging, URLs and paths, asset
  * resolution, tasks, the store, transfers, the worker pool, the SOAP service
- * and the server loop.
+ * and the server loop. apubictl, the operator's tool, is a program of its
+ * own with its own map, ctl/ctl.h; it links some of the modules below.
  *
  * Conventions: functions return 0 on success and -1 on failure unless their
  * contract says otherwise. An `err` buffer of `errlen` bytes receives a
@@ -388,9 +389,12 @@ enum auth_result {
  * the HTTP `method` ("POST") and request target `uri` as the request line
  * gave it. `user` receives the user name the client claimed, made safe
  * for a log line ("" when none); `why` a reason for the log, never a
- * password. A successful Basic check is remembered for a few minutes (as a
- * keyed hash) so that keep-alive clients do not pay for the slow hash on
- * every request. Thread-safe. Returns enum auth_result. */
+ * password. A failure takes as long whether the user exists or not: a
+ * Basic check hashes the password once per hash setting (method and cost)
+ * in users_file, whoever it names, and a Digest check computes the answer
+ * for an unknown user too. A successful Basic check is remembered for a
+ * few minutes (as a keyed hash) so that keep-alive clients do not pay for
+ * the slow hash on every request. Thread-safe. Returns enum auth_result. */
 int auth_check(struct auth *a, const char *authorization, const char *method, const char *uri,
 	       char *user, size_t userlen, char *why, size_t whylen);
 
@@ -1164,36 +1168,6 @@ int view_list(struct store *s, const struct task_filter *f, int format, char **o
 /* An error document in a view's format: {"error": msg} or
  * <error>msg</error>; malloc'ed. */
 char *view_error(int format, const char *msg);
-
-/* ---- apubictl.c: the operator's tool, a program of its own ------------ */
-
-/* apubictl exports nothing: it links util, log, url, config, auth, store,
- * task, view and embed with gSOAP's client stubs (never the server). Its
- * exit statuses are a contract with scripts, documented in apubictl(8):
- * 0 done (with --wait: SUCCESS), 1 the task ended FAILED (--wait), 2 usage
- * or configuration error, 3 SOAP fault, 4 no SOAP answer (connection, TLS,
- * HTTP error, 401), 5 --wait timed out, 6 store error, 7 no such task in
- * the store, 8 not possible in the task's state. */
-
-/* ctl_conform.c: `apubictl conform`, the checks of the APUBI contract run
- * against any endpoint (listed at the top of ctl_conform.c). */
-struct ctl_conform_opts {
-	const char *url;                  /* the endpoint, http:// or https:// */
-	const char *source, *destination; /* a LoadAsset the endpoint accepts */
-	double timeout;                   /* seconds a task may take (0: 60) */
-	double interval;                  /* seconds between two polls (0: 1) */
-	const char *junit;                /* JUnit XML report to write, or NULL */
-	int verbose;                      /* every exchange on stderr too */
-	const char *cacert, *cert, *key;  /* TLS, as the other client commands */
-	int insecure;
-	const char *user, *password;      /* password: a secret, never printed */
-	int auth_method;                  /* AUTH_BASIC, AUTH_DIGEST, 0: as offered */
-};
-/* Runs the checks and prints the report on stdout (and writes the JUnit
- * file). Returns apubictl's exit status: 0 every required check passed,
- * 1 one did not (or the JUnit file could not be written), 4 nothing
- * answered at the URL. */
-int ctl_conform(const struct ctl_conform_opts *o);
 
 /* ---- metrics.c: counters for /metrics (Prometheus text format) ------- */
 

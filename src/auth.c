@@ -14,19 +14,33 @@
  * for Basic, not elsewhere): the file is guarded like a private key, and
  * both files are refused when other users can read them.
  *
- * Basic: crypt_rn, then a constant-time comparison. An unknown user costs
- * the same hash (against the file's first entry) and gets the same answer,
- * so neither the 401 nor its timing tells whether a user exists. A
- * successful check is remembered for AUTH_CACHE_TTL_MS as an HMAC of user
- * and password under a key drawn at start-up, so a keep-alive client
- * polling GetTaskStatus does not pay a deliberately slow hash per request.
+ * Basic: crypt_rn, then a constant-time comparison. Neither the 401 nor
+ * its timing may tell whether a user exists, and the file may mix methods
+ * whose costs differ more than tenfold (SHA-512 at 5000 rounds takes a
+ * few milliseconds, yescrypt's default tens). No single stand-in hash for
+ * an unknown user can then take as long as a wrong password of every user.
+ * So the hashes are sorted at load into settings: the method and its cost
+ * parameters, without salt ("$y$j9T$", "$6$", "$6$rounds=10000$",
+ * "$2b$12$"), each with a stand-in hash made from a random password. Every
+ * Basic check, whoever it names, hashes the password once per setting: the
+ * user's own hash for the user's setting, the stand-in for the others. An
+ * unknown user, a wrong password and a right one thus cost the same: the
+ * sum of the settings' costs, which is one hash when the file keeps to one
+ * recipe. A successful check is remembered for AUTH_CACHE_TTL_MS as an HMAC
+ * of user and password under a key drawn at start-up, so a keep-alive
+ * client polling GetTaskStatus does not pay a deliberately slow hash per
+ * request. The cache is searched for every claim, known user or not, and
+ * holds only pairs that were right: a hit tells a client nothing the 200
+ * would not.
  *
  * Digest (RFC 7616): SHA-256 only, qop "auth" only (no auth-int, no
- * userhash, no MD5). Nonces are 128 random bits, kept in a table of
- * AUTH_NONCES with the highest nonce count seen, for AUTH_NONCE_TTL_MS: a
- * count that does not grow is a replay. A correct answer to a nonce that
- * expired (or was pushed out of the table) is AUTH_STALE, so the 401 can
- * say stale=true and the client retries without asking for the password.
+ * userhash, no MD5). For an unknown user the expected answer is computed
+ * all the same, from an HA1 no answer can match, and compared in constant
+ * time. Nonces are 128 random bits, kept in a table of AUTH_NONCES with
+ * the highest nonce count seen, for AUTH_NONCE_TTL_MS: a count that does
+ * not grow is a replay. A correct answer to a nonce that expired (or was
+ * pushed out of the table) is AUTH_STALE, so the 401 can say stale=true
+ * and the client retries without asking for the password.
  *
  * Locking: one mutex guards the cache and the nonce table; hashing runs
  * outside it. The user lists never change after auth_load.
@@ -62,7 +76,14 @@
 
 struct auth_user {
 	char *name;
-	char *hash; /* crypt(3) output */
+	char *hash;  /* crypt(3) output */
+	int setting; /* index in auth.settings */
+};
+
+/* A method with its cost parameters, shared by one or more users. */
+struct auth_setting {
+	char *prefix; /* "$y$j9T$": the hash up to its salt */
+	char *dummy;  /* a hash of a random password with this setting */
 };
 
 struct auth_digest {
@@ -86,6 +107,8 @@ struct auth {
 	int methods;
 	struct auth_user *users;
 	int nusers;
+	struct auth_setting *settings;
+	int nsettings;
 	struct auth_digest *digests;
 	int ndigests;
 	unsigned char key[32];            /* for the cache's MACs */
@@ -162,6 +185,62 @@ int auth_crypt_verify(const char *password, const char *hash)
 }
 
 /* ---- loading ------------------------------------------------------- */
+
+/* The length of the part of a crypt(3) hash that names its method and
+ * cost, without salt and checksum: bcrypt "$2b$12$" (salt and checksum
+ * follow in one field), scrypt "$7$" and 11 characters of parameters,
+ * otherwise everything up to the '$' before the salt ("$y$j9T$",
+ * "$6$rounds=10000$"). A hash of an unknown shape is a setting of its
+ * own, which costs a hash per check more but still the same for all. */
+static size_t auth_setting_len(const char *hash)
+{
+	size_t n = strlen(hash);
+	if (n > 7 && hash[1] == '2' && hash[3] == '$' && hash[6] == '$')
+		return 7;
+	if (n > 14 && strncmp(hash, "$7$", 3) == 0)
+		return 14;
+	const char *last = strrchr(hash, '$');
+	const char *salt = last;
+	while (salt > hash && *--salt != '$')
+		;
+	return salt > hash ? (size_t)(salt - hash) + 1 : n;
+}
+
+/* Sorts the users of `path` into settings, and makes each setting's
+ * stand-in. */
+static int auth_settings(struct auth *a, const char *path, char *err, size_t errlen)
+{
+	a->settings = util_calloc((size_t)a->nusers, sizeof *a->settings);
+	for (int i = 0; i < a->nusers; i++) {
+		struct auth_user *u = &a->users[i];
+		size_t n = auth_setting_len(u->hash);
+		int k = 0;
+		while (k < a->nsettings && !(strlen(a->settings[k].prefix) == n &&
+					     strncmp(a->settings[k].prefix, u->hash, n) == 0))
+			k++;
+		u->setting = k;
+		if (k < a->nsettings)
+			continue;
+		char pw[AUTH_NONCE_HEX + 1];
+		struct crypt_data *cd = util_calloc(1, sizeof *cd);
+		const char *out = auth_random_hex(pw, AUTH_NONCE_HEX / 2) == 0
+					  ? crypt_rn(pw, u->hash, cd, (int)sizeof *cd)
+					  : NULL;
+		if (out && out[0] != '*')
+			a->settings[k].dummy = util_strdup(out);
+		OPENSSL_cleanse(pw, sizeof pw);
+		OPENSSL_cleanse(cd, sizeof *cd);
+		free(cd);
+		if (!a->settings[k].dummy) {
+			util_error(err, errlen, "users_file %s: cannot hash with the setting of user '%s'",
+				   path, u->name);
+			return -1;
+		}
+		a->settings[k].prefix = util_strndup(u->hash, n);
+		a->nsettings++;
+	}
+	return 0;
+}
 
 /* Reads a credentials file whole, refusing one that other users could
  * read or change. Returns malloc'ed text or NULL with err set. */
@@ -357,7 +436,8 @@ struct auth *auth_load(const char *users_file, const char *digest_file, const ch
 	}
 	if ((methods & AUTH_BASIC) &&
 	    (!users_file ||
-	     auth_load_file(a, "users_file", users_file, auth_user_line, &a->nusers, err, errlen) < 0)) {
+	     auth_load_file(a, "users_file", users_file, auth_user_line, &a->nusers, err, errlen) < 0 ||
+	     auth_settings(a, users_file, err, errlen) < 0)) {
 		if (!users_file)
 			util_error(err, errlen, "Basic authentication needs a users_file");
 		goto fail;
@@ -385,6 +465,11 @@ void auth_free(struct auth *a)
 		free(a->users[i].hash);
 	}
 	free(a->users);
+	for (int i = 0; i < a->nsettings; i++) {
+		free(a->settings[i].prefix);
+		free(a->settings[i].dummy);
+	}
+	free(a->settings);
 	for (int i = 0; i < a->ndigests; i++)
 		free(a->digests[i].name);
 	free(a->digests);
@@ -463,13 +548,19 @@ static int auth_basic(struct auth *a, const char *b64, char *user, size_t userle
 			u = &a->users[i];
 	unsigned char mac[32];
 	auth_mac(a, name, password, mac);
-	if (u && auth_cache_hit(a, mac)) {
+	if (auth_cache_hit(a, mac) && u) {
 		rc = AUTH_OK;
 		goto out;
 	}
-	/* An unknown user pays for a hash too: the time taken must not tell
-	 * whether the user exists. */
-	int match = auth_crypt_verify(password, u ? u->hash : a->users[0].hash);
+	/* One hash per setting, whoever the user (see the top of the file):
+	 * the time taken must not tell whether the user exists. */
+	int match = 0;
+	for (int i = 0; i < a->nsettings; i++) {
+		int own = u && u->setting == i;
+		int m = auth_crypt_verify(password, own ? u->hash : a->settings[i].dummy);
+		if (own)
+			match = m;
+	}
 	if (!u) {
 		util_error(why, whylen, "unknown user");
 	} else if (!match) {

@@ -244,6 +244,168 @@ def test_wait_rides_out_a_daemon_restart_and_gives_up_when_it_stays_down(tmp_pat
         assert "no answer, retrying" in err and "refused" in err.lower(), err
 
 
+
+# ---- --wait without the store: the task's view ------------------------------
+
+def read_pty(master):
+    """Everything written to the terminal whose master side is `master`."""
+    tty = b""
+    while True:
+        r, _, _ = select.select([master], [], [], 0.5)
+        if not r:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tty += chunk
+    return tty.decode("utf-8", "replace")
+
+
+def test_wait_without_a_store_shows_bytes_and_files_from_the_task_view(tmp_path, make_daemon):
+    with FtpServer(tmp_path, throttle_bytes_per_sec=32 << 10) as ftp:
+        (ftp.root / "slow.ts").write_bytes(b"s" * (4 << 20))
+        d = slow_daemon(make_daemon, ftp)
+        p = expect(ctl("-u", d.url, "load", ftp.url("slow.ts"), "slow.ts", "--wait",
+                       "--timeout", "3", "--interval", "0.2"), 5)
+        tid = p.stdout.strip()
+        # Not a terminal: one line when the sizes become known.
+        assert re.search(rf"task {tid}: IN_PROGRESS - running, attempt 1, "
+                         r"[0-9.]+ (B|KiB|MiB)/4\.0 MiB, 0/1 files", p.stderr), explain(p)
+        expect(ctl("-c", d.conf, "cancel", tid), 0)
+
+
+def test_wait_on_a_terminal_without_a_store_shows_rate_and_time_left(tmp_path, make_daemon):
+    with FtpServer(tmp_path, throttle_bytes_per_sec=64 << 10) as ftp:
+        (ftp.root / "slow.ts").write_bytes(b"s" * (4 << 20))
+        d = slow_daemon(make_daemon, ftp)
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
+        try:
+            p = subprocess.Popen([APUBICTL, "-u", d.url, "load", ftp.url("slow.ts"), "slow.ts",
+                                  "--wait", "--timeout", "4", "--interval", "0.2"],
+                                 stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+                                 text=True)
+            os.close(slave)
+            slave = None
+            out, _ = p.communicate(timeout=RUN_TIMEOUT)
+            text = read_pty(master)
+        finally:
+            os.close(master)
+            if slave is not None:
+                os.close(slave)
+        assert p.returncode == 5, (p.returncode, out, text)
+        assert re.search(r"IN_PROGRESS - running, attempt 1, [0-9.]+ [KM]iB/4\.0 MiB, 0/1 files, "
+                         r"[0-9.]+ [KM]iB/s, [0-9]+ (s|min)[ 0-9a-z]* left", text), repr(text)
+        expect(ctl("-c", d.conf, "cancel", out.strip()), 0)
+
+
+def test_wait_without_a_store_prints_the_reason_of_a_failure(daemon):
+    (daemon.ingest / "a.ts").write_bytes(b"a")
+    (daemon.cdn / "blocker").write_bytes(b"a file where a directory must go")
+    p = expect(ctl("-u", daemon.url, "load", daemon.ingest / "a.ts", "blocker/a.ts",
+                   "--wait"), 1)
+    tid = p.stdout.strip()
+    assert f"task {tid} FAILED: " in p.stderr and "blocked by a file" in p.stderr, explain(p)
+    assert f"http://127.0.0.1:{daemon.port}/tasks/{tid}.json" in p.stderr, explain(p)
+
+
+def test_wait_without_a_store_reads_the_view_with_the_same_credentials(auth_daemon):
+    (auth_daemon.ingest / "a.ts").write_bytes(b"a")
+    (auth_daemon.cdn / "blocker").write_bytes(b"a file where a directory must go")
+    for user, pw in (("bob", BOB_PW), ("alice", ALICE_PW)):
+        p = expect(ctl("-u", auth_daemon.url, "--user", user, "load",
+                       auth_daemon.ingest / "a.ts", "blocker/a.ts", "--wait",
+                       env={"APUBICTL_PASSWORD": pw}), 1)
+        assert "blocked by a file" in p.stderr, explain(p)
+        assert pw not in p.stderr + p.stdout
+
+
+def test_wait_without_a_store_over_https_reads_the_view(make_daemon, pki):
+    d = make_daemon(tls={"cert_file": pki.path("server.pem"), "key_file": pki.path("server.key")})
+    (d.ingest / "a.ts").write_bytes(b"a")
+    (d.cdn / "blocker").write_bytes(b"a file where a directory must go")
+    p = expect(ctl("-u", https_url(d), "--cacert", pki.path("server-ca.pem"), "load",
+                   d.ingest / "a.ts", "blocker/a.ts", "--wait"), 1)
+    assert "blocked by a file" in p.stderr, explain(p)
+    assert f"https://127.0.0.1:{d.port}/tasks/" in p.stderr, explain(p)
+
+
+class ApubiWithoutViews:
+    """An APUBI endpoint on 127.0.0.1 that has no task views (GET: 404),
+    as another implementation would: every load gets one TaskId, whose
+    status is IN_PROGRESS `polls` times, then `final`."""
+
+    ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                'xmlns:ns="wfm:APUBI/v1/schemas"><soapenv:Body>{}</soapenv:Body>'
+                '</soapenv:Envelope>')
+    TASK = "5D1C2B3A-0000-4000-8000-00000000C0DE"
+
+    def __init__(self, polls=2, final="FAILED"):
+        state = {"polls": polls}
+        self.gets = gets = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self, status, body, ctype="text/xml; charset=utf-8"):
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                req = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if b"GetTaskStatus" in req:
+                    if state["polls"] > 0:
+                        state["polls"] -= 1
+                        status = "IN_PROGRESS"
+                    else:
+                        status = final
+                    body = (f"<ns:GetTaskStatusResponse><ns:Status>{status}</ns:Status>"
+                            "</ns:GetTaskStatusResponse>")
+                else:
+                    body = (f"<ns:LoadAssetResponse><ns:TaskId>{outer.TASK}</ns:TaskId>"
+                            "</ns:LoadAssetResponse>")
+                self.answer(200, outer.ENVELOPE.format(body))
+
+            def do_GET(self):
+                gets.append(self.path)
+                self.answer(404, "not here\n", "text/plain")
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/apubi"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_wait_against_a_server_without_views_falls_back_to_the_status_alone():
+    srv = ApubiWithoutViews(polls=3)
+    try:
+        p = expect(ctl("-u", srv.url, "load", "/srv/a.ts", "a.ts", "--wait",
+                       "--interval", "0.1"), 1)
+    finally:
+        srv.close()
+    assert p.stdout.strip() == srv.TASK, explain(p)
+    assert f"task {srv.TASK}: IN_PROGRESS\n" in p.stderr, explain(p)
+    assert f"apubictl: task {srv.TASK} FAILED\n(on the daemon's host: apubictl show" \
+        in p.stderr, explain(p)
+    # Asked once: a server without the view is not asked again.
+    assert srv.gets == [f"/tasks/{srv.TASK}.json"], srv.gets
+
+
 # ---- usage ----------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [

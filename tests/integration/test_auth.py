@@ -9,7 +9,9 @@ peer, never a password. Clients: raw http.client, curl (--basic,
 --digest), python-requests and zeep.
 """
 import base64
+import ctypes
 import hashlib
+import statistics
 import subprocess
 import time
 
@@ -30,6 +32,21 @@ def crypt_sha512(password):
     p = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password.encode() + b"\n",
                        capture_output=True, check=True, timeout=30)
     return p.stdout.decode().strip()
+
+
+def crypt_yescrypt(password):
+    """yescrypt with libxcrypt's default cost, as `mkpasswd -m yescrypt`
+    makes it (through libcrypt itself: Python's crypt module cannot make a
+    yescrypt setting)."""
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt_gensalt.restype = lib.crypt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    setting = lib.crypt_gensalt(b"$y$", 0, None, 0)
+    assert setting, "libcrypt cannot make a yescrypt setting"
+    h = lib.crypt(password.encode(), setting).decode()
+    assert h.startswith("$y$"), h
+    return h
 
 
 def write_private(path, text, mode=0o600):
@@ -181,6 +198,40 @@ def test_curl_basic(daemon):
     bad = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                           "-u", "alice:nope", url], capture_output=True, timeout=HTTP_TIMEOUT)
     assert (ok.stdout, bad.stdout) == (b"200", b"401")
+
+
+TIMING_TRIES = 21
+
+
+def test_an_unknown_user_is_refused_as_slowly_as_a_wrong_password(make_daemon, tmp_path,
+                                                                   alice_hash):
+    """A users file mixing the README's two recipes: SHA-512 (a few ms a
+    hash) and yescrypt (tens of ms). However long a wrong password takes
+    for one user or the other, an unknown user takes as long, so the time
+    of a 401 does not tell which users exist."""
+    users = write_private(tmp_path / "users",
+                          f"alice:{alice_hash}\ncarol:{crypt_yescrypt('carol pass')}\n")
+    d = make_daemon(auth={"users_file": users})
+    cases = {"unknown user": basic("mallory", "guess"),
+             "wrong password, SHA-512 user": basic("alice", "guess"),
+             "wrong password, yescrypt user": basic("carol", "guess")}
+    times = {case: [] for case in cases}
+    for _ in range(TIMING_TRIES):
+        # Round-robin, so a burst of load on the machine hits every case.
+        for case, auth in cases.items():
+            t = time.perf_counter()
+            r = soap(d, status_body(), auth)
+            times[case].append(time.perf_counter() - t)
+            assert r.status == 401, (case, r.status)
+    medians = {case: statistics.median(t) * 1000 for case, t in times.items()}
+    shown = ", ".join(f"{case}: {ms:.1f} ms" for case, ms in medians.items())
+    print(f"median time of a refusal: {shown}")
+    for a in medians.values():
+        for b in medians.values():
+            assert 0.5 <= a / b <= 2, shown
+    # and the right passwords still work
+    for user, pw in (("alice", ALICE_PW), ("carol", "carol pass")):
+        assert soap(d, status_body(), basic(user, pw)).status == 500  # unknown TaskId
 
 
 # ---- Digest -------------------------------------------------------------

@@ -70,9 +70,15 @@ def assert_fits_the_unit(conf_text, unit_text, expected=INSTALLED):
 
 
 def assert_valid(conf_text, tmp_path):
-    """apubid -n accepts it (with nobody for user: apubid may not exist)."""
+    """apubid -n accepts it. -n checks the directories the file names, as
+    the user apubid would run as: they are moved under tmp_path (which that
+    user could not enter) and checked as root."""
     f = tmp_path / "check.conf"
-    f.write_text(conf_text.replace("\nuser = apubid\n", "\nuser = nobody\n"))
+    for d in ("/var/lib/apubid", "/srv/cdn", "/srv/ingest"):
+        assert d in conf_text, f"{d} is not in the configuration"
+        (tmp_path / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        conf_text = conf_text.replace(d, f"{tmp_path}{d}")
+    f.write_text(conf_text.replace("\nuser = apubid\n", "\n"))
     p = subprocess.run([APUBID, "-n", "-f", str(f)], capture_output=True, text=True,
                        timeout=30, cwd="/")
     assert p.returncode == 0, p.stderr

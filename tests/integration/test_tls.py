@@ -1,7 +1,8 @@
 """HTTPS: [tls] cert_file, key_file, key_password and client_ca.
 
 With cert_file set apubid speaks TLS 1.2 or 1.3 only (1.1 and older are
-refused), serves the WSDL with https:// addresses, does each handshake in
+refused), in TLS 1.2 only with forward-secret AEAD suites (ECDHE with
+AES-GCM or ChaCha20-Poly1305; no static RSA key exchange, no CBC), serves the WSDL with https:// addresses, does each handshake in
 a serving thread (a client that connects and says nothing holds no one
 else up), and with client_ca admits only clients whose certificate chains
 to that CA. Certificates are made with the openssl command for each test
@@ -28,30 +29,33 @@ def openssl(*args, cwd):
 
 
 class Pki:
-    """A server CA with a certificate for 127.0.0.1, a client CA with one
-    client certificate, and an unrelated CA with another client
-    certificate."""
+    """A server CA with two certificates for 127.0.0.1 (an ECDSA one,
+    server, and an RSA one, server-rsa), a client CA with one client
+    certificate, and an unrelated CA with another client certificate."""
 
     def __init__(self, d):
         self.dir = d
         self._ca("server-ca")
         self._leaf("server", "server-ca", "subjectAltName=IP:127.0.0.1,DNS:localhost")
+        self._leaf("server-rsa", "server-ca", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                   rsa=True)
         self._ca("client-ca")
         self._leaf("wfm", "client-ca")
         self._ca("other-ca")
         self._leaf("intruder", "other-ca")
 
-    def _key(self, name):
-        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                "-out", f"{name}.key", cwd=self.dir)
+    def _key(self, name, rsa=False):
+        opts = ("RSA", "rsa_keygen_bits:2048") if rsa else ("EC", "ec_paramgen_curve:P-256")
+        openssl("genpkey", "-algorithm", opts[0], "-pkeyopt", opts[1], "-out", f"{name}.key",
+                cwd=self.dir)
 
     def _ca(self, name):
         self._key(name)
         openssl("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem",
                 "-days", "2", "-subj", f"/CN={name}", cwd=self.dir)
 
-    def _leaf(self, name, ca, ext=None):
-        self._key(name)
+    def _leaf(self, name, ca, ext=None, rsa=False):
+        self._key(name, rsa)
         openssl("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr",
                 "-subj", f"/CN={name}", *(["-addext", ext] if ext else []), cwd=self.dir)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
@@ -67,8 +71,8 @@ def pki(tmp_path_factory):
     return Pki(tmp_path_factory.mktemp("pki"))
 
 
-def tls_settings(pki, **extra):
-    s = {"cert_file": pki.path("server.pem"), "key_file": pki.path("server.key")}
+def tls_settings(pki, name="server", **extra):
+    s = {"cert_file": pki.path(f"{name}.pem"), "key_file": pki.path(f"{name}.key")}
     s.update(extra)
     return s
 
@@ -130,6 +134,48 @@ def test_tls_1_2_and_1_3_are_accepted(make_daemon, pki, version, name):
     assert rc == 0, out
     assert f"New, {name}, Cipher is" in out, out
     assert "Verify return code: 0 (ok)" in out, out
+
+
+# ---- cipher suites ------------------------------------------------------
+
+@pytest.mark.parametrize("suites", [
+    "kRSA",                   # static RSA key exchange: no forward secrecy
+    "ECDHE-RSA-AES128-SHA",   # forward secret, but CBC
+    "ECDHE-RSA-AES256-SHA384",
+])
+def test_tls_1_2_refuses_suites_without_forward_secrecy_or_aead(make_daemon, pki, suites):
+    # An RSA certificate, the only kind static RSA key exchange works with.
+    d = make_daemon(tls=tls_settings(pki, "server-rsa"))
+    rc, out = s_client(d.port, "-tls1_2", "-cipher", suites, "-CAfile", pki.path("server-ca.pem"))
+    assert rc != 0, out
+    assert "Cipher is (NONE)" in out, out
+    assert "handshake failure" in out, out
+
+
+@pytest.mark.parametrize("name,suite", [
+    ("server-rsa", "ECDHE-RSA-AES128-GCM-SHA256"),
+    ("server-rsa", "ECDHE-RSA-AES256-GCM-SHA384"),
+    ("server-rsa", "ECDHE-RSA-CHACHA20-POLY1305"),
+    ("server", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    ("server", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+    ("server", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+])
+def test_tls_1_2_accepts_ecdhe_with_aead(make_daemon, pki, name, suite):
+    d = make_daemon(tls=tls_settings(pki, name))
+    rc, out = s_client(d.port, "-tls1_2", "-cipher", suite, "-CAfile", pki.path("server-ca.pem"))
+    assert rc == 0, out
+    assert f"New, TLSv1.2, Cipher is {suite}" in out, out
+    assert "Verify return code: 0 (ok)" in out, out
+
+
+@pytest.mark.parametrize("suite", ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                   "TLS_CHACHA20_POLY1305_SHA256"])
+def test_tls_1_3_offers_its_standard_suites(make_daemon, pki, suite):
+    d = make_daemon(tls=tls_settings(pki, "server-rsa"))
+    rc, out = s_client(d.port, "-tls1_3", "-ciphersuites", suite,
+                       "-CAfile", pki.path("server-ca.pem"))
+    assert rc == 0, out
+    assert f"New, TLSv1.3, Cipher is {suite}" in out, out
 
 
 def test_plain_http_to_the_tls_port_gets_no_answer(make_daemon, pki):

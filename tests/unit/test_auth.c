@@ -221,6 +221,60 @@ static void test_basic_accepts_the_right_password_only(void)
 	free(y);
 }
 
+static char *hash_with(const char *prefix, unsigned long count, const char *password)
+{
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data cd;
+	memset(&cd, 0, sizeof cd);
+	if (!crypt_gensalt_rn(prefix, count, NULL, 0, salt, sizeof salt))
+		return NULL;
+	const char *h = crypt_rn(password, salt, &cd, sizeof cd);
+	return h ? util_strdup(h) : NULL;
+}
+
+/* Each Basic check hashes once per setting in the file, with the user's
+ * own hash for the user's setting: whatever the order and the sharing of
+ * settings, each user's own password is the one that counts. */
+static void test_basic_with_mixed_settings_checks_each_user_own_hash(void)
+{
+	static const struct {
+		const char *user, *prefix;
+		unsigned long count;
+	} u[] = {
+		{ "ann", "$6$", 0 },    { "ben", "$2b$", 5 }, { "cid", "$6$", 0 },
+		{ "dee", "$6$", 1000 }, { "eva", "$y$", 1 },  { "fay", "$2b$", 4 },
+	};
+	enum { N = sizeof u / sizeof u[0] };
+	char *hash[N];
+	struct util_buf text = { 0 };
+	for (int i = 0; i < N; i++) {
+		char *pw = util_printf("pw of %s", u[i].user);
+		hash[i] = hash_with(u[i].prefix, u[i].count, pw);
+		CHECK(hash[i] != NULL);
+		util_buf_addf(&text, "%s:%s\n", u[i].user, hash[i] ? hash[i] : "*");
+		free(pw);
+	}
+	char *path = file("mixed", text.p, 0600);
+	struct auth *a = auth_load(path, NULL, "apubid", AUTH_BASIC, err, sizeof err);
+	CHECK(a != NULL);
+	char user[AUTH_USER_MAX], why[160];
+	for (int i = 0; a && i < N; i++) {
+		for (int j = 0; j < N; j++) {
+			char *h = util_printf("%s:pw of %s", u[i].user, u[j].user);
+			char *hdr = basic_header(h);
+			int rc = auth_check(a, hdr, "POST", "/apubi", user, sizeof user, why, sizeof why);
+			CHECK(rc == (i == j ? AUTH_OK : AUTH_FAILED));
+			free(hdr);
+			free(h);
+		}
+	}
+	auth_free(a);
+	free(path);
+	free(text.p);
+	for (int i = 0; i < N; i++)
+		free(hash[i]);
+}
+
 static void test_challenges_name_the_enabled_methods(void)
 {
 	char *users = util_printf("alice:%s\n", sha512_hash);
@@ -435,6 +489,7 @@ int main(void)
 	RUN(test_users_file_must_be_private);
 	RUN(test_users_file_refuses_bad_lines_and_weak_hashes);
 	RUN(test_basic_accepts_the_right_password_only);
+	RUN(test_basic_with_mixed_settings_checks_each_user_own_hash);
 	RUN(test_challenges_name_the_enabled_methods);
 	RUN(test_digest_verifies_sha256_answers_and_refuses_replays);
 	RUN(test_digest_file_entries_belong_to_the_realm);

@@ -1,5 +1,5 @@
 /*
- * ctl_conform.c - `apubictl conform`: runs, against any APUBI endpoint, the
+ * conform.c - `apubictl conform`: runs, against any APUBI endpoint, the
  * sequences NAGRA's WFM runs, and says for each rule of the contract
  * whether the endpoint keeps it.
  *
@@ -28,7 +28,7 @@
  * is sanitised before it reaches a terminal or the JUnit file; each check
  * ends in exactly one of pass, fail or skip. Helpers carry the prefix cf_.
  */
-#include "apubid.h"
+#include "ctl.h"
 
 #include <curl/curl.h>
 #include <libxml/parser.h>
@@ -50,10 +50,6 @@
 #define CF_WSDL_SOAP "http://schemas.xmlsoap.org/wsdl/soap/"
 #define CF_WSDL_SOAP12 "http://schemas.xmlsoap.org/wsdl/soap12/"
 #define CF_XS "http://www.w3.org/2001/XMLSchema"
-/* Exit statuses, as apubictl(8) documents them. */
-#define CF_EXIT_OK 0
-#define CF_EXIT_FAILED 1
-#define CF_EXIT_TRANSPORT 4
 /* How much of an answer's body a report shows. */
 #define CF_BODY_SHOWN 4096
 
@@ -162,7 +158,7 @@ struct cf_check {
 };
 
 struct cf_run {
-	const struct ctl_conform_opts *o;
+	const struct conform_opts *o;
 	CURL *curl;
 	struct curl_slist *h11, *h12, *hget;
 	struct util_buf head_out, head_in; /* filled by libcurl's callbacks */
@@ -285,7 +281,7 @@ static int cf_on_debug(CURL *h, curl_infotype type, char *p, size_t n, void *ud)
 
 static int cf_curl_init(struct cf_run *r, char *err, size_t errlen)
 {
-	const struct ctl_conform_opts *o = r->o;
+	const struct conform_opts *o = r->o;
 	CURL *h = r->curl = curl_easy_init();
 	if (!h) {
 		util_error(err, errlen, "cannot set up libcurl");
@@ -1412,7 +1408,7 @@ static void cf_check_load(struct cf_run *r)
 	cf_timed(r, C_PURGE, t0);
 }
 
-int ctl_conform(const struct ctl_conform_opts *o)
+int conform_run(const struct conform_opts *o)
 {
 	struct cf_run r;
 	memset(&r, 0, sizeof r);
@@ -1421,13 +1417,13 @@ int ctl_conform(const struct ctl_conform_opts *o)
 	int64_t start = util_mono_ms(), t0;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		fprintf(stderr, "apubictl: cannot set up libcurl\n");
-		return CF_EXIT_TRANSPORT;
+		return CTL_TRANSPORT;
 	}
 	xmlInitParser();
 	char err[256];
 	if (cf_curl_init(&r, err, sizeof err) < 0) {
 		fprintf(stderr, "apubictl: %s\n", err);
-		return CF_EXIT_TRANSPORT;
+		return CTL_TRANSPORT;
 	}
 
 	t0 = util_mono_ms();
@@ -1461,20 +1457,20 @@ int ctl_conform(const struct ctl_conform_opts *o)
 
 	cf_report_text(&r, stdout);
 	fflush(stdout);
-	int code = CF_EXIT_OK;
+	int code = CTL_OK;
 	for (int i = 0; i < C_COUNT; i++)
 		if (r.c[i].required && r.c[i].result != CF_PASS)
-			code = CF_EXIT_FAILED;
+			code = CTL_TASK_FAILED;
 	if (!r.reached) {
 		char *u = url_mask(o->url);
 		fprintf(stderr, "apubictl: %s: no answer at all\n", u);
 		free(u);
-		code = CF_EXIT_TRANSPORT;
+		code = CTL_TRANSPORT;
 	}
 	if (o->junit &&
 	    cf_report_junit(&r, o->junit, (double)(util_mono_ms() - start) / 1000) < 0 &&
-	    code == CF_EXIT_OK)
-		code = CF_EXIT_FAILED;
+	    code == CTL_OK)
+		code = CTL_TASK_FAILED;
 
 	for (int i = 0; i < C_COUNT; i++) {
 		free(r.c[i].note);
