@@ -476,6 +476,8 @@ static void loop_progress(struct lconn *lc)
 			if (n == 0 && lc->in_len)
 				log_debug("connection from %s closed inside a request: %zu bytes read",
 					  lc->peer, lc->in_len);
+			else if (n == 0 && !lc->served)
+				log_debug("connection closed before a request: from %s", lc->peer);
 			loop_close(lc);
 			return;
 		}
