@@ -1242,14 +1242,10 @@ struct conn {
 	char taskid[TASKID_LEN];
 	int http_status;       /* the status line sent, for the log */
 	int retry_after;       /* seconds for a Retry-After header, 0 for none */
-	int linger;            /* drain the unread request body before closing */
 	int64_t started_ms;
-	int64_t received;      /* bytes read from the socket for this request */
-	int64_t body_left;     /* declared body bytes not yet read, -1 unknown */
+	int64_t received;      /* bytes of this request the engine has read */
+	int64_t body_left;     /* 0 once the engine has read the whole request, else -1 */
 	int64_t content_length; /* from the headers, -1 when none */
-	int chunked;           /* Transfer-Encoding: chunked */
-	int hdr_done;          /* the header block has been read */
-	int hdr_state;         /* progress through the blank line ending it */
 	int encoded;           /* Content-Encoding: the body is compressed */
 	const char *refused;   /* why the request is refused before parsing */
 	int refused_status;    /* the HTTP status that goes with it */
@@ -1258,7 +1254,6 @@ struct conn {
 	unsigned char u8_lo, u8_hi;
 	uint32_t scan_val;
 	int too_large;         /* the body outgrew max_request_size */
-	int stalled;           /* the client stopped sending within the limits */
 };
 
 /* svc.c: fills the context's fault (Client/Sender when `sender`, else

@@ -178,7 +178,6 @@ static int server_parsehdr(struct soap *soap, const char *key, const char *val)
 		if (digits == 0 || val[digits + strspn(val + digits, " \t")] != '\0') {
 			cn->refused = "Content-Length is not a number";
 			cn->refused_status = 400;
-			cn->linger = 1;
 			return 400;
 		}
 		errno = 0;
@@ -186,19 +185,15 @@ static int server_parsehdr(struct soap *soap, const char *key, const char *val)
 		if (cn->content_length >= 0 && (errno || (int64_t)n != cn->content_length)) {
 			cn->refused = "the request has two different Content-Length headers";
 			cn->refused_status = 400;
-			cn->linger = 1;
 			return 400;
 		}
 		if (errno || (int64_t)n > cn->cfg->max_request_size) {
-			cn->linger = 1;
 			return 413;
 		}
 		cn->content_length = (int64_t)n;
 	}
 	if (cn && key && val && strcasecmp(key, "Content-Encoding") == 0)
 		cn->encoded = 1;
-	if (cn && key && val && strcasecmp(key, "Transfer-Encoding") == 0 && strcasestr(val, "chunked"))
-		cn->chunked = 1;
 	return server_orig_parsehdr(soap, key, val);
 }
 
@@ -343,8 +338,6 @@ static size_t server_recv(struct soap *soap, char *buf, size_t len)
 	int body = lc->rd >= head;
 	lc->rd += n;
 	cn->received += (int64_t)n;
-	if (lc->rd >= head)
-		cn->hdr_done = 1;
 	if (body && !cn->encoded) {
 		size_t clean = server_scan_body(cn, buf, n);
 		if (cn->refused) {
@@ -431,7 +424,6 @@ static int server_parse(struct soap *soap)
 	else
 		log_warn("authentication failed for user \"%s\" from %s: %s", user, sc->peer, why);
 	sc->auth_stale = r == AUTH_STALE;
-	sc->cn.linger = 1;
 	return 401;
 }
 
@@ -479,7 +471,6 @@ static void server_send_refused(struct soap *soap, struct conn *cn)
 {
 	svc_fault(soap, 1, cn->refused);
 	soap->error = cn->refused_status ? cn->refused_status : 400;
-	cn->linger = 1;
 	soap_send_fault(soap);
 }
 
@@ -526,7 +517,6 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 			 server_cfg->endpoint);
 		svc_fault(soap, 1, msg);
 		soap->error = 404;
-		cn->linger = 1;
 		soap_send_fault(soap);
 		return -1;
 	}
@@ -539,22 +529,11 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 			server_send_refused(soap, cn);
 			return -1;
 		}
-		if (cn->stalled) {
-			server_send_stalled(soap, cn);
-			return -1;
-		}
 		if (e == SOAP_EOF &&
 		    (cn->received > server_cfg->max_request_size || server_inflated_too_much(soap)))
 			cn->too_large = 1;
 		if (e == SOAP_EOF && cn->too_large) {
-			cn->linger = 1;
-			char msg[128];
-			snprintf(msg, sizeof msg,
-				 "the request body is larger than max_request_size (%lld bytes)",
-				 (long long)server_cfg->max_request_size);
-			svc_fault(soap, 1, msg);
-			soap->error = 413;
-			soap_send_fault(soap);
+			server_send_too_large(soap);
 			return -1;
 		}
 		if (e == SOAP_EOF && cn->body_left == 0) {
@@ -586,7 +565,6 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 			soap_set_fault(soap);
 			svc_fault_detail(soap);
 		}
-		cn->linger = 1;
 		soap_send_fault(soap);
 		return -1;
 	}
@@ -613,17 +591,12 @@ static void server_serve(struct soap *soap, struct server_conn *sc, struct lconn
 	cn->taskid[0] = '\0';
 	cn->http_status = 0;
 	cn->retry_after = 0;
-	cn->linger = 0;
 	cn->started_ms = lc->request_ms ? lc->request_ms : util_mono_ms();
 	sc->started_us = server_mono_us();
 	cn->received = 0;
 	cn->body_left = -1;
 	cn->content_length = -1;
-	cn->chunked = 0;
-	cn->hdr_done = 0;
-	cn->hdr_state = 0;
 	cn->too_large = 0;
-	cn->stalled = 0;
 	cn->encoded = 0;
 	cn->refused = NULL;
 	cn->refused_status = 0;
@@ -638,21 +611,18 @@ static void server_serve(struct soap *soap, struct server_conn *sc, struct lconn
 	if (lc->refused_status == 408) {
 		soap->keep_alive = 0;
 		soap_begin_send(soap);
-		cn->stalled = 1;
 		server_send_stalled(soap, cn);
+		server_log_request(soap, cn);
+		rc = -1;
+	} else if (lc->refused_status == 413) {
+		soap->keep_alive = 0;
+		server_send_too_large(soap);
 		server_log_request(soap, cn);
 		rc = -1;
 	} else if (lc->refused_status) {
 		soap->keep_alive = 0;
 		cn->refused = lc->refused;
 		cn->refused_status = lc->refused_status;
-		if (lc->refused_status == 413) {
-			static char msg[128];
-			snprintf(msg, sizeof msg,
-				 "the request body is larger than max_request_size (%lld bytes)",
-				 (long long)server_cfg->max_request_size);
-			cn->refused = msg;
-		}
 		server_send_refused(soap, cn);
 		server_log_request(soap, cn);
 		rc = -1;
