@@ -196,6 +196,9 @@ struct config {
 	int send_timeout;           /* seconds a socket write may stall, 10 */
 	int request_timeout;        /* seconds for one whole message, 30 */
 	int keepalive_timeout;      /* seconds an idle keep-alive connection is kept, 15 */
+	int header_timeout;         /* seconds for a request line and headers (and TLS handshake), 10 */
+	int max_connections;        /* open client connections, 10000 */
+	int max_connections_per_address; /* of which from one address, 256 */
 	int max_keepalive_requests; /* requests on one connection, 1000 */
 	char *user;                 /* drop to this user after binding, NULL: stay */
 	/* [store] */
@@ -1184,6 +1187,48 @@ void metrics_notify(const char *outcome);
  * queue depth read from the store. malloc'ed. */
 char *metrics_render(struct store *s);
 
+/* ---- framing.c: where an HTTP/1.1 request begins and ends ------------ */
+
+enum { FRAMING_MORE, FRAMING_DONE, FRAMING_BAD };
+
+/* The state of one request's header block as framing_head reads it. */
+struct framing {
+	size_t pos;             /* where the first line not yet checked starts */
+	int lines;              /* lines checked (the request line is the first) */
+	int minor;              /* HTTP/1.minor */
+	int64_t content_length; /* -1 when none */
+	int chunked;            /* Transfer-Encoding: chunked */
+	int too_large;          /* Content-Length over the body limit */
+	int auths, hosts;
+	int expect_continue;    /* Expect: 100-continue */
+	size_t head_len;        /* bytes up to the blank line, once complete */
+	int status;             /* the HTTP status of a refusal (FRAMING_BAD) */
+	const char *why;        /* and its reason, a static string */
+};
+void framing_init(struct framing *f);
+/* Reads the header block in buf[0..n) (all bytes of the request so far,
+ * the same start each call) as far as it goes. Returns FRAMING_DONE once
+ * the blank line is in (f->head_len), FRAMING_BAD with f->status and
+ * f->why, or FRAMING_MORE. max_head bounds the block, max_body only sets
+ * f->too_large. */
+int framing_head(struct framing *f, const char *buf, size_t n, int64_t max_head,
+		 int64_t max_body);
+
+/* Follows a chunked body to its end. */
+struct framing_chunks {
+	int state, digits;
+	uint64_t left;  /* bytes left in the current chunk */
+	int64_t data;   /* chunk data bytes so far */
+	size_t line;
+	int too_large;
+};
+void framing_chunks_init(struct framing_chunks *c);
+/* Consumes body bytes buf[0..n) (each byte once, across calls); *used says
+ * how many were part of the body. Returns FRAMING_DONE at its end,
+ * FRAMING_BAD with *why (c->too_large past max_body), or FRAMING_MORE. */
+int framing_chunks(struct framing_chunks *c, const char *buf, size_t n, size_t *used,
+		   int64_t max_body, const char **why);
+
 /* ---- server.c, svc.c, web.c: the SOAP listener ----------------------- */
 
 struct soap; /* gSOAP's context; only server.c, svc.c and web.c look inside */
@@ -1197,14 +1242,10 @@ struct conn {
 	char taskid[TASKID_LEN];
 	int http_status;       /* the status line sent, for the log */
 	int retry_after;       /* seconds for a Retry-After header, 0 for none */
-	int linger;            /* drain the unread request body before closing */
 	int64_t started_ms;
-	int64_t received;      /* bytes read from the socket for this request */
-	int64_t body_left;     /* declared body bytes not yet read, -1 unknown */
+	int64_t received;      /* bytes of this request the engine has read */
+	int64_t body_left;     /* 0 once the engine has read the whole request, else -1 */
 	int64_t content_length; /* from the headers, -1 when none */
-	int chunked;           /* Transfer-Encoding: chunked */
-	int hdr_done;          /* the header block has been read */
-	int hdr_state;         /* progress through the blank line ending it */
 	int encoded;           /* Content-Encoding: the body is compressed */
 	const char *refused;   /* why the request is refused before parsing */
 	int refused_status;    /* the HTTP status that goes with it */
@@ -1213,7 +1254,6 @@ struct conn {
 	unsigned char u8_lo, u8_hi;
 	uint32_t scan_val;
 	int too_large;         /* the body outgrew max_request_size */
-	int stalled;           /* the client stopped sending within the limits */
 };
 
 /* svc.c: fills the context's fault (Client/Sender when `sender`, else

@@ -1,70 +1,58 @@
 /*
- * server.c - the SOAP listener: accept loop, serving threads, and the HTTP
- * status of every answer.
+ * server.c - the SOAP listener's serving side: the serving threads, the
+ * serve path of one request, and the HTTP status of every answer.
  *
- * Design: the main thread binds and accepts; accepted sockets go through a
- * bounded queue to a fixed pool of serving threads, each with its own copy
- * of the gSOAP context and its own store connection. A serving thread runs
- * apubid's own serve loop (not the generated soap_serve) so that it can:
- *   - park a connection that has no request waiting (a new one that has
- *     sent nothing yet, or a keep-alive one between requests) with the
- *     parker thread, which watches every parked socket in one epoll set
- *     and queues it again once bytes arrive, so an idle client holds no
- *     serving thread; a connection is parked only when gSOAP has no bytes
- *     of it buffered (pipelined requests are served at once). TLS
- *     connections are not parked: their OpenSSL state lives in the
- *     serving context, so they wait in poll() as before;
- *   - answer bodies that are not SOAP at all with a 400 fault, a POST to
- *     another path with 404, an oversized body with 413;
- *   - free each request's memory before the next one on the connection;
- *   - write one log line per request, and count it in metrics.c.
+ * Design: the event loop (loop.c) accepts connections, runs TLS
+ * handshakes, and reads each request whole into a buffer of the
+ * connection's own; only then does it hand the connection to this file's
+ * fixed pool of serving threads, each with its own copy of the gSOAP
+ * context and its own store connection. The thread serves that one request
+ * from memory (server_recv is the engine's frecv, reading the buffer;
+ * server_send its fsend, filling the connection's output buffer), writes
+ * the answer as far as the socket takes it at once, and gives the
+ * connection back to the loop, which writes the rest, waits for the next
+ * request, or closes. So a thread never waits on a client: see loop.c.
+ * The serve path of one request:
+ *   - answers a request the loop refused (framing, 413, 408) with a fault;
+ *   - answers bodies that are not SOAP at all with a 400 fault, a POST to
+ *     another path with 404;
+ *   - frees the request's memory before the next one;
+ *   - writes one log line per request, and counts it in metrics.c.
  *
  * HTTP status of faults (server_response): SOAP 1.1 client faults get
  * `client_fault_status` (500 by default, WS-I BP R1126), server faults 500;
  * SOAP 1.2 Sender 400, Receiver 500; an explicit status chosen by an
  * operation (404, 405, 413, 503) is kept. A Retry-After header goes with a
- * 503. Limits (sizes, depth, timeouts) are set on the master context
- * before it is copied, so every serving context inherits them.
+ * 503. Limits (sizes, depth) are set on the master context before it is
+ * copied, so every serving context inherits them.
  *
- * TLS ([tls]): the certificate and key are loaded into the master's
- * SSL_CTX by server_bind, while apubid still has the privileges to read
- * them; copies share that context. The handshake runs in the serving
- * thread that dequeued the socket (soap_ssl_accept), bounded by the
- * send/receive timeouts, so a client that connects and stays silent holds
- * one serving thread for a while, never the accept loop. TLS 1.2 and 1.3
- * only; with client_ca, a client must present a certificate chaining to
- * that CA alone (the system's CAs are not consulted). Wherever this file
- * polls the socket, bytes OpenSSL has already decrypted (SSL_pending) count
- * as readable: poll() cannot see them.
+ * Keep-alive: the connection carries the number of requests it may still
+ * make (max_keepalive_requests); the last one is answered with
+ * Connection: close, and the loop closes gracefully after it (shutdown,
+ * then a short drain, so pipelined requests left unread do not make the
+ * kernel reset the connection under the answers).
  *
  * Authentication ([auth], auth.c): once the request line and headers are
  * parsed (server_parse, wrapping the engine's fparse) and before anything
- * is served or a body read, the Authorization header is checked; a
- * failure is a 401 whose WWW-Authenticate challenges auth.c writes
- * (server_posthdr). Every failure gets the same answer, whether the user
- * exists or not; the log line says which it was. Checking before the body
- * also answers the empty probe POST some Digest clients send first (curl
- * --digest) with the 401 they wait for instead of an empty-body fault.
+ * is served, the Authorization header is checked; a failure is a 401
+ * whose WWW-Authenticate challenges auth.c writes (server_posthdr). Every
+ * failure gets the same answer, whether the user exists or not; the log
+ * line says which it was. Checking before the body also answers the empty
+ * probe POST some Digest clients send first (curl --digest) with the 401
+ * they wait for instead of an empty-body fault.
  */
-#include "apubid.h"
+#include "server.h"
 
 #include "soapH.h"
 #include "APUBIBinding.nsmap"
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,8 +61,6 @@
 #define SERVER_MAX_DEPTH 64
 #define SERVER_MAX_STRING 65536
 #define SERVER_MAX_OCCURS 1000
-#define SERVER_LINGER_MS 2000
-#define SERVER_LINGER_BYTES (64 << 20)
 
 static const struct config *server_cfg;
 static volatile sig_atomic_t *server_stop;
@@ -86,6 +72,7 @@ static struct soap *server_master;
  * so server.c gets back to the whole with a cast. */
 struct server_conn {
 	struct conn cn;
+	struct lconn *lc;          /* the connection being served */
 	char peer[64];             /* "203.0.113.7:51234", for log lines */
 	const char *authorization; /* this request's Authorization header (gSOAP memory) */
 	char user[AUTH_USER_MAX];  /* the authenticated user, "" when none */
@@ -102,201 +89,42 @@ static struct server_conn *server_conn_of(struct soap *soap)
 static int (*server_orig_response)(struct soap *, int, ULONG64);
 static int (*server_orig_parsehdr)(struct soap *, const char *, const char *);
 static int (*server_orig_posthdr)(struct soap *, const char *, const char *);
-static int (*server_orig_close)(struct soap *);
-static size_t (*server_orig_recv)(struct soap *, char *, size_t);
 static int (*server_orig_parse)(struct soap *);
 
-/* A connection for a serving thread: a new one (ka_left SERVER_NEW), or
- * a parked keep-alive one with ka_left requests still allowed on it. */
-#define SERVER_NEW (-1)
-struct server_job {
-	SOAP_SOCKET s;
-	int ka_left;
-};
-
-/* The queue between the accept loop (and the parker) and serving threads. */
-static struct server_job server_queue[SERVER_QUEUE_LEN];
+/* The queue between the event loop and serving threads: connections with a
+ * whole request read (NULL tells a thread to stop). */
+static struct lconn *server_queue[SERVER_QUEUE_LEN];
 static int server_qhead, server_qlen;
 static pthread_mutex_t server_qlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t server_qnotempty = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t server_qnotfull = PTHREAD_COND_INITIALIZER;
 
-static void server_enqueue(SOAP_SOCKET s, int ka_left)
+static void server_enqueue(struct lconn *lc)
 {
 	pthread_mutex_lock(&server_qlock);
 	while (server_qlen == SERVER_QUEUE_LEN)
 		pthread_cond_wait(&server_qnotfull, &server_qlock);
-	struct server_job *j = &server_queue[(server_qhead + server_qlen++) % SERVER_QUEUE_LEN];
-	j->s = s;
-	j->ka_left = ka_left;
+	server_queue[(server_qhead + server_qlen++) % SERVER_QUEUE_LEN] = lc;
 	pthread_cond_signal(&server_qnotempty);
 	pthread_mutex_unlock(&server_qlock);
 }
 
-static struct server_job server_dequeue(void)
+static struct lconn *server_dequeue(void)
 {
 	pthread_mutex_lock(&server_qlock);
 	while (server_qlen == 0)
 		pthread_cond_wait(&server_qnotempty, &server_qlock);
-	struct server_job j = server_queue[server_qhead];
+	struct lconn *lc = server_queue[server_qhead];
 	server_qhead = (server_qhead + 1) % SERVER_QUEUE_LEN;
 	server_qlen--;
 	pthread_cond_signal(&server_qnotfull);
 	pthread_mutex_unlock(&server_qlock);
-	return j;
+	return lc;
 }
 
-/* ---- the parker: idle connections wait in one epoll set --------------- */
-
-/* Parked sockets are tracked in a table indexed by descriptor, linked in
- * parking order; the parker closes those idle past their deadline
- * (recv_timeout for a connection that has sent nothing yet,
- * keepalive_timeout between requests) and every one when apubid stops.
- * Descriptors at or above the table's size are not parked. */
-#define SERVER_PARK_MAX 65536
-struct server_parked {
-	int64_t deadline_ms; /* monotonic */
-	int ka_left;
-	int prev, next;      /* -1 ends the list */
-	int parked;
-};
-static struct server_parked *server_parked;
-static int server_park_size, server_park_head = -1, server_park_count;
-static int server_epfd = -1;
-static int server_parker_running;
-static pthread_t server_parker_thread;
-static pthread_mutex_t server_park_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void server_park_unlink(int fd)
+void server_hand_over(struct lconn *lc)
 {
-	struct server_parked *p = &server_parked[fd];
-	if (p->prev >= 0)
-		server_parked[p->prev].next = p->next;
-	else
-		server_park_head = p->next;
-	if (p->next >= 0)
-		server_parked[p->next].prev = p->prev;
-	p->parked = 0;
-	server_park_count--;
-}
-
-/* Hands an idle connection to the parker. Returns 0, or -1 when it cannot
- * be parked (the caller keeps it). */
-static int server_park(SOAP_SOCKET s, int ka_left)
-{
-	if (s < 0 || s >= server_park_size)
-		return -1;
-	int64_t wait = ka_left == SERVER_NEW ? server_cfg->recv_timeout
-					      : server_cfg->keepalive_timeout;
-	pthread_mutex_lock(&server_park_lock);
-	if (!server_parker_running) {
-		pthread_mutex_unlock(&server_park_lock);
-		return -1;
-	}
-	struct server_parked *p = &server_parked[s];
-	p->deadline_ms = util_mono_ms() + wait * 1000;
-	p->ka_left = ka_left;
-	p->prev = -1;
-	p->next = server_park_head;
-	if (server_park_head >= 0)
-		server_parked[server_park_head].prev = s;
-	server_park_head = s;
-	p->parked = 1;
-	server_park_count++;
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.fd = s };
-	int rc = epoll_ctl(server_epfd, EPOLL_CTL_MOD, s, &ev);
-	if (rc < 0 && errno == ENOENT)
-		rc = epoll_ctl(server_epfd, EPOLL_CTL_ADD, s, &ev);
-	if (rc < 0) {
-		log_warn("cannot park a connection: %s", strerror(errno));
-		server_park_unlink(s);
-	}
-	pthread_mutex_unlock(&server_park_lock);
-	return rc < 0 ? -1 : 0;
-}
-
-static void *server_parker(void *arg)
-{
-	(void)arg;
-	struct epoll_event ev[64];
-	int64_t next_sweep = 0;
-	while (!*server_stop) {
-		int n = epoll_wait(server_epfd, ev, 64, 200);
-		for (int i = 0; i < n; i++) {
-			int fd = ev[i].data.fd, ka_left = 0, was = 0;
-			pthread_mutex_lock(&server_park_lock);
-			if (fd >= 0 && fd < server_park_size && server_parked[fd].parked) {
-				ka_left = server_parked[fd].ka_left;
-				server_park_unlink(fd);
-				was = 1;
-			}
-			pthread_mutex_unlock(&server_park_lock);
-			if (was)
-				server_enqueue(fd, ka_left);
-		}
-		int64_t now = util_mono_ms();
-		if (now < next_sweep)
-			continue;
-		next_sweep = now + 250;
-		pthread_mutex_lock(&server_park_lock);
-		for (int fd = server_park_head, next; fd >= 0; fd = next) {
-			next = server_parked[fd].next;
-			if (server_parked[fd].deadline_ms <= now) {
-				server_park_unlink(fd);
-				close(fd);
-			}
-		}
-		pthread_mutex_unlock(&server_park_lock);
-	}
-	/* Stopping: nothing parked has a request in flight. */
-	pthread_mutex_lock(&server_park_lock);
-	server_parker_running = 0;
-	while (server_park_head >= 0) {
-		int fd = server_park_head;
-		server_park_unlink(fd);
-		close(fd);
-	}
-	pthread_mutex_unlock(&server_park_lock);
-	return NULL;
-}
-
-/* Starts the parker; without it (no epoll, or TLS), connections wait in
- * their serving thread as before. */
-static void server_parker_start(void)
-{
-	struct rlimit rl;
-	int size = SERVER_PARK_MAX;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur < (rlim_t)size)
-		size = (int)rl.rlim_cur;
-	server_epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (server_epfd < 0) {
-		log_warn("epoll: %s; idle connections will hold serving threads", strerror(errno));
-		return;
-	}
-	server_parked = util_calloc((size_t)size, sizeof *server_parked);
-	server_park_size = size;
-	server_park_head = -1;
-	server_park_count = 0;
-	server_parker_running = 1;
-	if (pthread_create(&server_parker_thread, NULL, server_parker, NULL) != 0) {
-		log_warn("cannot start the connection parker; idle connections will hold serving threads");
-		server_parker_running = 0;
-		close(server_epfd);
-		server_epfd = -1;
-	}
-}
-
-static void server_parker_join(void)
-{
-	if (server_epfd < 0)
-		return;
-	pthread_join(server_parker_thread, NULL);
-	close(server_epfd);
-	server_epfd = -1;
-	free(server_parked);
-	server_parked = NULL;
-	server_park_size = 0;
+	server_enqueue(lc);
 }
 
 static int server_is_sender_fault(struct soap *soap)
@@ -350,7 +178,6 @@ static int server_parsehdr(struct soap *soap, const char *key, const char *val)
 		if (digits == 0 || val[digits + strspn(val + digits, " \t")] != '\0') {
 			cn->refused = "Content-Length is not a number";
 			cn->refused_status = 400;
-			cn->linger = 1;
 			return 400;
 		}
 		errno = 0;
@@ -358,19 +185,15 @@ static int server_parsehdr(struct soap *soap, const char *key, const char *val)
 		if (cn->content_length >= 0 && (errno || (int64_t)n != cn->content_length)) {
 			cn->refused = "the request has two different Content-Length headers";
 			cn->refused_status = 400;
-			cn->linger = 1;
 			return 400;
 		}
 		if (errno || (int64_t)n > cn->cfg->max_request_size) {
-			cn->linger = 1;
 			return 413;
 		}
 		cn->content_length = (int64_t)n;
 	}
 	if (cn && key && val && strcasecmp(key, "Content-Encoding") == 0)
 		cn->encoded = 1;
-	if (cn && key && val && strcasecmp(key, "Transfer-Encoding") == 0 && strcasestr(val, "chunked"))
-		cn->chunked = 1;
 	return server_orig_parsehdr(soap, key, val);
 }
 
@@ -396,56 +219,6 @@ static int server_posthdr(struct soap *soap, const char *key, const char *val)
 			return rc;
 	}
 	return server_orig_posthdr(soap, key, val);
-}
-
-/* Before closing a connection whose request body was refused unread,
- * drains it for a moment: closing with unread data makes the kernel send a
- * reset, and the client would lose the 413 it was sent. */
-static int server_close(struct soap *soap)
-{
-	struct conn *cn = soap->user;
-	if (cn && cn->linger && soap_valid_socket(soap->socket)) {
-		cn->linger = 0;
-		shutdown(soap->socket, SHUT_WR);
-		int64_t until = util_mono_ms() + SERVER_LINGER_MS;
-		size_t total = 0;
-		char buf[16384];
-		while (total < SERVER_LINGER_BYTES) {
-			int64_t left = until - util_mono_ms();
-			if (left <= 0)
-				break;
-			struct pollfd p = { .fd = soap->socket, .events = POLLIN };
-			if (poll(&p, 1, (int)left) <= 0)
-				break;
-			ssize_t n = recv(soap->socket, buf, sizeof buf, 0);
-			if (n <= 0)
-				break;
-			total += (size_t)n;
-		}
-	}
-	return server_orig_close(soap);
-}
-
-/* Follows the blank line that ends a header block ("\r\n\r\n", or bare
- * "\n\n" as lenient servers accept) through `n` bytes. Returns how many
- * bytes up to and including its end, or n when it has not ended. */
-static size_t server_scan_headers(struct conn *cn, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		char ch = p[i];
-		if (ch == '\n') {
-			if (cn->hdr_state == 1 || cn->hdr_state == 2) {
-				cn->hdr_done = 1;
-				return i + 1;
-			}
-			cn->hdr_state = 1;
-		} else if (ch == '\r') {
-			cn->hdr_state = cn->hdr_state == 1 ? 2 : 0;
-		} else {
-			cn->hdr_state = 0;
-		}
-	}
-	return n;
 }
 
 /* Checks a character reference's code point against XML 1.0. */
@@ -545,106 +318,64 @@ bad_utf8:
 	return 0;
 }
 
-/* Reads request bytes for the engine, within bounds it does not keep by
- * itself:
- *   - never past the current request: the engine uses one buffer for input
- *     and output, so bytes of a pipelined next request read ahead would be
- *     lost when the answer is written. The header block is read up to its
- *     blank line (peeking first), the body up to its Content-Length;
- *   - once the body announced by Content-Length is in, the engine sees end
- *     of input, so a truncated envelope is answered at once instead of
- *     after a read timeout;
- *   - a body (chunked) that outgrows max_request_size ends the input and is
- *     answered 413.
- * Over TLS, bytes decrypted ahead cannot be peeked at: there pipelining is
- * not supported (no client in use pipelines) and the body bound is set
- * once the headers are parsed (server_dispatch). */
+/* The engine's frecv: the request, from the buffer the loop filled. The
+ * header block and the body are given out separately, so that the body
+ * scanner sees body bytes only; at the end of the request the engine sees
+ * end of input, so a truncated envelope is answered at once. */
 static size_t server_recv(struct soap *soap, char *buf, size_t len)
 {
 	struct conn *cn = soap->user;
-	if (!cn)
-		return server_orig_recv(soap, buf, len);
-	if (cn->hdr_done && cn->body_left == -2 && !soap->ssl)
-		cn->body_left = cn->chunked ? -1 : cn->content_length >= 0 ? cn->content_length : 0;
-	if (cn->body_left == 0 || cn->stalled || cn->refused)
-		return 0;
-	if (cn->body_left > 0 && (int64_t)len > cn->body_left)
-		len = (size_t)cn->body_left;
-	if (cn->received > server_cfg->max_request_size + SOAP_HDRLEN) {
-		cn->too_large = 1;
-		cn->linger = 1;
+	struct lconn *lc = cn ? server_conn_of(soap)->lc : NULL;
+	if (!lc || cn->refused || lc->rd >= lc->req_len) {
+		if (cn)
+			cn->body_left = 0;
 		return 0;
 	}
-	/* The engine calls this only with its buffer empty. Each read may stall
-	 * recv_timeout seconds and the whole request request_timeout: a client
-	 * trickling bytes (slowloris) cannot hold a serving thread longer. */
-	int64_t deadline = cn->started_ms + (int64_t)server_cfg->request_timeout * 1000;
-	int64_t wait = (int64_t)server_cfg->recv_timeout * 1000;
-	int64_t left = deadline - util_mono_ms();
-	if (left < wait)
-		wait = left;
-	if (!soap->ssl || SSL_pending(soap->ssl) == 0) {
-		struct pollfd p = { .fd = soap->socket, .events = POLLIN };
-		int rc;
-		do
-			rc = wait > 0 ? poll(&p, 1, (int)wait) : 0;
-		while (rc < 0 && errno == EINTR);
-		if (rc <= 0) {
-			/* Sticky: the engine tries again on an empty read. */
-			cn->stalled = 1;
-			return 0;
-		}
-	}
-	if (!soap->ssl && !cn->hdr_done) {
-		ssize_t peeked;
-		do
-			peeked = recv(soap->socket, buf, len, MSG_PEEK);
-		while (peeked < 0 && errno == EINTR);
-		if (peeked > 0) {
-			struct conn probe = *cn;
-			len = server_scan_headers(&probe, buf, (size_t)peeked);
-		}
-	}
-	size_t n = server_orig_recv(soap, buf, len);
+	size_t head = lc->fr.head_len;
+	size_t end = lc->rd < head ? head : lc->req_len;
+	size_t n = end - lc->rd < len ? end - lc->rd : len;
+	memcpy(buf, lc->in + lc->rd, n);
+	int body = lc->rd >= head;
+	lc->rd += n;
 	cn->received += (int64_t)n;
-	if (!cn->hdr_done) {
-		server_scan_headers(cn, buf, n);
-		if (cn->hdr_done)
-			cn->body_left = -2; /* decided at the next read, once parsed */
-	} else {
-		if (cn->body_left > 0)
-			cn->body_left -= (int64_t)n;
-		if (!cn->encoded) {
-			size_t clean = server_scan_body(cn, buf, n);
-			if (cn->refused) {
-				cn->linger = 1;
-				return clean;
-			}
+	if (body && !cn->encoded) {
+		size_t clean = server_scan_body(cn, buf, n);
+		if (cn->refused) {
+			lc->close_after = 1;
+			return clean;
 		}
 	}
 	return n;
 }
 
-/* Waits for the next request on a keep-alive connection. Returns 1 when
- * one is there (or the peer closed, which the engine will see), 0 when the
- * connection should be closed: idle too long, or apubid is stopping. */
-static int server_wait_request(struct soap *soap)
+/* The engine's fsend: the answer goes to the connection's output buffer,
+ * written once the request is served (server_flush). */
+static int server_send(struct soap *soap, const char *s, size_t n)
 {
-	if (soap->bufidx < soap->buflen || (soap->ssl && SSL_pending(soap->ssl) > 0))
-		return 1;
-	int64_t until = util_mono_ms() + (int64_t)server_cfg->keepalive_timeout * 1000;
-	while (!*server_stop) {
-		int64_t left = until - util_mono_ms();
-		if (left <= 0)
-			return 0;
-		struct pollfd p = { .fd = soap->socket, .events = POLLIN };
-		int rc = poll(&p, 1, left > 250 ? 250 : (int)left);
-		if (rc > 0)
-			return 1;
-		if (rc < 0 && errno != EINTR)
-			return 0;
+	struct conn *cn = soap->user;
+	struct lconn *lc = cn ? server_conn_of(soap)->lc : NULL;
+	if (!lc)
+		return SOAP_EOF;
+	if (lc->out_len + n > lc->out_cap) {
+		size_t cap = lc->out_cap ? lc->out_cap : 4096;
+		while (cap < lc->out_len + n)
+			cap *= 2;
+		char *out = realloc(lc->out, cap);
+		if (!out)
+			return SOAP_EOM;
+		lc->out = out;
+		lc->out_cap = cap;
 	}
-	return 0;
+	memcpy(lc->out + lc->out_len, s, n);
+	lc->out_len += n;
+	return SOAP_OK;
+}
+
+/* The engine's fclose: the loop closes connections, not the engine. */
+static int server_close(struct soap *soap)
+{
+	(void)soap;
+	return SOAP_OK;
 }
 
 static const char *server_method(int status)
@@ -693,7 +424,6 @@ static int server_parse(struct soap *soap)
 	else
 		log_warn("authentication failed for user \"%s\" from %s: %s", user, sc->peer, why);
 	sc->auth_stale = r == AUTH_STALE;
-	sc->cn.linger = 1;
 	return 401;
 }
 
@@ -741,7 +471,24 @@ static void server_send_refused(struct soap *soap, struct conn *cn)
 {
 	svc_fault(soap, 1, cn->refused);
 	soap->error = cn->refused_status ? cn->refused_status : 400;
-	cn->linger = 1;
+	soap_send_fault(soap);
+}
+
+/* 1 when the engine stopped inflating a compressed body because it grew
+ * past the size limit (it then reports end of input). */
+static int server_inflated_too_much(struct soap *soap)
+{
+	return ((struct conn *)soap->user)->encoded && soap->d_stream &&
+	       (int64_t)soap->d_stream->total_out >= server_cfg->max_request_size;
+}
+
+static void server_send_too_large(struct soap *soap)
+{
+	char msg[128];
+	snprintf(msg, sizeof msg, "the request body is larger than max_request_size (%lld bytes)",
+		 (long long)server_cfg->max_request_size);
+	svc_fault(soap, 1, msg);
+	soap->error = 413;
 	soap_send_fault(soap);
 }
 
@@ -750,8 +497,9 @@ static void server_send_stalled(struct soap *soap, struct conn *cn)
 {
 	char msg[160];
 	snprintf(msg, sizeof msg,
-		 "the request did not arrive in time (recv_timeout %d s, request_timeout %d s)",
-		 server_cfg->recv_timeout, server_cfg->request_timeout);
+		 "the request did not arrive in time (header_timeout %d s, recv_timeout %d s, "
+		 "request_timeout %d s)",
+		 server_cfg->header_timeout, server_cfg->recv_timeout, server_cfg->request_timeout);
 	svc_fault(soap, 1, msg);
 	soap->error = 408;
 	soap_send_fault(soap);
@@ -762,12 +510,6 @@ static void server_send_stalled(struct soap *soap, struct conn *cn)
 static int server_dispatch(struct soap *soap, struct conn *cn)
 {
 	const char *path = soap->path;
-	/* Over TLS the headers were read with whatever followed them: what of
-	 * the body is already buffered counts. */
-	if (soap->ssl && soap->length > 0 && (soap->imode & SOAP_IO) != SOAP_IO_CHUNK) {
-		int64_t buffered = (int64_t)(soap->buflen - soap->bufidx);
-		cn->body_left = (int64_t)soap->length > buffered ? (int64_t)soap->length - buffered : 0;
-	}
 	size_t plen = strcspn(path, "?");
 	if (plen != strlen(server_cfg->endpoint) || strncmp(path, server_cfg->endpoint, plen) != 0) {
 		char msg[300];
@@ -775,7 +517,6 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 			 server_cfg->endpoint);
 		svc_fault(soap, 1, msg);
 		soap->error = 404;
-		cn->linger = 1;
 		soap_send_fault(soap);
 		return -1;
 	}
@@ -788,21 +529,11 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 			server_send_refused(soap, cn);
 			return -1;
 		}
-		if (cn->stalled) {
-			server_send_stalled(soap, cn);
-			return -1;
-		}
-		if (e == SOAP_EOF && cn->received > server_cfg->max_request_size)
+		if (e == SOAP_EOF &&
+		    (cn->received > server_cfg->max_request_size || server_inflated_too_much(soap)))
 			cn->too_large = 1;
 		if (e == SOAP_EOF && cn->too_large) {
-			cn->linger = 1;
-			char msg[128];
-			snprintf(msg, sizeof msg,
-				 "the request body is larger than max_request_size (%lld bytes)",
-				 (long long)server_cfg->max_request_size);
-			svc_fault(soap, 1, msg);
-			soap->error = 413;
-			soap_send_fault(soap);
+			server_send_too_large(soap);
 			return -1;
 		}
 		if (e == SOAP_EOF && cn->body_left == 0) {
@@ -834,200 +565,127 @@ static int server_dispatch(struct soap *soap, struct conn *cn)
 			soap_set_fault(soap);
 			svc_fault_detail(soap);
 		}
-		cn->linger = 1;
 		soap_send_fault(soap);
 		return -1;
 	}
 	return soap->keep_alive ? 0 : -1;
 }
 
-/* How long a serving thread with nothing else queued waits on its own
- * connection for the next request before parking it: a client that sends
- * its next request right after reading an answer is then served without
- * the two thread hand-overs parking costs. */
-#define SERVER_LINGER_READY_MS 2
-
-/* 1 when the next request can be read now: gSOAP holds bytes of it, or
- * the socket has some (waited for a moment when no other connection is
- * queued for a thread). */
-static int server_request_ready(struct soap *soap)
+/* Serves the one request the loop read into lc->in (or refused), with the
+ * answer left in lc->out; sets lc->close_after when the connection ends
+ * with it. */
+static void server_serve(struct soap *soap, struct server_conn *sc, struct lconn *lc)
 {
-	if (soap->bufidx < soap->buflen || (soap->ssl && SSL_pending(soap->ssl) > 0))
-		return 1;
-	pthread_mutex_lock(&server_qlock);
-	int idle = server_qlen == 0;
-	pthread_mutex_unlock(&server_qlock);
-	struct pollfd p = { .fd = soap->socket, .events = POLLIN };
-	return poll(&p, 1, idle ? SERVER_LINGER_READY_MS : 0) > 0;
-}
-
-/* Serves requests on one connection while they come; returns when the
- * connection is closed or parked. `ka_left` is SERVER_NEW for a fresh
- * connection, else what a parked one had left of max_keepalive_requests. */
-static void server_serve(struct soap *soap, struct conn *cn, int ka_left)
-{
-	int first = 1;
-	/* A connection starts with an empty buffer: whatever the last one
-	 * left unread (after an error) must not be taken for this one's. A
-	 * parked connection had nothing buffered when it was parked. */
+	struct conn *cn = &sc->cn;
+	sc->lc = lc;
+	snprintf(sc->peer, sizeof sc->peer, "%s", lc->peer);
+	soap->socket = lc->fd;
 	soap->bufidx = 0;
 	soap->buflen = 0;
-	soap->keep_alive = ka_left == SERVER_NEW ? soap->max_keep_alive + 1 : ka_left;
-	do {
-		if (soap->keep_alive > 0 && soap->max_keep_alive > 0)
-			soap->keep_alive--;
-		if (!first && !server_request_ready(soap) && !soap->ssl && server_epfd >= 0) {
-			/* Idle between requests: the parker watches it, this
-			 * thread serves someone else. */
-			if (server_park(soap->socket, soap->keep_alive) == 0) {
-				soap->socket = SOAP_INVALID_SOCKET;
-				return;
-			}
-		}
-		if (!first && !server_wait_request(soap))
-			break;
-		first = 0;
-		cn->op = NULL;
-		cn->taskid[0] = '\0';
-		cn->http_status = 0;
-		cn->retry_after = 0;
-		cn->linger = 0;
-		cn->started_ms = util_mono_ms();
-		server_conn_of(soap)->started_us = server_mono_us();
-		cn->received = 0;
-		cn->body_left = -1;
-		cn->content_length = -1;
-		cn->chunked = 0;
-		cn->hdr_done = 0;
-		cn->hdr_state = 0;
-		cn->too_large = 0;
-		cn->stalled = 0;
-		cn->encoded = 0;
-		cn->refused = NULL;
-		cn->refused_status = 0;
-		cn->scan_state = 0;
-		cn->u8_need = 0;
-		cn->scan_val = 0;
-		server_conn_of(soap)->authorization = NULL;
-		server_conn_of(soap)->user[0] = '\0';
-		server_conn_of(soap)->auth_stale = 0;
-		soap_begin(soap);
-		int rc;
-		if (soap_begin_recv(soap)) {
-			int e = soap->error;
-			if (cn->refused) {
-				server_send_refused(soap, cn);
-				server_log_request(soap, cn);
-				rc = -1;
-			} else if (cn->stalled && cn->received > 0) {
-				server_send_stalled(soap, cn);
-				server_log_request(soap, cn);
-				rc = -1;
-			} else if (e == SOAP_STOP || e == SOAP_FORM || e == SOAP_HTML ||
-			    (e >= SOAP_FILE && e < SOAP_FILE + 600)) {
-				/* A GET (or HEAD) answered by web_get or the engine. */
-				server_log_request(soap, cn);
-				rc = soap->keep_alive ? 0 : -1;
-			} else if (e == SOAP_EOF) {
-				log_debug("connection closed before a request: %lld bytes read",
-					  (long long)cn->received);
-				rc = -1;
-			} else {
-				if (e == SOAP_NO_DATA) {
-					svc_fault(soap, 1, "the request body is empty");
-					soap->error = 400;
-				} else if (e == SOAP_HDR) {
-					svc_fault(soap, 1, "a request header line is longer than 8 KB");
-					soap->error = 431;
-				} else if (e < 200 || e >= 600) {
-					soap_set_fault(soap);
-					svc_fault_detail(soap);
-				} else if (e == 401) {
-					/* One answer for every failure: it must not
-					 * tell which part of the credentials was
-					 * wrong, nor whether the user exists. */
-					svc_fault(soap, 1, "authentication required");
-					soap->error = 401;
-				} else if (e == 413) {
-					char msg[128];
-					snprintf(msg, sizeof msg,
-						 "the request body is larger than max_request_size (%lld bytes)",
-						 (long long)server_cfg->max_request_size);
-					svc_fault(soap, 1, msg);
-					soap->error = 413;
-				} else if (!soap->fault) {
-					svc_fault(soap, 1, "the request was refused");
-					soap->error = e;
-				}
-				soap_send_fault(soap);
-				server_log_request(soap, cn);
-				rc = -1;
-			}
-		} else {
-			rc = server_dispatch(soap, cn);
+	/* The last request allowed on the connection sees 0, and its answer
+	 * says Connection: close. */
+	if (lc->ka_left > 0)
+		lc->ka_left--;
+	soap->keep_alive = lc->ka_left != 0;
+	cn->op = NULL;
+	cn->taskid[0] = '\0';
+	cn->http_status = 0;
+	cn->retry_after = 0;
+	cn->started_ms = lc->request_ms ? lc->request_ms : util_mono_ms();
+	sc->started_us = server_mono_us();
+	cn->received = 0;
+	cn->body_left = -1;
+	cn->content_length = -1;
+	cn->too_large = 0;
+	cn->encoded = 0;
+	cn->refused = NULL;
+	cn->refused_status = 0;
+	cn->scan_state = 0;
+	cn->u8_need = 0;
+	cn->scan_val = 0;
+	sc->authorization = NULL;
+	sc->user[0] = '\0';
+	sc->auth_stale = 0;
+	soap_begin(soap);
+	int rc;
+	if (lc->refused_status == 408) {
+		soap->keep_alive = 0;
+		soap_begin_send(soap);
+		server_send_stalled(soap, cn);
+		server_log_request(soap, cn);
+		rc = -1;
+	} else if (lc->refused_status == 413) {
+		soap->keep_alive = 0;
+		server_send_too_large(soap);
+		server_log_request(soap, cn);
+		rc = -1;
+	} else if (lc->refused_status) {
+		soap->keep_alive = 0;
+		cn->refused = lc->refused;
+		cn->refused_status = lc->refused_status;
+		server_send_refused(soap, cn);
+		server_log_request(soap, cn);
+		rc = -1;
+	} else if (soap_begin_recv(soap)) {
+		int e = soap->error;
+		if (cn->refused) {
+			server_send_refused(soap, cn);
 			server_log_request(soap, cn);
+			rc = -1;
+		} else if (e == SOAP_STOP || e == SOAP_FORM || e == SOAP_HTML ||
+			   (e >= SOAP_FILE && e < SOAP_FILE + 600)) {
+			/* A GET (or HEAD) answered by web_get or the engine. */
+			server_log_request(soap, cn);
+			rc = soap->keep_alive ? 0 : -1;
+		} else if (e == SOAP_EOF && server_inflated_too_much(soap)) {
+			server_send_too_large(soap);
+			server_log_request(soap, cn);
+			rc = -1;
+		} else if (e == SOAP_EOF) {
+			log_debug("request ended before its headers did: %lld bytes read",
+				  (long long)cn->received);
+			rc = -1;
+		} else {
+			if (e == SOAP_NO_DATA) {
+				svc_fault(soap, 1, "the request body is empty");
+				soap->error = 400;
+			} else if (e == SOAP_HDR) {
+				svc_fault(soap, 1, "a request header line is longer than 8 KB");
+				soap->error = 431;
+			} else if (e < 200 || e >= 600) {
+				soap_set_fault(soap);
+				svc_fault_detail(soap);
+			} else if (e == 401) {
+				/* One answer for every failure: it must not
+				 * tell which part of the credentials was
+				 * wrong, nor whether the user exists. */
+				svc_fault(soap, 1, "authentication required");
+				soap->error = 401;
+			} else if (e == 413) {
+				char msg[128];
+				snprintf(msg, sizeof msg,
+					 "the request body is larger than max_request_size (%lld bytes)",
+					 (long long)server_cfg->max_request_size);
+				svc_fault(soap, 1, msg);
+				soap->error = 413;
+			} else if (!soap->fault) {
+				svc_fault(soap, 1, "the request was refused");
+				soap->error = e;
+			}
+			soap_send_fault(soap);
+			server_log_request(soap, cn);
+			rc = -1;
 		}
-		soap_destroy(soap);
-		soap_end(soap);
-		if (rc < 0)
-			break;
-	} while (soap->keep_alive && !*server_stop);
-	soap_force_closesock(soap);
-}
-
-/* "address:port" of the peer of a socket, for log lines. */
-static void server_peer(SOAP_SOCKET s, char *out, size_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t n = sizeof ss;
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (getpeername(s, (struct sockaddr *)&ss, &n) == 0) {
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-			port = ntohs(in->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-			port = ntohs(in6->sin6_port);
-		}
+	} else {
+		rc = server_dispatch(soap, cn);
+		server_log_request(soap, cn);
 	}
-	snprintf(out, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-}
-
-/* The engine's description of its last error (its faultstring, which
- * for TLS holds OpenSSL's reasons) on one line. */
-static void server_fault_line(struct soap *soap, char *buf, size_t len)
-{
-	const char **fs = soap_faultstring(soap);
-	if (fs && *fs)
-		snprintf(buf, len, "%s", *fs);
-	else
-		soap_sprint_fault(soap, buf, len);
-	for (char *p = buf; *p; p++)
-		if (*p == '\n' || *p == '\r' || *p == '\t')
-			*p = ' ';
-	size_t n = strlen(buf);
-	while (n && buf[n - 1] == ' ')
-		buf[--n] = '\0';
-}
-
-/* One debug line per TLS connection: what was negotiated, and who the
- * client certificate names. */
-static void server_log_tls(struct soap *soap, const char *peer)
-{
-	if (!log_enabled(LOG_DEBUG) || !soap->ssl)
-		return;
-	char subject[256] = "";
-	X509 *cert = SSL_get1_peer_certificate(soap->ssl);
-	if (cert) {
-		X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
-		X509_free(cert);
-	}
-	log_debug("TLS with %s: %s %s%s%s", peer, SSL_get_version(soap->ssl),
-		  SSL_get_cipher_name(soap->ssl), subject[0] ? ", client certificate " : "",
-		  subject);
+	if (rc < 0 || !soap->keep_alive || *server_stop)
+		lc->close_after = 1;
+	soap_destroy(soap);
+	soap_end(soap);
+	soap->socket = SOAP_INVALID_SOCKET;
+	sc->lc = NULL;
 }
 
 static void *server_thread(void *arg)
@@ -1035,117 +693,18 @@ static void *server_thread(void *arg)
 	struct soap *soap = arg;
 	struct server_conn *sc = server_conn_of(soap);
 	for (;;) {
-		struct server_job job = server_dequeue();
-		SOAP_SOCKET s = job.s;
-		if (!soap_valid_socket(s))
+		struct lconn *lc = server_dequeue();
+		if (!lc)
 			break;
-		soap->socket = s;
-		sc->cn.linger = 0;
-		server_peer(s, sc->peer, sizeof sc->peer);
-		if (job.ka_left != SERVER_NEW) {
-			/* A parked keep-alive connection with a request waiting. */
-			server_serve(soap, &sc->cn, job.ka_left);
-			continue;
+		server_serve(soap, sc, lc);
+		/* What the socket takes now; the loop writes the rest. */
+		if (loop_write(lc) < 0) {
+			lc->out_off = lc->out_len;
+			lc->close_after = 1;
 		}
-		/* The handshake happens here, not in the accept loop: a client
-		 * that never completes it holds this thread until the
-		 * send/receive timeouts, and nothing else. */
-		if (server_cfg->tls_cert_file && soap_ssl_accept(soap)) {
-			char buf[512];
-			server_fault_line(soap, buf, sizeof buf);
-			log_info("TLS handshake with %s failed: %s", sc->peer, buf);
-			soap_force_closesock(soap);
-			soap_destroy(soap);
-			soap_end(soap);
-			continue;
-		}
-		server_log_tls(soap, sc->peer);
-		server_serve(soap, &sc->cn, SERVER_NEW);
+		loop_give_back(lc);
 	}
 	return NULL;
-}
-
-/* Returns OpenSSL's oldest queued error as text (and clears the queue). */
-static const char *server_ssl_error(char *buf, size_t len)
-{
-	unsigned long e = ERR_get_error();
-	if (e)
-		ERR_error_string_n(e, buf, len);
-	else
-		snprintf(buf, len, "unknown error");
-	ERR_clear_error();
-	return buf;
-}
-
-/* A key password without a terminal to ask on: the configured one, or
- * none (so an encrypted key without key_password fails instead of
- * prompting). */
-static int server_tls_password(char *buf, int size, int rwflag, void *u)
-{
-	(void)rwflag;
-	if (!u || size <= 0)
-		return 0;
-	size_t n = strlen(u);
-	if (n >= (size_t)size)
-		return 0;
-	memcpy(buf, u, n);
-	return (int)n;
-}
-
-/* The TLS 1.2 suites offered: key exchange with forward secrecy (ECDHE)
- * and authenticated encryption (GCM, ChaCha20-Poly1305) only, for ECDSA
- * and RSA certificates, as in Mozilla's "intermediate" profile without its
- * DHE suites (they would need DH parameters). Static RSA key exchange and
- * CBC suites are not offered. TLS 1.3 keeps OpenSSL's default suites,
- * which all have both properties. */
-#define SERVER_TLS12_CIPHERS                                              \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"      \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"      \
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-
-/* Sets up the master's TLS context from [tls]; called before privileges
- * are dropped, so the key may be readable by root only. */
-static int server_tls_init(struct soap *master, const struct config *c)
-{
-	char e[256];
-	unsigned short flags = SOAP_TLSv1_2 | SOAP_TLSv1_3 | SOAP_SSL_NO_DEFAULT_CA_PATH;
-	/* Without client_ca: SOAP_SSL_NO_AUTHENTICATION (0), since
-	 * SOAP_SSL_DEFAULT would ask every client for a certificate. */
-	if (c->tls_client_ca)
-		flags |= SOAP_SSL_REQUIRE_CLIENT_AUTHENTICATION;
-	/* The certificate and key are loaded below rather than by gSOAP,
-	 * which insists on both being in one file. */
-	if (soap_ssl_server_context(master, flags, NULL, NULL, c->tls_client_ca, NULL, NULL, NULL,
-				    NULL)) {
-		server_fault_line(master, e, sizeof e);
-		log_error("TLS: %s%s%s", e, c->tls_client_ca ? "; client_ca " : "",
-			  c->tls_client_ca ? c->tls_client_ca : "");
-		return -1;
-	}
-	SSL_CTX *ctx = master->ctx;
-	if (SSL_CTX_set_cipher_list(ctx, SERVER_TLS12_CIPHERS) != 1) {
-		log_error("TLS: cannot set the cipher suites: %s", server_ssl_error(e, sizeof e));
-		return -1;
-	}
-	const char *key = c->tls_key_file ? c->tls_key_file : c->tls_cert_file;
-	SSL_CTX_set_default_passwd_cb(ctx, server_tls_password);
-	SSL_CTX_set_default_passwd_cb_userdata(ctx, c->tls_key_password);
-	int rc = -1;
-	if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert_file) != 1)
-		log_error("TLS: cannot load the certificate chain from %s: %s", c->tls_cert_file,
-			  server_ssl_error(e, sizeof e));
-	else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-		log_error("TLS: cannot load the private key from %s: %s%s", key,
-			  server_ssl_error(e, sizeof e),
-			  c->tls_key_password ? "" : " (an encrypted key needs key_password)");
-	else if (SSL_CTX_check_private_key(ctx) != 1)
-		log_error("TLS: the private key in %s does not match the certificate in %s", key,
-			  c->tls_cert_file);
-	else
-		rc = 0;
-	/* The password is not needed once the key is loaded. */
-	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
-	return rc;
 }
 
 /* The master context with every limit and hook set, not yet bound; its
@@ -1164,11 +723,10 @@ static struct soap *server_prepare(const struct config *c)
 	master->bind_inet6 = strchr(c->listen_host, ':') != NULL;
 	/* Negative is microseconds: the stop flag is seen within 200 ms. */
 	master->accept_timeout = -200000;
+	/* The loop keeps the time limits; the engine reads from memory. Its
+	 * size limit, a silent close, stays as a backstop above the loop's. */
 	master->recv_timeout = c->recv_timeout;
 	master->send_timeout = c->send_timeout;
-	master->transfer_timeout = c->request_timeout;
-	/* server_recv enforces the size and answers 413; the engine's own
-	 * limit, a silent close, stays as a backstop just above it. */
 	master->recv_maxlength = (ULONG64)c->max_request_size + 2 * SOAP_HDRLEN;
 	master->max_keep_alive = c->max_keepalive_requests;
 	master->maxlevel = SERVER_MAX_DEPTH;
@@ -1182,14 +740,13 @@ static struct soap *server_prepare(const struct config *c)
 	master->fparsehdr = server_parsehdr;
 	server_orig_posthdr = master->fposthdr;
 	master->fposthdr = server_posthdr;
-	server_orig_close = master->fclose;
 	master->fclose = server_close;
-	server_orig_recv = master->frecv;
 	master->frecv = server_recv;
+	master->fsend = server_send;
 	server_orig_parse = master->fparse;
 	master->fparse = server_parse;
 
-	if (c->tls_cert_file && server_tls_init(master, c) < 0) {
+	if (c->tls_cert_file && tls_init(master, c) < 0) {
 		soap_free(master);
 		return NULL;
 	}
@@ -1201,6 +758,10 @@ int server_bind(const struct config *c)
 	struct soap *master = server_prepare(c);
 	if (!master)
 		return -1;
+	if (loop_fit_files(c) < 0) {
+		soap_free(master);
+		return -1;
+	}
 	if (c->auth && (c->auth_methods & AUTH_BASIC) && !c->tls_cert_file)
 		log_warn("[auth] Basic without [tls]: passwords cross the network readable by anyone "
 			 "on the path, unless a TLS proxy sits in front");
@@ -1214,6 +775,7 @@ int server_bind(const struct config *c)
 	server_master = master;
 	return 0;
 }
+
 
 int server_run(const struct config *c, volatile sig_atomic_t *stop)
 {
@@ -1251,9 +813,9 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 		}
 		started++;
 	}
-	if (rc == 0 && !c->tls_cert_file)
-		server_parker_start();
-
+	loop_set_master(master);
+	if (rc == 0 && loop_start(c, master->master, stop) < 0)
+		rc = -1;
 	if (rc == 0) {
 		log_info("listening on %s://%s%s%s:%d%s (%d serving threads%s%s%s)",
 			 c->tls_cert_file ? "https" : "http", master->bind_inet6 ? "[" : "",
@@ -1263,35 +825,16 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 			 !c->auth ? ""
 			 : c->auth_methods == (AUTH_BASIC | AUTH_DIGEST) ? "digest, basic"
 			 : c->auth_methods == AUTH_DIGEST ? "digest" : "basic");
-		while (!*stop) {
-			SOAP_SOCKET s = soap_accept(master);
-			if (!soap_valid_socket(s)) {
-				if (master->errnum && !*stop) {
-					char buf[256];
-					soap_sprint_fault(master, buf, sizeof buf);
-					log_warn("accept: %s", buf);
-					usleep(100 * 1000);
-				}
-				continue;
-			}
-			/* A plain connection waits for its first bytes in the
-			 * parker; a TLS one goes to a thread for its handshake. */
-			if (c->tls_cert_file || server_park(s, SERVER_NEW) < 0)
-				server_enqueue(s, SERVER_NEW);
-			/* The socket now belongs to a serving thread. */
-			master->socket = SOAP_INVALID_SOCKET;
-		}
-		log_info("stopping: no new connections, finishing requests in flight");
+		/* Until *stop, and then until the requests in flight are answered. */
+		loop_run();
+		log_info("stopped: no new connections, requests in flight answered");
 	}
-
-	/* Stop accepting at once, then let each thread finish its connection. */
 	if (soap_valid_socket(master->master)) {
 		close(master->master);
 		master->master = SOAP_INVALID_SOCKET;
 	}
-	server_parker_join();
 	for (int i = 0; i < started; i++)
-		server_enqueue(SOAP_INVALID_SOCKET, SERVER_NEW);
+		server_enqueue(NULL);
 	for (int i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
 	for (int i = 0; i < n; i++) {
@@ -1315,7 +858,8 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 
 /* The fuzz target's way in: one serving context, as server_run builds
  * them, fed by connections the caller makes (a socketpair holding the
- * request bytes), through the same serve loop. */
+ * request bytes, its writing side shut), through the same framing and
+ * serve path as the loop's, one request after another. */
 static struct soap *server_fuzz_ctx;
 static struct server_conn server_fuzz_conn;
 
@@ -1342,10 +886,39 @@ int server_fuzz_init(const struct config *c, volatile sig_atomic_t *stop)
 
 void server_fuzz_serve(int fd)
 {
-	server_fuzz_ctx->socket = fd;
-	server_fuzz_conn.cn.linger = 0;
-	snprintf(server_fuzz_conn.peer, sizeof server_fuzz_conn.peer, "fuzz");
-	server_serve(server_fuzz_ctx, &server_fuzz_conn.cn, SERVER_NEW);
+	struct lconn lc = { .fd = fd, .ka_left = server_cfg->max_keepalive_requests };
+	snprintf(lc.peer, sizeof lc.peer, "fuzz");
+	framing_init(&lc.fr);
+	size_t cap = 0;
+	for (;;) {
+		if (cap - lc.in_len < 16384) {
+			cap = cap ? cap * 2 : 65536;
+			lc.in = realloc(lc.in, cap);
+			if (!lc.in)
+				abort();
+		}
+		ssize_t n = read(fd, lc.in + lc.in_len, cap - lc.in_len);
+		if (n <= 0)
+			break;
+		lc.in_len += (size_t)n;
+	}
+	lc.in_cap = cap;
+	while (lc.in_len && loop_frame(server_cfg, &lc)) {
+		server_serve(server_fuzz_ctx, &server_fuzz_conn, &lc);
+		for (size_t off = 0; off < lc.out_len;) {
+			ssize_t w = write(fd, lc.out + off, lc.out_len - off);
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+		lc.out_len = 0;
+		if (lc.close_after)
+			break;
+		loop_next_request(&lc);
+	}
+	free(lc.in);
+	free(lc.out);
+	close(fd);
 	soap_destroy(server_fuzz_ctx);
 	soap_end(server_fuzz_ctx);
 }

@@ -64,7 +64,7 @@ static int web_host_ok(const char *h, size_t n)
 static char *web_base(struct soap *soap, const struct config *c)
 {
 	const char *e = soap->endpoint;
-	const char *scheme = soap->ssl ? "https" : "http";
+	const char *scheme = c->tls_cert_file ? "https" : "http";
 	const char *h = strstr(e, "://");
 	if (h) {
 		h += 3;

@@ -323,7 +323,8 @@ class Daemon:
                 pytest.fail(f"apubid exited with {rc} while starting\n{self.log_tail()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
+                if self._started():
+                    return self
             except OSError:
                 pass
             if time.monotonic() > deadline:
@@ -331,6 +332,16 @@ class Daemon:
                 pytest.fail(f"apubid did not listen on {self.port} within "
                             f"{START_TIMEOUT}s\n{self.log_tail()}")
             time.sleep(0.05)
+
+    def _started(self):
+        """The port accepts connections as soon as apubid has bound it, as
+        root, before it drops its privileges and opens the store; it serves
+        once it has logged "listening on". That line is looked for where it
+        can be seen: in this log at level info or debug."""
+        log = self.sections.get("log", {})
+        if "file" in log or log.get("level", "info") not in ("debug", "info"):
+            return True
+        return "listening on " in self.log_text()
 
     def stop(self, timeout=STOP_TIMEOUT):
         """SIGTERM, wait; returns the exit code (kills and fails on timeout)."""
