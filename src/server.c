@@ -356,6 +356,8 @@ static int server_send(struct soap *soap, const char *s, size_t n)
 	struct lconn *lc = cn ? server_conn_of(soap)->lc : NULL;
 	if (!lc)
 		return SOAP_EOF;
+	if (n == 0) /* an empty flush (HEAD), with no buffer behind it */
+		return SOAP_OK;
 	if (lc->out_len + n > lc->out_cap) {
 		size_t cap = lc->out_cap ? lc->out_cap : 4096;
 		while (cap < lc->out_len + n)
