@@ -817,6 +817,23 @@ static int xfer_version_check(struct xfer_job *j, const struct item *it, int in,
 	return changed ? xfer_changed(j, it, what) : XS_OK;
 }
 
+/* The outcome of a copy that ended with `rc`, once the source has been
+ * asked again: a change wins over anything; a failure to ask fails a copy
+ * that had gone through; otherwise the copy's own outcome stands, with its
+ * own message. */
+static int xfer_version_after(struct xfer_job *j, const struct item *it, int in,
+			      const struct xfer_version *before, int rc)
+{
+	char why[1024];
+	snprintf(why, sizeof why, "%s", j->err);
+	int c = xfer_version_check(j, it, in, before);
+	if (c == XS_CHANGED || (c != XS_OK && rc == XS_OK))
+		return c;
+	if (rc != XS_OK)
+		snprintf(j->err, j->errlen, "%s", why);
+	return rc;
+}
+
 /* Prefixes err with the file it concerns. */
 static void xfer_blame(struct xfer_job *j, const struct item *it)
 {
@@ -897,15 +914,8 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 	 * that ended early is what a source cut during the copy looks like.
 	 * A server is asked only after a copy that went through: after a
 	 * failure, the next attempt compares versions before it resumes. */
-	if (rc != XS_STOPPED && rc != XS_CHANGED && (rc == XS_OK || !j->src.remote)) {
-		char why[1024];
-		snprintf(why, sizeof why, "%s", j->err);
-		int c = xfer_version_check(j, it, in, &before);
-		if (c == XS_CHANGED || (c != XS_OK && rc == XS_OK))
-			rc = c;
-		else if (rc != XS_OK)
-			snprintf(j->err, j->errlen, "%s", why);
-	}
+	if (rc != XS_STOPPED && rc != XS_CHANGED && (rc == XS_OK || !j->src.remote))
+		rc = xfer_version_after(j, it, in, &before, rc);
 	if (rc == XS_CHANGED) {
 		char e[256];
 		xfer_file_stage_truncate(out, 0, e, sizeof e);
@@ -969,15 +979,8 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 		    (rc = xfer_version_start(j, it, &before, &keep)) != XS_OK)
 			goto out;
 		rc = xfer_upload(j, in, size, target, !keep);
-		if (rc != XS_STOPPED) {
-			char why[1024];
-			snprintf(why, sizeof why, "%s", j->err);
-			int c = xfer_version_check(j, it, in, &before);
-			if (c == XS_CHANGED || (c != XS_OK && rc == XS_OK))
-				rc = c;
-			else if (rc != XS_OK)
-				snprintf(j->err, j->errlen, "%s", why);
-		}
+		if (rc != XS_STOPPED)
+			rc = xfer_version_after(j, it, in, &before, rc);
 		if (rc == XS_OK)
 			*size_out = size;
 		goto out;
