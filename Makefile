@@ -12,7 +12,7 @@
 # builds the same as a Debian package, apubid_VERSION_ARCH.deb.
 
 CC      ?= cc
-PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
+PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson libxml-2.0
 # Debian packages by purpose, each list in one place. DEPS: building and
 # running (curl for the README's examples). CHECK_DEPS: what the tests add
 # (servers they start on loopback, tools they call, valgrind for
