@@ -20,7 +20,7 @@ PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson libxml-2.0
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
            libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev curl
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
-           openssh-server openssh-client nginx valgrind groff-base man-db
+           openssh-server openssh-client nginx valgrind groff-base man-db ffmpeg
 BENCH_DEPS := python3 nginx wrk
 # DEB_DEPS: building the Debian package (make deb) and checking it with
 # lintian, which test_deb.py does in make check.
@@ -134,9 +134,9 @@ run: deps
 unit: $(UNIT)
 	@sh tests/unit/run.sh $(UNIT)
 
-integration: $(BIN) $(CTL) $(B)/probe_xfer_curl
+integration: $(BIN) $(CTL) $(B)/probe_xfer_curl $(B)/probe_manifest
 	APUBID=$(abspath $(BIN)) APUBICTL=$(abspath $(CTL)) \
-	  PROBE_XFER_CURL=$(abspath $(B)/probe_xfer_curl) \
+	  PROBE_XFER_CURL=$(abspath $(B)/probe_xfer_curl) PROBE_MANIFEST=$(abspath $(B)/probe_manifest) \
 	  $(PYTEST) -q tests/integration
 
 check: deps-check
