@@ -184,6 +184,24 @@ fuzz:
 $(B)/fuzz_request: tests/fuzz/fuzz_request.c $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< $(LIBOBJ) $(LDLIBS)
 
+# libFuzzer on the HLS and DASH planner (tests/fuzz/fuzz_manifest.c), the
+# same build, seeded from tests/fuzz/manifests/ (where a crash's input goes).
+FUZZ_MANIFEST_OBJ := $(patsubst %,$(B)/%.o,manifest manifest_hls manifest_dash url util log)
+FUZZ_MANIFEST_LIBS := $(shell pkg-config --libs uuid jansson libxml-2.0 2>/dev/null) -pthread
+fuzz-manifest:
+	@$(call APT_INSTALL,$(DEPS) $(FUZZ_DEPS))
+	$(MAKE) B=build-fuzz BIN=build-fuzz/apubid CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined" \
+	  build-fuzz/fuzz_manifest
+	@mkdir -p build-fuzz/corpus-manifest
+	build-fuzz/fuzz_manifest -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	  -rss_limit_mb=2048 -artifact_prefix=build-fuzz/manifest- -print_final_stats=1 \
+	  build-fuzz/corpus-manifest tests/fuzz/manifests
+
+$(B)/fuzz_manifest: tests/fuzz/fuzz_manifest.c $(FUZZ_MANIFEST_OBJ)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< $(FUZZ_MANIFEST_OBJ) \
+	  $(FUZZ_MANIFEST_LIBS)
+
 # The benchmark (tests/bench/bench.py): apubid beside an nginx reference,
 # driven by wrk over loopback; prints the table and writes it to
 # $(B)/bench.md. BENCH_QUICK=1 checks the harness in about 30 s.
@@ -278,5 +296,5 @@ deb:
 clean:
 	rm -rf build build-asan build-fuzz generated apubid apubictl apubid_*.deb
 
-.PHONY: all deps deps-check deps-bench run unit integration check check-asan check-valgrind fuzz bench clean \
+.PHONY: all deps deps-check deps-bench run unit integration check check-asan check-valgrind fuzz fuzz-manifest bench clean \
 	install uninstall deb

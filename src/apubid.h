@@ -805,10 +805,12 @@ void lock_release(void);
 enum manifest_rc { MANIFEST_OK = 0, MANIFEST_TRANSIENT = -1, MANIFEST_PERMANENT = -2 };
 
 /* Limits against a hostile manifest: one manifest's bytes, all manifests'
- * bytes of a plan, files in a plan, a reference's length. */
+ * bytes of a plan, files in a plan, references in a plan (a file named
+ * again, as byte ranges do, counts each time), a reference's length. */
 #define MANIFEST_MAX_BYTES (16 * 1024 * 1024)
 #define MANIFEST_MAX_TOTAL (64 * 1024 * 1024)
 #define MANIFEST_MAX_ITEMS 100000
+#define MANIFEST_MAX_REFS 1000000
 #define MANIFEST_MAX_URL 8192
 
 /* Fetches the manifest at `url` (canonical, query included): on

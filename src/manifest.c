@@ -31,8 +31,9 @@
  *    EXT-X-BYTERANGE, DASH mediaRange, SegmentBase) name the file once.
  *  - Limits keep a hostile manifest from exhausting memory: a manifest's
  *    bytes (MANIFEST_MAX_BYTES), all manifests' bytes together
- *    (MANIFEST_MAX_TOTAL), items (MANIFEST_MAX_ITEMS), a URL's length
- *    (MANIFEST_MAX_URL).
+ *    (MANIFEST_MAX_TOTAL), items (MANIFEST_MAX_ITEMS), references
+ *    (MANIFEST_MAX_REFS, so a file named a million times costs no more
+ *    time than a million files), a URL's length (MANIFEST_MAX_URL).
  *
  * Order: the list has media files first (segments, init sections, keys) in
  * the order the manifests name them, then the nested manifests (HLS media
@@ -76,6 +77,7 @@ struct manifest_ctx {
 	int *slots; /* open addressing on names: index + 1, 0 empty */
 	size_t nslots;
 	size_t total_bytes;
+	long refs;
 	char *err;
 	size_t errlen;
 	int rc; /* MANIFEST_TRANSIENT or MANIFEST_PERMANENT once failed */
@@ -428,6 +430,9 @@ int manifest_add(struct manifest_ctx *m, const char *base, const char *ref, enum
 	struct util_buf canon = { 0 };
 	if (added)
 		*added = 0;
+	if (++m->refs > MANIFEST_MAX_REFS)
+		return manifest_fail(m, MANIFEST_PERMANENT, "%s: more than %d references", where,
+				     MANIFEST_MAX_REFS);
 	if (!manifest_ref_ok(ref, &why))
 		goto refuse;
 	target = manifest_resolve(base, ref);

@@ -380,6 +380,14 @@ static int manifest_dash_template(struct manifest_dash_rep *r,
 				   "%s: a SegmentTemplate attribute is not a valid number", r->where);
 		goto done;
 	}
+	/* A template is filled once per segment: a long one would cost its
+	 * length times the segments before the result is refused as too long. */
+	if ((media && strlen(media) > MANIFEST_MAX_URL) || (init && strlen(init) > MANIFEST_MAX_URL) ||
+	    (index && strlen(index) > MANIFEST_MAX_URL)) {
+		rc = manifest_fail(r->m, MANIFEST_PERMANENT, "%s: a SegmentTemplate template is too long",
+				   r->where);
+		goto done;
+	}
 	/* The initialization segment is named from the Representation only;
 	 * a child Initialization@sourceURL stands in for the attribute. */
 	if (!init) {
