@@ -535,8 +535,11 @@ int manifest_add(struct manifest_ctx *m, const char *base, const char *ref, enum
 	return 0;
 
 refuse: {
+	/* The reference is quoted whole up to a length a reason can carry. */
 	char *shown = url_mask(ref);
-	manifest_fail(m, MANIFEST_PERMANENT, "%s: reference \"%s\" refused: %s", where, shown, why);
+	int cut = strlen(shown) > 240;
+	manifest_fail(m, MANIFEST_PERMANENT, "%s: reference \"%.240s%s\" refused: %s", where, shown,
+		      cut ? "..." : "", why);
 	free(shown);
 }
 fail:

@@ -52,6 +52,8 @@ static int manifest_hls_next(struct manifest_hls_lines *l)
 	l->line = NULL;
 	if (l->p >= l->end)
 		return 0;
+	if (l->no == 0 && l->end - l->p >= 3 && memcmp(l->p, "\xef\xbb\xbf", 3) == 0)
+		l->p += 3;
 	const char *nl = memchr(l->p, '\n', (size_t)(l->end - l->p));
 	const char *e = nl ? nl : l->end;
 	size_t n = (size_t)(e - l->p);
