@@ -538,8 +538,13 @@ refuse: {
 	/* The reference is quoted whole up to a length a reason can carry. */
 	char *shown = url_mask(ref);
 	int cut = strlen(shown) > 240;
-	manifest_fail(m, MANIFEST_PERMANENT, "%s: reference \"%.240s%s\" refused: %s", where, shown,
-		      cut ? "..." : "", why);
+	/* Where a relative reference led is part of the reason (a DASH
+	 * BaseURL above it may be what leaves the directory). */
+	char *to = target && strcmp(target, ref) != 0 ? url_mask(target) : NULL;
+	manifest_fail(m, MANIFEST_PERMANENT, "%s: reference \"%.240s%s\"%s%.240s%s refused: %s",
+		      where, shown, cut ? "..." : "", to ? " (" : "", to ? to : "",
+		      to ? (strlen(to) > 240 ? "...)" : ")") : "", why);
+	free(to);
 	free(shown);
 }
 fail:
@@ -574,6 +579,10 @@ int manifest_fetch(struct manifest_ctx *m, const char *url, char **body, size_t 
 		return -1;
 	}
 	free(shown);
+	if (!*body) {
+		*body = util_strdup("");
+		*len = 0;
+	}
 	m->total_bytes += *len;
 	return 0;
 }
