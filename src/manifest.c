@@ -479,11 +479,13 @@ int manifest_add(struct manifest_ctx *m, const char *base, const char *ref, enum
 		if (*s == '/')
 			s++;
 	}
-	/* The canonical URL: scheme://authority, the path encoded again, the
-	 * query as written (spaces and bytes above 0x7f encoded). */
+	/* The canonical URL: the top's scheme and authority (the same origin,
+	 * however spelt, and the task's credentials, never a manifest's), the
+	 * path encoded again, the query as written (spaces and bytes above
+	 * 0x7f encoded). */
 	util_buf_adds(&canon, m->scheme);
 	util_buf_adds(&canon, "://");
-	util_buf_add(&canon, t.authority.p, t.authority.n);
+	util_buf_adds(&canon, m->authority);
 	manifest_encode(&canon, path, strlen(path), 0);
 	if (t.query.p) {
 		util_buf_adds(&canon, "?");

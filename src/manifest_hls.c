@@ -11,9 +11,12 @@
  * takes part of a file that is copied whole, once: manifest_add names each
  * file once.
  *
+ * A segment marked EXT-X-GAP is not on the origin and is skipped.
+ *
  * Refused: a media playlist without EXT-X-ENDLIST (a live or event
  * playlist grows; there is no whole package to publish yet), a master
- * naming a master, a playlist that is both, a key with a method but no URI.
+ * naming a master, a playlist that is both, a key with a method but no URI,
+ * variables (EXT-X-DEFINE: URIs would need substitution first).
  * Keys of a DRM system (KEYFORMAT other than "identity") and data: URIs
  * name no file on the origin and are skipped.
  *
@@ -201,15 +204,24 @@ static int manifest_hls_media(struct manifest_ctx *m, const char *url, const cha
 			      const char *body, size_t len)
 {
 	struct manifest_hls_lines l = { .p = body, .end = body + len };
-	int ended = 0, rc = 0;
+	int ended = 0, gap = 0, rc = 0;
 	char where[600];
 	while (rc == 0 && manifest_hls_next(&l)) {
 		const char *s = l.line;
 		snprintf(where, sizeof where, "playlist %s line %d", shown, l.no);
 		if (s[0] == '\0')
 			continue;
-		if (s[0] != '#')
-			rc = manifest_add(m, url, s, MANIFEST_MEDIA, where, NULL, NULL);
+		if (s[0] != '#') {
+			/* A gap's segment is absent from the origin by
+			 * definition: a player skips it, so does the plan. */
+			if (!gap)
+				rc = manifest_add(m, url, s, MANIFEST_MEDIA, where, NULL, NULL);
+			gap = 0;
+		} else if (manifest_hls_is(s, "#EXT-X-GAP"))
+			gap = 1;
+		else if (manifest_hls_is(s, "#EXT-X-DEFINE"))
+			rc = manifest_fail(m, MANIFEST_PERMANENT,
+					   "%s: variables (#EXT-X-DEFINE) are not supported", where);
 		else if (manifest_hls_is(s, "#EXT-X-ENDLIST"))
 			ended = 1;
 		else if (manifest_hls_is(s, "#EXT-X-KEY"))
@@ -283,6 +295,9 @@ static int manifest_hls_master(struct manifest_ctx *m, const char *url, const ch
 			rc = manifest_hls_uri(m, url, s, 1, MANIFEST_NESTED, where, &purl, &added);
 		} else if (manifest_hls_is(s, "#EXT-X-SESSION-KEY")) {
 			rc = manifest_hls_key(m, url, s, where);
+		} else if (manifest_hls_is(s, "#EXT-X-DEFINE")) {
+			rc = manifest_fail(m, MANIFEST_PERMANENT,
+					   "%s: variables (#EXT-X-DEFINE) are not supported", where);
 		} else if (manifest_hls_is(s, "#EXT-X-SESSION-DATA")) {
 			rc = manifest_hls_uri(m, url, s, 0, MANIFEST_MEDIA, where, NULL, NULL);
 		}

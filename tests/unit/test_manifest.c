@@ -238,6 +238,21 @@ static void test_playlist_named_twice_is_fetched_and_listed_once(void)
 	CHECK(fetches[0] == 1 && fetches[1] == 1 && fetches[2] == 1);
 }
 
+static void test_gap_segments_are_skipped_and_variables_refused(void)
+{
+	struct origin_file o[] = {
+		{ TOP "index.m3u8", VOD_HEAD "#EXTINF:4,\na.ts\n#EXT-X-GAP\n#EXTINF:4,\nmissing.ts\n"
+				     "#EXTINF:4,\nb.ts\n#EXT-X-ENDLIST\n" },
+		{ TOP "vars.m3u8", VOD_HEAD "#EXT-X-DEFINE:NAME=\"p\",VALUE=\"x\"\n"
+				    "#EXTINF:4,\n{$p}.ts\n#EXT-X-ENDLIST\n" },
+		{ NULL, NULL }
+	};
+	CHECK(plan(o, TOP "index.m3u8") == MANIFEST_OK);
+	CHECK_STR(listed(), "F a.ts, F b.ts, M index.m3u8");
+	CHECK(plan(o, TOP "vars.m3u8") == MANIFEST_PERMANENT);
+	CHECK(strstr(err, "EXT-X-DEFINE"));
+}
+
 static void test_live_playlist_is_refused_with_its_reason(void)
 {
 	struct origin_file o[] = {
@@ -335,6 +350,15 @@ static void test_references_within_directory_and_origin_are_taken_however_writte
 	CHECK(plan_ref("../movie/a/seg.ts#t=10") == MANIFEST_OK);
 	CHECK_STR(listed(), "F a/seg.ts, M index.m3u8");
 	CHECK_STR(url_of("a/seg.ts"), TOP "a/seg.ts");
+	/* The origin as the task names it, credentials included: a manifest
+	 * cannot choose them. */
+	struct origin_file o[] = {
+		{ "http://u:pw@origin.test/vod/movie/index.m3u8",
+		  VOD_HEAD "#EXTINF:4,\nHTTP://x:y@ORIGIN.test:80/vod/movie/a.ts\n#EXT-X-ENDLIST\n" },
+		{ NULL, NULL }
+	};
+	CHECK(plan(o, "http://u:pw@origin.test/vod/movie/index.m3u8") == MANIFEST_OK);
+	CHECK_STR(url_of("a.ts"), "http://u:pw@origin.test/vod/movie/a.ts");
 }
 
 static void test_percent_encoding_is_decoded_in_names_and_canonical_in_urls(void)
@@ -756,6 +780,7 @@ int main(void)
 	RUN(test_key_with_method_but_no_uri_is_refused);
 	RUN(test_alternate_renditions_and_iframe_playlists_are_planned);
 	RUN(test_playlist_named_twice_is_fetched_and_listed_once);
+	RUN(test_gap_segments_are_skipped_and_variables_refused);
 	RUN(test_live_playlist_is_refused_with_its_reason);
 	RUN(test_live_variant_of_a_master_is_refused_naming_it);
 	RUN(test_master_naming_a_master_is_refused);
