@@ -806,11 +806,12 @@ enum manifest_rc { MANIFEST_OK = 0, MANIFEST_TRANSIENT = -1, MANIFEST_PERMANENT 
 
 /* Limits against a hostile manifest: one manifest's bytes, all manifests'
  * bytes of a plan, files in a plan, references in a plan (a file named
- * again, as byte ranges do, counts each time), a reference's length. */
+ * again, as byte ranges do, counts each time), a reference's length (and
+ * the length of the URL it resolves to). */
 #define MANIFEST_MAX_BYTES (16 * 1024 * 1024)
 #define MANIFEST_MAX_TOTAL (64 * 1024 * 1024)
 #define MANIFEST_MAX_ITEMS 100000
-#define MANIFEST_MAX_REFS 1000000
+#define MANIFEST_MAX_REFS 400000
 #define MANIFEST_MAX_URL 8192
 
 /* Fetches the manifest at `url` (canonical, query included): on

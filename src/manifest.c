@@ -32,8 +32,8 @@
  *  - Limits keep a hostile manifest from exhausting memory: a manifest's
  *    bytes (MANIFEST_MAX_BYTES), all manifests' bytes together
  *    (MANIFEST_MAX_TOTAL), items (MANIFEST_MAX_ITEMS), references
- *    (MANIFEST_MAX_REFS, so a file named a million times costs no more
- *    time than a million files), a URL's length (MANIFEST_MAX_URL).
+ *    (MANIFEST_MAX_REFS, so a file named over and over costs no more
+ *    time than as many files), a URL's length (MANIFEST_MAX_URL).
  *
  * Order: the list has media files first (segments, init sections, keys) in
  * the order the manifests name them, then the nested manifests (HLS media
@@ -438,6 +438,10 @@ int manifest_add(struct manifest_ctx *m, const char *base, const char *ref, enum
 	target = manifest_resolve(base, ref);
 	if (!target) {
 		why = "its base is not an absolute URL";
+		goto refuse;
+	}
+	if (strlen(target) > MANIFEST_MAX_URL) {
+		why = "the URL it leads to is too long";
 		goto refuse;
 	}
 	struct manifest_parts t;

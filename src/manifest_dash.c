@@ -560,8 +560,8 @@ static int manifest_dash_base(struct manifest_dash_rep *r, const struct manifest
 }
 
 /* The base URL below `base` given by the first BaseURL child of `el`, or
- * `base` itself; malloc'ed. */
-static char *manifest_dash_baseurl(xmlNode *el, const char *base)
+ * `base` itself; malloc'ed, or NULL with the plan failed. */
+static char *manifest_dash_baseurl(struct manifest_ctx *m, xmlNode *el, const char *base)
 {
 	xmlNode *b = manifest_dash_child(el, "BaseURL");
 	if (!b)
@@ -572,6 +572,15 @@ static char *manifest_dash_baseurl(xmlNode *el, const char *base)
 	 * are, so a BaseURL elsewhere fails on its first file. */
 	char *r = *text ? manifest_resolve(base, text) : NULL;
 	free(text);
+	/* Every segment is resolved against the base: a long one would cost
+	 * its length per segment before the first is refused as too long. */
+	if (r && strlen(r) > MANIFEST_MAX_URL) {
+		char *shown = url_mask(base);
+		manifest_fail(m, MANIFEST_PERMANENT, "BaseURL below %.240s: too long", shown);
+		free(shown);
+		free(r);
+		return NULL;
+	}
 	return r ? r : util_strdup(base);
 }
 
@@ -597,7 +606,9 @@ static int manifest_dash_rep(struct manifest_ctx *m, const char *mpd_url, const 
 			     const char *where)
 {
 	struct manifest_dash_rep r = { .m = m, .where = where };
-	char *b = manifest_dash_baseurl(rep, base);
+	char *b = manifest_dash_baseurl(m, rep, base);
+	if (!b)
+		return -1;
 	r.base = b;
 	r.id = manifest_dash_attr(rep, "id");
 	r.bandwidth = manifest_dash_attr(rep, "bandwidth");
@@ -690,7 +701,9 @@ static int manifest_dash_plan(struct manifest_ctx *m, const char *url, const cha
 				   "MPD %s: mediaPresentationDuration is not a duration", shown);
 		goto done;
 	}
-	char *mbase = manifest_dash_baseurl(mpd, url);
+	char *mbase = manifest_dash_baseurl(m, mpd, url);
+	if (!mbase)
+		rc = -1;
 	manifest_ns pstart = 0;
 	int pno = 0;
 	for (xmlNode *p = mpd->children; p && rc == 0; p = p->next) {
@@ -722,14 +735,18 @@ static int manifest_dash_plan(struct manifest_ctx *m, const char *url, const cha
 			else if (!nx && total >= 0 && pstart >= 0)
 				pdur = total - pstart >= 0 ? total - pstart : -1;
 		}
-		char *pbase = manifest_dash_baseurl(p, mbase);
+		char *pbase = manifest_dash_baseurl(m, p, mbase);
 		int ano = 0;
+		if (!pbase)
+			rc = -1;
 		for (xmlNode *as = p->children; as && rc == 0; as = as->next) {
 			if (!manifest_dash_is(as, "AdaptationSet"))
 				continue;
 			ano++;
-			char *abase = manifest_dash_baseurl(as, pbase);
+			char *abase = manifest_dash_baseurl(m, as, pbase);
 			int rno = 0;
+			if (!abase)
+				rc = -1;
 			for (xmlNode *rep = as->children; rep && rc == 0; rep = rep->next) {
 				if (!manifest_dash_is(rep, "Representation"))
 					continue;

@@ -520,7 +520,7 @@ static void test_limits_hold_against_a_hostile_playlist(void)
 /* An MPD at TOP "m.mpd" with `body` inside MPD (static, 8 s). */
 static int plan_mpd(const char *attrs, const char *body)
 {
-	static char text[16384];
+	static char text[32768];
 	static struct origin_file o[2];
 	snprintf(text, sizeof text,
 		 "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
@@ -755,7 +755,7 @@ static void test_segment_counts_past_the_limit_are_refused_before_expansion(void
 			     "</SegmentTemplate></Representation></AdaptationSet></Period>") ==
 	      MANIFEST_PERMANENT);
 	CHECK(strstr(err, "more than 100000 segments"));
-	/* The same file named a million times over is bounded too. */
+	/* The same file named over and over is bounded too. */
 	CHECK(plan_mpd("type=\"static\" mediaPresentationDuration=\"PT99999S\"",
 		       "<Period><AdaptationSet>"
 		       "<SegmentTemplate duration=\"1\" media=\"same.m4s\"/>"
@@ -766,7 +766,20 @@ static void test_segment_counts_past_the_limit_are_refused_before_expansion(void
 		       "<Representation id=\"i\"/><Representation id=\"j\"/>"
 		       "<Representation id=\"k\"/></AdaptationSet></Period>") ==
 	      MANIFEST_PERMANENT);
-	CHECK(strstr(err, "more than 1000000 references"));
+	CHECK(strstr(err, "more than 400000 references"));
+	/* A BaseURL longer than a URL may be, before any segment is named. */
+	char *lng = util_malloc(MANIFEST_MAX_URL + 2);
+	memset(lng, 'b', MANIFEST_MAX_URL + 1);
+	lng[MANIFEST_MAX_URL + 1] = '\0';
+	char *body = util_printf("<BaseURL>%s/</BaseURL><Period><AdaptationSet>"
+				 "<Representation id=\"a\"><SegmentTemplate duration=\"1\" "
+				 "media=\"$Number$.m4s\"/></Representation></AdaptationSet>"
+				 "</Period>", lng);
+	free(lng);
+	int rc = plan_mpd(NULL, body);
+	free(body);
+	CHECK(rc == MANIFEST_PERMANENT);
+	CHECK(strstr(err, "BaseURL") && strstr(err, "too long"));
 }
 
 int main(void)
