@@ -643,6 +643,15 @@ static void manifest_dash_init(void)
 	xmlInitParser();
 }
 
+/* libxml2 reports some errors (an encoding that cannot be converted)
+ * through its generic handler even with XML_PARSE_NOERROR, which writes to
+ * stderr; the plan's reason carries what matters. */
+static void manifest_dash_quiet(void *ctx, const char *msg, ...)
+{
+	(void)ctx;
+	(void)msg;
+}
+
 static int manifest_dash_plan(struct manifest_ctx *m, const char *url, const char *body,
 			      size_t len)
 {
@@ -657,6 +666,8 @@ static int manifest_dash_plan(struct manifest_ctx *m, const char *url, const cha
 					   "MPD %s: has a DTD or an entity declaration", shown);
 			goto done;
 		}
+	/* The handler is per thread: set it where the parse runs. */
+	xmlSetGenericErrorFunc(NULL, manifest_dash_quiet);
 	doc = xmlReadMemory(body, (int)len, NULL, NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	if (!doc) {
