@@ -12,7 +12,7 @@
 # builds the same as a Debian package, apubid_VERSION_ARCH.deb.
 
 CC      ?= cc
-PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
+PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson libxml-2.0
 # Debian packages by purpose, each list in one place. DEPS: building and
 # running (curl for the README's examples). CHECK_DEPS: what the tests add
 # (servers they start on loopback, tools they call, valgrind for
@@ -20,7 +20,7 @@ PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
            libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev curl
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
-           openssh-server openssh-client nginx valgrind groff-base man-db
+           openssh-server openssh-client nginx valgrind groff-base man-db ffmpeg
 BENCH_DEPS := python3 nginx wrk
 # DEB_DEPS: building the Debian package (make deb) and checking it with
 # lintian, which test_deb.py does in make check.
@@ -134,9 +134,9 @@ run: deps
 unit: $(UNIT)
 	@sh tests/unit/run.sh $(UNIT)
 
-integration: $(BIN) $(CTL) $(B)/probe_xfer_curl
+integration: $(BIN) $(CTL) $(B)/probe_xfer_curl $(B)/probe_manifest
 	APUBID=$(abspath $(BIN)) APUBICTL=$(abspath $(CTL)) \
-	  PROBE_XFER_CURL=$(abspath $(B)/probe_xfer_curl) \
+	  PROBE_XFER_CURL=$(abspath $(B)/probe_xfer_curl) PROBE_MANIFEST=$(abspath $(B)/probe_manifest) \
 	  $(PYTEST) -q tests/integration
 
 check: deps-check
@@ -183,6 +183,24 @@ fuzz:
 
 $(B)/fuzz_request: tests/fuzz/fuzz_request.c $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< $(LIBOBJ) $(LDLIBS)
+
+# libFuzzer on the HLS and DASH planner (tests/fuzz/fuzz_manifest.c), the
+# same build, seeded from tests/fuzz/manifests/ (where a crash's input goes).
+FUZZ_MANIFEST_OBJ := $(patsubst %,$(B)/%.o,manifest manifest_hls manifest_dash url util log)
+FUZZ_MANIFEST_LIBS := $(shell pkg-config --libs uuid jansson libxml-2.0 2>/dev/null) -pthread
+fuzz-manifest:
+	@$(call APT_INSTALL,$(DEPS) $(FUZZ_DEPS))
+	$(MAKE) B=build-fuzz BIN=build-fuzz/apubid CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined" \
+	  build-fuzz/fuzz_manifest
+	@mkdir -p build-fuzz/corpus-manifest
+	build-fuzz/fuzz_manifest -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	  -rss_limit_mb=2048 -artifact_prefix=build-fuzz/manifest- -print_final_stats=1 \
+	  build-fuzz/corpus-manifest tests/fuzz/manifests
+
+$(B)/fuzz_manifest: tests/fuzz/fuzz_manifest.c $(FUZZ_MANIFEST_OBJ)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< $(FUZZ_MANIFEST_OBJ) \
+	  $(FUZZ_MANIFEST_LIBS)
 
 # The benchmark (tests/bench/bench.py): apubid beside an nginx reference,
 # driven by wrk over loopback; prints the table and writes it to
@@ -278,5 +296,5 @@ deb:
 clean:
 	rm -rf build build-asan build-fuzz generated apubid apubictl apubid_*.deb
 
-.PHONY: all deps deps-check deps-bench run unit integration check check-asan check-valgrind fuzz bench clean \
+.PHONY: all deps deps-check deps-bench run unit integration check check-asan check-valgrind fuzz fuzz-manifest bench clean \
 	install uninstall deb

@@ -797,6 +797,87 @@ int store_check(struct store *s, char *why, size_t whylen);
 int lock_take(const char *store_path, char *err, size_t errlen);
 void lock_release(void);
 
+/* ---- manifest.c, manifest_hls.c, manifest_dash.c: HLS and DASH plans -- */
+
+/* What a fetch and a plan end with: MANIFEST_TRANSIENT is worth another
+ * attempt later (a 5xx, a cut connection), MANIFEST_PERMANENT is not (a
+ * 404, a manifest refused). */
+enum manifest_rc { MANIFEST_OK = 0, MANIFEST_TRANSIENT = -1, MANIFEST_PERMANENT = -2 };
+
+/* Limits against a hostile manifest: one manifest's bytes, all manifests'
+ * bytes of a plan, files in a plan, references in a plan (a file named
+ * again, as byte ranges do, counts each time), a reference's length (and
+ * the length of the URL it resolves to). */
+#define MANIFEST_MAX_BYTES (16 * 1024 * 1024)
+#define MANIFEST_MAX_TOTAL (64 * 1024 * 1024)
+#define MANIFEST_MAX_ITEMS 100000
+#define MANIFEST_MAX_REFS 400000
+#define MANIFEST_MAX_URL 8192
+
+/* Fetches the manifest at `url` (canonical, query included): on
+ * MANIFEST_OK, *body is a malloc'ed buffer of *len bytes the planner then
+ * owns (it may stop reading past MANIFEST_MAX_BYTES: the planner refuses a
+ * larger one anyway); otherwise MANIFEST_TRANSIENT or MANIFEST_PERMANENT
+ * with err set and *body left NULL. */
+typedef int (*manifest_fetch_fn)(void *arg, const char *url, char **body, size_t *len, char *err,
+				 size_t errlen);
+
+/* One file of a package. */
+struct manifest_item {
+	char *path;      /* relative to the top manifest's directory, decoded,
+			  * without query: "720p/seg_001.ts" */
+	char *url;       /* the absolute URL to fetch, canonical */
+	int is_manifest; /* a playlist or an MPD: publish after the media */
+	char *body;      /* a manifest's bytes as planned (publish these, not a
+			  * second fetch), or NULL for media */
+	size_t len;
+};
+
+/* Plans the package whose top manifest is at `url` (an absolute http(s)
+ * URL; .m3u8/.m3u is HLS, .mpd is DASH, else the bytes decide), fetching
+ * every manifest through fetch(arg, ...). On MANIFEST_OK, *items is the
+ * list of files (free with manifest_free_items), each named once, media
+ * first, nested manifests next, the top manifest last. Otherwise *items is
+ * NULL, *n 0, and err names the manifest and the reference or rule at
+ * fault (passwords masked): a reference leaving the top's origin or
+ * directory, a live presentation, a limit, a fetch's own reason. */
+int manifest_plan(const char *url, manifest_fetch_fn fetch, void *arg,
+		  struct manifest_item **items, int *n, char *err, size_t errlen);
+void manifest_free_items(struct manifest_item *items, int n);
+
+/* Between manifest.c and its backends. A plan in progress: */
+struct manifest_ctx;
+/* What an item is, in publishing order. */
+enum manifest_kind { MANIFEST_MEDIA, MANIFEST_NESTED, MANIFEST_TOP };
+/* A format: its extensions, a test of its first bytes, and the walk that
+ * adds every file of a top manifest at `url` with manifest_add. */
+struct manifest_format {
+	const char *name;
+	const char *const *extensions;
+	int (*sniff)(const char *body, size_t len);
+	int (*plan)(struct manifest_ctx *m, const char *url, const char *body, size_t len);
+};
+extern const struct manifest_format manifest_hls, manifest_dash;
+/* Resolves `ref` against `base`, checks it (origin, directory, name) and
+ * adds it unless already there. *url (when not NULL) points at the item's
+ * canonical URL, valid for the plan's lifetime; *added (when not NULL) is
+ * 1 for a new item. `where` starts the failure's reason ("manifest X line
+ * 12"). Returns 0, or -1 with the plan failed. */
+int manifest_add(struct manifest_ctx *m, const char *base, const char *ref, enum manifest_kind kind,
+		 const char *where, const char **url, int *added);
+/* RFC 3986 5.2.2: the URL of reference `ref` seen from `base` (an
+ * absolute URL), dot segments removed, fragment dropped; malloc'ed, or NULL
+ * when `base` has no scheme. Nothing is checked: manifest_add does. */
+char *manifest_resolve(const char *base, const char *ref);
+/* Fetches a nested manifest within the limits; 0, or -1 with the plan
+ * failed. */
+int manifest_fetch(struct manifest_ctx *m, const char *url, char **body, size_t *len);
+/* Hands a fetched manifest's bytes to the item of `url` (freed if none). */
+void manifest_keep(struct manifest_ctx *m, const char *url, char *body, size_t len);
+/* Fails the plan with a reason (the first failure wins); returns -1. */
+int manifest_fail(struct manifest_ctx *m, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* ---- xfer.c, xfer_file.c: carrying out a task ------------------------ */
 
 /* XFER_CHANGED: the source changed while a file was copied; transient
