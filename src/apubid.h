@@ -189,6 +189,7 @@ struct config {
 	char *listen_host;          /* "127.0.0.1"; "::1" for "[::1]:8080" */
 	int listen_port;            /* 8080 */
 	char *endpoint;             /* "/apubi"; always starts with '/' */
+	char *public_endpoint;      /* "https://publish.example.com/apubi" or NULL */
 	int threads;                /* serving threads, 16 */
 	int64_t max_request_size;   /* bytes, "1M" = 1048576 */
 	int client_fault_status;    /* 500 (default) or 400 */

@@ -103,6 +103,8 @@ static int config_set_string(struct config *, const struct config_setting *, con
 			     char *, size_t);
 static int config_set_listen(struct config *, const struct config_setting *, const char *,
 			     char *, size_t);
+static int config_set_public_endpoint(struct config *, const struct config_setting *,
+				      const char *, char *, size_t);
 static int config_set_endpoint(struct config *, const struct config_setting *, const char *,
 			       char *, size_t);
 static int config_set_status(struct config *, const struct config_setting *, const char *,
@@ -146,6 +148,8 @@ static int config_set_rule(struct config *, const struct config_setting *, const
 static const struct config_setting config_settings[] = {
 	{ "server", "listen", config_set_listen, 0, 0, 0, "127.0.0.1:8080", 0 },
 	{ "server", "endpoint", config_set_endpoint, F(endpoint), 0, 0, "/apubi", 0 },
+	{ "server", "public_endpoint", config_set_public_endpoint, F(public_endpoint), 0, 0, NULL,
+	  0 },
 	{ "server", "threads", config_set_int, F(threads), 1, 1024, "16", 0 },
 	{ "server", "max_request_size", config_set_size, F(max_request_size), KIB, GIB, "1M", 0 },
 	{ "server", "client_fault_status", config_set_status, F(client_fault_status), 0, 0, "500", 0 },
@@ -369,6 +373,30 @@ static int config_set_listen(struct config *c, const struct config_setting *s, c
 	c->listen_host = util_strndup(host, (size_t)(hend - host));
 	c->listen_port = (int)port;
 	return 0;
+}
+
+/* The address clients outside a proxy or load balancer use: an absolute
+ * http(s) URL with a host, no query, fragment, userinfo or characters that
+ * would need escaping in XML, since it is written into the WSDL as is. */
+static int config_set_public_endpoint(struct config *c, const struct config_setting *s,
+				      const char *v, char *err, size_t errlen)
+{
+	const char *rest = strncmp(v, "https://", 8) == 0  ? v + 8
+			   : strncmp(v, "http://", 7) == 0 ? v + 7
+							   : NULL;
+	int ok = rest && *rest && *rest != '/' && !strpbrk(v, "?#@<>&\"'` \t\\");
+	for (const char *p = v; ok && *p; p++)
+		if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+			ok = 0;
+	if (!ok) {
+		util_error(err, errlen,
+			   "'public_endpoint' must be an http:// or https:// URL with a host and no "
+			   "query, fragment, user or spaces, such as https://publish.example.com/apubi, "
+			   "not '%s'",
+			   v);
+		return -1;
+	}
+	return config_set_string(c, s, v, err, errlen);
 }
 
 static int config_set_endpoint(struct config *c, const struct config_setting *s, const char *v,
@@ -1268,6 +1296,7 @@ void config_free(struct config *c)
 		return;
 	free(c->listen_host);
 	free(c->endpoint);
+	free(c->public_endpoint);
 	free(c->store_path);
 	for (int i = 0; i < c->nsource_allow; i++)
 		free(c->source_allow[i]);

@@ -14,6 +14,9 @@
  * address the client reached (its Host header, when that is a plain
  * host[:port], and https:// when the connection is TLS), so a client
  * generated from ?wsdl talks to the right place behind any port mapping.
+ * Behind a TLS proxy or load balancer the address the client reached is
+ * not apubid's own: [server] public_endpoint, when set, is advertised as
+ * is instead.
  * Other queries on the endpoint are 405 (it takes POST); any other path is
  * a 404 fault. HEAD gets what GET would, without the body, so that a load
  * balancer probing /healthz with HEAD sees the 503 too.
@@ -373,9 +376,10 @@ int web_get(struct soap *soap)
 	}
 	if (query && (strcmp(query, "wsdl") == 0 || strcmp(query, "WSDL") == 0)) {
 		cn->op = "wsdl";
-		char *base = web_base(soap, c);
-		char *address = util_printf("%s%s", base, c->endpoint);
-		char *location = util_printf("schemaLocation=\"%s%s?xsd\"", base, c->endpoint);
+		char *base = c->public_endpoint ? util_strdup("") : web_base(soap, c);
+		const char *path = c->public_endpoint ? c->public_endpoint : c->endpoint;
+		char *address = util_printf("%s%s", base, path);
+		char *location = util_printf("schemaLocation=\"%s%s?xsd\"", base, path);
 		char *step = web_replace(embed_wsdl, WEB_WSDL_ADDRESS, address);
 		char *wsdl = web_replace(step, WEB_XSD_LOCATION, location);
 		int rc = web_send(soap, wsdl);

@@ -65,7 +65,13 @@ def test_unknown_section_is_reported_with_file_and_line(tmp_path):
     ("server", "client_fault_status = 418"),
     ("server", "max_request_size = lots"),
     ("log", "level = chatty"),
-], ids=["threads", "client_fault_status", "max_request_size", "level"])
+    ("server", "public_endpoint = /apubi"),
+    ("server", "public_endpoint = https://publish.example.com/apubi?x=1"),
+    ("server", "public_endpoint = https://user@publish.example.com/apubi"),
+    ("server", "public_endpoint = https://a.example/<x>"),
+], ids=["threads", "client_fault_status", "max_request_size", "level",
+        "public_endpoint-relative", "public_endpoint-query", "public_endpoint-user",
+        "public_endpoint-markup"])
 def test_bad_value_is_reported_with_file_and_line(tmp_path, section, line):
     path, lineno = bad_config(tmp_path, section, line)
     r = check(path, tmp_path)

@@ -49,6 +49,22 @@ def test_wsdl_is_served_with_the_address_it_was_reached_at(daemon):
     assert addresses == [daemon.url]
 
 
+def test_public_endpoint_is_what_the_wsdl_advertises_behind_a_proxy(make_daemon):
+    public = "https://publish.example.com/cdn/apubi"
+    d = make_daemon(server={"public_endpoint": public})
+    # The Host a proxy forwards is not what outside clients reach.
+    status, _, body = post(d.port, None, path="/apubi?wsdl", method="GET")
+    assert status == 200, body[:300]
+    root = ET.fromstring(body)
+    addresses = [a.get("location") for a in root.iter(f"{{{WSDL_SOAP}}}address")]
+    assert addresses == [public]
+    imports = [i.get("schemaLocation") for i in root.iter(f"{{{XSD}}}import")]
+    assert imports == [public + "?xsd"]
+    # The daemon still serves its own path; only the advertised address changed.
+    status, _, xsd = post(d.port, None, path="/apubi?xsd", method="GET")
+    assert status == 200 and ET.fromstring(xsd).tag == f"{{{XSD}}}schema"
+
+
 def test_wsdl_schema_import_is_served(daemon):
     wsdl_url = f"{daemon.url}?wsdl"
     _, _, body = post(daemon.port, None, path="/apubi?wsdl", method="GET")
