@@ -14,6 +14,7 @@ clients leave; max_connections raises the open-files limit to fit at
 start, and stops the start when it cannot.
 """
 import http.client
+import os
 import socket
 import ssl
 import subprocess
@@ -194,6 +195,11 @@ def test_idle_tls_keepalive_clients_do_not_block_a_new_one(make_daemon, pki):  #
         c.close()
 
 
+def _cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _refused_at_once(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=3)
     try:
@@ -213,6 +219,13 @@ def test_connection_limits_refuse_new_clients_and_service_resumes(make_daemon, s
     t0 = time.monotonic()
     assert _refused_at_once(d.port)
     assert time.monotonic() - t0 < 1.0
+    # At the limit apubid waits, it does not spin on the listening socket:
+    # over two seconds with clients knocking it uses a fraction of a core.
+    cpu0 = _cpu_seconds(d.proc.pid)
+    for _ in range(10):
+        assert _refused_at_once(d.port)
+        time.sleep(0.2)
+    assert _cpu_seconds(d.proc.pid) - cpu0 < 1.0
     for s in held[:3]:
         s.close()
     time.sleep(0.3)
