@@ -21,8 +21,11 @@
  *   - the whole request within request_timeout, and no silence longer
  *     than recv_timeout once it has begun; a request cut short is answered
  *     408, whatever the client keeps sending;
- *   - keepalive_timeout between requests, send_timeout without progress
- *     while writing an answer, two seconds of lingering before a close.
+ *   - keepalive_timeout between requests; send_timeout for the rest of an
+ *     answer, from the moment its serving thread gave it back (the kernel
+ *     buffers a slow reader's socket, so progress seen from here is too
+ *     coarse to measure a stall by); two seconds of lingering before a
+ *     close.
  * Counts: at most max_connections open connections, and
  * max_connections_per_address from one address; past either, a new
  * connection is accepted and closed at once.
