@@ -314,12 +314,12 @@ class Apubid:
         except OSError as e:
             log(f"cannot reset the peak RSS of apubid ({e}); the peak covers its whole life")
 
-    def rss_peak(self):
-        """VmHWM in KiB."""
+    def rss_peak(self, field="VmHWM"):
+        """VmHWM (or another field of /proc/PID/status) in KiB."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-        raise BenchError("no VmHWM in /proc/PID/status")
+        raise BenchError(f"no {field} in /proc/PID/status")
 
 
 class Nginx:
@@ -768,6 +768,7 @@ def scenario_crowd(base, binary):
             quiet.append(wrk(d.url, "status.lua", NORMAL_CONNS, SECONDS, env))
         fds_before = open_fds(d.proc.pid)
         d.rss_reset()
+        rss_before = d.rss_peak("VmRSS")
         log(f"opening {CROWD_IDLE:,} idle and {CROWD_SLOW:,} slow connections")
         t0 = time.monotonic()
         holder = subprocess.Popen(
@@ -794,6 +795,7 @@ def scenario_crowd(base, binary):
             d.alive()
         held = min(held, open_fds(d.proc.pid) - fds_before)
         rss_row(f"{CROWD_IDLE:,} idle + {CROWD_SLOW:,} slow connections, under load", d)
+        rss_crowd = d.rss_peak("VmRSS")
         holder.send_signal(signal.SIGTERM)
         done, _ = holder.communicate(timeout=60)
         PROCS.remove(holder)
@@ -801,7 +803,9 @@ def scenario_crowd(base, binary):
                      f"answered each) and {CROWD_SLOW:,} senders of one body byte a second, "
                      f"from {CROWD_SOURCES} addresses 127.0.0.{CROWD_FIRST_SOURCE}.. (default "
                      f"max_connections_per_address), max_connections = {crowd + 1000}; apubid "
-                     f"held at least {held:,} more descriptors than before it; "
+                     f"held at least {held:,} more descriptors than before it, and its RSS "
+                     f"went from {rss_before / 1024:.1f} MiB to {rss_crowd / 1024:.1f} MiB "
+                     f"({(rss_crowd - rss_before) / crowd:.1f} KiB a connection); "
                      f"the holder said: {done.strip()}")
         a, q = median_of(loaded), median_of(quiet)
         what = (f"GetTaskStatus, {NORMAL_CONNS} conns, beside {CROWD_IDLE:,} idle + "
