@@ -63,7 +63,7 @@ BENCH_MANY_TASKS, BENCH_CROWD_IDLE, BENCH_CROWD_SLOW, BENCH_THREADS and BENCH_WO
 and [workers] count; default: apubid's own defaults), BENCH_TMP (where the
 temporary directory goes), BENCH_KEEP=1 (keep it).
 
-A full run takes about 7 minutes on 2 cores (GetTaskStatus about 2.5,
+A full run takes about 9 minutes on 2 cores (GetTaskStatus about 2.5,
 the 1,000,000-task store about 1 to fill and 0.5 to measure, the crowd
 about 1.5); BENCH_QUICK=1 about 50 seconds. Arguments, when given, name
 the scenarios to run (status, status_tls, crowd, accept, e2e, big, many,
