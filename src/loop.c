@@ -21,8 +21,11 @@
  *   - the whole request within request_timeout, and no silence longer
  *     than recv_timeout once it has begun; a request cut short is answered
  *     408, whatever the client keeps sending;
- *   - keepalive_timeout between requests, send_timeout without progress
- *     while writing an answer, two seconds of lingering before a close.
+ *   - keepalive_timeout between requests; send_timeout for the rest of an
+ *     answer, from the moment its serving thread gave it back (the kernel
+ *     buffers a slow reader's socket, so progress seen from here is too
+ *     coarse to measure a stall by); two seconds of lingering before a
+ *     close.
  * Counts: at most max_connections open connections, and
  * max_connections_per_address from one address; past either, a new
  * connection is accepted and closed at once.
@@ -31,9 +34,13 @@
  * are pending, its output buffer only while an answer is being written.
  *
  * Sockets are registered edge-triggered once; an event that arrives while
- * a serving thread owns the connection is ignored, and the loop tries the
+ * a serving thread owns the connection is noted, and the loop tries the
  * socket again when the connection comes back (loop_give_back, through an
- * eventfd), so nothing is missed.
+ * eventfd), so nothing is missed. A plain socket that the loop's last read
+ * left empty, with no event since, is not read again on its return: its
+ * next request brings an event. Together with one eventfd wake-up for a
+ * batch of returns, this keeps the loop's system calls per keep-alive
+ * request to about what the request needs (docs/performance.md).
  */
 #include "server.h"
 
@@ -395,6 +402,7 @@ static void loop_start_linger(struct lconn *lc)
 static void loop_dispatch(struct lconn *lc)
 {
 	lc->state = LC_SERVING;
+	lc->missed = 0;
 	lc->served++;
 	loop_busy++;
 	server_hand_over(lc);
@@ -468,7 +476,10 @@ static void loop_progress(struct lconn *lc)
 			lc->in = in;
 			lc->in_cap = cap;
 		}
-		long n = loop_read(lc, lc->in + lc->in_len, lc->in_cap - lc->in_len);
+		size_t room = lc->in_cap - lc->in_len;
+		long n = loop_read(lc, lc->in + lc->in_len, room);
+		/* A short read empties a plain socket; TLS may hold a record back. */
+		lc->drained = !lc->ssl && (n == -1 || (n > 0 && (size_t)n < room));
 		if (n == -1)
 			break;
 		if (n <= 0) {
@@ -560,11 +571,16 @@ static void loop_sweep(int64_t now)
 void loop_give_back(struct lconn *lc)
 {
 	pthread_mutex_lock(&loop_back_lock);
+	/* Only the first connection on an empty list wakes the loop: the loop
+	 * reads the eventfd before it takes the list, so a connection added to
+	 * a list not yet taken is seen with the ones before it. */
+	int wake = loop_back == NULL;
 	lc->back = loop_back;
 	loop_back = lc;
 	pthread_mutex_unlock(&loop_back_lock);
 	uint64_t one = 1;
-	(void)!write(loop_wakefd, &one, sizeof one);
+	if (wake)
+		(void)!write(loop_wakefd, &one, sizeof one);
 }
 
 /* Takes back connections whose answers the serving threads have written
@@ -595,7 +611,11 @@ static void loop_take_back(void)
 			lc->state = LC_READING;
 		}
 		lc->since_ms = util_mono_ms();
-		loop_progress(lc);
+		/* A keep-alive connection whose socket was found empty, with no
+		 * event since and no pipelined bytes, has nothing to read yet:
+		 * its next request will bring an event. */
+		if (lc->state != LC_READING || lc->missed || !lc->drained || lc->in_len)
+			loop_progress(lc);
 		lc = next;
 	}
 }
@@ -658,7 +678,12 @@ void loop_run(void)
 				loop_take_back();
 			} else {
 				struct lconn *lc = p;
-				if (lc->state != LC_SERVING && lc->state != LC_DEAD)
+				if (lc->state == LC_SERVING)
+					lc->missed = 1;
+				else if (lc->state == LC_READING && lc->drained &&
+					 !(ev[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+					; /* the send buffer drained: nothing to read */
+				else if (lc->state != LC_DEAD)
 					loop_progress(lc);
 			}
 		}

@@ -45,6 +45,10 @@ struct lconn {
 	int close_after;        /* the answer ends the connection */
 	int ka_left;            /* requests still allowed on the connection */
 	int served;             /* requests handed to serving threads */
+	/* Whether the socket must be read again before the next event: the
+	 * loop's last read found it empty (drained; plain sockets only), and
+	 * whether an event came while a thread held the connection (missed). */
+	int drained, missed;
 	int64_t since_ms;       /* start of the state's time limit */
 	int64_t request_ms;     /* first byte of the current request, 0 before */
 	int64_t last_ms;        /* last byte received */

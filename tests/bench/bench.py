@@ -14,6 +14,17 @@ Scenarios, and exactly what is timed:
   connections (wrk -t2, -t1 for one connection): requests/s and p50/p99
   latency, apubid and nginx alternating, each run repeated; the table shows
   the median of the repetitions.
+* The same GetTaskStatus at 64 connections over TLS, against nginx over
+  TLS answering the same bytes: one self-signed P-256 certificate made with
+  openssl in the run's directory, TLS 1.2 and 1.3 offered by both; wrk's
+  connections are kept alive, so the handshakes are a small part.
+* A normal client (wrk, 4 connections, GetTaskStatus) beside a crowd held
+  by hold.py: CROWD_IDLE idle keep-alive connections (10,000) and
+  CROWD_SLOW senders of one body byte a second (1,000), from 60 source
+  addresses 127.0.0.2.. so that each stays under apubid's default
+  max_connections_per_address (256); max_connections is raised to fit.
+  p50/p99 against the same client with no crowd, in the same run; the
+  peak RSS row of this scenario is apubid holding the crowd.
 * LoadAsset acceptances/s at 64 connections: every request names a distinct
   destination, so each answer means a new task committed to the store.
   Afterwards apubid is killed with SIGKILL and the store must hold at least
@@ -48,13 +59,15 @@ Scenarios, and exactly what is timed:
 Environment: APUBID (the binary; default ./apubid of the repository),
 BENCH_OUT, BENCH_QUICK=1 (short runs and small sizes, to check the harness:
 its numbers mean nothing), BENCH_SECONDS, BENCH_REPEAT, BENCH_E2E_FILES, BENCH_BIG_MIB,
-BENCH_MANY_TASKS, BENCH_THREADS and BENCH_WORKERS (apubid's [server] threads
+BENCH_MANY_TASKS, BENCH_CROWD_IDLE, BENCH_CROWD_SLOW, BENCH_THREADS and BENCH_WORKERS (apubid's [server] threads
 and [workers] count; default: apubid's own defaults), BENCH_TMP (where the
 temporary directory goes), BENCH_KEEP=1 (keep it).
 
-A full run takes about 5 minutes on 2 cores (GetTaskStatus about 2.5,
-the 1,000,000-task store about 1 to fill and 0.5 to measure); BENCH_QUICK=1
-about 30 seconds.
+A full run takes about 9 minutes on 2 cores (GetTaskStatus about 2.5,
+the 1,000,000-task store about 1 to fill and 0.5 to measure, the crowd
+about 1.5); BENCH_QUICK=1 about 50 seconds. Arguments, when given, name
+the scenarios to run (status, status_tls, crowd, accept, e2e, big, many,
+attributes).
 
 Exit status: 0 when every scenario ran, 1 when one could not run or got
 error answers (the table flags them), 2 for a usage or set-up problem.
@@ -70,6 +83,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import statistics
 import subprocess
 import sys
@@ -98,6 +112,14 @@ BIG_MIB = env_num("BENCH_BIG_MIB", 1024, 64)
 MANY_TASKS = env_num("BENCH_MANY_TASKS", 1000000, 50000)
 FEW_TASKS = 1000
 CONNS = (1, 16, 64, 256)
+CROWD_IDLE = env_num("BENCH_CROWD_IDLE", 10000, 1000)
+CROWD_SLOW = env_num("BENCH_CROWD_SLOW", 1000, 100)
+# The crowd comes from 127.0.0.2, 127.0.0.3, ...: 60 addresses keep each one
+# (11,000 / 60 = 184 connections) under the default
+# max_connections_per_address of 256, which so stays as shipped.
+CROWD_FIRST_SOURCE, CROWD_SOURCES = 2, 60
+CROWD_READY_TIMEOUT = 600   # seconds to open the whole crowd
+NORMAL_CONNS = 4            # the normal client measured beside the crowd
 OUT = Path(os.environ.get("BENCH_OUT", str(REPO / "build" / "bench.md")))
 SERVER_THREADS = os.environ.get("BENCH_THREADS")
 WORKERS = os.environ.get("BENCH_WORKERS")
@@ -237,18 +259,25 @@ class Apubid:
             sections["server"]["threads"] = SERVER_THREADS
         if WORKERS:
             sections["workers"]["count"] = WORKERS
+        self.sections = sections
+        self.conf = self.dir / "apubid.conf"
+        self.configure(**overrides)
+
+    def configure(self, **overrides):
+        """Writes the configuration with `overrides` ({section: {key:
+        value}}) applied; it takes effect at the next start."""
         for section, kv in overrides.items():
-            sections.setdefault(section, {}).update(kv)
+            self.sections.setdefault(section, {}).update(kv)
         lines = []
-        for section, kv in sections.items():
+        for section, kv in self.sections.items():
             lines.append(f"[{section}]")
             lines += [f"{k} = {v}" for k, v in kv.items()]
-        self.conf = self.dir / "apubid.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/apubi"
+        scheme = "https" if "tls" in self.sections else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/apubi"
 
     def start(self):
         with open(self.logfile, "ab") as logf:
@@ -285,19 +314,21 @@ class Apubid:
         except OSError as e:
             log(f"cannot reset the peak RSS of apubid ({e}); the peak covers its whole life")
 
-    def rss_peak(self):
-        """VmHWM in KiB."""
+    def rss_peak(self, field="VmHWM"):
+        """VmHWM (or another field of /proc/PID/status) in KiB."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-        raise BenchError("no VmHWM in /proc/PID/status")
+        raise BenchError(f"no {field} in /proc/PID/status")
 
 
 class Nginx:
-    """nginx answering every request with `body`, as text/xml."""
+    """nginx answering every request with `body`, as text/xml; over TLS
+    when `tls` is (certificate file, key file)."""
 
-    def __init__(self, base, body):
-        self.dir = Path(base) / "nginx"
+    def __init__(self, base, body, name="nginx", tls=None):
+        self.dir = Path(base) / name
+        self.tls = tls
         (self.dir / "tmp").mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.logfile = self.dir / "error.log"
@@ -306,6 +337,12 @@ class Nginx:
             text = "x" * len(body)
         quoted = text.replace("\\", "\\\\").replace("'", "\\'")
         t = self.dir / "tmp"
+        listen = f"127.0.0.1:{self.port}"
+        if tls:
+            # TLS 1.3 as apubid offers it (nginx 1.22 leaves it out by default).
+            listen += (f" ssl;\n        ssl_certificate {tls[0]};\n"
+                       f"        ssl_certificate_key {tls[1]};\n"
+                       f"        ssl_protocols TLSv1.2 TLSv1.3")
         self.conf = self.dir / "nginx.conf"
         self.conf.write_text(f"""\
 daemon off;
@@ -323,7 +360,7 @@ http {{
     keepalive_timeout 15s;
     keepalive_requests 1000;
     server {{
-        listen 127.0.0.1:{self.port};
+        listen {listen};
         location / {{
             default_type text/xml;
             charset utf-8;
@@ -336,7 +373,7 @@ http {{
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/apubi"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/apubi"
 
     def start(self):
         with open(self.dir / "stderr.log", "ab") as logf:
@@ -623,6 +660,169 @@ def scenario_status(base, binary):
         d.stop()
     finally:
         n.stop()
+        d.kill9()
+
+
+def self_signed(base):
+    """A P-256 certificate for 127.0.0.1 and its key, made with openssl in
+    the run's directory: (certificate file, key file)."""
+    cert, key = base / "tls-cert.pem", base / "tls-key.pem"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                        "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def https_post(port, body):
+    """One POST over TLS, the certificate unchecked (it is the run's own):
+    (status, answer, the TLS version and suite)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT, context=ctx)
+    try:
+        conn.request("POST", "/apubi", body=body, headers=HEADERS)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, data, f"{conn.sock.version()} {conn.sock.cipher()[0]}"
+    finally:
+        conn.close()
+
+
+def scenario_status_tls(base, binary):
+    """GetTaskStatus at 64 connections over TLS, against nginx over TLS
+    with the same certificate and the same answer."""
+    d = Apubid(base, "status-tls", binary).start()
+    try:
+        src = d.ingest / "feature.ts"
+        src.write_bytes(os.urandom(4096))
+        tid = publish_one(d, src, "feature_20240517143000.ts")
+        d.stop()
+        cert, key = self_signed(base)
+        d.configure(tls={"cert_file": cert, "key_file": key})
+        d.start()
+        body = status_envelope(tid)
+        (base / "status-tls.xml").write_bytes(body)
+        code, answer, suite = https_post(d.port, body)
+        if code != 200:
+            raise BenchError(f"GetTaskStatus over TLS: HTTP {code}: {answer[:300]!r}")
+        n = Nginx(base, answer, "nginx-tls", (cert, key)).start()
+        try:
+            code, ref, ref_suite = https_post(n.port, body)
+            if code != 200 or len(ref) != len(answer):
+                raise BenchError(f"nginx over TLS answered {code} with {len(ref)} bytes, "
+                                 f"not {len(answer)}")
+            NOTES.append(f"over TLS: a self-signed P-256 certificate; apubid negotiates "
+                         f"{suite}, nginx {ref_suite} (with Python's client)")
+            env = {"BENCH_BODY": str(base / "status-tls.xml")}
+            d.rss_reset()
+            runs = {"apubid": [], "nginx": []}
+            for rep in range(REPEAT):
+                for who, url in (("apubid", d.url), ("nginx", n.url)):
+                    log(f"GetTaskStatus over TLS {who} c=64 #{rep + 1}")
+                    runs[who].append(wrk(url, "status.lua", 64, SECONDS, env))
+                d.alive()
+            a, r = median_of(runs["apubid"]), median_of(runs["nginx"])
+            ratio = a["rps"] / r["rps"] if r["rps"] else 0
+            what = "GetTaskStatus over TLS, 64 conns"
+            row(f"{what}: req/s", fmt_rate(a["rps"]) + errors_note(a, what),
+                f"nginx over TLS {fmt_rate(r['rps'])}" + errors_note(r, what + " (nginx)"),
+                f"{ratio:.2f}", ">= 0.5 x nginx", yes(ratio >= 0.5))
+            row(f"{what}: p50 / p99", f"{fmt_ms(a['p50_us'])} / {fmt_ms(a['p99_us'])}",
+                f"nginx {fmt_ms(r['p50_us'])} / {fmt_ms(r['p99_us'])}", "", "p99 <= 5 ms",
+                yes(a["p99_us"] <= 5000))
+            rss_row("GetTaskStatus over TLS, 64 conns", d)
+        finally:
+            n.stop()
+        d.stop()
+    finally:
+        d.kill9()
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def scenario_crowd(base, binary):
+    """A normal client's GetTaskStatus latency while CROWD_IDLE idle
+    keep-alive connections and CROWD_SLOW one-byte-a-second senders are
+    connected (tests/bench/hold.py holds them), against the same client
+    with no crowd; and apubid's peak RSS meanwhile."""
+    crowd = CROWD_IDLE + CROWD_SLOW
+    d = Apubid(base, "crowd", binary, server={"max_connections": str(crowd + 1000),
+                                              "keepalive_timeout": "3600"})
+    d.start()
+    holder = None
+    try:
+        src = d.ingest / "feature.ts"
+        src.write_bytes(os.urandom(4096))
+        tid = publish_one(d, src, "feature_20240517143000.ts")
+        (base / "status-crowd.xml").write_bytes(status_envelope(tid))
+        env = {"BENCH_BODY": str(base / "status-crowd.xml")}
+        quiet = []
+        for rep in range(REPEAT):
+            log(f"GetTaskStatus c={NORMAL_CONNS}, no crowd #{rep + 1}")
+            quiet.append(wrk(d.url, "status.lua", NORMAL_CONNS, SECONDS, env))
+        fds_before = open_fds(d.proc.pid)
+        d.rss_reset()
+        rss_before = d.rss_peak("VmRSS")
+        log(f"opening {CROWD_IDLE:,} idle and {CROWD_SLOW:,} slow connections")
+        t0 = time.monotonic()
+        holder = subprocess.Popen(
+            [sys.executable, str(HERE / "hold.py"), str(d.port), str(CROWD_IDLE),
+             str(CROWD_SLOW), str(CROWD_FIRST_SOURCE), str(CROWD_SOURCES)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=die_with_parent)
+        PROCS.append(holder)
+        ready = []
+        reader = threading.Thread(target=lambda: ready.append(holder.stdout.readline()),
+                                  daemon=True)
+        reader.start()
+        reader.join(CROWD_READY_TIMEOUT)
+        if not ready or not ready[0].startswith("READY"):
+            holder.kill()
+            raise BenchError(f"the crowd did not connect: {ready} {holder.stderr.read()[-2000:]}")
+        log(f"crowd connected in {time.monotonic() - t0:.1f} s")
+        time.sleep(2)   # a couple of bytes from every slow sender first
+        held = open_fds(d.proc.pid) - fds_before
+        loaded = []
+        for rep in range(REPEAT):
+            log(f"GetTaskStatus c={NORMAL_CONNS}, crowd connected #{rep + 1}")
+            loaded.append(wrk(d.url, "status.lua", NORMAL_CONNS, SECONDS, env))
+            d.alive()
+        held = min(held, open_fds(d.proc.pid) - fds_before)
+        rss_row(f"{CROWD_IDLE:,} idle + {CROWD_SLOW:,} slow connections, under load", d)
+        rss_crowd = d.rss_peak("VmRSS")
+        holder.send_signal(signal.SIGTERM)
+        done, _ = holder.communicate(timeout=60)
+        PROCS.remove(holder)
+        NOTES.append(f"crowd: {CROWD_IDLE:,} idle keep-alive connections (one GET /healthz "
+                     f"answered each) and {CROWD_SLOW:,} senders of one body byte a second, "
+                     f"from {CROWD_SOURCES} addresses 127.0.0.{CROWD_FIRST_SOURCE}.. (default "
+                     f"max_connections_per_address), max_connections = {crowd + 1000}; apubid "
+                     f"held at least {held:,} more descriptors than before it, and its RSS "
+                     f"went from {rss_before / 1024:.1f} MiB to {rss_crowd / 1024:.1f} MiB "
+                     f"({(rss_crowd - rss_before) / crowd:.1f} KiB a connection); "
+                     f"the holder said: {done.strip()}")
+        a, q = median_of(loaded), median_of(quiet)
+        what = (f"GetTaskStatus, {NORMAL_CONNS} conns, beside {CROWD_IDLE:,} idle + "
+                f"{CROWD_SLOW:,} slow conns")
+        row(f"{what}: p50 / p99", f"{fmt_ms(a['p50_us'])} / {fmt_ms(a['p99_us'])}"
+            + errors_note(a, what),
+            f"no crowd: {fmt_ms(q['p50_us'])} / {fmt_ms(q['p99_us'])}"
+            + errors_note(q, what + " (no crowd)"),
+            f"{a['p99_us'] / q['p99_us']:.2f}" if q["p99_us"] else "", "p99 <= 20 ms",
+            yes(a["p99_us"] <= 20000 and held >= crowd * 0.99))
+        row(f"{what}: req/s", fmt_rate(a["rps"]), f"no crowd: {fmt_rate(q['rps'])}",
+            f"{a['rps'] / q['rps']:.2f}" if q["rps"] else "", "", "")
+        d.stop()
+    finally:
+        if holder is not None and holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=10)
         d.kill9()
 
 
@@ -965,6 +1165,8 @@ def scenario_attributes(base, binary):
 
 SCENARIOS = [
     ("GetTaskStatus vs nginx", scenario_status),
+    ("GetTaskStatus over TLS vs nginx over TLS", scenario_status_tls),
+    ("a normal client beside a crowd", scenario_crowd),
     ("LoadAsset acceptances", scenario_accept),
     ("end to end", scenario_e2e),
     ("big publish", scenario_big),

@@ -6,12 +6,18 @@ hostile clients as there are serving threads, plain and over TLS, and
 measures a normal client alongside: it must be answered within a liveness
 bound (ten times a quiet answer, generously), and the hostile ones must be
 cut when their time limit (header_timeout, request_timeout,
-keepalive_timeout) is up, whatever they keep sending. The connection
-limits refuse new clients cleanly and service resumes once clients leave.
+keepalive_timeout) is up, whatever they keep sending. A client that reads
+its answers slowly holds no thread either: the loop writes what the socket
+did not take at once, and cuts it after send_timeout without progress.
+The connection limits refuse new clients cleanly and service resumes once
+clients leave; max_connections raises the open-files limit to fit at
+start, and stops the start when it cannot.
 """
 import http.client
+import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
@@ -189,6 +195,11 @@ def test_idle_tls_keepalive_clients_do_not_block_a_new_one(make_daemon, pki):  #
         c.close()
 
 
+def _cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _refused_at_once(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=3)
     try:
@@ -208,6 +219,13 @@ def test_connection_limits_refuse_new_clients_and_service_resumes(make_daemon, s
     t0 = time.monotonic()
     assert _refused_at_once(d.port)
     assert time.monotonic() - t0 < 1.0
+    # At the limit apubid waits, it does not spin on the listening socket:
+    # over two seconds with clients knocking it uses a fraction of a core.
+    cpu0 = _cpu_seconds(d.proc.pid)
+    for _ in range(10):
+        assert _refused_at_once(d.port)
+        time.sleep(0.2)
+    assert _cpu_seconds(d.proc.pid) - cpu0 < 1.0
     for s in held[:3]:
         s.close()
     time.sleep(0.3)
@@ -215,3 +233,106 @@ def test_connection_limits_refuse_new_clients_and_service_resumes(make_daemon, s
     for s in held[3:]:
         s.close()
     assert d.proc.poll() is None
+
+
+# ---- slow readers -------------------------------------------------------
+
+SEND_TIMEOUT = 3
+WSDL_GET = b"GET /apubi?wsdl HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+PIPELINED = 2000    # answers of about 4 KB each: far more than the socket buffers hold
+
+
+class SlowReader:
+    """Pipelines PIPELINED requests for the WSDL and reads nothing, through
+    a small receive buffer, so that apubid's answers back up."""
+
+    def __init__(self, port, ctx=None):
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.settimeout(15)
+        raw.connect(("127.0.0.1", port))
+        self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1") if ctx else raw
+        self.sock.sendall(WSDL_GET * PIPELINED)
+
+    def drain(self):
+        """Reads what is left; returns (bytes read, how it ended: "eof",
+        "reset" or "timeout")."""
+        got, how = 0, "timeout"
+        self.sock.settimeout(5)
+        try:
+            while True:
+                data = self.sock.recv(1 << 20)
+                if not data:
+                    how = "eof"
+                    break
+                got += len(data)
+        except socket.timeout:
+            pass
+        except (ConnectionResetError, ssl.SSLError, OSError):
+            how = "reset"
+        finally:
+            self.sock.close()
+        return got, how
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_slow_readers_do_not_block_a_normal_client_and_are_cut_at_send_timeout(
+        make_daemon, pki, tls):  # noqa: F811
+    d = _server(make_daemon, tls_settings(pki) if tls else None,
+                send_timeout=str(SEND_TIMEOUT))
+    ctx = client_context(pki) if tls else None
+    quiet = _normal_request_time(d.port, ctx)
+    one = len(d.get("/apubi?wsdl")[1]) if not tls else 0
+    readers = [SlowReader(d.port, ctx) for _ in range(HOSTILE)]
+    time.sleep(1.0)  # every reader's answers have filled its socket by now
+    for _ in range(3):
+        took = _normal_request_time(d.port, ctx)
+        assert took < max(LIVENESS, 10 * quiet), f"a normal request took {took:.2f}s"
+    time.sleep(SEND_TIMEOUT + 2.5)
+    for r in readers:
+        got, how = r.drain()
+        # Cut: the rest of its answers were never written, and the
+        # connection ended instead of waiting for more requests.
+        assert how in ("eof", "reset"), f"a slow reader was not cut ({got} bytes read)"
+        if one:
+            assert got < PIPELINED * one, f"{got} bytes: every answer was written"
+    assert _normal_request_time(d.port, ctx) < LIVENESS
+    assert d.proc.poll() is None
+
+
+# ---- the open-files limit -----------------------------------------------
+
+def _limits(pid):
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-files line in /proc/PID/limits")
+
+
+def test_max_connections_above_the_open_files_limit_raises_it_at_start(make_daemon):
+    import resource
+    saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # apubid inherits a soft limit of 1024, as under a plain shell.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, saved[1]))
+    try:
+        d = _server(make_daemon, max_connections="3000")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+    soft, _ = _limits(d.proc.pid)
+    assert soft >= 3000, f"the open-files limit stayed at {soft}"
+    assert _normal_request_time(d.port) < LIVENESS
+
+
+def test_max_connections_that_cannot_fit_the_open_files_limit_stops_the_start(tmp_path):
+    from conftest import APUBID, Daemon
+    d = Daemon(tmp_path, {"server": {"max_connections": "100000"}})
+    # A hard limit of 1024 and no CAP_SYS_RESOURCE to raise it, even as root.
+    p = subprocess.run(["prlimit", "--nofile=1024:1024", "setpriv",
+                        "--bounding-set=-sys_resource", "--inh-caps=-sys_resource",
+                        APUBID, "-f", str(d.conf)],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    out = (p.stdout + p.stderr).decode("utf-8", "replace")
+    assert p.returncode != 0, out
+    assert "max_connections = 100000 needs 100256 open files" in out, out
+    assert "lower max_connections or raise LimitNOFILE" in out, out

@@ -3,7 +3,7 @@
 With cert_file set apubid speaks TLS 1.2 or 1.3 only (1.1 and older are
 refused), in TLS 1.2 only with forward-secret AEAD suites (ECDHE with
 AES-GCM or ChaCha20-Poly1305; no static RSA key exchange, no CBC), serves the WSDL with https:// addresses, does each handshake in
-a serving thread (a client that connects and says nothing holds no one
+the event loop (a client that connects and says nothing holds no one
 else up), and with client_ca admits only clients whose certificate chains
 to that CA. Certificates are made with the openssl command for each test
 module, in a temporary directory; only 127.0.0.1 is contacted.
