@@ -26,7 +26,7 @@ BENCH_DEPS := python3 nginx wrk
 # the servers it publishes to (the dav-ext module gives nginx the PROPFIND
 # rclone needs), GNU time for the references' CPU and memory.
 BENCH_DEPS += rclone lftp curl time python3-pyftpdlib openssh-server openssh-client \
-           openssl libnginx-mod-http-dav-ext strace
+           openssl libnginx-mod-http-dav-ext strace linux-perf
 # DEB_DEPS: building the Debian package (make deb) and checking it with
 # lintian, which test_deb.py does in make check.
 DEB_DEPS := dpkg-dev debhelper lintian

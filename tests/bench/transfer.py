@@ -58,7 +58,10 @@ checks the harness in about a minute; its numbers mean nothing),
 BENCH_REPEAT, BENCH_PKG_FILES, BENCH_BIG_MIB, BENCH_RUN_TIMEOUT (seconds),
 BENCH_TMP (where the temporary directory goes), BENCH_KEEP=1 (keep it),
 BENCH_STRACE=1 (run apubid under `strace -f -c` and write each scenario's
-system call summary beside the table: for finding causes, not timing).
+system call summary beside the table, transfer-strace-SCENARIO.txt),
+BENCH_PERF=1 (sample apubid with `perf record -g` and write the profile
+by library and by function beside the table, transfer-perf-SCENARIO.txt):
+both are for finding causes; their times mean little.
 Arguments: scenario names (first column of SCENARIOS below) to run only
 those.
 
@@ -102,6 +105,7 @@ PKG_FILES = env_num("BENCH_PKG_FILES", 1000, 100)
 BIG_MIB = env_num("BENCH_BIG_MIB", 1024, 32)
 RUN_TIMEOUT = env_num("BENCH_RUN_TIMEOUT", 600, 120, float)
 STRACE = os.environ.get("BENCH_STRACE", "") not in ("", "0")
+PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
 _default_out = (Path(os.environ["BENCH_OUT"]).with_name("bench-transfer.md")
                 if os.environ.get("BENCH_OUT") else REPO / "build" / "bench-transfer.md")
 OUT = Path(os.environ.get("BENCH_TRANSFER_OUT", str(_default_out)))
@@ -112,6 +116,8 @@ SUBMIT_THREADS = 4            # clients submitting the single-file tasks
 HTTP_TIMEOUT = 30             # seconds for one SOAP exchange
 USER, PASSWORD = "apubi", "s3cret"
 
+# A command or reply in pyftpdlib's log: time, client address, direction, word.
+FTP_LINE_RE = re.compile(r"^(\S+ \S+) (\d+\.\d+\.\d+\.\d+:\d+)-\[[^\]]*\] (<-|->) (\S+)")
 TASKID_RE = re.compile(rb"<(?:\w+:)?TaskId>([0-9A-F-]{36})</(?:\w+:)?TaskId>")
 STATUS_RE = re.compile(rb"<(?:\w+:)?Status>\s*(\w+)\s*</(?:\w+:)?Status>")
 HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
@@ -237,6 +243,37 @@ def flat(expect):
     """The Expect of the package's files laid side by side in one directory."""
     return Expect({Path(k).name: v for k, v in expect.files.items()},
                   {Path(k).name: v for k, v in expect.samples.items()})
+
+
+# ---- the FTP server's view ------------------------------------------------------
+
+def ftp_view(text):
+    """What one run did, seen from the FTP server's log: (logins, commands,
+    pauses, paused seconds). A pause is a client waiting 0.5 s or more
+    before its next command right after the server's 229 answer to EPSV:
+    libcurl's easy interface waits exactly 1 s there when the answer was
+    already in its buffer."""
+    logins = commands = pauses = 0
+    paused = 0.0
+    last = {}
+    for line in text.splitlines():
+        m = FTP_LINE_RE.match(line)
+        if not m:
+            continue
+        stamp, conn, way, word = m.groups()
+        try:
+            t = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:
+            continue
+        if way == "<-":
+            commands += 1
+            logins += word.upper() == "USER"
+            prev = last.get(conn)
+            if prev and prev[1] == "229" and t - prev[0] >= 0.5:
+                pauses += 1
+                paused += t - prev[0]
+        last[conn] = (t, word if way == "->" else None)
+    return logins, commands, pauses, paused
 
 
 # ---- measuring a process tree ------------------------------------------------
@@ -403,6 +440,14 @@ class Apubid:
             self.stop()
             raise BenchError(f"apubid did not start: {e}")
         self.pid = self._daemon_pid()
+        self.perf = None
+        if PERF:
+            self.perf_data = self.dir / "perf.data"
+            self.perf = subprocess.Popen(
+                ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g",
+                 "-o", str(self.perf_data), "-p", str(self.pid)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, preexec_fn=servers._die_with_parent)
 
     def _daemon_pid(self):
         """The pid of apubid itself (under strace, strace's child)."""
@@ -482,7 +527,27 @@ class Apubid:
                 c.close()
         return self.measure(submit)
 
+    def perf_report(self, out):
+        """Stops perf and writes where apubid's CPU time went: by library,
+        then the top functions."""
+        if self.perf is None:
+            return
+        p, self.perf = self.perf, None
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+        with open(out, "w") as f:
+            for sort in ("dso", "dso,sym"):
+                r = subprocess.run(["perf", "report", "-i", str(self.perf_data), "--stdio",
+                                    "--no-children", "-g", "none", "--percent-limit", "0.5",
+                                    "--sort", sort], capture_output=True, text=True,
+                                   timeout=300)
+                f.write(r.stdout)
+
     def stop(self):
+        if self.perf is not None:
+            self.perf.kill()
+            self.perf.wait(timeout=10)
+            self.perf = None
         if self.proc is None:
             return
         p, self.proc = self.proc, None
@@ -620,11 +685,14 @@ url = http://{USER}:{PASSWORD}@127.0.0.1:{self.dav.port}/
 # for the references, and the Expect of that result.
 
 class Scenario:
-    def __init__(self, key, label, expect, conf, apubid_run, refs, dest_top, local):
+    def __init__(self, key, label, expect, conf, apubid_run, refs, dest_top, local,
+                 ftp=None):
         self.key, self.label, self.expect = key, label, expect
         self.conf, self.apubid_run, self.refs = conf, apubid_run, refs
         self.dest_top = dest_top      # where results land (a local directory)
         self.local = local            # True when that is the local root
+        self.ftp = ftp                # the FTP server, when one end is FTP
+        self.http = None              # nginx, when one end is HTTP or WebDAV
 
 
 def scenarios(w):
@@ -652,7 +720,7 @@ def scenarios(w):
             w.lftp(w.lftp_open("ftp") + f"mirror --parallel=4 /data/pkg {dst}"), sync(dst)]),
          ("rclone copy", lambda dst: [
              w.rclone("copy", "ftp:data/pkg", str(dst)), sync(dst)])],
-        w.local, True))
+        w.local, True, w.ftp))
 
     # The package, local source -> FTP, SFTP, WebDAV and local roots.
     dest_ftp, dest_sftp, dest_dav = w.srv / "dest-ftp", w.srv / "dest-sftp", w.srv / "dest-dav"
@@ -667,7 +735,7 @@ def scenarios(w):
                    f"/dest-ftp/{dst.name}")]),
          ("rclone copy", lambda dst: [
              w.rclone("copy", str(data / "pkg"), f"ftp:dest-ftp/{dst.name}")])],
-        dest_ftp, False))
+        dest_ftp, False, w.ftp))
     S.append(Scenario(
         "pkg-local-sftp", "package, local -> SFTP root", P,
         remote_root(w.sftp_url("dest-sftp/")),
@@ -751,7 +819,7 @@ def scenarios(w):
             w.lftp(w.lftp_open("ftp") + f"get /data/big.bin -o {dst}/big.bin"), sync(dst)]),
          ("rclone copy", lambda dst: [
              w.rclone("copy", "ftp:data/big.bin", str(dst)), sync(dst)])],
-        w.local, True))
+        w.local, True, w.ftp))
     S.append(Scenario(
         "big-local-ftp", f"{mib}, local -> FTP root", B,
         remote_root(w.ftp_url("dest-ftp/")),
@@ -760,7 +828,7 @@ def scenarios(w):
             w.lftp(w.lftp_open("ftp") + f"put {big} -o /dest-ftp/{dst.name}/big.bin")]),
          ("rclone copy", lambda dst: [
              w.rclone("copy", str(big), f"ftp:dest-ftp/{dst.name}")])],
-        dest_ftp, False))
+        dest_ftp, False, w.ftp))
     S.append(Scenario(
         "big-local-sftp", f"{mib}, local -> SFTP root", B,
         remote_root(w.sftp_url("dest-sftp/")),
@@ -780,6 +848,9 @@ def scenarios(w):
          ("rclone copy (webdav)", lambda dst: [
              w.rclone("copy", "--no-check-dest", str(big), f"dav:dest-dav/{dst.name}")])],
         dest_dav, False))
+    for sc in S:
+        if "http" in sc.key or "dav" in sc.key:
+            sc.http = w.dav
     return S
 
 
@@ -799,6 +870,8 @@ class Row:
         self.refs = {label: [] for label, _ in sc.refs}
         self.error = None           # why apubid's runs could not be made
         self.ref_errors = {}        # label: why that reference failed
+        self.ftp = {}               # label: [ftp_view() per run]
+        self.http = {}              # label: [{method: requests} per run]
 
 
 def run_scenario(sc, base, binary):
@@ -814,6 +887,8 @@ def run_scenario(sc, base, binary):
                 name = f"{sc.key}-{who.index((label, ref))}-{rep}"
                 dst = sc.dest_top / name
                 log(f"{sc.key} #{rep + 1}: {label}")
+                ftp_from = sc.ftp.log_path.stat().st_size if sc.ftp else 0
+                http_from = sc.http.access_log_path.stat().st_size if sc.http else 0
                 try:
                     if ref is None:
                         m = sc.apubid_run(d, name)
@@ -834,6 +909,20 @@ def run_scenario(sc, base, binary):
                 finally:
                     clear(dst)
                 (row.apubid if ref is None else row.refs[label]).append(m)
+                if sc.ftp:
+                    with open(sc.ftp.log_path, "rb") as f:
+                        f.seek(ftp_from)
+                        row.ftp.setdefault(label, []).append(
+                            ftp_view(f.read().decode(errors="replace")))
+                if sc.http:
+                    with open(sc.http.access_log_path, "rb") as f:
+                        f.seek(http_from)
+                        methods = {}
+                        for m in re.finditer(rb'"([A-Z]+) /', f.read()):
+                            k = m.group(1).decode()
+                            methods[k] = methods.get(k, 0) + 1
+                        row.http.setdefault(label, []).append(methods)
+        d.perf_report(OUT.with_name(f"transfer-perf-{sc.key}.txt"))
         d.stop()
         if STRACE:
             shutil.copyfile(d.strace_out, OUT.with_name(f"transfer-strace-{sc.key}.txt"))
@@ -910,6 +999,28 @@ def table(rows, started, elapsed):
         ok = ratio >= 1.0 and peak <= RSS_TARGET_MIB * 1024
         out.append(f"| {r.sc.label} | {cell(a, peak)} | {cells} | "
                    f"{f'{ratio:.2f}' if best else ''} | {'yes' if ok else '**no**'} |")
+    views = [r for r in rows if r.ftp]
+    if views:
+        out += ["", "The FTP server's view, per run (median): logins (USER commands), "
+                "commands, and pauses of 0.5 s or more by the client right after the "
+                "server's 229 answer to EPSV (with their seconds).", "",
+                "| scenario | " + " | ".join(["who", "logins", "commands", "pauses after 229"])
+                + " |", "|---|---|---|---|---|"]
+        for r in views:
+            for label, runs in r.ftp.items():
+                lg, cm, pa, ps = (statistics.median(x[i] for x in runs) for i in range(4))
+                out.append(f"| {r.sc.label} | {label} | {lg:,.0f} | {cm:,.0f} | "
+                           f"{pa:,.0f} ({ps:.1f} s) |")
+    views = [r for r in rows if r.http]
+    if views:
+        out += ["", "nginx's view, per run (median): requests by method.", "",
+                "| scenario | who | requests |", "|---|---|---|"]
+        for r in views:
+            for label, runs in r.http.items():
+                methods = sorted({k for x in runs for k in x})
+                out.append(f"| {r.sc.label} | {label} | " + ", ".join(
+                    f"{k} {statistics.median(x.get(k, 0) for x in runs):,.0f}"
+                    for k in methods) + " |")
     out += ["", f"Run took {elapsed / 60:.1f} min; `BENCH_ONLY=transfer make bench`."]
     return "\n".join(out) + "\n"
 
@@ -922,10 +1033,10 @@ def main():
     if not os.access(APUBID, os.X_OK):
         print(f"transfer bench: {APUBID} is not an executable (set APUBID)", file=sys.stderr)
         return 2
-    if STRACE and shutil.which("strace") is None:
-        print("transfer bench: BENCH_STRACE needs strace (apt-get install strace)",
-              file=sys.stderr)
-        return 2
+    for flag, tool, pkg in ((STRACE, "strace", "strace"), (PERF, "perf", "linux-perf")):
+        if flag and shutil.which(tool) is None:
+            print(f"transfer bench: {tool} is missing: apt-get install {pkg}", file=sys.stderr)
+            return 2
     only = set(sys.argv[1:])
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()
