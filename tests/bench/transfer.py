@@ -60,7 +60,7 @@ build/bench-transfer.md), BENCH_QUICK=1 (100 files, 32 MiB, one run each:
 checks the harness in about a minute; its numbers mean nothing),
 BENCH_REPEAT, BENCH_PKG_FILES, BENCH_BIG_MIB, BENCH_RUN_TIMEOUT (seconds),
 BENCH_TMP (where the temporary directory goes), BENCH_KEEP=1 (keep it),
-BENCH_STRACE=1 (run apubid under `strace -f -c` and write each scenario's
+BENCH_STRACE=1 (run apubid under `strace -f -c -w` and write each scenario's
 system call summary beside the table, transfer-strace-SCENARIO.txt),
 BENCH_PERF=1 (sample apubid with `perf record -g` and write the profile
 by library and by function beside the table, transfer-perf-SCENARIO.txt):
@@ -304,6 +304,11 @@ def run_measured(cmds, timeout):
             timer.start()
             try:
                 p.wait()
+            except BaseException:
+                # Interrupted: the reference must not outlive the harness.
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                raise
             finally:
                 timer.cancel()
             fields = report.read().split()
@@ -432,7 +437,7 @@ class Apubid:
         os.chmod(self.conf, 0o600)
         cmd = [binary, "-f", str(self.conf)]
         if STRACE:
-            cmd = ["strace", "-f", "-c", "-o", str(self.strace_out)] + cmd
+            cmd = ["strace", "-f", "-c", "-w", "-o", str(self.strace_out)] + cmd
         with open(self.logfile, "ab") as logf:
             self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL,
                                          stdout=logf, stderr=logf,
@@ -555,11 +560,17 @@ class Apubid:
             return
         p, self.proc = self.proc, None
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            # Under strace, apubid itself is told to stop; strace writes its
+            # summary and exits when apubid has.
+            os.kill(self.pid, signal.SIGTERM)
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                p.kill()
+                for pid in {self.pid, p.pid}:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
                 p.wait(timeout=10)
 
 
@@ -1043,6 +1054,7 @@ def main():
             print(f"transfer bench: {tool} is missing: apt-get install {pkg}", file=sys.stderr)
             return 2
     only = set(sys.argv[1:])
+    OUT.parent.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="apubid-xbench-", dir=os.environ.get("BENCH_TMP")))
