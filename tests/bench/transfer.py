@@ -41,7 +41,14 @@ with other FTP servers, rclone/rclone#3942 and #3445); a
 reference that writes to the local disk ends with `sync -f DIR` (one
 syncfs of the destination's file system), because apubid makes what it
 publishes on a local root durable before it answers SUCCESS. Its CPU
-seconds and peak RSS come from wait4() of its process tree.
+seconds (the whole process tree) and peak RSS (its largest process) come
+from GNU time. A reference that fails is reported as failed in its row,
+and the row goes on with the others.
+
+What the servers saw is counted per run as well, from their logs: for an
+FTP end, logins, commands, and the client's pauses of 0.5 s or more right
+after the 229 answer to EPSV; for an HTTP or WebDAV end, nginx's requests
+by method. Two more tables show them.
 
 Every run's result is checked before its time counts: the exact set of
 files, every size, and the SHA-256 of a few files (of three 1 MiB pieces
@@ -55,8 +62,8 @@ Each run has a liveness bound (RUN_TIMEOUT): a run that takes longer is
 killed and its row reports the failure; the other rows still run.
 
 Environment: APUBID (the binary; default ./apubid of the repository),
-BENCH_TRANSFER_OUT (the table; default transfer.md beside BENCH_OUT, else
-build/bench-transfer.md), BENCH_QUICK=1 (100 files, 32 MiB, one run each:
+BENCH_TRANSFER_OUT (the tables; default bench-transfer.md beside
+BENCH_OUT, else build/bench-transfer.md), BENCH_QUICK=1 (100 files, 32 MiB, one run each:
 checks the harness in about a minute; its numbers mean nothing),
 BENCH_REPEAT, BENCH_PKG_FILES, BENCH_BIG_MIB, BENCH_RUN_TIMEOUT (seconds),
 BENCH_TMP (where the temporary directory goes), BENCH_KEEP=1 (keep it),
@@ -65,8 +72,13 @@ system call summary beside the table, transfer-strace-SCENARIO.txt),
 BENCH_PERF=1 (sample apubid with `perf record -g` and write the profile
 by library and by function beside the table, transfer-perf-SCENARIO.txt):
 both are for finding causes; their times mean little.
-Arguments: scenario names (first column of SCENARIOS below) to run only
-those.
+Arguments: scenario names to run only those: pkg-ftp-local, pkg-local-ftp,
+pkg-local-sftp, pkg-local-dav, pkg-local-local, singles-http-local,
+big-http-local, big-ftp-local, big-local-ftp, big-local-sftp,
+big-local-dav.
+
+A full run takes about 25 minutes on 2 busy cores (most of it apubid's
+FTP packages); BENCH_QUICK=1 about one.
 
 Exit status: 0 when every row ran and verified, 1 when one could not run
 or produced a wrong result (the table says which), 2 for a set-up problem
