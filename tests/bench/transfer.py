@@ -721,6 +721,11 @@ class Scenario:
         self.http = None              # nginx, when one end is HTTP or WebDAV
 
 
+SCENARIO_KEYS = ["pkg-ftp-local", "pkg-local-ftp", "pkg-local-sftp", "pkg-local-dav",
+                 "pkg-local-local", "singles-http-local", "big-http-local", "big-ftp-local",
+                 "big-local-ftp", "big-local-sftp", "big-local-dav"]
+
+
 def scenarios(w):
     """The scenarios over World w, in table order."""
     P, S = w.pkg, []
@@ -1066,6 +1071,11 @@ def main():
             print(f"transfer bench: {tool} is missing: apt-get install {pkg}", file=sys.stderr)
             return 2
     only = set(sys.argv[1:])
+    unknown = only - set(SCENARIO_KEYS)
+    if unknown:
+        print(f"transfer bench: no scenario {', '.join(sorted(unknown))}; scenarios: "
+              + ", ".join(SCENARIO_KEYS), file=sys.stderr)
+        return 2
     OUT.parent.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()
@@ -1084,11 +1094,8 @@ def main():
         log(f"working in {base}" + (" (QUICK)" if QUICK else ""))
         w = World(base)
         all_sc = scenarios(w)
-        unknown = only - {sc.key for sc in all_sc}
-        if unknown:
-            print(f"transfer bench: no scenario {', '.join(sorted(unknown))}; scenarios: "
-                  + ", ".join(sc.key for sc in all_sc), file=sys.stderr)
-            return 2
+        if [sc.key for sc in all_sc] != SCENARIO_KEYS:
+            raise BenchError("SCENARIO_KEYS and scenarios() disagree")
         rows = [run_scenario(sc, base, str(binary)) for sc in all_sc
                 if not only or sc.key in only]
         text = table(rows, started, time.monotonic() - t0)
