@@ -997,7 +997,7 @@ def machine():
             return "?"
     return (f"{platform.node()}: {os.cpu_count()} x {cpu}, {mem:.0f} GiB, Linux "
             f"{platform.release()}; {version(['rclone', 'version'])}; "
-            f"{version(['lftp', '--version']).split('|')[1].strip() if '|' in version(['lftp', '--version']) else 'lftp ?'}; "
+            f"lftp {version(['lftp', '--version']).split('Version')[-1].split('|')[0].strip()}; "
             f"{' '.join(version(['curl', '--version']).split()[:2])}")
 
 
