@@ -711,12 +711,10 @@ url = http://{USER}:{PASSWORD}@127.0.0.1:{self.dav.port}/
 # for the references, and the Expect of that result.
 
 class Scenario:
-    def __init__(self, key, label, expect, conf, apubid_run, refs, dest_top, local,
-                 ftp=None):
+    def __init__(self, key, label, expect, conf, apubid_run, refs, dest_top, ftp=None):
         self.key, self.label, self.expect = key, label, expect
         self.conf, self.apubid_run, self.refs = conf, apubid_run, refs
         self.dest_top = dest_top      # where results land (a local directory)
-        self.local = local            # True when that is the local root
         self.ftp = ftp                # the FTP server, when one end is FTP
         self.http = None              # nginx, when one end is HTTP or WebDAV
 
@@ -752,7 +750,7 @@ def scenarios(w):
          ("rclone copy", lambda dst: [
              w.rclone("copy", "--multi-thread-streams", "0", "ftp:data/pkg", str(dst)),
             sync(dst)])],
-        w.local, True, w.ftp))
+        w.local, w.ftp))
 
     # The package, local source -> FTP, SFTP, WebDAV and local roots.
     dest_ftp, dest_sftp, dest_dav = w.srv / "dest-ftp", w.srv / "dest-sftp", w.srv / "dest-dav"
@@ -767,7 +765,7 @@ def scenarios(w):
                    f"/dest-ftp/{dst.name}")]),
          ("rclone copy", lambda dst: [
              w.rclone("copy", str(data / "pkg"), f"ftp:dest-ftp/{dst.name}")])],
-        dest_ftp, False, w.ftp))
+        dest_ftp, w.ftp))
     S.append(Scenario(
         "pkg-local-sftp", "package, local -> SFTP root", P,
         remote_root(w.sftp_url("dest-sftp/")),
@@ -776,7 +774,7 @@ def scenarios(w):
             w.lftp(w.lftp_open("sftp") + f"mirror -R --parallel=4 {data}/pkg {dst}")]),
          ("rclone copy (sftp)", lambda dst: [
              w.rclone("copy", str(data / "pkg"), f"sftp:{dst}")])],
-        dest_sftp, False))
+        dest_sftp))
 
     def curl_put_config(dst):
         """A curl -K file putting every package file through one connection."""
@@ -797,13 +795,13 @@ def scenarios(w):
          ("rclone copy (webdav)", lambda dst: [
              w.rclone("copy", "--no-check-dest", str(data / "pkg"),
                       f"dav:dest-dav/{dst.name}")])],
-        dest_dav, False))
+        dest_dav))
     S.append(Scenario(
         "pkg-local-local", "package, local -> local root", P,
         local_root([]),
         lambda d, name: d.one_task(f"file://{data}/pkg/", f"{name}/"),
         [("cp -r + sync", lambda dst: [["cp", "-r", str(data / "pkg"), str(dst)], sync(dst)])],
-        w.local, True))
+        w.local))
 
     # Every file of the package as a task of its own, HTTP source -> local root.
     F = flat(P)
@@ -827,7 +825,7 @@ def scenarios(w):
          ("curl -K (one connection)", lambda dst: [
              ["curl", "-sS", "--fail", "--create-dirs", "-u", f"{USER}:{PASSWORD}", "-K",
               str(curl_get_config(dst))], sync(dst)])],
-        w.local, True))
+        w.local))
 
     # The big file.
     B = w.big
@@ -842,7 +840,7 @@ def scenarios(w):
          ("curl -o", lambda dst: [
              ["curl", "-sS", "--fail", "--create-dirs", "-u", f"{USER}:{PASSWORD}", "-o",
               f"{dst}/big.bin", f"http://127.0.0.1:{w.dav.port}/data/big.bin"], sync(dst)])],
-        w.local, True))
+        w.local))
     S.append(Scenario(
         "big-ftp-local", f"{mib}, FTP source -> local root", B,
         local_root([f"ftp://127.0.0.1:{port}/data/"]),
@@ -852,7 +850,7 @@ def scenarios(w):
          ("rclone copy", lambda dst: [
              w.rclone("copy", "--multi-thread-streams", "0", "ftp:data/big.bin", str(dst)),
              sync(dst)])],
-        w.local, True, w.ftp))
+        w.local, w.ftp))
     S.append(Scenario(
         "big-local-ftp", f"{mib}, local -> FTP root", B,
         remote_root(w.ftp_url("dest-ftp/")),
@@ -861,7 +859,7 @@ def scenarios(w):
             w.lftp(w.lftp_open("ftp") + f"put {big} -o /dest-ftp/{dst.name}/big.bin")]),
          ("rclone copy", lambda dst: [
              w.rclone("copy", str(big), f"ftp:dest-ftp/{dst.name}")])],
-        dest_ftp, False, w.ftp))
+        dest_ftp, w.ftp))
     S.append(Scenario(
         "big-local-sftp", f"{mib}, local -> SFTP root", B,
         remote_root(w.sftp_url("dest-sftp/")),
@@ -870,7 +868,7 @@ def scenarios(w):
             w.lftp(w.lftp_open("sftp") + f"put {big} -o {dst}/big.bin")]),
          ("rclone copy (sftp)", lambda dst: [
              w.rclone("copy", str(big), f"sftp:{dst}")])],
-        dest_sftp, False))
+        dest_sftp))
     S.append(Scenario(
         "big-local-dav", f"{mib}, local -> WebDAV root", B,
         remote_root(w.dav_url("dest-dav/")),
@@ -880,7 +878,7 @@ def scenarios(w):
              f"http://127.0.0.1:{w.dav.port}/dest-dav/{dst.name}/big.bin"]]),
          ("rclone copy (webdav)", lambda dst: [
              w.rclone("copy", "--no-check-dest", str(big), f"dav:dest-dav/{dst.name}")])],
-        dest_dav, False))
+        dest_dav))
     for sc in S:
         if "http" in sc.key or "dav" in sc.key:
             sc.http = w.dav
@@ -951,9 +949,9 @@ def run_scenario(sc, base, binary):
                     with open(sc.http.access_log_path, "rb") as f:
                         f.seek(http_from)
                         methods = {}
-                        for m in re.finditer(rb'"([A-Z]+) /', f.read()):
-                            k = m.group(1).decode()
-                            methods[k] = methods.get(k, 0) + 1
+                        for hit in re.finditer(rb'"([A-Z]+) /', f.read()):
+                            verb = hit.group(1).decode()
+                            methods[verb] = methods.get(verb, 0) + 1
                         row.http.setdefault(label, []).append(methods)
         d.perf_report(OUT.with_name(f"transfer-perf-{sc.key}.txt"))
         d.stop()
