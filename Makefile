@@ -22,6 +22,11 @@ DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcry
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
            openssh-server openssh-client nginx valgrind groff-base man-db ffmpeg
 BENCH_DEPS := python3 nginx wrk openssl
+# The transfer section (tests/bench/transfer.py): the reference tools and
+# the servers it publishes to (the dav-ext module gives nginx the PROPFIND
+# rclone needs), GNU time for the references' CPU and memory.
+BENCH_DEPS += rclone lftp curl time python3-pyftpdlib openssh-server openssh-client \
+           openssl libnginx-mod-http-dav-ext strace linux-perf
 # DEB_DEPS: building the Debian package (make deb) and checking it with
 # lintian, which test_deb.py does in make check.
 DEB_DEPS := dpkg-dev debhelper lintian
@@ -204,7 +209,9 @@ $(B)/fuzz_manifest: tests/fuzz/fuzz_manifest.c $(FUZZ_MANIFEST_OBJ)
 
 # The benchmark (tests/bench/bench.py): apubid beside an nginx reference,
 # driven by wrk over loopback; prints the table and writes it to
-# $(B)/bench.md. BENCH_QUICK=1 checks the harness in about 30 s.
+# $(B)/bench.md. BENCH_QUICK=1 checks the harness in about 30 s. The
+# transfer section (tests/bench/transfer.py) follows, its table in
+# $(B)/bench-transfer.md; BENCH_ONLY=serving or BENCH_ONLY=transfer runs one.
 bench: deps-bench
 	$(MAKE) $(BIN)
 	APUBID=$(abspath $(BIN)) BENCH_OUT=$(abspath $(B))/bench.md tests/bench/run.sh
