@@ -12,15 +12,15 @@
 # builds the same as a Debian package, apubid_VERSION_ARCH.deb.
 
 CC      ?= cc
-PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson
+PKGS    := gsoapssl sqlite3 libpq uuid libcurl libxcrypt jansson
 # Debian packages by purpose, each list in one place. DEPS: building and
 # running (curl for the README's examples). CHECK_DEPS: what the tests add
 # (servers they start on loopback, tools they call, valgrind for
 # check-valgrind). BENCH_DEPS: what the benchmark adds (tests/bench/run.sh).
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
-           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev curl
+           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev libpq-dev curl
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
-           openssh-server openssh-client nginx valgrind groff-base man-db
+           openssh-server openssh-client nginx valgrind groff-base man-db postgresql
 BENCH_DEPS := python3 nginx wrk
 # DEB_DEPS: building the Debian package (make deb) and checking it with
 # lintian, which test_deb.py does in make check.
@@ -51,7 +51,7 @@ GENSRC  := generated/soapC.c generated/soapServer.c generated/soapClient.c \
 # the namespace table apubictl defines itself), the client stubs, and
 # gSOAP's Digest authentication plugin, which Debian ships as source.
 GSOAP_PLUGIN := /usr/share/gsoap/plugin
-CTLMODS := util log url config auth rules order store task view embed
+CTLMODS := util log url config auth rules order store store_sqlite store_pg task view embed
 CTLOBJ  := $(patsubst src/ctl/%.c,$(B)/ctl/%.o,$(CTLSRC)) $(patsubst %,$(B)/%.o,$(CTLMODS)) \
            $(B)/soapC.o $(B)/soapClient.o \
            $(B)/plugin_httpda.o $(B)/plugin_smdevp.o $(B)/plugin_threads.o
@@ -76,14 +76,14 @@ generated/apubi.h: wsdl/APUBI.wsdl wsdl/APUBI.xsd wsdl/typemap.dat
 $(GENSRC) &: generated/apubi.h
 	soapcpp2 -c -L -x -w -d generated generated/apubi.h >/dev/null
 
-$(B)/%.o: src/%.c src/apubid.h src/server.h $(GENSRC)
+$(B)/%.o: src/%.c src/apubid.h src/server.h src/store.h $(GENSRC)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
 $(B)/ctl/%.o: src/ctl/%.c src/ctl/ctl.h src/apubid.h $(GENSRC)
 	@mkdir -p $(B)/ctl
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
 # embed.c pulls wsdl/ and db/ into the binary with .incbin.
-$(B)/embed.o: src/embed.c $(wildcard wsdl/*) $(wildcard db/*.sql)
+$(B)/embed.o: src/embed.c $(wildcard wsdl/*) $(wildcard db/*/*.sql)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
 # Generated code gets its own relaxed rule, and so do gSOAP's plugins.
@@ -132,7 +132,7 @@ run: deps
 	./apubid
 
 unit: $(UNIT)
-	@sh tests/unit/run.sh $(UNIT)
+	@sh tests/unit/with_pg.sh sh tests/unit/run.sh $(UNIT)
 
 integration: $(BIN) $(CTL) $(B)/probe_xfer_curl
 	APUBID=$(abspath $(BIN)) APUBICTL=$(abspath $(CTL)) \

@@ -384,7 +384,7 @@ static void *pool_monitor(void *arg)
 		pthread_mutex_unlock(&pool_lock);
 		if (mono >= next_store) {
 			next_store = mono + 1000;
-			if (!s && !(s = store_open(pool_cfg->store_path, err, sizeof err)))
+			if (!s && !(s = store_open(pool_cfg, err, sizeof err)))
 				log_error("worker monitor: %s; trying again", err);
 			if (s) {
 				pool_watch_store(s);
@@ -410,7 +410,7 @@ static void *pool_main(void *arg)
 	int index = w->index;
 	char err[512];
 	struct store *s = NULL;
-	while (!pool_stopping && !(s = store_open(pool_cfg->store_path, err, sizeof err))) {
+	while (!pool_stopping && !(s = store_open(pool_cfg, err, sizeof err))) {
 		log_error("worker %d: %s; trying again", index, err);
 		sleep(1);
 	}

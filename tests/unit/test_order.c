@@ -25,7 +25,8 @@ static struct store *fresh_store(void)
 	snprintf(side, sizeof side, "%.120s-shm", path);
 	unlink(side);
 	char err[256];
-	return store_open(path, err, sizeof err);
+	struct config c = { .store_path = path };
+	return store_open(&c, err, sizeof err);
 }
 
 /* 1 when the C rule holds `b` (accepted second) behind `a`. */

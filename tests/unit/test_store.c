@@ -1,10 +1,19 @@
 /*
- * test_store.c - the SQLite task store: durable insert, lookup, claim
- * order, final states, crash recovery, counting, pruning, and that two
+ * test_store.c - the task store: durable insert, lookup, claim order,
+ * final states, crash recovery, counting, pruning, and that two
  * connections claiming at once never get the same task.
+ *
+ * The tests of the store's contract run twice: on SQLite, then on the
+ * PostgreSQL server whose URL APUBID_TEST_PG_URL names (make unit starts
+ * one, tests/unit/with_pg.sh). Without that URL the PostgreSQL half fails:
+ * a backend that was not tested has not passed. Each backend then has
+ * tests of its own: the SQLite file's faults; PostgreSQL's leases, fences
+ * and recovery of other nodes' tasks.
  */
 #include "apubid.h"
 #include "harness.h"
+
+#include <libpq-fe.h>
 
 #include <pthread.h>
 #include <stdint.h>
@@ -16,17 +25,54 @@
 
 static char dir[64];
 static char path[128];
+/* The store the tests open: path alone (SQLite), or with store_url set. */
+static struct config cfg;
 
+static struct store *open_store(void)
+{
+	char err[512];
+	struct store *s = store_open(&cfg, err, sizeof err);
+	if (!s)
+		fprintf(stderr, "  store_open: %s\n", err);
+	return s;
+}
+
+/* Runs SQL on the test database directly, as its administrator: 0 or -1. */
+static void pg_quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+static int pg_admin(const char *sql)
+{
+	PGconn *c = PQconnectdb(cfg.store_url);
+	PQsetNoticeProcessor(c, pg_quiet, NULL);
+	PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+	int ok = r && (PQresultStatus(r) == PGRES_COMMAND_OK ||
+		       PQresultStatus(r) == PGRES_TUPLES_OK);
+	if (!ok)
+		fprintf(stderr, "  %s: %s\n", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return ok ? 0 : -1;
+}
+
+/* An empty store: a new SQLite file, or an empty PostgreSQL schema. */
 static struct store *fresh_store(void)
 {
+	if (cfg.store_url) {
+		if (pg_admin("DROP SCHEMA public CASCADE; CREATE SCHEMA public") < 0)
+			return NULL;
+		return open_store();
+	}
 	char side[160];
 	unlink(path);
 	snprintf(side, sizeof side, "%.120s-wal", path);
 	unlink(side);
 	snprintf(side, sizeof side, "%.120s-shm", path);
 	unlink(side);
-	char err[256];
-	return store_open(path, err, sizeof err);
+	return open_store();
 }
 
 static void make_task(struct task *t, const char *dest)
@@ -136,8 +182,7 @@ static void test_running_tasks_are_queued_again_after_a_crash(void)
 	task_clear(&got);
 	/* The process dies here: close without finishing, open again. */
 	store_close(s);
-	char err[256];
-	s = store_open(path, err, sizeof err);
+	s = open_store();
 	CHECK(s);
 	CHECK(store_recover(s) == 1);
 	CHECK(store_get(s, a.id, &got) == 0);
@@ -207,8 +252,7 @@ static void test_reopening_keeps_tasks_and_schema(void)
 	make_task(&a, "é/日本.ts");
 	CHECK(store_insert(s, &a) == 0);
 	store_close(s);
-	char err[256];
-	s = store_open(path, err, sizeof err);
+	s = open_store();
 	CHECK(s);
 	CHECK(store_get(s, a.id, &got) == 0);
 	CHECK_STR(got.dest_path, "é/日本.ts");
@@ -219,7 +263,8 @@ static void test_reopening_keeps_tasks_and_schema(void)
 static void test_store_in_missing_directory_fails_with_reason(void)
 {
 	char err[256] = "";
-	struct store *s = store_open("/nonexistent-dir/x/apubid.db", err, sizeof err);
+	struct config c = { .store_path = "/nonexistent-dir/x/apubid.db" };
+	struct store *s = store_open(&c, err, sizeof err);
 	CHECK(s == NULL);
 	CHECK(strstr(err, "/nonexistent-dir/x/apubid.db") != NULL);
 }
@@ -244,8 +289,7 @@ static void test_retry_task_is_claimed_again_only_when_due(void)
 	CHECK(store_retry(s, a.id, 0, "x") == 0); /* not running: no change */
 	store_close(s);
 	/* Due now: make it so by hand through a fresh retry. */
-	char err[256];
-	s = store_open(path, err, sizeof err);
+	s = open_store();
 	CHECK(s);
 	CHECK(store_recover(s) == 0); /* waiting to retry is not "left running" */
 	store_close(s);
@@ -337,8 +381,7 @@ static pthread_mutex_t claimed_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *race_claimer(void *arg)
 {
 	(void)arg;
-	char err[256];
-	struct store *s = store_open(path, err, sizeof err);
+	struct store *s = open_store();
 	if (!s)
 		return NULL;
 	struct task t;
@@ -355,6 +398,7 @@ static void *race_claimer(void *arg)
 
 static void test_concurrent_claims_never_share_a_task(void)
 {
+	nclaimed = 0;
 	struct store *s = fresh_store();
 	CHECK(s);
 	struct task t;
@@ -597,13 +641,13 @@ static void test_group_commit_keeps_every_concurrent_insert(void)
 	struct store *s = fresh_store();
 	char err[256];
 	memset(batch_ids, 0, sizeof batch_ids);
-	CHECK(store_batch_start(path, err, sizeof err) == 0);
+	CHECK(store_start(&cfg, NULL, err, sizeof err) == 0);
 	pthread_t th[BATCH_THREADS];
 	for (int i = 0; i < BATCH_THREADS; i++)
 		pthread_create(&th[i], NULL, batch_inserter, (void *)(intptr_t)i);
 	for (int i = 0; i < BATCH_THREADS; i++)
 		pthread_join(th[i], NULL);
-	store_batch_stop();
+	store_stop();
 	/* Every insert that returned 0 is readable from another connection. */
 	int found = 0;
 	for (int i = 0; i < BATCH_THREADS * BATCH_EACH; i++) {
@@ -685,7 +729,8 @@ static void test_deleted_or_replaced_file_stops_new_tasks(void)
 	CHECK(store_insert(s, &t) == 0);
 	/* Replaced: another file takes the name. */
 	snprintf(other, sizeof other, "%.150s.new", path);
-	struct store *o = store_open(other, why, sizeof why);
+	struct config oc = { .store_path = other };
+	struct store *o = store_open(&oc, why, sizeof why);
 	CHECK(o);
 	store_close(o);
 	CHECK(rename(other, path) == 0);
@@ -708,13 +753,152 @@ static void test_deleted_or_replaced_file_stops_new_tasks(void)
 	store_close(s);
 }
 
-int main(void)
+/* ---- PostgreSQL only: several nodes on one table ------------------------ */
+
+/* Runs SQL on the test database with one task id as $1. */
+static int pg_admin_task(const char *fmt, const char *id)
 {
-	snprintf(dir, sizeof dir, "/tmp/apubid-test-store-XXXXXX");
-	if (!mkdtemp(dir))
-		return 1;
-	snprintf(path, sizeof path, "%s/tasks.db", dir);
-	log_set_level(LOG_ERROR);
+	char sql[512];
+	snprintf(sql, sizeof sql, fmt, id);
+	return pg_admin(sql);
+}
+
+static void test_pg_a_task_whose_lease_expired_is_taken_over_and_the_old_claim_is_fenced(void)
+{
+	struct store *s1 = fresh_store();
+	struct store *s2 = open_store();
+	CHECK(s1 && s2);
+	struct task a, got;
+	make_task(&a, "lease.ts");
+	CHECK(store_insert(s1, &a) == 0);
+	claim_expect(s1, a.id);
+	/* A live lease is not taken. */
+	CHECK(store_claim(s2, &got) == 1);
+	/* The first node stops renewing: its lease runs out. */
+	CHECK(pg_admin_task("UPDATE task SET lease_until_ms = 1 WHERE id = '%s'", a.id) == 0);
+	CHECK(store_claim(s2, &got) == 0);
+	CHECK_STR(got.id, a.id);
+	CHECK(got.attempts == 2);
+	task_clear(&got);
+	/* The first node's writes match nothing any more. */
+	CHECK(store_progress(s1, a.id, 12345) == 0);
+	CHECK(store_finish(s1, a.id, TS_FAILED, NULL, "stale", NULL, 0) == 0);
+	CHECK(store_retry(s1, a.id, 0, "stale") == 0);
+	CHECK(store_get(s1, a.id, &got) == 0);
+	CHECK(got.state == TS_RUNNING && got.bytes_done == 0 && got.reason == NULL);
+	task_clear(&got);
+	/* The new owner's are recorded. */
+	CHECK(store_progress(s2, a.id, 7) == 0);
+	CHECK(store_finish(s2, a.id, TS_SUCCEEDED, "file:///cdn/lease.ts", NULL, NULL, 0) == 0);
+	CHECK(store_get(s1, a.id, &got) == 0);
+	CHECK(got.state == TS_SUCCEEDED && got.bytes_done == 7);
+	task_clear(&got);
+	store_close(s1);
+	store_close(s2);
+}
+
+static void test_pg_start_up_takes_back_only_tasks_of_nodes_that_are_gone(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	struct task a, b, c, got;
+	make_task(&a, "live.ts");
+	make_task(&b, "dead.ts");
+	make_task(&c, "mine.ts");
+	CHECK(store_insert(s, &a) == 0 && store_insert(s, &b) == 0 && store_insert(s, &c) == 0);
+	claim_expect(s, a.id);
+	claim_expect(s, b.id);
+	claim_expect(s, c.id);
+	/* a runs on a live node (its lease is ahead), b on one whose lease
+	 * ran out; c is this process's own. */
+	CHECK(pg_admin_task("UPDATE task SET node = 'other 1 1' WHERE id = '%s'", a.id) == 0);
+	CHECK(pg_admin_task("UPDATE task SET node = 'other 2 2', lease_until_ms = 1"
+			    " WHERE id = '%s'", b.id) == 0);
+	CHECK(store_recover(s) == 2);
+	CHECK(store_get(s, a.id, &got) == 0 && got.state == TS_RUNNING);
+	task_clear(&got);
+	CHECK(store_get(s, b.id, &got) == 0 && got.state == TS_QUEUED);
+	task_clear(&got);
+	CHECK(store_get(s, c.id, &got) == 0 && got.state == TS_QUEUED);
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_pg_the_order_rule_holds_across_nodes(void)
+{
+	struct store *s1 = fresh_store();
+	struct store *s2 = open_store();
+	CHECK(s1 && s2);
+	struct task a, b, c, got;
+	make_task(&a, "show");
+	make_task(&b, "show/v1/seg1.ts");
+	make_task(&c, "show2/x.ts");
+	CHECK(store_insert(s1, &a) == 0 && store_insert(s2, &b) == 0 && store_insert(s1, &c) == 0);
+	claim_expect(s1, a.id);
+	/* b overlaps a, which runs on the other node: c is taken instead. */
+	claim_expect(s2, c.id);
+	CHECK(store_claim(s2, &got) == 1);
+	char ahead[TASKID_LEN];
+	CHECK(store_waiting_for(s2, b.id, ahead) == 0);
+	CHECK_STR(ahead, a.id);
+	CHECK(store_count_held(s2) == 1);
+	CHECK(store_finish(s1, a.id, TS_SUCCEEDED, "x", NULL, NULL, 0) == 0);
+	claim_expect(s2, b.id);
+	store_close(s1);
+	store_close(s2);
+}
+
+/* Whether store_cancel_requests names `id` within `ms` milliseconds. */
+static int cancel_requested_within(struct store *s, const char *id, int ms)
+{
+	char ids[8][TASKID_LEN];
+	for (int waited = 0; waited <= ms; waited += 100) {
+		int n = store_cancel_requests(s, ids, 8);
+		for (int i = 0; i < n; i++)
+			if (strcmp(ids[i], id) == 0)
+				return 1;
+		usleep(100 * 1000);
+	}
+	return 0;
+}
+
+static void test_pg_a_lost_lease_stops_the_workers_transfer(void)
+{
+	struct store *s = fresh_store();
+	CHECK(s);
+	char err[512];
+	struct config c = cfg;
+	c.lease_timeout = 3; /* renewed every second */
+	CHECK(store_start(&c, NULL, err, sizeof err) == 0);
+	struct task a;
+	make_task(&a, "lost.ts");
+	CHECK(store_insert(s, &a) == 0);
+	claim_expect(s, a.id);
+	/* Renewed: still this node's after two renewals. */
+	int early = cancel_requested_within(s, a.id, 2500);
+	CHECK(pg_admin_task("UPDATE task SET node = 'other 3 3' WHERE id = '%s'", a.id) == 0);
+	int late = cancel_requested_within(s, a.id, 10000); /* liveness bound */
+	store_stop();
+	CHECK(!early);
+	CHECK(late);
+	store_close(s);
+}
+
+static void test_pg_the_password_never_reaches_a_message(void)
+{
+	char err[512] = "";
+	struct config c = cfg;
+	c.store_url = "postgresql://apubid:s3cr3t-pw@127.0.0.1:1/nodb?password=s3cr3t-pw";
+	struct store *s = store_open(&c, err, sizeof err);
+	CHECK(s == NULL);
+	CHECK(strstr(err, "cannot connect to store") != NULL);
+	CHECK(strstr(err, "s3cr3t") == NULL);
+	CHECK(strstr(err, "apubid:***@127.0.0.1:1") != NULL);
+}
+
+/* The contract every backend keeps. */
+static void run_contract(void)
+{
 	RUN(test_inserted_task_reads_back_queued);
 	RUN(test_unknown_task_is_absent);
 	RUN(test_duplicate_task_id_is_refused);
@@ -725,7 +909,6 @@ int main(void)
 	RUN(test_requeue_puts_a_running_task_back);
 	RUN(test_prune_removes_only_old_final_tasks);
 	RUN(test_reopening_keeps_tasks_and_schema);
-	RUN(test_store_in_missing_directory_fails_with_reason);
 	RUN(test_retry_task_is_claimed_again_only_when_due);
 	RUN(test_due_retry_is_claimed_with_its_first_start_kept);
 	RUN(test_items_keep_their_order_state_and_checksums);
@@ -739,8 +922,46 @@ int main(void)
 	RUN(test_notifications_become_due_and_record_their_fate);
 	RUN(test_group_commit_keeps_every_concurrent_insert);
 	RUN(test_rule_fields_read_back_and_polls_run_out);
+}
+
+/* Without a PostgreSQL server the backend is untested: that fails. */
+static void test_pg_a_postgresql_server_is_there_to_test_against(void)
+{
+	if (!cfg.store_url)
+		fprintf(stderr, "  APUBID_TEST_PG_URL is not set (make unit starts a server)\n");
+	CHECK(cfg.store_url != NULL);
+	struct store *s = fresh_store();
+	CHECK(s);
+	store_close(s);
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/apubid-test-store-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	log_set_level(LOG_ERROR);
+	cfg.store_path = path;
+	cfg.lease_timeout = 30;
+	fprintf(stderr, "test_store: SQLite\n");
+	run_contract();
+	RUN(test_store_in_missing_directory_fails_with_reason);
 	RUN(test_health_fails_on_a_read_only_store);
 	RUN(test_deleted_or_replaced_file_stops_new_tasks);
+
+	fprintf(stderr, "test_store: PostgreSQL\n");
+	const char *url = getenv("APUBID_TEST_PG_URL");
+	cfg.store_url = url && *url ? (char *)url : NULL;
+	RUN(test_pg_a_postgresql_server_is_there_to_test_against);
+	if (cfg.store_url) {
+		run_contract();
+		RUN(test_pg_a_task_whose_lease_expired_is_taken_over_and_the_old_claim_is_fenced);
+		RUN(test_pg_start_up_takes_back_only_tasks_of_nodes_that_are_gone);
+		RUN(test_pg_the_order_rule_holds_across_nodes);
+		RUN(test_pg_a_lost_lease_stops_the_workers_transfer);
+		RUN(test_pg_the_password_never_reaches_a_message);
+	}
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)
