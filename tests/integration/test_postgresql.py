@@ -1,0 +1,125 @@
+"""apubid on a PostgreSQL store ([store] url): the real daemon against a
+real PostgreSQL 15 server started by the test on 127.0.0.1.
+
+- A task published on PostgreSQL is SUCCESS, and still there after a
+  restart.
+- Two daemons on one database share one task table: each accepts tasks,
+  and the other answers GetTaskStatus for them.
+- While the database is down, submissions are refused with 503 and
+  Retry-After, no daemon exits, and once it is back the daemon takes tasks
+  again by itself.
+- The password in the URL never reaches the log.
+"""
+import os
+import time
+
+import pytest
+
+from conftest import assert_fault
+from pg import PostgresServer
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory):
+    server = PostgresServer(tmp_path_factory.mktemp("pg"))
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def db(pg, request):
+    """A new database for one test; its URL."""
+    name = "t_" + request.node.name[5:50].lower()
+    return pg.create_database(name)
+
+
+def wait_until(predicate, timeout, what, d=None):
+    end = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}"
+                        + (f"\n{d.log_tail()}" if d else ""))
+        time.sleep(0.1)
+
+
+def test_a_task_published_on_postgresql_is_still_there_after_a_restart(make_daemon, db):
+    d = make_daemon(store={"url": db})
+    data = os.urandom(100_000)
+    (d.ingest / "movie.ts").write_bytes(data)
+    tid = d.load(f"file://{d.ingest}/movie.ts", "movies/movie.ts")
+    st, dest = d.wait_for_status(tid)
+    assert st == "SUCCESS", d.log_tail()
+    assert dest == f"file://{d.cdn}/movies/movie.ts"
+    assert (d.cdn / "movies" / "movie.ts").read_bytes() == data
+    # The task lives in PostgreSQL, not in a SQLite file beside the daemon.
+    assert not (d.tmp / "apubid.db").exists()
+    d.restart()
+    assert d.status(tid) == ("SUCCESS", dest)
+    view = d.view(tid)
+    assert view["state"] == "succeeded", view
+
+
+def test_two_daemons_on_one_database_answer_for_each_others_tasks(make_daemon, db):
+    a = make_daemon(store={"url": db})
+    # One shared destination root and source directory, as a cluster has.
+    b = make_daemon(store={"url": db},
+                    source={"allow": f"file://{a.ingest}/"},
+                    destination={"root": a.root_url, "allow": "ftp://CDN:21/data/cdn/"})
+    files = {f"f{i}.ts": os.urandom(20_000 + i) for i in range(6)}
+    for name, data in files.items():
+        (a.ingest / name).write_bytes(data)
+    ids = {}
+    for i, name in enumerate(files):
+        node = a if i % 2 == 0 else b
+        ids[name] = (node, node.load(f"file://{a.ingest}/{name}", f"out/{name}"))
+    for name, (node, tid) in ids.items():
+        other = b if node is a else a
+        st, dest = other.wait_for_status(tid)
+        assert st == "SUCCESS", f"{name} on {other.port}: {st}\n{other.log_tail()}"
+        assert dest == f"file://{a.cdn}/out/{name}"
+        assert (a.cdn / "out" / name).read_bytes() == files[name]
+        # The node that accepted it answers the same.
+        assert node.status(tid) == ("SUCCESS", dest)
+
+
+def test_submissions_get_503_while_the_database_is_down_and_resume_when_it_is_back(
+        make_daemon, pg, db):
+    d = make_daemon(store={"url": db})
+    (d.ingest / "a.ts").write_bytes(b"a" * 1000)
+    d.publish(f"file://{d.ingest}/a.ts", "before.ts")
+    pg.stop()
+    try:
+        def refused():
+            r = d.load_reply(f"file://{d.ingest}/a.ts", "during.ts")
+            return r if r.status == 503 else None
+        r = wait_until(refused, 30, "a 503 while the database is down", d)
+        assert_fault(r, "Server", 503)
+        assert r.headers.get("Retry-After", "").isdigit(), dict(r.headers)
+        assert b"TaskId" not in r.body
+        assert d.proc.poll() is None, "apubid exited while the database was down"
+    finally:
+        pg.start()
+    # Back: the daemon reconnects by itself and accepts and runs tasks.
+    def accepted():
+        r = d.load_reply(f"file://{d.ingest}/a.ts", "after.ts")
+        return r if r.status == 200 else None
+    wait_until(accepted, 60, "a task accepted once the database is back", d)
+    wait_until(lambda: (d.cdn / "after.ts").exists(), 60, "after.ts published", d)
+    assert (d.cdn / "after.ts").read_bytes() == b"a" * 1000
+
+
+def test_the_database_password_never_reaches_the_log(make_daemon, pg, db):
+    pg.psql("CREATE ROLE apubid_pw LOGIN PASSWORD 'Sup3r-s3cret-pw'")
+    pg.psql(f'ALTER DATABASE "{db.rsplit("/", 1)[1]}" OWNER TO apubid_pw')
+    url = db.replace("postgres@", "apubid_pw:Sup3r-s3cret-pw@")
+    d = make_daemon(store={"url": url})
+    (d.ingest / "a.ts").write_bytes(b"x")
+    d.publish(f"file://{d.ingest}/a.ts", "a.ts")
+    d.stop()
+    log = d.log_text()
+    assert "Sup3r-s3cret-pw" not in log
+    assert "apubid_pw:***@" in log, log[-3000:]
