@@ -658,6 +658,9 @@ void store_close(struct store *s); /* NULL is fine */
 /* The store in messages: the SQLite path, or the PostgreSQL URL with its
  * password masked. */
 const char *store_name(const struct store *s);
+/* 1 when other apubid nodes accept and finish tasks in the same store
+ * (PostgreSQL), so that counts kept by this process alone drift. */
+int store_shared(const struct store *s);
 /* A connection commits durably each time (full, the default), or lets its
  * last commits be lost if the machine loses power, never torn (SQLite WAL
  * with synchronous=NORMAL; PostgreSQL synchronous_commit=off). The workers'

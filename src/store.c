@@ -64,6 +64,11 @@ const char *store_name(const struct store *s)
 	return s->label;
 }
 
+int store_shared(const struct store *s)
+{
+	return s->ops->shared;
+}
+
 /* ---- the write-fault flag ----------------------------------------------- */
 
 /* `failing` is read without the lock, `why` only under it. */

@@ -37,6 +37,8 @@ struct store {
 
 struct store_ops {
 	const char *name;
+	/* Other processes accept and finish tasks in the same store. */
+	int shared;
 	struct store *(*open)(const struct config *c, char *err, size_t errlen);
 	void (*close)(struct store *s);
 	int (*set_durable)(struct store *s, int full);

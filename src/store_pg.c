@@ -1537,6 +1537,7 @@ static void store_pg_stop(void)
 
 const struct store_ops store_pg_ops = {
 	.name = "postgresql",
+	.shared = 1,
 	.open = store_pg_open,
 	.close = store_pg_close,
 	.set_durable = store_pg_set_durable,

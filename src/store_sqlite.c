@@ -64,7 +64,7 @@ static const char *const store_sqlite_migrations[] = { embed_sqlite_v1, embed_sq
  * one dest_key is a prefix of the other (db/005_order.sql). The claim takes
  * no task for which this finds a row. */
 #define STORE_AHEAD                                                                    \
-	"SELECT o.id FROM task o INDEXED BY task_order WHERE o.state < 3 AND o.seq < t.seq" \
+	"SELECT o.id FROM task o INDEXED BY task_order WHERE o.state < " SQL_FINAL " AND o.seq < t.seq" \
 	" AND (substr(t.dest_key, 1, length(o.dest_key)) = o.dest_key"                   \
 	" OR substr(o.dest_key, 1, length(t.dest_key)) = t.dest_key)"
 
@@ -118,11 +118,11 @@ static const char *const store_sqlite_sql[Q_MAX] = {
 		     " dest_is_dir, created_ms, updated_ms, next_attempt_ms, rule, rule_fail,"
 		     " rule_result, rule_polls, dest_key) VALUES (?,?,0,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[Q_GET] = "SELECT " STORE_TASK_COLUMNS " FROM task WHERE id = ?",
-	[Q_CLAIM] = "UPDATE task SET state = 1, attempts = attempts + 1, updated_ms = ?1,"
+	[Q_CLAIM] = "UPDATE task SET state = " SQL_RUNNING ", attempts = attempts + 1, updated_ms = ?1,"
 		    " first_started_ms = CASE WHEN first_started_ms = 0 THEN ?1"
 		    " ELSE first_started_ms END"
 		    " WHERE seq = (SELECT t.seq FROM task t INDEXED BY task_order"
-		    " WHERE t.state < 3 AND t.state IN (0, 2)"
+		    " WHERE t.state < " SQL_FINAL " AND t.state IN (" SQL_QUEUED ", " SQL_RETRY ")"
 		    " AND t.next_attempt_ms <= ?1 AND NOT EXISTS (" STORE_AHEAD ")"
 		    " ORDER BY t.seq LIMIT 1)"
 		    " RETURNING " STORE_TASK_COLUMNS,
@@ -130,15 +130,15 @@ static const char *const store_sqlite_sql[Q_MAX] = {
 		     " updated_ms = ?5, cancel_requested = 0,"
 		     " notify_state = CASE WHEN ?7 THEN 1 ELSE 0 END, notify_attempts = 0,"
 		     " notify_next_ms = ?5, notify_ms = 0, notify_error = NULL"
-		     " WHERE id = ?6 AND state = 1",
-	[Q_REQUEUE] = "UPDATE task SET state = 0, updated_ms = ? WHERE id = ? AND state = 1",
-	[Q_RECOVER] = "UPDATE task SET state = 0, updated_ms = ? WHERE state = 1",
-	[Q_RECOVER_CANCEL] = "UPDATE task SET state = 5, cancel_requested = 0, updated_ms = ?"
-			     " WHERE state = 1 AND cancel_requested = 1",
-	[Q_COUNT] = "SELECT count(*) FROM task WHERE state < 3",
-	[Q_PRUNE] = "DELETE FROM task WHERE state >= 3 AND updated_ms < ? AND notify_state <> 1",
-	[Q_RETRY] = "UPDATE task SET state = 2, next_attempt_ms = ?, reason = ?, updated_ms = ?"
-		    " WHERE id = ? AND state = 1",
+		     " WHERE id = ?6 AND state = " SQL_RUNNING,
+	[Q_REQUEUE] = "UPDATE task SET state = " SQL_QUEUED ", updated_ms = ? WHERE id = ? AND state = " SQL_RUNNING,
+	[Q_RECOVER] = "UPDATE task SET state = " SQL_QUEUED ", updated_ms = ? WHERE state = " SQL_RUNNING,
+	[Q_RECOVER_CANCEL] = "UPDATE task SET state = " SQL_CANCELLED ", cancel_requested = 0, updated_ms = ?"
+			     " WHERE state = " SQL_RUNNING " AND cancel_requested = 1",
+	[Q_COUNT] = "SELECT count(*) FROM task WHERE state < " SQL_FINAL,
+	[Q_PRUNE] = "DELETE FROM task WHERE state >= " SQL_FINAL " AND updated_ms < ? AND notify_state <> 1",
+	[Q_RETRY] = "UPDATE task SET state = " SQL_RETRY ", next_attempt_ms = ?, reason = ?, updated_ms = ?"
+		    " WHERE id = ? AND state = " SQL_RUNNING,
 	[Q_ATTEMPT] = "INSERT OR REPLACE INTO attempt (task_id, n, started_ms, ended_ms, error)"
 		      " VALUES (?, ?, ?, ?, ?)",
 	[Q_ITEMS] = "SELECT seq, path, is_dir, size, state, sha256, error, version FROM item"
@@ -161,19 +161,19 @@ static const char *const store_sqlite_sql[Q_MAX] = {
 		       " ORDER BY n",
 	[Q_BY_STATE] = "SELECT state, count(*) FROM task GROUP BY state",
 	[Q_ADMIN_RETRY] = "UPDATE task SET seq = (SELECT max(seq) + 1 FROM task),"
-			  " state = 0, attempt_base = attempts, first_started_ms = 0,"
+			  " state = " SQL_QUEUED ", attempt_base = attempts, first_started_ms = 0,"
 			  " next_attempt_ms = 0, result = NULL, reason = NULL, note = NULL,"
 			  " cancel_requested = 0, notify_state = 0, notify_attempts = 0,"
 			  " notify_next_ms = 0, notify_ms = 0, notify_error = NULL,"
 			  " bytes_done = 0, files_done = 0, updated_ms = ?1"
-			  " WHERE id = ?2 AND state IN (4, 5)",
-	[Q_ADMIN_CANCEL] = "UPDATE task SET state = 5, reason = ?1, updated_ms = ?2,"
+			  " WHERE id = ?2 AND state IN (" SQL_FAILED ", " SQL_CANCELLED ")",
+	[Q_ADMIN_CANCEL] = "UPDATE task SET state = " SQL_CANCELLED ", reason = ?1, updated_ms = ?2,"
 			   " notify_state = CASE WHEN ?3 THEN 1 ELSE 0 END, notify_attempts = 0,"
-			   " notify_next_ms = ?2 WHERE id = ?4 AND state IN (0, 2)",
+			   " notify_next_ms = ?2 WHERE id = ?4 AND state IN (" SQL_QUEUED ", " SQL_RETRY ")",
 	[Q_CANCEL_RUNNING] = "UPDATE task SET cancel_requested = 1, reason = ?1"
-			     " WHERE id = ?2 AND state = 1",
+			     " WHERE id = ?2 AND state = " SQL_RUNNING,
 	[Q_STATE_OF] = "SELECT state FROM task WHERE id = ?",
-	[Q_CANCELS] = "SELECT id FROM task WHERE cancel_requested = 1 AND state = 1 LIMIT ?",
+	[Q_CANCELS] = "SELECT id FROM task WHERE cancel_requested = 1 AND state = " SQL_RUNNING " LIMIT ?",
 	[Q_NOTIFY_DUE] = "SELECT id FROM task WHERE notify_state = 1 AND notify_next_ms <= ?"
 			 " ORDER BY notify_next_ms LIMIT ?",
 	[Q_NOTIFY_RESULT] = "UPDATE task SET notify_state = ?1, notify_attempts = ?2,"
@@ -182,8 +182,8 @@ static const char *const store_sqlite_sql[Q_MAX] = {
 			    " WHERE id = ?6",
 	[Q_HEALTH] = "INSERT OR REPLACE INTO health (id, at_ms) VALUES (1, ?)",
 	[Q_WAITING_FOR] = "SELECT (" STORE_AHEAD " ORDER BY o.seq LIMIT 1) FROM task t"
-			  " WHERE t.id = ? AND t.state IN (0, 2)",
-	[Q_HELD] = "SELECT dest_key, state FROM task INDEXED BY task_order WHERE state < 3"
+			  " WHERE t.id = ? AND t.state IN (" SQL_QUEUED ", " SQL_RETRY ")",
+	[Q_HELD] = "SELECT dest_key, state FROM task INDEXED BY task_order WHERE state < " SQL_FINAL
 		   " ORDER BY seq",
 	[Q_TAKE_POLL] = "UPDATE task SET rule_polls = rule_polls - (rule_polls > 0)"
 			" WHERE id = ? AND rule_polls <> 0 RETURNING rule_polls",
