@@ -18,12 +18,13 @@ import atexit
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from servers import START_TIMEOUT, ServerError, _Server
+from servers import START_TIMEOUT, STOP_TIMEOUT, ServerError, _Server, _alive
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 # initdb takes 1-2 s on an idle machine; a loaded one gets ten times that.
@@ -75,6 +76,25 @@ class PostgresServer(_Server):
                 raise ServerError("PostgreSQL did not take sessions\n" + self.log()[-4000:])
             time.sleep(0.05)
         return self
+
+    def _postmaster(self):
+        try:
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, kill=False, timeout=STOP_TIMEOUT):
+        """A fast shutdown (SIGINT to the server itself: runuser would
+        SIGKILL it two seconds after a SIGTERM), waiting until the server
+        is gone so that it can start again on the same data; kill=True is
+        a crash (SIGKILL)."""
+        pid = self._postmaster() if self.running else None
+        if pid and not kill:
+            os.kill(pid, signal.SIGINT)
+            end = time.monotonic() + max(timeout, 60.0)
+            while _alive(pid) and time.monotonic() < end:
+                time.sleep(0.05)
+        super().stop(kill=kill, timeout=timeout)
 
     def url(self, dbname="postgres"):
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"

@@ -9,14 +9,23 @@ real PostgreSQL 15 server started by the test on 127.0.0.1.
   Retry-After, no daemon exits, and once it is back the daemon takes tasks
   again by itself.
 - The password in the URL never reaches the log.
+- A node killed while it runs a task loses it to another node once its
+  lease runs out; the other node finishes it, the file intact.
+- An operator's cancel reaches the node that runs the task.
 """
 import os
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import assert_fault
+from conftest import assert_fault, hidden_entries, post
 from pg import PostgresServer
+from servers import FtpServer
+
+REPO = Path(__file__).resolve().parents[2]
+APUBICTL = os.environ.get("APUBICTL", str(REPO / "apubictl"))
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +109,8 @@ def test_submissions_get_503_while_the_database_is_down_and_resume_when_it_is_ba
         assert_fault(r, "Server", 503)
         assert r.headers.get("Retry-After", "").isdigit(), dict(r.headers)
         assert b"TaskId" not in r.body
+        h = post(d.port, None, {}, path="/healthz", method="GET")
+        assert h.status == 503, (h.status, h.body[:300])
         assert d.proc.poll() is None, "apubid exited while the database was down"
     finally:
         pg.start()
@@ -123,3 +134,61 @@ def test_the_database_password_never_reaches_the_log(make_daemon, pg, db):
     log = d.log_text()
     assert "Sup3r-s3cret-pw" not in log
     assert "apubid_pw:***@" in log, log[-3000:]
+
+
+def cluster_node(make_daemon, db, ftp, first=None, **store):
+    """A node on database `db` whose sources may come from `ftp`; the
+    nodes after the first share its destination root."""
+    d = make_daemon(start=False)
+    d.sections["store"].update({"url": db, **store})
+    d.sections["source"]["allow"] = [f"file://{d.ingest}/", ftp.url("", credentials=False)]
+    d.sections["workers"]["count"] = "2"
+    if first is not None:
+        d.sections["destination"]["root"] = first.root_url
+        d.cdn = first.cdn
+    d.conf.write_text(d.config_text())
+    os.chmod(d.conf, 0o600)
+    return d.start()
+
+
+def test_a_killed_nodes_task_is_finished_by_another_node_after_its_lease(
+        tmp_path, make_daemon, db):
+    data = os.urandom(3 << 20)
+    with FtpServer(tmp_path, throttle_bytes_per_sec=256 << 10) as ftp:
+        (ftp.root / "long.ts").write_bytes(data)
+        a = cluster_node(make_daemon, db, ftp, lease_timeout="3")
+        tid = a.load(ftp.url("long.ts"), "long/long.ts")
+        wait_until(lambda: a.view(tid)["progress"]["bytes_done"] > 0, 60,
+                   "the transfer under way on the first node", a)
+        b = cluster_node(make_daemon, db, ftp, first=a, lease_timeout="3")
+        # b starts while a runs the task: a's lease is live, b leaves it.
+        time.sleep(1.5)
+        assert a.view(tid)["attempts"] == 1
+        a.kill9()
+        t0 = time.monotonic()
+        st, dest = b.wait_for_status(tid, timeout=120)
+        took = time.monotonic() - t0
+        assert st == "SUCCESS", b.log_tail()
+        assert (a.cdn / "long" / "long.ts").read_bytes() == data
+        assert hidden_entries(a.cdn) == []
+        view = b.view(tid)
+        assert view["attempts"] == 2, view
+        # Not a timing assertion: the takeover needs the lease to run out
+        # (3 s), then the copy itself at the server's pace.
+        assert took > 2, f"taken over {took:.1f}s after the kill, before the lease ran out"
+
+
+def test_an_operators_cancel_reaches_the_node_that_runs_the_task(tmp_path, make_daemon, db):
+    with FtpServer(tmp_path, throttle_bytes_per_sec=32 << 10) as ftp:
+        (ftp.root / "slow.ts").write_bytes(b"s" * (4 << 20))
+        a = cluster_node(make_daemon, db, ftp)
+        b = cluster_node(make_daemon, db, ftp, first=a)
+        tid = a.load(ftp.url("slow.ts"), "slow.ts")
+        wait_until(lambda: a.view(tid).get("state") == "running", 60, "the task running", a)
+        # apubictl with the other node's configuration: the same database.
+        p = subprocess.run([APUBICTL, "-c", b.conf, "cancel", tid], capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        st, _ = b.wait_for_status(tid, timeout=60)
+        assert st == "FAILED"
+        assert a.view(tid)["state"] == "cancelled"
