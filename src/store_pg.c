@@ -558,6 +558,42 @@ static char *store_pg_key_hex(const char *dest_path)
 	return hex;
 }
 
+/* Sends one statement of a pipeline; -1 when libpq could not queue it. */
+static int store_pg_send(PGconn *c, const char *sql, const struct store_pg_args *a)
+{
+	return PQsendQueryParams(c, sql, a ? a->n : 0, NULL, a ? a->v : NULL, NULL, NULL, 0) == 1
+		       ? 0
+		       : -1;
+}
+
+/* Reads the result of the next statement of a pipeline: the rows it
+ * changed, or -1 with the first failure's SQLSTATE and message kept. */
+static int64_t store_pg_take(PGconn *c, char *state, char *msg, size_t msglen)
+{
+	PGresult *r = PQgetResult(c);
+	if (!r)
+		return -1;
+	int64_t changed = -1;
+	ExecStatusType st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		const char *n = PQcmdTuples(r);
+		changed = *n ? strtoll(n, NULL, 10) : PQntuples(r);
+	} else if (!*msg && st != PGRES_PIPELINE_ABORTED) {
+		const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		snprintf(state, 6, "%s", code ? code : "");
+		snprintf(msg, msglen, "%s", PQresultErrorMessage(r));
+		msg[strcspn(msg, "\n")] = '\0';
+	}
+	PQclear(r);
+	/* Each statement's results end with a NULL. */
+	while ((r = PQgetResult(c)) != NULL)
+		PQclear(r);
+	return changed;
+}
+
+/* The batch is one transaction sent as one pipeline: every statement goes
+ * out before the first answer is read, so a batch of n tasks costs one
+ * round trip and one commit, not n + 4 round trips. */
 static int store_pg_insert_batch(struct store *s, const struct task *const *t, int *rc, int n)
 {
 	static const char sql[] =
@@ -568,12 +604,20 @@ static int store_pg_insert_batch(struct store *s, const struct task *const *t, i
 		" ON CONFLICT (id) DO NOTHING";
 	for (int i = 0; i < n; i++)
 		rc[i] = -1;
+	if (store_pg_connected(s, "insert") < 0)
+		return -1;
+	PGconn *c = PG(s)->conn;
+	if (PQenterPipelineMode(c) != 1) {
+		char msg[512];
+		store_pg_errtext(c, msg, sizeof msg);
+		store_pg_failed(s, NULL, msg, "insert");
+		return -1;
+	}
 	/* The lock orders seq by commit across nodes (see the top). */
-	if (store_pg_begin(s, "insert") < 0 ||
-	    store_pg_do(s, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_INSERT ")", NULL,
-			"insert") < 0)
-		goto fail;
-	for (int i = 0; i < n; i++) {
+	int sent = store_pg_send(c, "BEGIN", NULL) == 0 &&
+		   store_pg_send(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_INSERT ")",
+				 NULL) == 0;
+	for (int i = 0; sent && i < n; i++) {
 		struct store_pg_args a = { 0 };
 		store_pg_str(&a, t[i]->id);
 		store_pg_int(&a, t[i]->kind);
@@ -589,24 +633,48 @@ static int store_pg_insert_batch(struct store *s, const struct task *const *t, i
 		store_pg_int(&a, t[i]->rule_polls);
 		char *key = store_pg_key_hex(t[i]->dest_path);
 		store_pg_str(&a, key);
-		int64_t changed = store_pg_do(s, sql, &a, "insert");
+		sent = store_pg_send(c, sql, &a) == 0;
 		free(key);
-		if (changed < 0)
-			goto fail;
-		/* A duplicate id is refused on its own, the others stay. */
-		rc[i] = changed == 1 ? 0 : -1;
-		if (changed != 1)
-			log_error("store: insert: task %s exists already", t[i]->id);
 	}
-	if (store_pg_do(s, "NOTIFY " STORE_PG_CHANNEL, NULL, "insert") < 0 ||
-	    store_pg_commit(s, "insert") < 0)
-		goto fail;
+	sent = sent && store_pg_send(c, "NOTIFY " STORE_PG_CHANNEL, NULL) == 0 &&
+	       store_pg_send(c, "COMMIT", NULL) == 0 && PQpipelineSync(c) == 1;
+	char state[6] = "", msg[512] = "";
+	int ok = sent;
+	if (sent) {
+		ok = store_pg_take(c, state, msg, sizeof msg) >= 0 &&
+		     store_pg_take(c, state, msg, sizeof msg) >= 0;
+		for (int i = 0; i < n; i++) {
+			int64_t changed = store_pg_take(c, state, msg, sizeof msg);
+			/* A duplicate id is refused on its own, the others stay. */
+			rc[i] = changed == 1 ? 0 : -1;
+			if (changed == 0)
+				log_error("store: insert: task %s exists already", t[i]->id);
+			ok = ok && changed >= 0;
+		}
+		ok = store_pg_take(c, state, msg, sizeof msg) >= 0 && ok;
+		ok = store_pg_take(c, state, msg, sizeof msg) >= 0 && ok;
+		/* The end of the pipeline. */
+		PGresult *r = PQgetResult(c);
+		if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+			ok = 0;
+		PQclear(r);
+	}
+	if (PQexitPipelineMode(c) != 1 && PQstatus(c) == CONNECTION_OK) {
+		/* Results left unread: the connection is in no known state. */
+		PQreset(c);
+		ok = 0;
+	}
+	if (!ok) {
+		if (!*msg)
+			store_pg_errtext(c, msg, sizeof msg);
+		store_pg_failed(s, *state ? state : NULL, msg, "insert");
+		store_pg_rollback(s);
+		for (int i = 0; i < n; i++)
+			rc[i] = -1;
+		return -1;
+	}
+	store_fault_clear();
 	return 0;
-fail:
-	store_pg_rollback(s);
-	for (int i = 0; i < n; i++)
-		rc[i] = -1;
-	return -1;
 }
 
 /* Runs a statement returning at most one task row: 0 and *t, 1 when none,
