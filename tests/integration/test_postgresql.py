@@ -5,8 +5,8 @@ real PostgreSQL 15 server started by the test on 127.0.0.1.
   restart.
 - Two daemons on one database share one task table: each accepts tasks,
   and the other answers GetTaskStatus for them.
-- While the database is down, submissions are refused with 503 and
-  Retry-After, no daemon exits, and once it is back the daemon takes tasks
+- While the database is down, submissions and GetTaskStatus are refused
+  with 503 and Retry-After, /healthz answers 503, no daemon exits, and once it is back the daemon takes tasks
   again by itself.
 - The password in the URL never reaches the log.
 - A node killed while it runs a task loses it to another node once its
@@ -99,7 +99,8 @@ def test_submissions_get_503_while_the_database_is_down_and_resume_when_it_is_ba
         make_daemon, pg, db):
     d = make_daemon(store={"url": db})
     (d.ingest / "a.ts").write_bytes(b"a" * 1000)
-    d.publish(f"file://{d.ingest}/a.ts", "before.ts")
+    before = d.load(f"file://{d.ingest}/a.ts", "before.ts")
+    assert d.wait_for_status(before)[0] == "SUCCESS"
     pg.stop()
     try:
         def refused():
@@ -109,6 +110,10 @@ def test_submissions_get_503_while_the_database_is_down_and_resume_when_it_is_ba
         assert_fault(r, "Server", 503)
         assert r.headers.get("Retry-After", "").isdigit(), dict(r.headers)
         assert b"TaskId" not in r.body
+        # GetTaskStatus cannot be answered either: 503 too, not a crash.
+        s = d.status_reply(before)
+        assert_fault(s, "Server", 503)
+        assert s.headers.get("Retry-After", "").isdigit(), dict(s.headers)
         h = post(d.port, None, {}, path="/healthz", method="GET")
         assert h.status == 503, (h.status, h.body[:300])
         assert d.proc.poll() is None, "apubid exited while the database was down"
