@@ -1543,19 +1543,8 @@ static void *store_pg_bg_main(void *arg)
 			usleep(200 * 1000);
 			continue;
 		}
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		int64_t wait = next_renew - util_mono_ms();
-		if (wait > 200)
-			wait = 200; /* looks at the stop flag this often */
-		if (wait < 0)
-			wait = 0;
-		if (poll(&pfd, 1, (int)wait) <= 0)
-			continue;
-		if (!PQconsumeInput(c)) {
-			listening = 0;
-			next_renew = 0; /* reconnects on the renewal's statement */
-			continue;
-		}
+		/* Notifications that came in with the renewal's answer are
+		 * queued already: they wake before the next wait. */
 		int woken = 0;
 		PGnotify *nf;
 		while ((nf = PQnotifies(c)) != NULL) {
@@ -1564,6 +1553,16 @@ static void *store_pg_bg_main(void *arg)
 		}
 		if (woken && store_pg_bg.wake)
 			store_pg_bg.wake();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int64_t wait = next_renew - util_mono_ms();
+		if (wait > 200)
+			wait = 200; /* looks at the stop flag this often */
+		if (wait < 0)
+			wait = 0;
+		if (poll(&pfd, 1, (int)wait) > 0 && !PQconsumeInput(c)) {
+			listening = 0;
+			next_renew = 0; /* reconnects on the renewal's statement */
+		}
 	}
 	return NULL;
 }
