@@ -7,7 +7,8 @@ a cluster behind a load balancer.
   purge is ordered after the load, nothing is left.
 - A node restarted while the others run tasks takes none of theirs: every
   task is attempted once.
-- Each notification is POSTed once across the cluster.
+- Each notification is POSTed once across the cluster, and pruning
+  deletes each task once.
 """
 import http.server
 import json
@@ -151,3 +152,29 @@ def test_each_notification_is_posted_once_across_the_cluster(cluster):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_pruning_deletes_each_task_once_across_the_cluster(cluster, pg):
+    nodes = cluster(3, store={"retention_days": "1", "prune_interval": "1"})
+    src = nodes[0].ingest
+    ids = []
+    for i in range(40):
+        (src / f"p{i}.ts").write_bytes(b"p")
+        ids.append(nodes[i % 3].load(f"file://{src}/p{i}.ts", f"p/p{i}.ts"))
+    nodes[0].wait_all(ids, timeout=120)
+    # Finished two days ago, as far as the store knows.
+    db = nodes[0].sections["store"]["url"].rsplit("/", 1)[1]
+    pg.psql("UPDATE task SET updated_ms = updated_ms - 2 * 86400000", db)
+    end = time.monotonic() + 60
+    while pg.psql("SELECT count(*) FROM task", db).strip() != "0":
+        assert time.monotonic() < end, "the aged tasks were not pruned within 60 s"
+        time.sleep(0.2)
+    time.sleep(1.5)  # every node has had a pruning round since
+    pruned = 0
+    for d in nodes:
+        for line in d.log_text().splitlines():
+            if "store: pruned " in line:
+                pruned += int(line.split("store: pruned ", 1)[1].split()[0])
+    assert pruned == len(ids), f"{pruned} deletions logged for {len(ids)} tasks"
+    for tid in ids[:3]:
+        assert b"does not exist" in nodes[1].status_reply(tid).body
