@@ -276,8 +276,11 @@ static int store_pg_connected(struct store *s, const char *what)
 static PGresult *store_pg_run(struct store *s, const char *sql, const struct store_pg_args *a,
 			      int write, const char *what)
 {
+	int retried = 0;
+again:
 	if (store_pg_connected(s, what) < 0)
 		return NULL;
+	int idle = PQtransactionStatus(PG(s)->conn) == PQTRANS_IDLE;
 	PGresult *r = PQexecParams(PG(s)->conn, sql, a ? a->n : 0, NULL, a ? a->v : NULL, NULL,
 				   NULL, 0);
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -285,6 +288,15 @@ static PGresult *store_pg_run(struct store *s, const char *sql, const struct sto
 		if (write)
 			store_fault_clear();
 		return r;
+	}
+	/* A connection found broken by its first statement since the
+	 * database came back: a read outside a transaction is asked again on
+	 * a new one at once (a write is not: it may have been done). */
+	if (!write && idle && !retried && PQstatus(PG(s)->conn) != CONNECTION_OK) {
+		PQclear(r);
+		retried = 1;
+		PG(s)->next_connect_ms = 0;
+		goto again;
 	}
 	char msg[512];
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;

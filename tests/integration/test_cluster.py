@@ -9,6 +9,9 @@ a cluster behind a load balancer.
   task is attempted once.
 - Each notification is POSTed once across the cluster, and pruning
   deletes each task once.
+- The database stopped for a few seconds under load: submissions get 503
+  with Retry-After meanwhile, no node exits, and every task acknowledged
+  before, during or after ends SUCCESS.
 """
 import http.server
 import json
@@ -178,3 +181,44 @@ def test_pruning_deletes_each_task_once_across_the_cluster(cluster, pg):
     assert pruned == len(ids), f"{pruned} deletions logged for {len(ids)} tasks"
     for tid in ids[:3]:
         assert b"does not exist" in nodes[1].status_reply(tid).body
+
+
+def test_the_database_stopped_under_load_loses_no_acknowledged_task(cluster, pg):
+    nodes = cluster(3)
+    src = nodes[0].ingest
+    (src / "s.ts").write_bytes(os.urandom(10_000))
+    acked, refused, other = [], [], []
+    stop = threading.Event()
+
+    def submit(k):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            r = nodes[k].load_reply(f"file://{src}/s.ts", f"load/n{k}/{i}.ts")
+            if r.status == 200:
+                acked.append((k, nodes[k]._task_id(r, "LoadAsset")))
+            elif r.status == 503 and r.headers.get("Retry-After", "").isdigit():
+                refused.append(k)
+                time.sleep(0.1)
+            else:
+                other.append((k, r.status, r.body[:300]))
+    threads = [threading.Thread(target=submit, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        pg.stop()
+        time.sleep(4)
+        pg.start()
+        time.sleep(4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+    assert not other, other[:5]
+    assert refused, "no submission was refused while the database was down"
+    for d in nodes:
+        assert d.proc.poll() is None, f"a node exited\n{d.log_tail()}"
+    done = nodes[0].wait_all([tid for _, tid in acked], timeout=300)
+    assert all(st == "SUCCESS" for st, _ in done.values()), \
+        [(t, v) for t, v in done.items() if v[0] != "SUCCESS"][:5]
