@@ -99,7 +99,7 @@ $(B)/ctl/client.o: XCFLAGS += -I$(GSOAP_PLUGIN)
 $(B)/ctl/conform.o: XCFLAGS += $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
 $(CTL): LDLIBS += $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 
-$(B)/test_%: tests/unit/test_%.c tests/unit/harness.h $(LIBOBJ)
+$(B)/test_%: tests/unit/test_%.c tests/unit/harness.h tests/unit/backends.h $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -Itests/unit -o $@ $< $(LIBOBJ) $(LDLIBS)
 
 # Command-line drivers of one module, for the integration tests.

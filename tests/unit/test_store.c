@@ -13,7 +13,7 @@
 #include "apubid.h"
 #include "harness.h"
 
-#include <libpq-fe.h>
+#include "backends.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -25,56 +25,6 @@
 
 static char dir[64];
 static char path[128];
-/* The store the tests open: path alone (SQLite), or with store_url set. */
-static struct config cfg;
-
-static struct store *open_store(void)
-{
-	char err[512];
-	struct store *s = store_open(&cfg, err, sizeof err);
-	if (!s)
-		fprintf(stderr, "  store_open: %s\n", err);
-	return s;
-}
-
-/* Runs SQL on the test database directly, as its administrator: 0 or -1. */
-static void pg_quiet(void *arg, const char *message)
-{
-	(void)arg;
-	(void)message;
-}
-
-static int pg_admin(const char *sql)
-{
-	PGconn *c = PQconnectdb(cfg.store_url);
-	PQsetNoticeProcessor(c, pg_quiet, NULL);
-	PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
-	int ok = r && (PQresultStatus(r) == PGRES_COMMAND_OK ||
-		       PQresultStatus(r) == PGRES_TUPLES_OK);
-	if (!ok)
-		fprintf(stderr, "  %s: %s\n", sql, PQerrorMessage(c));
-	PQclear(r);
-	PQfinish(c);
-	return ok ? 0 : -1;
-}
-
-/* An empty store: a new SQLite file, or an empty PostgreSQL schema. */
-static struct store *fresh_store(void)
-{
-	if (cfg.store_url) {
-		if (pg_admin("DROP SCHEMA public CASCADE; CREATE SCHEMA public") < 0)
-			return NULL;
-		return open_store();
-	}
-	char side[160];
-	unlink(path);
-	snprintf(side, sizeof side, "%.120s-wal", path);
-	unlink(side);
-	snprintf(side, sizeof side, "%.120s-shm", path);
-	unlink(side);
-	return open_store();
-}
-
 static void make_task(struct task *t, const char *dest)
 {
 	memset(t, 0, sizeof *t);
@@ -88,7 +38,7 @@ static void make_task(struct task *t, const char *dest)
 
 static void test_inserted_task_reads_back_queued(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task t, got;
 	make_task(&t, "dir/a.ts");
@@ -106,7 +56,7 @@ static void test_inserted_task_reads_back_queued(void)
 
 static void test_unknown_task_is_absent(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task got;
 	CHECK(store_get(s, "00000000-0000-0000-0000-000000000000", &got) == 1);
@@ -115,7 +65,7 @@ static void test_unknown_task_is_absent(void)
 
 static void test_duplicate_task_id_is_refused(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task t;
 	make_task(&t, "a.ts");
@@ -126,7 +76,7 @@ static void test_duplicate_task_id_is_refused(void)
 
 static void test_claim_takes_oldest_first_and_counts_attempts(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	make_task(&a, "a.ts");
@@ -147,7 +97,7 @@ static void test_claim_takes_oldest_first_and_counts_attempts(void)
 
 static void test_finish_records_result_and_reason(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	make_task(&a, "a.ts");
@@ -173,7 +123,7 @@ static void test_finish_records_result_and_reason(void)
 
 static void test_running_tasks_are_queued_again_after_a_crash(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -182,7 +132,7 @@ static void test_running_tasks_are_queued_again_after_a_crash(void)
 	task_clear(&got);
 	/* The process dies here: close without finishing, open again. */
 	store_close(s);
-	s = open_store();
+	s = store_test_open();
 	CHECK(s);
 	CHECK(store_recover(s) == 1);
 	CHECK(store_get(s, a.id, &got) == 0);
@@ -196,7 +146,7 @@ static void test_running_tasks_are_queued_again_after_a_crash(void)
 
 static void test_finish_of_a_task_not_running_changes_nothing(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -210,7 +160,7 @@ static void test_finish_of_a_task_not_running_changes_nothing(void)
 
 static void test_requeue_puts_a_running_task_back(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -226,7 +176,7 @@ static void test_requeue_puts_a_running_task_back(void)
 
 static void test_prune_removes_only_old_final_tasks(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	make_task(&a, "a.ts");
@@ -246,13 +196,13 @@ static void test_prune_removes_only_old_final_tasks(void)
 
 static void test_reopening_keeps_tasks_and_schema(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "é/日本.ts");
 	CHECK(store_insert(s, &a) == 0);
 	store_close(s);
-	s = open_store();
+	s = store_test_open();
 	CHECK(s);
 	CHECK(store_get(s, a.id, &got) == 0);
 	CHECK_STR(got.dest_path, "é/日本.ts");
@@ -271,7 +221,7 @@ static void test_store_in_missing_directory_fails_with_reason(void)
 
 static void test_retry_task_is_claimed_again_only_when_due(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -289,7 +239,7 @@ static void test_retry_task_is_claimed_again_only_when_due(void)
 	CHECK(store_retry(s, a.id, 0, "x") == 0); /* not running: no change */
 	store_close(s);
 	/* Due now: make it so by hand through a fresh retry. */
-	s = open_store();
+	s = store_test_open();
 	CHECK(s);
 	CHECK(store_recover(s) == 0); /* waiting to retry is not "left running" */
 	store_close(s);
@@ -297,7 +247,7 @@ static void test_retry_task_is_claimed_again_only_when_due(void)
 
 static void test_due_retry_is_claimed_with_its_first_start_kept(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -317,7 +267,7 @@ static void test_due_retry_is_claimed_with_its_first_start_kept(void)
 
 static void test_items_keep_their_order_state_and_checksums(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "pkg");
@@ -353,7 +303,7 @@ static void test_items_keep_their_order_state_and_checksums(void)
 
 static void test_pruned_task_takes_its_items_and_attempts(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -381,7 +331,7 @@ static pthread_mutex_t claimed_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *race_claimer(void *arg)
 {
 	(void)arg;
-	struct store *s = open_store();
+	struct store *s = store_test_open();
 	if (!s)
 		return NULL;
 	struct task t;
@@ -399,7 +349,7 @@ static void *race_claimer(void *arg)
 static void test_concurrent_claims_never_share_a_task(void)
 {
 	nclaimed = 0;
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task t;
 	/* Distinct destinations: the ordering rule would hand out tasks on
@@ -433,7 +383,7 @@ static void claim_expect(struct store *s, const char *id)
 
 static void test_history_records_every_state_change(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a;
 	make_task(&a, "h.ts");
 	CHECK(store_insert(s, &a) == 0);
@@ -464,7 +414,7 @@ static void test_history_records_every_state_change(void)
 
 static void test_attempts_read_back_in_order(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a;
 	make_task(&a, "at.ts");
 	CHECK(store_insert(s, &a) == 0);
@@ -484,7 +434,7 @@ static void test_attempts_read_back_in_order(void)
 
 static void test_list_filters_and_pages_newest_first(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	char ids[7][TASKID_LEN];
 	for (int i = 0; i < 7; i++) {
 		struct task t;
@@ -530,7 +480,7 @@ static void test_list_filters_and_pages_newest_first(void)
 
 static void test_operator_retry_gives_a_failed_task_a_fresh_budget(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a, got;
 	char err[256];
 	make_task(&a, "r.ts");
@@ -556,7 +506,7 @@ static void test_operator_retry_gives_a_failed_task_a_fresh_budget(void)
 
 static void test_operator_cancel_ends_queued_and_flags_running_tasks(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a, b, got;
 	char err[256], ids[4][TASKID_LEN];
 	int running;
@@ -589,7 +539,7 @@ static void test_operator_cancel_ends_queued_and_flags_running_tasks(void)
 
 static void test_notifications_become_due_and_record_their_fate(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a, b, got;
 	char ids[4][TASKID_LEN];
 	make_task(&a, "n1.ts");
@@ -638,10 +588,10 @@ static void *batch_inserter(void *arg)
 
 static void test_group_commit_keeps_every_concurrent_insert(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	char err[256];
 	memset(batch_ids, 0, sizeof batch_ids);
-	CHECK(store_start(&cfg, NULL, err, sizeof err) == 0);
+	CHECK(store_start(&store_test_cfg, NULL, err, sizeof err) == 0);
 	pthread_t th[BATCH_THREADS];
 	for (int i = 0; i < BATCH_THREADS; i++)
 		pthread_create(&th[i], NULL, batch_inserter, (void *)(intptr_t)i);
@@ -667,7 +617,7 @@ static void test_group_commit_keeps_every_concurrent_insert(void)
 
 static void test_rule_fields_read_back_and_polls_run_out(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a, b, got;
 	make_task(&a, "r1.ts");
 	a.rule = "slow";
@@ -704,7 +654,7 @@ static void test_rule_fields_read_back_and_polls_run_out(void)
 
 static void test_health_fails_on_a_read_only_store(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	char why[256];
 	CHECK(store_health(s, why, sizeof why) == 0);
 	CHECK(chmod(path, 0444) == 0);
@@ -720,7 +670,7 @@ static void test_health_fails_on_a_read_only_store(void)
  * next start. */
 static void test_deleted_or_replaced_file_stops_new_tasks(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	char why[512], other[200];
 	struct task t;
@@ -747,7 +697,7 @@ static void test_deleted_or_replaced_file_stops_new_tasks(void)
 	CHECK(strstr(why, "was deleted or replaced since apubid opened it") != NULL);
 	store_close(s);
 	/* A connection opened on the new file is content with it. */
-	s = fresh_store();
+	s = store_test_fresh();
 	CHECK(s);
 	CHECK(store_check(s, why, sizeof why) == 0);
 	store_close(s);
@@ -760,13 +710,13 @@ static int pg_admin_task(const char *fmt, const char *id)
 {
 	char sql[512];
 	snprintf(sql, sizeof sql, fmt, id);
-	return pg_admin(sql);
+	return store_test_sql(sql);
 }
 
 static void test_pg_a_task_whose_lease_expired_is_taken_over_and_the_old_claim_is_fenced(void)
 {
-	struct store *s1 = fresh_store();
-	struct store *s2 = open_store();
+	struct store *s1 = store_test_fresh();
+	struct store *s2 = store_test_open();
 	CHECK(s1 && s2);
 	struct task a, got;
 	make_task(&a, "lease.ts");
@@ -799,7 +749,7 @@ static void test_pg_a_task_whose_lease_expired_is_taken_over_and_the_old_claim_i
 
 static void test_pg_start_up_takes_back_only_tasks_of_nodes_that_are_gone(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, c, got;
 	make_task(&a, "live.ts");
@@ -826,8 +776,8 @@ static void test_pg_start_up_takes_back_only_tasks_of_nodes_that_are_gone(void)
 
 static void test_pg_the_order_rule_holds_across_nodes(void)
 {
-	struct store *s1 = fresh_store();
-	struct store *s2 = open_store();
+	struct store *s1 = store_test_fresh();
+	struct store *s2 = store_test_open();
 	CHECK(s1 && s2);
 	struct task a, b, c, got;
 	make_task(&a, "show");
@@ -864,10 +814,10 @@ static int cancel_requested_within(struct store *s, const char *id, int ms)
 
 static void test_pg_a_lost_lease_stops_the_workers_transfer(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	char err[512];
-	struct config c = cfg;
+	struct config c = store_test_cfg;
 	c.lease_timeout = 3; /* renewed every second */
 	CHECK(store_start(&c, NULL, err, sizeof err) == 0);
 	struct task a;
@@ -887,7 +837,7 @@ static void test_pg_a_lost_lease_stops_the_workers_transfer(void)
 static void test_pg_the_password_never_reaches_a_message(void)
 {
 	char err[512] = "";
-	struct config c = cfg;
+	struct config c = store_test_cfg;
 	c.store_url = "postgresql://apubid:s3cr3t-pw@127.0.0.1:1/nodb?password=s3cr3t-pw";
 	struct store *s = store_open(&c, err, sizeof err);
 	CHECK(s == NULL);
@@ -927,10 +877,10 @@ static void run_contract(void)
 /* Without a PostgreSQL server the backend is untested: that fails. */
 static void test_pg_a_postgresql_server_is_there_to_test_against(void)
 {
-	if (!cfg.store_url)
+	if (!store_test_cfg.store_url)
 		fprintf(stderr, "  APUBID_TEST_PG_URL is not set (make unit starts a server)\n");
-	CHECK(cfg.store_url != NULL);
-	struct store *s = fresh_store();
+	CHECK(store_test_cfg.store_url != NULL);
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	store_close(s);
 }
@@ -942,8 +892,8 @@ int main(void)
 		return 1;
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
 	log_set_level(LOG_ERROR);
-	cfg.store_path = path;
-	cfg.lease_timeout = 30;
+	store_test_cfg.store_path = path;
+	store_test_cfg.lease_timeout = 30;
 	fprintf(stderr, "test_store: SQLite\n");
 	run_contract();
 	RUN(test_store_in_missing_directory_fails_with_reason);
@@ -952,9 +902,9 @@ int main(void)
 
 	fprintf(stderr, "test_store: PostgreSQL\n");
 	const char *url = getenv("APUBID_TEST_PG_URL");
-	cfg.store_url = url && *url ? (char *)url : NULL;
+	store_test_use(url && *url ? url : NULL);
 	RUN(test_pg_a_postgresql_server_is_there_to_test_against);
-	if (cfg.store_url) {
+	if (store_test_cfg.store_url) {
 		run_contract();
 		RUN(test_pg_a_task_whose_lease_expired_is_taken_over_and_the_old_claim_is_fenced);
 		RUN(test_pg_start_up_takes_back_only_tasks_of_nodes_that_are_gone);
