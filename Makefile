@@ -21,7 +21,7 @@ DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcry
            libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev libpq-dev curl
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
            openssh-server openssh-client nginx valgrind groff-base man-db postgresql
-BENCH_DEPS := python3 nginx wrk
+BENCH_DEPS := python3 nginx wrk postgresql
 # DEB_DEPS: building the Debian package (make deb) and checking it with
 # lintian, which test_deb.py does in make check.
 DEB_DEPS := dpkg-dev debhelper lintian

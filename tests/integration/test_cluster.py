@@ -102,15 +102,27 @@ def test_a_restarted_node_takes_none_of_the_tasks_the_others_run(tmp_path, clust
         for i in range(4):
             (ftp.root / f"long{i}.ts").write_bytes(os.urandom(2 << 20))
         nodes = cluster(3, source={"allow": [ftp.url("", credentials=False)]})
+        # The third node is down while the first two claim every task
+        # (two workers each).
+        assert nodes[2].stop() == 0
         ids = [nodes[i % 2].load(ftp.url(f"long{i}.ts"), f"long/long{i}.ts") for i in range(4)]
-        # Restarted while the first two nodes run the tasks (a crash: the
-        # leases it held, none, are left behind).
+        wait_until_all_running(nodes[0], ids)
+        # Started, then crashed and started again, while they run.
+        nodes[2].start()
+        time.sleep(1)
         nodes[2].kill9()
         nodes[2].start()
         done = nodes[2].wait_all(ids, timeout=300)
         assert all(st == "SUCCESS" for st, _ in done.values()), done
         for tid in ids:
             assert nodes[2].view(tid)["attempts"] == 1, nodes[2].view(tid)
+
+
+def wait_until_all_running(d, ids, timeout=60):
+    end = time.monotonic() + timeout
+    while not all(d.view(tid)["state"] == "running" for tid in ids):
+        assert time.monotonic() < end, f"not all running after {timeout}s\n{d.log_tail()}"
+        time.sleep(0.1)
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
