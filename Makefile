@@ -158,10 +158,10 @@ check-asan: deps-check
 
 # Memcheck on the unit tests and on one integration file against the daemon.
 check-valgrind: deps-check $(BIN) $(UNIT)
-	@for t in $(UNIT); do \
+	@sh tests/unit/with_pg.sh sh -c 'for t in $(UNIT); do \
 	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	    $$t >/dev/null || { echo "valgrind: $$t failed"; exit 1; }; \
-	done; echo "valgrind: $(words $(UNIT)) unit programs clean"
+	done' && echo "valgrind: $(words $(UNIT)) unit programs clean"
 	APUBID=$(abspath tests/tools/valgrind-apubid) APUBID_REAL=$(abspath $(BIN)) \
 	  APUBID_START_TIMEOUT=60 $(PYTEST) -q tests/integration/test_publish.py
 
