@@ -279,9 +279,10 @@ struct config {
 	/* Bookkeeping, not settings. */
 	/* Where the paths paths.c checks were set, for its messages: the
 	 * name config messages use for the file, and the line of [store]
-	 * path, [destination] root and each [source] allow (0: the default). */
+	 * path and spool, [destination] root and each [source] allow (0: the
+	 * default). */
 	char *name;
-	int store_path_line, dest_root_line;
+	int store_path_line, spool_line, dest_root_line;
 	int source_allow_line[CONFIG_MAX_PREFIXES];
 	/* [staging] Scripted outcomes, for staging and certification only:
 	 * `rule` lines are refused unless `enabled = yes`. */

@@ -962,6 +962,8 @@ static int config_line(struct config *c, const char *section, char *l, int line,
 		c->dest_root_line = line;
 	else if (s->offset == F(store_path) && s->set == config_set_string)
 		c->store_path_line = line;
+	else if (s->offset == F(spool_dir) && s->set == config_set_string)
+		c->spool_line = line;
 	return 0;
 }
 

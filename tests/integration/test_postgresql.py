@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_fault, hidden_entries, post
+from conftest import APUBID, Daemon, assert_fault, hidden_entries, post
 from pg import PostgresServer
 from servers import FtpServer
 
@@ -197,3 +197,19 @@ def test_an_operators_cancel_reaches_the_node_that_runs_the_task(tmp_path, make_
         st, _ = b.wait_for_status(tid, timeout=60)
         assert st == "FAILED"
         assert a.view(tid)["state"] == "cancelled"
+
+
+def test_a_postgresql_node_needs_no_store_directory_but_a_spool_it_can_write(tmp_path):
+    """apubid -n on a node whose [store] url names its tasks: the SQLite
+    path's directory is not asked for; a [store] spool set is checked."""
+    d = Daemon(tmp_path / "n", {"store": {"url": "postgresql://apubid@127.0.0.1/apubid",
+                                          "path": str(tmp_path / "missing" / "apubid.db")}})
+    r = subprocess.run([APUBID, "-n", "-f", str(d.conf)], capture_output=True, text=True,
+                       timeout=30, cwd=d.tmp)
+    assert r.returncode == 0, r.stderr
+    d.sections["store"]["spool"] = str(tmp_path / "no-spool")
+    d.conf.write_text(d.config_text())
+    r = subprocess.run([APUBID, "-n", "-f", str(d.conf)], capture_output=True, text=True,
+                       timeout=30, cwd=d.tmp)
+    assert r.returncode != 0
+    assert "[store] spool" in r.stderr and "no-spool" in r.stderr, r.stderr
