@@ -103,7 +103,15 @@ struct store_pg {
 	 * claim: the writes of its worker carry it. */
 	char claimed[TASKID_LEN];
 	int64_t token;
+	/* The statements of store_pg_prepared prepared on this connection
+	 * (one bit each; a new connection starts with none). */
+	unsigned prepared;
 };
+
+/* The statements run often enough to be planned once per connection:
+ * GetTaskStatus's read and the workers' claim. */
+enum { STORE_PG_PS_GET, STORE_PG_PS_CLAIM };
+static const char *const store_pg_ps_name[] = { "apubid_get", "apubid_claim" };
 
 #define PG(s) ((struct store_pg *)(s))
 
@@ -267,22 +275,42 @@ static int store_pg_connected(struct store *s, const char *what)
 		store_pg_failed(s, NULL, msg, what);
 		return -1;
 	}
+	p->prepared = 0;
 	log_info("store: connected to %s again", s->label);
 	return 0;
 }
 
-/* Runs one statement: its result (PQclear it), or NULL after logging. A
- * `write` that succeeds lowers the fault flag. */
-static PGresult *store_pg_run(struct store *s, const char *sql, const struct store_pg_args *a,
-			      int write, const char *what)
+/* Runs `sql` as the prepared statement `ps`, preparing it first on a
+ * connection that has not; a statement that cannot be prepared runs
+ * unprepared. */
+static PGresult *store_pg_exec(struct store *s, int ps, const char *sql,
+			       const struct store_pg_args *a)
+{
+	PGconn *c = PG(s)->conn;
+	int n = a ? a->n : 0;
+	const char *const *v = a ? a->v : NULL;
+	if (ps >= 0 && !(PG(s)->prepared & (1u << ps))) {
+		PGresult *r = PQprepare(c, store_pg_ps_name[ps], sql, n, NULL);
+		if (r && PQresultStatus(r) == PGRES_COMMAND_OK)
+			PG(s)->prepared |= 1u << ps;
+		PQclear(r);
+	}
+	if (ps >= 0 && (PG(s)->prepared & (1u << ps)))
+		return PQexecPrepared(c, store_pg_ps_name[ps], n, v, NULL, NULL, 0);
+	return PQexecParams(c, sql, n, NULL, v, NULL, NULL, 0);
+}
+
+/* Runs one statement (prepared as `ps`, or -1): its result (PQclear it),
+ * or NULL after logging. A `write` that succeeds lowers the fault flag. */
+static PGresult *store_pg_run_ps(struct store *s, int ps, const char *sql,
+				 const struct store_pg_args *a, int write, const char *what)
 {
 	int retried = 0;
 again:
 	if (store_pg_connected(s, what) < 0)
 		return NULL;
 	int idle = PQtransactionStatus(PG(s)->conn) == PQTRANS_IDLE;
-	PGresult *r = PQexecParams(PG(s)->conn, sql, a ? a->n : 0, NULL, a ? a->v : NULL, NULL,
-				   NULL, 0);
+	PGresult *r = store_pg_exec(s, ps, sql, a);
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		if (write)
@@ -309,6 +337,12 @@ again:
 	store_pg_failed(s, state, msg, what);
 	PQclear(r);
 	return NULL;
+}
+
+static PGresult *store_pg_run(struct store *s, const char *sql, const struct store_pg_args *a,
+			      int write, const char *what)
+{
+	return store_pg_run_ps(s, -1, sql, a, write, what);
 }
 
 /* Runs a statement for its effect: the number of rows it changed, or -1. */
@@ -689,12 +723,13 @@ static int store_pg_insert_batch(struct store *s, const struct task *const *t, i
 	return 0;
 }
 
-/* Runs a statement returning at most one task row: 0 and *t, 1 when none,
- * -1. */
-static int store_pg_one_task(struct store *s, const char *sql, const struct store_pg_args *a,
-			     struct task *t, int write, const char *what)
+static int store_pg_get(struct store *s, const char *id, struct task *t)
 {
-	PGresult *r = store_pg_run(s, sql, a, write, what);
+	struct store_pg_args a = { 0 };
+	store_pg_str(&a, id);
+	PGresult *r = store_pg_run_ps(s, STORE_PG_PS_GET,
+				      "SELECT " STORE_PG_COLUMNS " FROM task WHERE id = $1", &a, 0,
+				      "get");
 	if (!r)
 		return -1;
 	int rc = 1;
@@ -704,14 +739,6 @@ static int store_pg_one_task(struct store *s, const char *sql, const struct stor
 	}
 	PQclear(r);
 	return rc;
-}
-
-static int store_pg_get(struct store *s, const char *id, struct task *t)
-{
-	struct store_pg_args a = { 0 };
-	store_pg_str(&a, id);
-	return store_pg_one_task(s, "SELECT " STORE_PG_COLUMNS " FROM task WHERE id = $1", &a, t,
-				 0, "get");
 }
 
 static int store_pg_claim(struct store *s, struct task *t)
@@ -731,7 +758,7 @@ static int store_pg_claim(struct store *s, struct task *t)
 	store_pg_int(&a, util_now_ms());
 	store_pg_str(&a, store_pg_me());
 	store_pg_int(&a, PG(s)->lease_ms);
-	PGresult *r = store_pg_run(s, sql, &a, 1, "claim");
+	PGresult *r = store_pg_run_ps(s, STORE_PG_PS_CLAIM, sql, &a, 1, "claim");
 	if (!r)
 		return -1;
 	int rc = 1;

@@ -1030,10 +1030,49 @@ def scenario_pg_accept(base, binary):
         pg.close()
 
 
+def scenario_pg_status(base, binary):
+    """GetTaskStatus req/s at 64 connections with the task in PostgreSQL,
+    against the same request with the task in SQLite."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from pg import PostgresServer
+    pg = PostgresServer(base / "pg-status")
+    pg.start()
+    nodes = []
+    try:
+        url = pg.create_database("status")
+        results = {}
+        for name, store in (("sqlite", {}), ("postgresql", {"url": url})):
+            d = Apubid(base, f"status-{name}", binary, store=store)
+            nodes.append(d)
+            d.start()
+            src = d.ingest / "feature.ts"
+            src.write_bytes(os.urandom(4096))
+            tid = publish_one(d, src, "feature_20240517143000.ts")
+            (base / f"status-{name}.xml").write_bytes(status_envelope(tid))
+            runs = []
+            for rep in range(REPEAT):
+                log(f"GetTaskStatus on {name} c=64 #{rep + 1}")
+                runs.append(wrk(d.url, "status.lua", 64, SECONDS,
+                                {"BENCH_BODY": str(base / f"status-{name}.xml")}))
+                d.alive()
+            results[name] = median_of(runs)
+            d.kill9()
+        a, r = results["postgresql"], results["sqlite"]
+        ratio = a["rps"] / r["rps"] if r["rps"] else 0
+        what = "GetTaskStatus on PostgreSQL, 64 conns"
+        row(f"{what}: req/s", fmt_rate(a["rps"]) + errors_note(a, what),
+            f"on SQLite {fmt_rate(r['rps'])}", f"{ratio:.2f}", "", "")
+    finally:
+        for d in nodes:
+            d.kill9()
+        pg.close()
+
+
 SCENARIOS = [
     ("GetTaskStatus vs nginx", scenario_status),
     ("LoadAsset acceptances", scenario_accept),
     ("LoadAsset acceptances on PostgreSQL", scenario_pg_accept),
+    ("GetTaskStatus on PostgreSQL", scenario_pg_status),
     ("end to end", scenario_e2e),
     ("big publish", scenario_big),
     ("many tasks", scenario_many),
