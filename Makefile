@@ -12,16 +12,16 @@
 # builds the same as a Debian package, apubid_VERSION_ARCH.deb.
 
 CC      ?= cc
-PKGS    := gsoapssl sqlite3 uuid libcurl libxcrypt jansson libxml-2.0
+PKGS    := gsoapssl sqlite3 libpq uuid libcurl libxcrypt jansson libxml-2.0
 # Debian packages by purpose, each list in one place. DEPS: building and
 # running (curl for the README's examples). CHECK_DEPS: what the tests add
 # (servers they start on loopback, tools they call, valgrind for
 # check-valgrind). BENCH_DEPS: what the benchmark adds (tests/bench/run.sh).
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
-           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev curl
+           libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev libpq-dev curl
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
-           openssh-server openssh-client nginx valgrind groff-base man-db ffmpeg
-BENCH_DEPS := python3 nginx wrk openssl
+           openssh-server openssh-client nginx valgrind groff-base man-db ffmpeg postgresql
+BENCH_DEPS := python3 nginx wrk openssl postgresql
 # The transfer section (tests/bench/transfer.py): the reference tools and
 # the servers it publishes to (the dav-ext module gives nginx the PROPFIND
 # rclone needs), GNU time for the references' CPU and memory.
@@ -56,7 +56,7 @@ GENSRC  := generated/soapC.c generated/soapServer.c generated/soapClient.c \
 # the namespace table apubictl defines itself), the client stubs, and
 # gSOAP's Digest authentication plugin, which Debian ships as source.
 GSOAP_PLUGIN := /usr/share/gsoap/plugin
-CTLMODS := util log url config auth rules order store task view embed
+CTLMODS := util log url config auth rules order store store_sqlite store_pg task view embed
 CTLOBJ  := $(patsubst src/ctl/%.c,$(B)/ctl/%.o,$(CTLSRC)) $(patsubst %,$(B)/%.o,$(CTLMODS)) \
            $(B)/soapC.o $(B)/soapClient.o \
            $(B)/plugin_httpda.o $(B)/plugin_smdevp.o $(B)/plugin_threads.o
@@ -81,14 +81,14 @@ generated/apubi.h: wsdl/APUBI.wsdl wsdl/APUBI.xsd wsdl/typemap.dat
 $(GENSRC) &: generated/apubi.h
 	soapcpp2 -c -L -x -w -d generated generated/apubi.h >/dev/null
 
-$(B)/%.o: src/%.c src/apubid.h src/server.h $(GENSRC)
+$(B)/%.o: src/%.c src/apubid.h src/server.h src/store.h $(GENSRC)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
 $(B)/ctl/%.o: src/ctl/%.c src/ctl/ctl.h src/apubid.h $(GENSRC)
 	@mkdir -p $(B)/ctl
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
 # embed.c pulls wsdl/ and db/ into the binary with .incbin.
-$(B)/embed.o: src/embed.c $(wildcard wsdl/*) $(wildcard db/*.sql)
+$(B)/embed.o: src/embed.c $(wildcard wsdl/*) $(wildcard db/*/*.sql)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
 # Generated code gets its own relaxed rule, and so do gSOAP's plugins.
@@ -104,7 +104,7 @@ $(B)/ctl/client.o: XCFLAGS += -I$(GSOAP_PLUGIN)
 $(B)/ctl/conform.o: XCFLAGS += $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
 $(CTL): LDLIBS += $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 
-$(B)/test_%: tests/unit/test_%.c tests/unit/harness.h $(LIBOBJ)
+$(B)/test_%: tests/unit/test_%.c tests/unit/harness.h tests/unit/backends.h $(LIBOBJ)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -Itests/unit -o $@ $< $(LIBOBJ) $(LDLIBS)
 
 # Command-line drivers of one module, for the integration tests.
@@ -137,7 +137,7 @@ run: deps
 	./apubid
 
 unit: $(UNIT)
-	@sh tests/unit/run.sh $(UNIT)
+	@sh tests/unit/with_pg.sh sh tests/unit/run.sh $(UNIT)
 
 integration: $(BIN) $(CTL) $(B)/probe_xfer_curl $(B)/probe_manifest
 	APUBID=$(abspath $(BIN)) APUBICTL=$(abspath $(CTL)) \
@@ -163,10 +163,10 @@ check-asan: deps-check
 
 # Memcheck on the unit tests and on one integration file against the daemon.
 check-valgrind: deps-check $(BIN) $(UNIT)
-	@for t in $(UNIT); do \
+	@sh tests/unit/with_pg.sh sh -c 'for t in $(UNIT); do \
 	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	    $$t >/dev/null || { echo "valgrind: $$t failed"; exit 1; }; \
-	done; echo "valgrind: $(words $(UNIT)) unit programs clean"
+	done' && echo "valgrind: $(words $(UNIT)) unit programs clean"
 	APUBID=$(abspath tests/tools/valgrind-apubid) APUBID_REAL=$(abspath $(BIN)) \
 	  APUBID_START_TIMEOUT=60 $(PYTEST) -q tests/integration/test_publish.py
 

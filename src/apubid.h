@@ -81,12 +81,13 @@ int util_taskid_parse(const char *s, size_t n, char out[TASKID_LEN]);
 
 extern const char embed_wsdl[];      /* wsdl/APUBI.wsdl */
 extern const char embed_xsd[];       /* wsdl/APUBI.xsd */
-extern const char embed_schema_v1[]; /* db/001_init.sql */
-extern const char embed_schema_v2[]; /* db/002_transfer.sql */
-extern const char embed_schema_v3[]; /* db/003_operations.sql */
-extern const char embed_schema_v4[]; /* db/004_rules.sql */
-extern const char embed_schema_v5[]; /* db/005_order.sql */
-extern const char embed_schema_v6[]; /* db/006_source_version.sql */
+extern const char embed_sqlite_v1[]; /* db/sqlite/001_init.sql */
+extern const char embed_sqlite_v2[]; /* db/sqlite/002_transfer.sql */
+extern const char embed_sqlite_v3[]; /* db/sqlite/003_operations.sql */
+extern const char embed_sqlite_v4[]; /* db/sqlite/004_rules.sql */
+extern const char embed_sqlite_v5[]; /* db/sqlite/005_order.sql */
+extern const char embed_sqlite_v6[]; /* db/sqlite/006_source_version.sql */
+extern const char embed_pg_v1[];     /* db/postgresql/001_init.sql */
 
 /* ---- log.c: one line per event on stderr or [log] file --------------- */
 
@@ -203,7 +204,10 @@ struct config {
 	int max_keepalive_requests; /* requests on one connection, 1000 */
 	char *user;                 /* drop to this user after binding, NULL: stay */
 	/* [store] */
-	char *store_path;           /* "var/apubid.db" */
+	char *store_path;           /* SQLite file, "var/apubid.db" */
+	char *store_url;            /* PostgreSQL URI: that store instead; NULL: SQLite */
+	char *spool_dir;            /* remote-to-remote copies; NULL in the file: path's directory */
+	int lease_timeout;          /* seconds a node's claim lasts unrenewed (PostgreSQL), 30 */
 	int retention_days;         /* finished tasks are pruned after this, 30; 0 keeps them */
 	int prune_interval;         /* seconds between two pruning runs, 600 */
 	/* [workers] */
@@ -276,9 +280,10 @@ struct config {
 	/* Bookkeeping, not settings. */
 	/* Where the paths paths.c checks were set, for its messages: the
 	 * name config messages use for the file, and the line of [store]
-	 * path, [destination] root and each [source] allow (0: the default). */
+	 * path and spool, [destination] root and each [source] allow (0: the
+	 * default). */
 	char *name;
-	int store_path_line, dest_root_line;
+	int store_path_line, spool_line, dest_root_line;
 	int source_allow_line[CONFIG_MAX_PREFIXES];
 	/* [staging] Scripted outcomes, for staging and certification only:
 	 * `rule` lines are refused unless `enabled = yes`. */
@@ -641,35 +646,46 @@ struct order_held *order_held_new(void);
 int order_held_next(struct order_held *h, const char *key, size_t len);
 void order_held_free(struct order_held *h); /* NULL is fine */
 
-/* ---- store.c: tasks on disk (SQLite, WAL) ---------------------------- */
+/* ---- store.c, store_sqlite.c, store_pg.c: the tasks ----------------- */
 
-/* A store handle is one connection: use one per thread. The schema lives in
- * db/ and is applied by store_open when the file is new or older. */
+/* A store handle is one connection: use one per thread. The backend is
+ * SQLite (`[store] path`, one daemon per file) or PostgreSQL (`[store]
+ * url`, several daemons sharing one task table); the schema of each lives
+ * in db/<backend>/ and is applied by store_open when the store is new or
+ * older. */
 struct store;
 
-struct store *store_open(const char *path, char *err, size_t errlen);
-void store_close(struct store *s);
-/* A connection commits with an fsync each time (full, the default), or
- * leaves the fsync to the next checkpoint or the next full commit of any
- * connection (WAL with synchronous=NORMAL: a commit is atomic and survives
- * a crash of apubid, but the last ones may be lost if the machine loses
- * power). The workers' connections use the latter for the steps of a task
- * already accepted: a step lost to a power cut is done again, since a task
- * found running at start-up is queued again and every step can be
- * repeated. Accepting a task always commits with an fsync. */
+struct store *store_open(const struct config *c, char *err, size_t errlen);
+void store_close(struct store *s); /* NULL is fine */
+/* The store in messages: the SQLite path, or the PostgreSQL URL with its
+ * password masked. */
+const char *store_name(const struct store *s);
+/* 1 when other apubid nodes accept and finish tasks in the same store
+ * (PostgreSQL), so that counts kept by this process alone drift. */
+int store_shared(const struct store *s);
+/* A connection commits durably each time (full, the default), or lets its
+ * last commits be lost if the machine loses power, never torn (SQLite WAL
+ * with synchronous=NORMAL; PostgreSQL synchronous_commit=off). The workers'
+ * connections use the latter for the steps of a task already accepted: a
+ * step lost to a power cut is done again, since a task found running at
+ * start-up is queued again and every step can be repeated. Accepting a task
+ * always commits durably. */
 int store_set_durable(struct store *s, int full);
-/* Commits a new task durably (fsync'ed) before returning 0; -1 when the
- * commit failed, or when the file at the store's path is no longer the one
+/* Commits a new task durably before returning 0; -1 when the commit
+ * failed, or when the SQLite file at the store's path is no longer the one
  * s opened (a commit into a deleted file is not durable). After
- * store_batch_start, the task goes through the group committer (s then
- * only serves that check, and may be NULL to skip it): concurrent callers
- * share one transaction and one fsync, and each returns once the commit
+ * store_start, the task goes through the group committer (s then only
+ * serves that check, and may be NULL to skip it): concurrent callers
+ * share one transaction and one flush, and each returns once the commit
  * holding its task is done. */
 int store_insert(struct store *s, const struct task *t);
-/* Starts and stops the group committer, with its own connection to the
- * store at `path`. Stop only when no store_insert can still be called. */
-int store_batch_start(const char *path, char *err, size_t errlen);
-void store_batch_stop(void);
+/* Starts and stops what the daemon's store does in the background: the
+ * group committer, with its own connection, and for PostgreSQL the
+ * renewal of this node's leases and the wake-ups from other nodes
+ * (`wake` is called when another node committed work). Stop only when no
+ * store_insert can still be called. */
+int store_start(const struct config *c, void (*wake)(void), char *err, size_t errlen);
+void store_stop(void);
 /* 0 and *t filled (caller task_clear's it), 1 when no such task, -1 on error. */
 int store_get(struct store *s, const char *id, struct task *t);
 /* Atomically moves the oldest queued task, or retry task whose time has
@@ -691,9 +707,12 @@ int store_finish(struct store *s, const char *id, int state, const char *result,
 		 const char *reason, const char *note, int notify);
 /* Puts a running task back to queued (a worker stopped at a safe point). */
 int store_requeue(struct store *s, const char *id);
-/* At start-up: every task left running by a crash goes back to queued
+/* At start-up: the tasks left running by a crash go back to queued
  * (tasks waiting to retry keep waiting), or to cancelled when an operator
- * asked it to stop. Returns how many went back to queued, or -1. */
+ * asked it to stop. On SQLite that is every running task (one daemon owns
+ * the file); on PostgreSQL only those of a node that is gone: an earlier
+ * run of apubid on this host, or any node whose lease has expired, never a
+ * live node's. Returns how many went back to queued, or -1. */
 int store_recover(struct store *s);
 /* Tasks not yet final, or -1. */
 int64_t store_count_active(struct store *s);

@@ -139,6 +139,8 @@ static int config_set_notify_url(struct config *, const struct config_setting *,
 				 char *, size_t);
 static int config_set_rule(struct config *, const struct config_setting *, const char *, char *,
 			   size_t);
+static int config_set_store_url(struct config *, const struct config_setting *, const char *,
+				char *, size_t);
 
 #define F(field) offsetof(struct config, field)
 #define KIB 1024LL
@@ -164,6 +166,9 @@ static const struct config_setting config_settings[] = {
 	{ "server", "max_keepalive_requests", config_set_int, F(max_keepalive_requests), 1, 1000000,
 	  "1000", 0 },
 	{ "store", "path", config_set_string, F(store_path), 0, 0, "var/apubid.db", 0 },
+	{ "store", "url", config_set_store_url, F(store_url), 0, 0, NULL, 0 },
+	{ "store", "spool", config_set_string, F(spool_dir), 0, 0, NULL, 0 },
+	{ "store", "lease_timeout", config_set_int, F(lease_timeout), 3, 3600, "30", 0 },
 	{ "store", "retention_days", config_set_int, F(retention_days), 0, 36500, "30", R },
 	{ "store", "prune_interval", config_set_int, F(prune_interval), 1, 86400, "600", R },
 	{ "workers", "count", config_set_int, F(workers), 1, 256, "4", 0 },
@@ -770,6 +775,19 @@ static int config_set_secret(struct config *c, const struct config_setting *s, c
 	return config_set_string(c, s, v, err, errlen);
 }
 
+/* A PostgreSQL connection URI (libpq's own syntax; libpq reads the rest).
+ * It may hold a password, so a refusal does not repeat it. */
+static int config_set_store_url(struct config *c, const struct config_setting *s, const char *v,
+				char *err, size_t errlen)
+{
+	if (strncmp(v, "postgresql://", 13) != 0 && strncmp(v, "postgres://", 11) != 0) {
+		util_error(err, errlen,
+			   "'url' must be a PostgreSQL connection URI (postgresql://user@host/db)");
+		return -1;
+	}
+	return config_set_string(c, s, v, err, errlen);
+}
+
 /* The realm goes into quoted WWW-Authenticate parameters and the
  * "user:realm:HA1" lines of the digest file. */
 static int config_set_realm(struct config *c, const struct config_setting *s, const char *v,
@@ -864,6 +882,15 @@ static int config_set_rule(struct config *c, const struct config_setting *s, con
  * together, then loads the credentials files. */
 static int config_finish(struct config *c, char *err, size_t errlen)
 {
+	/* Copies between two remote ends are spooled beside the SQLite store
+	 * unless told otherwise. */
+	if (!c->spool_dir && c->store_path) {
+		const char *slash = strrchr(c->store_path, '/');
+		c->spool_dir = slash ? util_strndup(c->store_path, slash == c->store_path
+									? 1
+									: (size_t)(slash - c->store_path))
+				     : util_strdup(".");
+	}
 	if (!c->tls_cert_file && (c->tls_key_file || c->tls_key_password || c->tls_client_ca)) {
 		util_error(err, errlen, "[tls] %s needs cert_file",
 			     c->tls_key_file ? "key_file" : c->tls_key_password ? "key_password" : "client_ca");
@@ -963,6 +990,8 @@ static int config_line(struct config *c, const char *section, char *l, int line,
 		c->dest_root_line = line;
 	else if (s->offset == F(store_path) && s->set == config_set_string)
 		c->store_path_line = line;
+	else if (s->offset == F(spool_dir) && s->set == config_set_string)
+		c->spool_line = line;
 	return 0;
 }
 
@@ -1268,9 +1297,10 @@ void config_each(void (*fn)(void *arg, const char *section, const char *key, con
 			break;
 		case CK_STRING:
 			type = s->set == config_set_file || s->set == config_set_log_file ? "path"
-			       : s->offset == F(store_path)                                  ? "path"
+			       : s->offset == F(store_path) || s->offset == F(spool_dir)     ? "path"
 			       : s->set == config_set_dest_root                              ? "prefix"
-			       : s->set == config_set_public_url || s->set == config_set_notify_url
+			       : s->set == config_set_public_url || s->set == config_set_notify_url ||
+					 s->set == config_set_store_url
 				       ? "URL"
 				       : "string";
 			break;
@@ -1298,6 +1328,8 @@ void config_free(struct config *c)
 	free(c->endpoint);
 	free(c->public_endpoint);
 	free(c->store_path);
+	free(c->store_url);
+	free(c->spool_dir);
 	for (int i = 0; i < c->nsource_allow; i++)
 		free(c->source_allow[i]);
 	free(c->dest_root);

@@ -1,6 +1,6 @@
 /*
  * embed.c - files built into the binary: the WSDL and XSD served at
- * ?wsdl, and the store's schema migrations. They are pulled in with the
+ * ?wsdl, and the store's schema migrations, one series per backend. They are pulled in with the
  * assembler's .incbin at build time, so the daemon needs nothing from the
  * source tree at run time. Each blob is NUL-terminated.
  */
@@ -18,9 +18,10 @@
 
 EMBED(embed_wsdl, "wsdl/APUBI.wsdl");
 EMBED(embed_xsd, "wsdl/APUBI.xsd");
-EMBED(embed_schema_v1, "db/001_init.sql");
-EMBED(embed_schema_v2, "db/002_transfer.sql");
-EMBED(embed_schema_v3, "db/003_operations.sql");
-EMBED(embed_schema_v4, "db/004_rules.sql");
-EMBED(embed_schema_v5, "db/005_order.sql");
-EMBED(embed_schema_v6, "db/006_source_version.sql");
+EMBED(embed_sqlite_v1, "db/sqlite/001_init.sql");
+EMBED(embed_sqlite_v2, "db/sqlite/002_transfer.sql");
+EMBED(embed_sqlite_v3, "db/sqlite/003_operations.sql");
+EMBED(embed_sqlite_v4, "db/sqlite/004_rules.sql");
+EMBED(embed_sqlite_v5, "db/sqlite/005_order.sql");
+EMBED(embed_sqlite_v6, "db/sqlite/006_source_version.sql");
+EMBED(embed_pg_v1, "db/postgresql/001_init.sql");

@@ -1,7 +1,9 @@
 /*
- * lock.c - one daemon per store.
+ * lock.c - one daemon per SQLite store.
  *
- * Two apubid processes on one store would each take the other's running
+ * A SQLite store belongs to one daemon (a PostgreSQL store is shared by
+ * design: there each node's claims are leases, store_pg.c). Two apubid
+ * processes on one SQLite file would each take the other's running
  * tasks for interrupted ones: the second one's start-up (store_recover)
  * queues again the task the first is running, a worker of the second
  * claims it, removes the first one's stage, and the task can end FAILED

@@ -259,12 +259,14 @@ int main(int argc, char **argv)
 		config_free(&main_cfg);
 		return 1;
 	}
-	if (lock_take(main_cfg.store_path, err, sizeof err) < 0) {
+	/* A SQLite store belongs to one daemon; a PostgreSQL one is shared
+	 * by design, each node's claims guarded by leases. */
+	if (!main_cfg.store_url && lock_take(main_cfg.store_path, err, sizeof err) < 0) {
 		log_error("%s", err);
 		config_free(&main_cfg);
 		return 1;
 	}
-	struct store *s = store_open(main_cfg.store_path, err, sizeof err);
+	struct store *s = store_open(&main_cfg, err, sizeof err);
 	if (!s) {
 		log_error("%s", err);
 		config_free(&main_cfg);
@@ -272,17 +274,20 @@ int main(int argc, char **argv)
 	}
 	int recovered = store_recover(s);
 	int64_t active = store_count_active(s);
+	char *name = util_strdup(store_name(s));
 	store_close(s);
 	if (recovered < 0 || active < 0) {
-		log_error("cannot read the task store %s", main_cfg.store_path);
+		log_error("cannot read the task store %s", name);
+		free(name);
 		config_free(&main_cfg);
 		return 1;
 	}
 	if (recovered > 0)
 		log_info("store: %d interrupted tasks queued again", recovered);
-	log_info("store: %s, %lld unfinished tasks", main_cfg.store_path, (long long)active);
+	log_info("store: %s, %lld unfinished tasks", name, (long long)active);
+	free(name);
 	pool_add_active(active);
-	if (store_batch_start(main_cfg.store_path, err, sizeof err) < 0) {
+	if (store_start(&main_cfg, pool_wake, err, sizeof err) < 0) {
 		log_error("%s", err);
 		config_free(&main_cfg);
 		return 1;
@@ -315,7 +320,7 @@ int main(int argc, char **argv)
 	pthread_join(sig_thread, NULL);
 	/* No request is in flight any more: nothing can be waiting for the
 	 * committer. */
-	store_batch_stop();
+	store_stop();
 	pool_stop();
 	notify_stop();
 	xfer_curl_global_cleanup();

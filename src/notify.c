@@ -296,7 +296,7 @@ static void *notify_main(void *arg)
 	(void)arg;
 	char err[512];
 	struct store *s = NULL;
-	while (!notify_stopping && !(s = store_open(notify_cfg->store_path, err, sizeof err))) {
+	while (!notify_stopping && !(s = store_open(notify_cfg, err, sizeof err))) {
 		log_error("notify: %s; trying again", err);
 		notify_sleep(notify_seen());
 	}

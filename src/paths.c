@@ -99,7 +99,12 @@ static int paths_one(struct util_buf *b, const struct config *c, int line, const
 static int paths_run(struct util_buf *b, const struct config *c, const char *as)
 {
 	int n = 0;
-	if (c->store_path) {
+	/* A PostgreSQL store has no directory here; a spool set for it
+	 * must be one apubid can write. */
+	if (c->store_url && c->spool_dir && c->spool_line &&
+	    paths_one(b, c, c->spool_line, "[store] spool", c->spool_dir, 1, W_OK | X_OK, as) < 0)
+		n++;
+	if (c->store_path && !c->store_url) {
 		const char *slash = strrchr(c->store_path, '/');
 		char *dir = slash ? util_strndup(c->store_path,
 						 slash == c->store_path ? 1 : (size_t)(slash - c->store_path))

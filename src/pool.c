@@ -346,6 +346,18 @@ static void pool_cancel_requested(struct store *s)
 	pthread_mutex_unlock(&pool_lock);
 }
 
+/* Once a second, on a store other nodes share: the unfinished tasks that
+ * queue_limit counts are those of the whole cluster, which this process
+ * alone cannot count as tasks come and go. */
+static void pool_count_shared(struct store *s)
+{
+	if (!store_shared(s))
+		return;
+	int64_t n = store_count_active(s);
+	if (n >= 0)
+		__atomic_store_n(&pool_active_count, n, __ATOMIC_SEQ_CST);
+}
+
 /* Once a second: while the store refuses writes, one small write tells
  * when it takes them again (store_health lowers store.c's fault flag when
  * it commits); a change of whether submissions are taken is logged once. */
@@ -384,11 +396,12 @@ static void *pool_monitor(void *arg)
 		pthread_mutex_unlock(&pool_lock);
 		if (mono >= next_store) {
 			next_store = mono + 1000;
-			if (!s && !(s = store_open(pool_cfg->store_path, err, sizeof err)))
+			if (!s && !(s = store_open(pool_cfg, err, sizeof err)))
 				log_error("worker monitor: %s; trying again", err);
 			if (s) {
 				pool_watch_store(s);
 				pool_cancel_requested(s);
+				pool_count_shared(s);
 			}
 			if (s && mono >= next_prune) {
 				pool_prune(s);
@@ -410,7 +423,7 @@ static void *pool_main(void *arg)
 	int index = w->index;
 	char err[512];
 	struct store *s = NULL;
-	while (!pool_stopping && !(s = store_open(pool_cfg->store_path, err, sizeof err))) {
+	while (!pool_stopping && !(s = store_open(pool_cfg, err, sizeof err))) {
 		log_error("worker %d: %s; trying again", index, err);
 		sleep(1);
 	}

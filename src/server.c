@@ -795,7 +795,7 @@ int server_run(const struct config *c, volatile sig_atomic_t *stop)
 	for (int i = 0; i < n; i++) {
 		char err[512];
 		conns[i].cn.cfg = c;
-		conns[i].cn.store = store_open(c->store_path, err, sizeof err);
+		conns[i].cn.store = store_open(c, err, sizeof err);
 		if (!conns[i].cn.store) {
 			log_error("%s", err);
 			rc = -1;
@@ -874,7 +874,7 @@ int server_fuzz_init(const struct config *c, volatile sig_atomic_t *stop)
 	server_master = master;
 	server_stop = stop;
 	server_fuzz_conn.cn.cfg = c;
-	server_fuzz_conn.cn.store = store_open(c->store_path, err, sizeof err);
+	server_fuzz_conn.cn.store = store_open(c, err, sizeof err);
 	if (!server_fuzz_conn.cn.store) {
 		log_error("%s", err);
 		return -1;

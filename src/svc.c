@@ -169,16 +169,23 @@ static int svc_rule(struct soap *soap, struct task *t, int64_t *delay_ms)
 	return status;
 }
 
-/* Refuses a submission the store cannot take now: a Server fault with
- * HTTP 503 and Retry-After. The reason goes to the log (store_check's
- * names the file), the client gets a short one. */
-static int svc_store_refused(struct soap *soap, const char *why)
+/* Refuses a request the store cannot serve now (a database that went
+ * away, a full disk): a Server fault with HTTP 503 and Retry-After. The
+ * reason goes to the log (store_check's names the store), the client gets
+ * a short one. */
+static int svc_store_unavailable(struct soap *soap, const char *why, const char *msg)
 {
 	struct conn *cn = soap->user;
 	log_debug("%s refused: %s", cn->op, why);
 	cn->retry_after = SVC_RETRY_AFTER;
-	svc_fault(soap, 0, "the task store cannot take new tasks now; try again later");
+	svc_fault(soap, 0, msg);
 	return 503;
+}
+
+static int svc_store_refused(struct soap *soap, const char *why)
+{
+	return svc_store_unavailable(soap, why,
+				     "the task store cannot take new tasks now; try again later");
 }
 
 /* Commits a task and answers its TaskId; 503 when too much is unfinished
@@ -292,14 +299,16 @@ int __ns__GetTaskStatus(struct soap *soap, struct _ns__GetTaskStatus *in,
 	if (rc == 1)
 		return svc_fault(soap, 0, "Task Id does not exist");
 	if (rc < 0)
-		return svc_fault(soap, 0, "internal error: the task store cannot be read");
+		return svc_store_unavailable(soap, "the task store cannot be read",
+					     "the task store cannot be read now; try again later");
 	/* A [staging] rule with polls answers IN_PROGRESS, whatever the
 	 * task's state, until its polls are used up. */
 	if (t.rule_polls != 0) {
 		int take = store_take_poll(cn->store, id);
 		if (take < 0) {
 			task_clear(&t);
-			return svc_fault(soap, 0, "internal error: the task store cannot be read");
+			return svc_store_unavailable(soap, "the task store cannot be read",
+						     "the task store cannot be read now; try again later");
 		}
 		if (take == 1) {
 			task_clear(&t);

@@ -1165,12 +1165,7 @@ int xfer_load(const struct config *c, struct store *s, const struct task *t,
 	    (rc = xfer_end_open(c, &j.dst, stop, 0, err, errlen)) != XS_OK)
 		goto out;
 	if (j.src.remote && j.dst.remote) {
-		char *dir = util_strdup(c->store_path);
-		char *slash = strrchr(dir, '/');
-		if (slash)
-			*slash = '\0';
-		j.spool = util_printf("%s/spool-%s", slash ? dir : ".", t->id);
-		free(dir);
+		j.spool = util_printf("%s/spool-%s", c->spool_dir ? c->spool_dir : ".", t->id);
 		if (mkdir(j.spool, 0700) < 0 && errno != EEXIST) {
 			snprintf(err, errlen, "cannot create spool directory %s: %s", j.spool,
 				 strerror(errno));

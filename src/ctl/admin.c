@@ -22,11 +22,28 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Opens the store an existing file holds; never creates one (a typo in a
- * path must not leave an empty store behind). */
+/* Opens the store of the configuration, or the one --store names (a
+ * SQLite file, or a PostgreSQL URL). A SQLite store must exist already: a
+ * typo in a path must not leave an empty store behind. */
 int admin_store_open(const struct ctl_opts *o, const struct config *cfg, struct store **s)
 {
-	const char *path = o->store ? o->store : cfg->store_path;
+	struct config sc = *cfg;
+	if (o->store) {
+		int url = strncmp(o->store, "postgresql://", 13) == 0 ||
+			  strncmp(o->store, "postgres://", 11) == 0;
+		sc.store_url = url ? (char *)o->store : NULL;
+		sc.store_path = url ? cfg->store_path : (char *)o->store;
+	}
+	char err[1024];
+	if (sc.store_url) {
+		*s = store_open(&sc, err, sizeof err);
+		if (!*s) {
+			fprintf(stderr, "apubictl: %s\n", err);
+			return CTL_STORE;
+		}
+		return CTL_OK;
+	}
+	const char *path = sc.store_path;
 	struct stat st;
 	if (stat(path, &st) < 0) {
 		fprintf(stderr, "apubictl: store %s: %s\n", path, strerror(errno));
@@ -36,8 +53,7 @@ int admin_store_open(const struct ctl_opts *o, const struct config *cfg, struct 
 		fprintf(stderr, "apubictl: store %s: not a regular file\n", path);
 		return CTL_STORE;
 	}
-	char err[1024];
-	*s = store_open(path, err, sizeof err);
+	*s = store_open(&sc, err, sizeof err);
 	if (!*s) {
 		fprintf(stderr, "apubictl: store %s: %s\n", path, err);
 		return CTL_STORE;

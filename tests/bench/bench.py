@@ -1163,11 +1163,118 @@ def scenario_attributes(base, binary):
         d.kill9()
 
 
+def scenario_pg_accept(base, binary):
+    """LoadAsset acceptances/s at 64 connections on a PostgreSQL store,
+    against the same server's pgbench with 64 clients inserting one
+    task-sized row per transaction; both with PostgreSQL's default
+    durability (fsync on)."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from pg import PG_BIN, PostgresServer
+    pg = PostgresServer(base / "pg")
+    pg.start()
+    d = None
+    try:
+        url = pg.create_database("bench")
+        d = Apubid(base, "pg-accept", binary,
+                   store={"url": url}, workers={"count": "1", "queue_limit": "100000000"})
+        d.start()
+        src = d.ingest / "feature.ts"
+        src.write_bytes(os.urandom(1024))
+        split = "\x00SPLIT\x00"
+        env_xml = load_envelope(f"file://{src}", FIXTURE_DEST + "pg/feature_" + split + ".ts")
+        prefix, suffix = env_xml.split(split.encode())
+        (base / "pgload.prefix").write_bytes(prefix)
+        (base / "pgload.suffix").write_bytes(suffix)
+        runs = []
+        for rep in range(REPEAT):
+            log(f"LoadAsset on PostgreSQL c=64 #{rep + 1}")
+            runs.append(wrk(d.url, "load.lua", 64, SECONDS,
+                            {"BENCH_PREFIX": str(base / "pgload.prefix"),
+                             "BENCH_SUFFIX": str(base / "pgload.suffix"),
+                             "BENCH_RUN": f"p{rep}"}))
+            d.alive()
+        m = median_of(runs)
+        rss_row("LoadAsset on PostgreSQL, 64 conns", d)
+        d.kill9()
+        # The reference: a bare SQL client, one INSERT of a task-sized row
+        # per transaction, into a table shaped like apubid's.
+        pg.psql("CREATE TABLE t (seq bigserial PRIMARY KEY, id text UNIQUE, kind int,"
+                " state int, source text, destination text, dest_path text,"
+                " created_ms bigint, updated_ms bigint, dest_key bytea)", "bench")
+        script = base / "pgbench.sql"
+        script.write_text(
+            "INSERT INTO t (id, kind, state, source, destination, dest_path, created_ms,"
+            " updated_ms, dest_key) VALUES (gen_random_uuid()::text, 1, 0,"
+            f" 'file://{src}', 'pg/feature_x.ts', 'pg/feature_x.ts',"
+            " 1733400000000, 1733400000000, '\\x2f70672f')\n")
+        tps = []
+        for rep in range(REPEAT):
+            log(f"pgbench c=64 #{rep + 1}")
+            r = subprocess.run([str(PG_BIN / "pgbench"), "-n", "-c64", "-j2", f"-T{max(1, int(SECONDS))}",
+                                "-f", str(script), "-h", "127.0.0.1", "-p", str(pg.port),
+                                "-U", "postgres", "bench"],
+                               capture_output=True, text=True, timeout=SECONDS * 10 + 60)
+            got = re.search(r"tps = ([0-9.]+)", r.stdout)
+            if r.returncode != 0 or not got:
+                raise BenchError(f"pgbench failed: {r.stderr[-300:]}")
+            tps.append(float(got.group(1)))
+        ref = statistics.median(tps)
+        ratio = m["rps"] / ref if ref else 0
+        what = "LoadAsset on PostgreSQL, 64 conns"
+        row(f"{what}: acceptances/s", fmt_rate(m["rps"]) + errors_note(m, what),
+            f"pgbench one-row inserts, 64 clients: {fmt_rate(ref)}", f"{ratio:.2f}x",
+            ">= 1x", yes(ratio >= 1 and not m["status"]))
+    finally:
+        if d:
+            d.kill9()
+        pg.close()
+
+
+def scenario_pg_status(base, binary):
+    """GetTaskStatus req/s at 64 connections with the task in PostgreSQL,
+    against the same request with the task in SQLite."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from pg import PostgresServer
+    pg = PostgresServer(base / "pg-status")
+    pg.start()
+    nodes = []
+    try:
+        url = pg.create_database("status")
+        results = {}
+        for name, store in (("sqlite", {}), ("postgresql", {"url": url})):
+            d = Apubid(base, f"status-{name}", binary, store=store)
+            nodes.append(d)
+            d.start()
+            src = d.ingest / "feature.ts"
+            src.write_bytes(os.urandom(4096))
+            tid = publish_one(d, src, "feature_20240517143000.ts")
+            (base / f"status-{name}.xml").write_bytes(status_envelope(tid))
+            runs = []
+            for rep in range(REPEAT):
+                log(f"GetTaskStatus on {name} c=64 #{rep + 1}")
+                runs.append(wrk(d.url, "status.lua", 64, SECONDS,
+                                {"BENCH_BODY": str(base / f"status-{name}.xml")}))
+                d.alive()
+            results[name] = median_of(runs)
+            d.kill9()
+        a, r = results["postgresql"], results["sqlite"]
+        ratio = a["rps"] / r["rps"] if r["rps"] else 0
+        what = "GetTaskStatus on PostgreSQL, 64 conns"
+        row(f"{what}: req/s", fmt_rate(a["rps"]) + errors_note(a, what),
+            f"on SQLite {fmt_rate(r['rps'])}", f"{ratio:.2f}", "", "")
+    finally:
+        for d in nodes:
+            d.kill9()
+        pg.close()
+
+
 SCENARIOS = [
     ("GetTaskStatus vs nginx", scenario_status),
     ("GetTaskStatus over TLS vs nginx over TLS", scenario_status_tls),
     ("a normal client beside a crowd", scenario_crowd),
     ("LoadAsset acceptances", scenario_accept),
+    ("LoadAsset acceptances on PostgreSQL", scenario_pg_accept),
+    ("GetTaskStatus on PostgreSQL", scenario_pg_status),
     ("end to end", scenario_e2e),
     ("big publish", scenario_big),
     ("many tasks", scenario_many),

@@ -4,9 +4,13 @@
  * claim), with names as the WFM sends them (percent-encoded, non-ASCII,
  * trailing '/'), waiting_for, the held count, an operator's retry going
  * to the back of the line, and a cancel releasing what it held.
+ *
+ * The store's half runs on SQLite, then on the PostgreSQL server that
+ * APUBID_TEST_PG_URL names (backends.h); without one, that half fails.
  */
 #include "apubid.h"
 #include "harness.h"
+#include "backends.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,18 +19,6 @@
 
 static char dir[64];
 static char path[128];
-
-static struct store *fresh_store(void)
-{
-	char side[160];
-	unlink(path);
-	snprintf(side, sizeof side, "%.120s-wal", path);
-	unlink(side);
-	snprintf(side, sizeof side, "%.120s-shm", path);
-	unlink(side);
-	char err[256];
-	return store_open(path, err, sizeof err);
-}
 
 /* 1 when the C rule holds `b` (accepted second) behind `a`. */
 static int held_after(const char *a, const char *b)
@@ -45,7 +37,7 @@ static int held_after(const char *a, const char *b)
  * not; -1 when the store misbehaves otherwise. Both are loads. */
 static int claim_holds(const char *a, const char *b)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	if (!s)
 		return -1;
 	struct task ta = { 0 }, tb = { 0 }, got;
@@ -186,7 +178,7 @@ static void add(struct store *s, struct task *t, int kind, const char *dest)
 
 static void test_held_tasks_name_what_they_wait_for_and_are_counted(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, c, d, got;
 	add(s, &a, TASK_LOAD, "show");
@@ -221,7 +213,7 @@ static void test_held_tasks_name_what_they_wait_for_and_are_counted(void)
 
 static void test_retry_waiting_task_holds_later_ones(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	add(s, &a, TASK_LOAD, "pkg");
@@ -239,7 +231,7 @@ static void test_retry_waiting_task_holds_later_ones(void)
 
 static void test_operator_retry_goes_behind_later_tasks(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	char err[256];
@@ -263,7 +255,7 @@ static void test_operator_retry_goes_behind_later_tasks(void)
 
 static void test_cancel_of_the_first_releases_the_second(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	char err[256];
@@ -283,13 +275,8 @@ static void test_cancel_of_the_first_releases_the_second(void)
 	store_close(s);
 }
 
-int main(void)
+static void run_all(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/apubid-order-XXXXXX");
-	if (!mkdtemp(dir))
-		return 1;
-	snprintf(path, sizeof path, "%s/apubid.db", dir);
-	log_set_level(LOG_ERROR);
 	RUN(test_keys_wrap_the_path_in_slashes);
 	RUN(test_a_name_that_extends_another_does_not_overlap);
 	RUN(test_a_directory_overlaps_what_it_holds);
@@ -301,6 +288,31 @@ int main(void)
 	RUN(test_retry_waiting_task_holds_later_ones);
 	RUN(test_operator_retry_goes_behind_later_tasks);
 	RUN(test_cancel_of_the_first_releases_the_second);
+}
+
+/* Without a PostgreSQL server that backend is untested: that fails. */
+static void test_a_postgresql_server_is_there_to_test_against(void)
+{
+	if (!store_test_cfg.store_url)
+		fprintf(stderr, "  APUBID_TEST_PG_URL is not set (make unit starts a server)\n");
+	CHECK(store_test_cfg.store_url != NULL);
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/apubid-order-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof path, "%s/apubid.db", dir);
+	log_set_level(LOG_ERROR);
+	store_test_cfg.store_path = path;
+	store_test_cfg.lease_timeout = 30;
+	run_all();
+	const char *url = getenv("APUBID_TEST_PG_URL");
+	store_test_use(url && *url ? url : NULL);
+	RUN(test_a_postgresql_server_is_there_to_test_against);
+	if (store_test_cfg.store_url)
+		run_all();
 	char side[160];
 	unlink(path);
 	snprintf(side, sizeof side, "%.120s-wal", path);

@@ -1,10 +1,19 @@
 /*
- * test_store.c - the SQLite task store: durable insert, lookup, claim
- * order, final states, crash recovery, counting, pruning, and that two
+ * test_store.c - the task store: durable insert, lookup, claim order,
+ * final states, crash recovery, counting, pruning, and that two
  * connections claiming at once never get the same task.
+ *
+ * The tests of the store's contract run twice: on SQLite, then on the
+ * PostgreSQL server whose URL APUBID_TEST_PG_URL names (make unit starts
+ * one, tests/unit/with_pg.sh). Without that URL the PostgreSQL half fails:
+ * a backend that was not tested has not passed. Each backend then has
+ * tests of its own: the SQLite file's faults; PostgreSQL's leases, fences
+ * and recovery of other nodes' tasks.
  */
 #include "apubid.h"
 #include "harness.h"
+
+#include "backends.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -16,19 +25,6 @@
 
 static char dir[64];
 static char path[128];
-
-static struct store *fresh_store(void)
-{
-	char side[160];
-	unlink(path);
-	snprintf(side, sizeof side, "%.120s-wal", path);
-	unlink(side);
-	snprintf(side, sizeof side, "%.120s-shm", path);
-	unlink(side);
-	char err[256];
-	return store_open(path, err, sizeof err);
-}
-
 static void make_task(struct task *t, const char *dest)
 {
 	memset(t, 0, sizeof *t);
@@ -42,7 +38,7 @@ static void make_task(struct task *t, const char *dest)
 
 static void test_inserted_task_reads_back_queued(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task t, got;
 	make_task(&t, "dir/a.ts");
@@ -60,7 +56,7 @@ static void test_inserted_task_reads_back_queued(void)
 
 static void test_unknown_task_is_absent(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task got;
 	CHECK(store_get(s, "00000000-0000-0000-0000-000000000000", &got) == 1);
@@ -69,7 +65,7 @@ static void test_unknown_task_is_absent(void)
 
 static void test_duplicate_task_id_is_refused(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task t;
 	make_task(&t, "a.ts");
@@ -80,7 +76,7 @@ static void test_duplicate_task_id_is_refused(void)
 
 static void test_claim_takes_oldest_first_and_counts_attempts(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	make_task(&a, "a.ts");
@@ -101,7 +97,7 @@ static void test_claim_takes_oldest_first_and_counts_attempts(void)
 
 static void test_finish_records_result_and_reason(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	make_task(&a, "a.ts");
@@ -127,7 +123,7 @@ static void test_finish_records_result_and_reason(void)
 
 static void test_running_tasks_are_queued_again_after_a_crash(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -136,8 +132,7 @@ static void test_running_tasks_are_queued_again_after_a_crash(void)
 	task_clear(&got);
 	/* The process dies here: close without finishing, open again. */
 	store_close(s);
-	char err[256];
-	s = store_open(path, err, sizeof err);
+	s = store_test_open();
 	CHECK(s);
 	CHECK(store_recover(s) == 1);
 	CHECK(store_get(s, a.id, &got) == 0);
@@ -151,7 +146,7 @@ static void test_running_tasks_are_queued_again_after_a_crash(void)
 
 static void test_finish_of_a_task_not_running_changes_nothing(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -165,7 +160,7 @@ static void test_finish_of_a_task_not_running_changes_nothing(void)
 
 static void test_requeue_puts_a_running_task_back(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -181,7 +176,7 @@ static void test_requeue_puts_a_running_task_back(void)
 
 static void test_prune_removes_only_old_final_tasks(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, b, got;
 	make_task(&a, "a.ts");
@@ -201,14 +196,13 @@ static void test_prune_removes_only_old_final_tasks(void)
 
 static void test_reopening_keeps_tasks_and_schema(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "é/日本.ts");
 	CHECK(store_insert(s, &a) == 0);
 	store_close(s);
-	char err[256];
-	s = store_open(path, err, sizeof err);
+	s = store_test_open();
 	CHECK(s);
 	CHECK(store_get(s, a.id, &got) == 0);
 	CHECK_STR(got.dest_path, "é/日本.ts");
@@ -219,14 +213,15 @@ static void test_reopening_keeps_tasks_and_schema(void)
 static void test_store_in_missing_directory_fails_with_reason(void)
 {
 	char err[256] = "";
-	struct store *s = store_open("/nonexistent-dir/x/apubid.db", err, sizeof err);
+	struct config c = { .store_path = "/nonexistent-dir/x/apubid.db" };
+	struct store *s = store_open(&c, err, sizeof err);
 	CHECK(s == NULL);
 	CHECK(strstr(err, "/nonexistent-dir/x/apubid.db") != NULL);
 }
 
 static void test_retry_task_is_claimed_again_only_when_due(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -244,8 +239,7 @@ static void test_retry_task_is_claimed_again_only_when_due(void)
 	CHECK(store_retry(s, a.id, 0, "x") == 0); /* not running: no change */
 	store_close(s);
 	/* Due now: make it so by hand through a fresh retry. */
-	char err[256];
-	s = store_open(path, err, sizeof err);
+	s = store_test_open();
 	CHECK(s);
 	CHECK(store_recover(s) == 0); /* waiting to retry is not "left running" */
 	store_close(s);
@@ -253,7 +247,7 @@ static void test_retry_task_is_claimed_again_only_when_due(void)
 
 static void test_due_retry_is_claimed_with_its_first_start_kept(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -273,7 +267,7 @@ static void test_due_retry_is_claimed_with_its_first_start_kept(void)
 
 static void test_items_keep_their_order_state_and_checksums(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "pkg");
@@ -309,7 +303,7 @@ static void test_items_keep_their_order_state_and_checksums(void)
 
 static void test_pruned_task_takes_its_items_and_attempts(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task a, got;
 	make_task(&a, "a.ts");
@@ -337,8 +331,7 @@ static pthread_mutex_t claimed_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *race_claimer(void *arg)
 {
 	(void)arg;
-	char err[256];
-	struct store *s = store_open(path, err, sizeof err);
+	struct store *s = store_test_open();
 	if (!s)
 		return NULL;
 	struct task t;
@@ -355,7 +348,8 @@ static void *race_claimer(void *arg)
 
 static void test_concurrent_claims_never_share_a_task(void)
 {
-	struct store *s = fresh_store();
+	nclaimed = 0;
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	struct task t;
 	/* Distinct destinations: the ordering rule would hand out tasks on
@@ -389,7 +383,7 @@ static void claim_expect(struct store *s, const char *id)
 
 static void test_history_records_every_state_change(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a;
 	make_task(&a, "h.ts");
 	CHECK(store_insert(s, &a) == 0);
@@ -420,7 +414,7 @@ static void test_history_records_every_state_change(void)
 
 static void test_attempts_read_back_in_order(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a;
 	make_task(&a, "at.ts");
 	CHECK(store_insert(s, &a) == 0);
@@ -440,7 +434,7 @@ static void test_attempts_read_back_in_order(void)
 
 static void test_list_filters_and_pages_newest_first(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	char ids[7][TASKID_LEN];
 	for (int i = 0; i < 7; i++) {
 		struct task t;
@@ -486,7 +480,7 @@ static void test_list_filters_and_pages_newest_first(void)
 
 static void test_operator_retry_gives_a_failed_task_a_fresh_budget(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a, got;
 	char err[256];
 	make_task(&a, "r.ts");
@@ -512,7 +506,7 @@ static void test_operator_retry_gives_a_failed_task_a_fresh_budget(void)
 
 static void test_operator_cancel_ends_queued_and_flags_running_tasks(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a, b, got;
 	char err[256], ids[4][TASKID_LEN];
 	int running;
@@ -545,7 +539,7 @@ static void test_operator_cancel_ends_queued_and_flags_running_tasks(void)
 
 static void test_notifications_become_due_and_record_their_fate(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a, b, got;
 	char ids[4][TASKID_LEN];
 	make_task(&a, "n1.ts");
@@ -594,16 +588,16 @@ static void *batch_inserter(void *arg)
 
 static void test_group_commit_keeps_every_concurrent_insert(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	char err[256];
 	memset(batch_ids, 0, sizeof batch_ids);
-	CHECK(store_batch_start(path, err, sizeof err) == 0);
+	CHECK(store_start(&store_test_cfg, NULL, err, sizeof err) == 0);
 	pthread_t th[BATCH_THREADS];
 	for (int i = 0; i < BATCH_THREADS; i++)
 		pthread_create(&th[i], NULL, batch_inserter, (void *)(intptr_t)i);
 	for (int i = 0; i < BATCH_THREADS; i++)
 		pthread_join(th[i], NULL);
-	store_batch_stop();
+	store_stop();
 	/* Every insert that returned 0 is readable from another connection. */
 	int found = 0;
 	for (int i = 0; i < BATCH_THREADS * BATCH_EACH; i++) {
@@ -623,7 +617,7 @@ static void test_group_commit_keeps_every_concurrent_insert(void)
 
 static void test_rule_fields_read_back_and_polls_run_out(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	struct task a, b, got;
 	make_task(&a, "r1.ts");
 	a.rule = "slow";
@@ -660,7 +654,7 @@ static void test_rule_fields_read_back_and_polls_run_out(void)
 
 static void test_health_fails_on_a_read_only_store(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	char why[256];
 	CHECK(store_health(s, why, sizeof why) == 0);
 	CHECK(chmod(path, 0444) == 0);
@@ -676,7 +670,7 @@ static void test_health_fails_on_a_read_only_store(void)
  * next start. */
 static void test_deleted_or_replaced_file_stops_new_tasks(void)
 {
-	struct store *s = fresh_store();
+	struct store *s = store_test_fresh();
 	CHECK(s);
 	char why[512], other[200];
 	struct task t;
@@ -685,7 +679,8 @@ static void test_deleted_or_replaced_file_stops_new_tasks(void)
 	CHECK(store_insert(s, &t) == 0);
 	/* Replaced: another file takes the name. */
 	snprintf(other, sizeof other, "%.150s.new", path);
-	struct store *o = store_open(other, why, sizeof why);
+	struct config oc = { .store_path = other };
+	struct store *o = store_open(&oc, why, sizeof why);
 	CHECK(o);
 	store_close(o);
 	CHECK(rename(other, path) == 0);
@@ -702,19 +697,158 @@ static void test_deleted_or_replaced_file_stops_new_tasks(void)
 	CHECK(strstr(why, "was deleted or replaced since apubid opened it") != NULL);
 	store_close(s);
 	/* A connection opened on the new file is content with it. */
-	s = fresh_store();
+	s = store_test_fresh();
 	CHECK(s);
 	CHECK(store_check(s, why, sizeof why) == 0);
 	store_close(s);
 }
 
-int main(void)
+/* ---- PostgreSQL only: several nodes on one table ------------------------ */
+
+/* Runs SQL on the test database with one task id as $1. */
+static int pg_admin_task(const char *fmt, const char *id)
 {
-	snprintf(dir, sizeof dir, "/tmp/apubid-test-store-XXXXXX");
-	if (!mkdtemp(dir))
-		return 1;
-	snprintf(path, sizeof path, "%s/tasks.db", dir);
-	log_set_level(LOG_ERROR);
+	char sql[512];
+	snprintf(sql, sizeof sql, fmt, id);
+	return store_test_sql(sql);
+}
+
+static void test_pg_a_task_whose_lease_expired_is_taken_over_and_the_old_claim_is_fenced(void)
+{
+	struct store *s1 = store_test_fresh();
+	struct store *s2 = store_test_open();
+	CHECK(s1 && s2);
+	struct task a, got;
+	make_task(&a, "lease.ts");
+	CHECK(store_insert(s1, &a) == 0);
+	claim_expect(s1, a.id);
+	/* A live lease is not taken. */
+	CHECK(store_claim(s2, &got) == 1);
+	/* The first node stops renewing: its lease runs out. */
+	CHECK(pg_admin_task("UPDATE task SET lease_until_ms = 1 WHERE id = '%s'", a.id) == 0);
+	CHECK(store_claim(s2, &got) == 0);
+	CHECK_STR(got.id, a.id);
+	CHECK(got.attempts == 2);
+	task_clear(&got);
+	/* The first node's writes match nothing any more. */
+	CHECK(store_progress(s1, a.id, 12345) == 0);
+	CHECK(store_finish(s1, a.id, TS_FAILED, NULL, "stale", NULL, 0) == 0);
+	CHECK(store_retry(s1, a.id, 0, "stale") == 0);
+	CHECK(store_get(s1, a.id, &got) == 0);
+	CHECK(got.state == TS_RUNNING && got.bytes_done == 0 && got.reason == NULL);
+	task_clear(&got);
+	/* The new owner's are recorded. */
+	CHECK(store_progress(s2, a.id, 7) == 0);
+	CHECK(store_finish(s2, a.id, TS_SUCCEEDED, "file:///cdn/lease.ts", NULL, NULL, 0) == 0);
+	CHECK(store_get(s1, a.id, &got) == 0);
+	CHECK(got.state == TS_SUCCEEDED && got.bytes_done == 7);
+	task_clear(&got);
+	store_close(s1);
+	store_close(s2);
+}
+
+static void test_pg_start_up_takes_back_only_tasks_of_nodes_that_are_gone(void)
+{
+	struct store *s = store_test_fresh();
+	CHECK(s);
+	struct task a, b, c, got;
+	make_task(&a, "live.ts");
+	make_task(&b, "dead.ts");
+	make_task(&c, "mine.ts");
+	CHECK(store_insert(s, &a) == 0 && store_insert(s, &b) == 0 && store_insert(s, &c) == 0);
+	claim_expect(s, a.id);
+	claim_expect(s, b.id);
+	claim_expect(s, c.id);
+	/* a runs on a live node (its lease is ahead), b on one whose lease
+	 * ran out; c is this process's own. */
+	CHECK(pg_admin_task("UPDATE task SET node = 'other 1 1' WHERE id = '%s'", a.id) == 0);
+	CHECK(pg_admin_task("UPDATE task SET node = 'other 2 2', lease_until_ms = 1"
+			    " WHERE id = '%s'", b.id) == 0);
+	CHECK(store_recover(s) == 2);
+	CHECK(store_get(s, a.id, &got) == 0 && got.state == TS_RUNNING);
+	task_clear(&got);
+	CHECK(store_get(s, b.id, &got) == 0 && got.state == TS_QUEUED);
+	task_clear(&got);
+	CHECK(store_get(s, c.id, &got) == 0 && got.state == TS_QUEUED);
+	task_clear(&got);
+	store_close(s);
+}
+
+static void test_pg_the_order_rule_holds_across_nodes(void)
+{
+	struct store *s1 = store_test_fresh();
+	struct store *s2 = store_test_open();
+	CHECK(s1 && s2);
+	struct task a, b, c, got;
+	make_task(&a, "show");
+	make_task(&b, "show/v1/seg1.ts");
+	make_task(&c, "show2/x.ts");
+	CHECK(store_insert(s1, &a) == 0 && store_insert(s2, &b) == 0 && store_insert(s1, &c) == 0);
+	claim_expect(s1, a.id);
+	/* b overlaps a, which runs on the other node: c is taken instead. */
+	claim_expect(s2, c.id);
+	CHECK(store_claim(s2, &got) == 1);
+	char ahead[TASKID_LEN];
+	CHECK(store_waiting_for(s2, b.id, ahead) == 0);
+	CHECK_STR(ahead, a.id);
+	CHECK(store_count_held(s2) == 1);
+	CHECK(store_finish(s1, a.id, TS_SUCCEEDED, "x", NULL, NULL, 0) == 0);
+	claim_expect(s2, b.id);
+	store_close(s1);
+	store_close(s2);
+}
+
+/* Whether store_cancel_requests names `id` within `ms` milliseconds. */
+static int cancel_requested_within(struct store *s, const char *id, int ms)
+{
+	char ids[8][TASKID_LEN];
+	for (int waited = 0; waited <= ms; waited += 100) {
+		int n = store_cancel_requests(s, ids, 8);
+		for (int i = 0; i < n; i++)
+			if (strcmp(ids[i], id) == 0)
+				return 1;
+		usleep(100 * 1000);
+	}
+	return 0;
+}
+
+static void test_pg_a_lost_lease_stops_the_workers_transfer(void)
+{
+	struct store *s = store_test_fresh();
+	CHECK(s);
+	char err[512];
+	struct config c = store_test_cfg;
+	c.lease_timeout = 3; /* renewed every second */
+	CHECK(store_start(&c, NULL, err, sizeof err) == 0);
+	struct task a;
+	make_task(&a, "lost.ts");
+	CHECK(store_insert(s, &a) == 0);
+	claim_expect(s, a.id);
+	/* Renewed: still this node's after two renewals. */
+	int early = cancel_requested_within(s, a.id, 2500);
+	CHECK(pg_admin_task("UPDATE task SET node = 'other 3 3' WHERE id = '%s'", a.id) == 0);
+	int late = cancel_requested_within(s, a.id, 10000); /* liveness bound */
+	store_stop();
+	CHECK(!early);
+	CHECK(late);
+	store_close(s);
+}
+
+static void test_pg_the_password_never_reaches_a_message(void)
+{
+	char err[512] = "";
+	struct config c = store_test_cfg;
+	c.store_url = "postgresql://apubid:s3cr3t-pw@127.0.0.1:1/nodb?password=s3cr3t-pw";
+	struct store *s = store_open(&c, err, sizeof err);
+	CHECK(s == NULL);
+	CHECK(strstr(err, "cannot connect to store") != NULL);
+	CHECK(strstr(err, "s3cr3t") == NULL);
+	CHECK(strstr(err, "apubid:***@127.0.0.1:1") != NULL);
+}
+
+/* The contract every backend keeps. */
+static void run_contract(void)
+{
 	RUN(test_inserted_task_reads_back_queued);
 	RUN(test_unknown_task_is_absent);
 	RUN(test_duplicate_task_id_is_refused);
@@ -725,7 +859,6 @@ int main(void)
 	RUN(test_requeue_puts_a_running_task_back);
 	RUN(test_prune_removes_only_old_final_tasks);
 	RUN(test_reopening_keeps_tasks_and_schema);
-	RUN(test_store_in_missing_directory_fails_with_reason);
 	RUN(test_retry_task_is_claimed_again_only_when_due);
 	RUN(test_due_retry_is_claimed_with_its_first_start_kept);
 	RUN(test_items_keep_their_order_state_and_checksums);
@@ -739,8 +872,46 @@ int main(void)
 	RUN(test_notifications_become_due_and_record_their_fate);
 	RUN(test_group_commit_keeps_every_concurrent_insert);
 	RUN(test_rule_fields_read_back_and_polls_run_out);
+}
+
+/* Without a PostgreSQL server the backend is untested: that fails. */
+static void test_pg_a_postgresql_server_is_there_to_test_against(void)
+{
+	if (!store_test_cfg.store_url)
+		fprintf(stderr, "  APUBID_TEST_PG_URL is not set (make unit starts a server)\n");
+	CHECK(store_test_cfg.store_url != NULL);
+	struct store *s = store_test_fresh();
+	CHECK(s);
+	store_close(s);
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/apubid-test-store-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	log_set_level(LOG_ERROR);
+	store_test_cfg.store_path = path;
+	store_test_cfg.lease_timeout = 30;
+	fprintf(stderr, "test_store: SQLite\n");
+	run_contract();
+	RUN(test_store_in_missing_directory_fails_with_reason);
 	RUN(test_health_fails_on_a_read_only_store);
 	RUN(test_deleted_or_replaced_file_stops_new_tasks);
+
+	fprintf(stderr, "test_store: PostgreSQL\n");
+	const char *url = getenv("APUBID_TEST_PG_URL");
+	store_test_use(url && *url ? url : NULL);
+	RUN(test_pg_a_postgresql_server_is_there_to_test_against);
+	if (store_test_cfg.store_url) {
+		run_contract();
+		RUN(test_pg_a_task_whose_lease_expired_is_taken_over_and_the_old_claim_is_fenced);
+		RUN(test_pg_start_up_takes_back_only_tasks_of_nodes_that_are_gone);
+		RUN(test_pg_the_order_rule_holds_across_nodes);
+		RUN(test_pg_a_lost_lease_stops_the_workers_transfer);
+		RUN(test_pg_the_password_never_reaches_a_message);
+	}
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)

@@ -27,7 +27,8 @@ static struct store *fresh_store(void)
 	snprintf(side, sizeof side, "%.120s-shm", path);
 	unlink(side);
 	char err[256];
-	return store_open(path, err, sizeof err);
+	struct config c = { .store_path = path };
+	return store_open(&c, err, sizeof err);
 }
 
 static void insert(struct store *s, struct task *t, int kind, const char *src, const char *dst)
