@@ -1300,6 +1300,7 @@ void config_each(void (*fn)(void *arg, const char *section, const char *key, con
 			       : s->offset == F(store_path) || s->offset == F(spool_dir)     ? "path"
 			       : s->set == config_set_dest_root                              ? "prefix"
 			       : s->set == config_set_public_url || s->set == config_set_notify_url ||
+					 s->set == config_set_public_endpoint ||
 					 s->set == config_set_store_url
 				       ? "URL"
 				       : "string";
