@@ -78,6 +78,8 @@
 #define XC_STALL_TIMEOUT 60
 /* How deep xfer_curl_remove follows a directory tree before giving up. */
 #define XC_MAX_DEPTH 64
+/* The longest a handle sleeps before its transfer has started (xc_drive). */
+#define XC_SETUP_POLL_MS 5
 
 enum xc_proto { XC_FTP, XC_SFTP, XC_HTTP };
 
@@ -89,6 +91,7 @@ static curl_socket_t xc_opensocket(void *clientp, curlsocktype purpose,
 
 struct xfer_curl {
 	CURL *h;
+	CURLM *m;                     /* drives h; owns the connection cache */
 	int proto;                    /* enum xc_proto */
 	int tls;                      /* ftps (AUTH TLS) or https */
 	const char *protocols;        /* CURLOPT_PROTOCOLS_STR */
@@ -686,6 +689,14 @@ struct xfer_curl *xfer_curl_open(const char *url, const struct xfer_curl_opts *o
 	}
 	struct xfer_curl *x = util_calloc(1, sizeof *x);
 	x->h = h;
+	x->m = curl_multi_init();
+	if (!x->m) {
+		snprintf(err, errlen, "libcurl cannot start a session");
+		curl_easy_cleanup(h);
+		free(x);
+		url_free(&u);
+		return NULL;
+	}
 	x->proto = xc_schemes[k].proto;
 	x->tls = xc_schemes[k].tls;
 	x->protocols = xc_schemes[k].curl_scheme;
@@ -728,6 +739,7 @@ void xfer_curl_close(struct xfer_curl *x)
 	if (!x)
 		return;
 	curl_easy_cleanup(x->h);
+	curl_multi_cleanup(x->m);
 	curl_slist_free_all(x->list);
 	if (x->password)
 		explicit_bzero(x->password, strlen(x->password));
@@ -822,6 +834,56 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	}
 }
 
+/* Runs the call on the session's multi handle rather than with
+ * curl_easy_perform: the easy interface (7.88) sleeps its full 1 s poll
+ * timeout whenever a reply it needs is already in its buffer (after an FTP
+ * EPSV, every file), while here the loop runs the state machine again at
+ * once whenever libcurl asks for it (a timeout of 0) and otherwise sleeps
+ * only until a socket moves or libcurl's own next timer. */
+static CURLcode xc_drive(struct xfer_curl *x)
+{
+	CURLMcode mc = curl_multi_add_handle(x->m, x->h);
+	if (mc != CURLM_OK) {
+		snprintf(x->local, sizeof x->local, "libcurl: %s", curl_multi_strerror(mc));
+		return CURLE_FAILED_INIT;
+	}
+	CURLcode rc = CURLE_OK;
+	int running = 1;
+	while (running) {
+		mc = curl_multi_perform(x->m, &running);
+		if (mc != CURLM_OK)
+			break;
+		if (!running)
+			break;
+		long ms = -1;
+		curl_multi_timeout(x->m, &ms);
+		if (ms == 0)
+			continue;
+		if (ms < 0 || ms > 1000)
+			ms = 1000;
+		/* Before its transfer starts a handle may be waiting on a reply
+		 * it already holds, with no socket and no timer that would wake
+		 * it: such waits are cut short. */
+		curl_off_t pre = 0;
+		curl_easy_getinfo(x->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
+		if (pre == 0 && ms > XC_SETUP_POLL_MS)
+			ms = XC_SETUP_POLL_MS;
+		mc = curl_multi_poll(x->m, NULL, 0, (int)ms, NULL);
+		if (mc != CURLM_OK)
+			break;
+	}
+	int left;
+	CURLMsg *msg;
+	rc = mc != CURLM_OK ? CURLE_FAILED_INIT : CURLE_OK;
+	while ((msg = curl_multi_info_read(x->m, &left)) != NULL)
+		if (msg->msg == CURLMSG_DONE && msg->easy_handle == x->h)
+			rc = msg->data.result;
+	if (mc != CURLM_OK)
+		snprintf(x->local, sizeof x->local, "libcurl: %s", curl_multi_strerror(mc));
+	curl_multi_remove_handle(x->m, x->h);
+	return rc;
+}
+
 static CURLcode xc_perform(struct xfer_curl *x)
 {
 	if (x->stop && *x->stop)
@@ -830,7 +892,7 @@ static CURLcode xc_perform(struct xfer_curl *x)
 		x->replayed = 1;
 		return CURLE_LOGIN_DENIED;
 	}
-	return curl_easy_perform(x->h);
+	return xc_drive(x);
 }
 
 /* Makes the session refuse every later call with `msg` (see `refused`). */
