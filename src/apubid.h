@@ -233,6 +233,7 @@ struct config {
 	int stall_timeout;          /* seconds without progress before a transfer is cut, 30 */
 	int task_timeout;           /* seconds for a whole task (all attempts) before FAILED, 3600 */
 	int max_per_host;           /* concurrent connections to one server, 4 */
+	int parallel;               /* files in flight at once within one task, 4 */
 	int refuse_private_sources; /* sources may not resolve to loopback,
 				     * private or link-local addresses, 0 */
 	/* The four files below: absolute paths, readable when the
@@ -840,6 +841,31 @@ int xfer_version_diff(const struct xfer_version *before, const struct xfer_versi
  * malloc'ed; equal versions give equal text. */
 char *xfer_version_text(const struct xfer_version *v);
 
+/* What a load tells the worker that runs it, which alone writes the task
+ * store (pool.c): the transfer itself never touches the store. Calls come
+ * from one thread at a time (a load with several files in flight
+ * serialises them). The calls that return int answer 0 once the fact is
+ * recorded and -1 when the worker gave up waiting for the store because
+ * it is being stopped; the load then ends XFER_STOPPED. */
+struct xfer_report {
+	void *arg;
+	/* The items an earlier attempt recorded (none: *n 0); -1 when they
+	 * cannot be read. *v is freed by the caller (item_free_all). */
+	int (*items)(void *arg, struct item **v, int *n);
+	/* The task's items replaced by v (the plan, or every item pending
+	 * again when the stage an earlier attempt filled is gone). */
+	int (*set_items)(void *arg, const struct item *v, int n);
+	/* The source version a file's copy starts from (NULL: none kept). */
+	int (*item_version)(void *arg, int seq, const char *version);
+	/* A file is in the stage with `size` bytes of this SHA-256. */
+	int (*item_done)(void *arg, int seq, int64_t size, const char *sha256);
+	/* A file's copy failed; best effort, like progress. */
+	void (*item_failed)(void *arg, int seq, const char *error);
+	/* Bytes copied so far; `last` once the asset is in place, which the
+	 * worker then tries harder to record. */
+	void (*progress)(void *arg, int64_t bytes, int last);
+};
+
 /* Carries out a load: lists the source (a local path or a server), records
  * one item per file, and copies every item not yet done into a staging
  * area beside the destination (local root or server), manifests (.m3u8,
@@ -853,7 +879,7 @@ char *xfer_version_text(const struct xfer_version *v);
  * keeps the stage for a later resume. XFER_RETRY means a transient error
  * (worth another attempt), XFER_FAILED a permanent one; err then names the
  * file, the server (credentials masked) and the protocol's message. */
-int xfer_load(const struct config *c, struct store *s, const struct task *t,
+int xfer_load(const struct config *c, const struct task *t, const struct xfer_report *r,
 	      volatile sig_atomic_t *stop, char *err, size_t errlen);
 /* Removes what a load left in its staging area (a task that failed
  * because its time ran out, while its stage was kept for a resume). */
@@ -864,12 +890,10 @@ void xfer_abandon(const struct config *c, const struct task *t);
 int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic_t *stop,
 	       char **note, char *err, size_t errlen);
 
-/* The local-filesystem backend behind xfer_load/xfer_purge. `root` is the
+/* The local-filesystem end behind xfer_load/xfer_purge. `root` is the
  * absolute destination root directory, `src` an absolute local path. All
  * access below `root` walks one component at a time without following
  * symbolic links, so nothing is written or removed outside it. */
-int xfer_file_load(const char *src, const char *root, const char *rel, const char *taskid,
-		   volatile sig_atomic_t *stop, char *err, size_t errlen);
 int xfer_file_purge(const char *root, const char *rel, const char *taskid, char **note,
 		    char *err, size_t errlen);
 
@@ -933,6 +957,10 @@ int xfer_file_stage_commit(struct xfer_file_stage *st, char *err, size_t errlen)
  * successful commit it only frees. Use it instead of
  * xfer_file_stage_close, not before it. NULL is fine. */
 void xfer_file_stage_discard(struct xfer_file_stage *st);
+/* XFER_FAILED ("source contains the destination: ...") when the local
+ * source directory `src` holds the stage of a directory asset. */
+int xfer_file_stage_check_source(const struct xfer_file_stage *st, const char *src, char *err,
+				 size_t errlen);
 /* Frees the handle (NULL is fine); what the stage holds stays for a later
  * resume. */
 void xfer_file_stage_close(struct xfer_file_stage *st);

@@ -1170,8 +1170,29 @@ static char *xc_cmd(struct xfer_curl *x, const char *verb, const char *p1, const
 static int xc_run_quote(struct xfer_curl *x, const char *path, int nf, char *err, size_t errlen)
 {
 	curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
-	curl_easy_setopt(x->h, CURLOPT_QUOTE, x->list);
-	return xc_result(x, xc_perform(x), nf, path, err, errlen);
+	if (x->proto != XC_FTP) {
+		curl_easy_setopt(x->h, CURLOPT_QUOTE, x->list);
+		return xc_result(x, xc_perform(x), nf, path, err, errlen);
+	}
+	/* libcurl closes an FTP control connection after a quote command it
+	 * sees fail, and the next call logs in again: a refused MKD of a
+	 * directory that exists, or a CWD that tells a file from a directory,
+	 * would cost a login. Each command goes with libcurl's '*' ("may
+	 * fail"), and the server's reply, which xc_debug keeps, says how it
+	 * went. */
+	struct curl_slist *starred = NULL;
+	for (struct curl_slist *l = x->list; l; l = l->next) {
+		char *c = util_printf("*%s", l->data);
+		starred = curl_slist_append(starred, c);
+		free(c);
+	}
+	curl_easy_setopt(x->h, CURLOPT_QUOTE, starred);
+	CURLcode c = xc_perform(x);
+	curl_easy_setopt(x->h, CURLOPT_QUOTE, NULL);
+	curl_slist_free_all(starred);
+	if (c == CURLE_OK && x->reply_code >= 400)
+		c = CURLE_QUOTE_ERROR;
+	return xc_result(x, c, nf, path, err, errlen);
 }
 
 /* One quote command on `path` (and `path2`). */
@@ -1491,6 +1512,11 @@ int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 	} else if (offset > 0) {
 		curl_easy_setopt(x->h, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)offset);
 	}
+	/* FTP: no SIZE before RETR. The caller knows the size from the
+	 * version it took, and checks what arrived against it. Not for a
+	 * resume: libcurl then skips the REST as well. */
+	if (x->proto == XC_FTP && offset == 0)
+		curl_easy_setopt(x->h, CURLOPT_IGNORE_CONTENT_LENGTH, 1L);
 	CURLcode c = xc_perform(x);
 	long code = 0;
 	if (c == CURLE_OK && x->proto == XC_HTTP)

@@ -2,9 +2,8 @@
  * xfer_file.c - the local-filesystem side of transfers: listing and reading
  * a local source, assembling an asset below the local destination root
  * ("a stage") and putting it in place, copying between local files, and
- * purging an asset from the root. xfer_file_load is these pieces run in a
- * row for a local source and a local root; xfer.c runs the same pieces
- * with a remote end on one side.
+ * purging an asset from the root. xfer.c runs these pieces, whatever the
+ * other end is.
  *
  * Invariants this file keeps:
  *
@@ -19,8 +18,9 @@
  * - The final name never shows a partial asset. A file is written as
  *   ".<name>.apubid-<taskid>.tmp" in its final directory; a directory tree
  *   is assembled under ".<name>.apubid-<taskid>.stage" beside its final
- *   place. Every file is fsync'ed when finished and every staged directory
- *   at commit, and then the stage is renamed into place. When a plain
+ *   place. Each file's writeback starts when it is finished, one syncfs of
+ *   the root's file system at commit makes every staged file and directory
+ *   durable at once, and then the stage is renamed into place. When a plain
  *   rename cannot replace what is there (a directory with content, or a
  *   different type), the stage is first renamed to
  *   ".<name>.apubid-<taskid>.swap" and swapped with the old asset by
@@ -50,8 +50,8 @@
  *   in nanoseconds, device, inode), from the open descriptor or from what
  *   the path names now. The copy reads exactly the size the file had when
  *   opened, so a file that grows, shrinks or is rewritten meanwhile
- *   would be published as neither version; xfer.c, and xfer_file_load
- *   here, compare the two before and after and never publish such a copy.
+ *   would be published as neither version; xfer.c compares the two before
+ *   and after and never publishes such a copy.
  *
  * Errors are reported once, in `err`, as a sentence fit for a task's
  * reason. Destination failures name the relative path the WFM asked for
@@ -1005,16 +1005,6 @@ int xfer_file_version(const char *src, const char *path, int fd, struct xfer_ver
 
 /* ---- the stage ---------------------------------------------------------- */
 
-/* The path inside the package of an open stage file, for messages; NULL
- * for the file of a single-file asset or a descriptor not handed out. */
-static const char *xfer_file_stage_path_of(const struct xfer_file_stage *st, int fd)
-{
-	for (int i = 0; i < st->nopen; i++)
-		if (st->open[i].fd == fd)
-			return st->open[i].path;
-	return NULL;
-}
-
 static void xfer_file_stage_forget(struct xfer_file_stage *st, int fd)
 {
 	for (int i = 0; i < st->nopen; i++)
@@ -1279,11 +1269,12 @@ int xfer_file_stage_truncate(int fd, int64_t size, char *err, size_t errlen)
 int xfer_file_stage_done_file(struct xfer_file_stage *st, int fd, char *err, size_t errlen)
 {
 	xfer_file_clear_err(err, errlen);
-	int rc = XFER_OK;
-	if (fsync(fd) < 0)
-		rc = xfer_file_stage_fail(st, xfer_file_stage_path_of(st, fd), errno, err, errlen);
+	/* Writeback starts now, without waiting for it: the one barrier at
+	 * commit (xfer_file_stage_settle) then finds little left to write,
+	 * where an fsync per file would wait for the disk once per file. */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	xfer_file_stage_forget(st, fd);
-	return rc;
+	return XFER_OK;
 }
 
 int xfer_file_stage_mkdir(struct xfer_file_stage *st, const char *path, char *err,
@@ -1328,11 +1319,9 @@ out:
 	return rc;
 }
 
-/* Makes the staged directory `dfd` (`sub` inside the package, "" at the
- * top) durable: settles each subdirectory, then fsyncs `dfd` so its
- * entries are on disk before the package is put in place. A directory
- * made by an earlier attempt is covered too. Only files and directories
- * are ever staged, so anything else was planted: refuse to publish it. */
+/* Checks the staged directory `dfd` (`sub` inside the package, "" at the
+ * top) and every directory below it: only files and directories are ever
+ * staged, so anything else was planted: refuse to publish it. */
 static int xfer_file_stage_settle(struct xfer_file_stage *st, int dfd, const char *sub,
 				  char *err, size_t errlen)
 {
@@ -1364,8 +1353,6 @@ static int xfer_file_stage_settle(struct xfer_file_stage *st, int dfd, const cha
 		free(child);
 	}
 	xfer_file_free_names(names, nn);
-	if (rc == XFER_OK && fsync(dfd) < 0)
-		rc = xfer_file_stage_fail(st, sub, errno, err, errlen);
 	return rc;
 }
 
@@ -1462,6 +1449,11 @@ int xfer_file_stage_commit(struct xfer_file_stage *st, char *err, size_t errlen)
 		return XFER_FAILED;
 	if (st->is_dir && xfer_file_stage_settle(st, st->dfd, "", err, errlen) != XFER_OK)
 		return XFER_FAILED;
+	/* One barrier for the whole stage, files and directories alike, made
+	 * by this attempt or an earlier one: everything staged is on disk
+	 * before the rename can make it visible. */
+	if (syncfs(st->pfd) < 0)
+		return xfer_file_stage_fail(st, NULL, errno, err, errlen);
 	int rc = xfer_file_stage_put(st, err, errlen);
 	if (st->gone && st->dfd >= 0) {
 		close(st->dfd);
@@ -1494,7 +1486,7 @@ void xfer_file_stage_discard(struct xfer_file_stage *st)
 	xfer_file_stage_close(st);
 }
 
-/* ---- xfer_file_load: a local source into the local root ------------------ */
+/* ---- a source tree that holds the stage ---------------------------------- */
 
 /* 1 when the directory `ancestor` is `fd` itself or one of the directories
  * above it, found by climbing ".." to the file system root. */
@@ -1530,145 +1522,22 @@ static int xfer_file_is_above(int ancestor, int fd)
 	return found;
 }
 
-/* Copies the source file `item` into the stage. */
-static int xfer_file_load_one(struct xfer_file_stage *st, const char *src,
-			      const struct xfer_file_item *item, volatile sig_atomic_t *stop,
-			      char *err, size_t errlen)
+int xfer_file_stage_check_source(const struct xfer_file_stage *st, const char *src, char *err,
+				 size_t errlen)
 {
-	const char *child = *item->path ? item->path : NULL;
-	const char *sep = child ? "/" : "", *c = child ? child : "";
-	int in = -1, out = -1, rc;
-	int64_t size, have;
-	struct xfer_file_fault f;
-
-	struct xfer_version before, now;
-	char what[512];
-	if ((rc = xfer_file_open_source(src, item->path, &in, &size, err, errlen)) != XFER_OK)
-		return rc;
-	if ((rc = xfer_file_version(src, item->path, in, &before, err, errlen)) != XFER_OK ||
-	    (rc = xfer_file_stage_file(st, item->path, &out, &have, err, errlen)) != XFER_OK)
-		goto out;
-	if (have != 0 && (rc = xfer_file_stage_truncate(out, 0, err, errlen)) != XFER_OK)
-		goto out;
-	rc = xfer_file_copy_fds(in, 0, out, 0, size, NULL, NULL, stop, &f, NULL);
-	/* The copy takes exactly the size the file had when opened: one that
-	 * grew, shrank or was rewritten meanwhile must not be published. Its
-	 * descriptor tells a change to the file, its path a file put in its
-	 * place. */
-	if (rc != XFER_STOPPED &&
-	    ((xfer_file_version(src, item->path, in, &now, NULL, 0) == XFER_OK &&
-	      xfer_version_diff(&before, &now, what, sizeof what)) ||
-	     (xfer_file_version(src, item->path, -1, &now, NULL, 0) == XFER_OK &&
-	      xfer_version_diff(&before, &now, what, sizeof what)))) {
-		rc = xfer_file_fail(err, errlen, "source changed during the copy: %s; file %s%s%s",
-				    what, src, sep, c);
-		goto out;
-	}
-	if (rc == XFER_FAILED) {
-		switch (f.at) {
-		case XFER_FILE_AT_READ:
-			xfer_file_fail(err, errlen, "cannot read %s%s%s: %s", src, sep, c,
-				       strerror(f.errnum));
-			break;
-		case XFER_FILE_AT_WRITE:
-			xfer_file_stage_fail(st, child, f.errnum, err, errlen);
-			break;
-		case XFER_FILE_AT_SHORT:
-			xfer_file_fail(err, errlen,
-				       "cannot write %s%s%s: copied %lld of %lld bytes; the source "
-				       "changed during the copy",
-				       st->rel, sep, c, (long long)f.done, (long long)size);
-			break;
-		default:
-			xfer_file_fail(err, errlen, "cannot copy %s%s%s to %s%s%s: %s", src, sep, c,
-				       st->rel, sep, c, strerror(f.errnum));
-			break;
-		}
-		goto out;
-	}
-	if (rc != XFER_OK)
-		goto out;
-	rc = xfer_file_stage_done_file(st, out, err, errlen);
-	/* close can report a deferred write error (NFS), so it counts. */
-	int fd = out;
-	out = -1;
-	if (close(fd) < 0 && rc == XFER_OK)
-		rc = xfer_file_stage_fail(st, child, errno, err, errlen);
-out:
-	if (out >= 0)
-		close(out);
-	if (in >= 0)
-		close(in);
-	return rc;
-}
-
-int xfer_file_load(const char *src, const char *root, const char *rel, const char *taskid,
-		   volatile sig_atomic_t *stop, char *err, size_t errlen)
-{
-	struct xfer_file_item *items = NULL;
-	struct xfer_file_stage *st = NULL;
-	int n = 0, rc = XFER_FAILED, sfd = -1;
-
-	xfer_file_clear_err(err, errlen);
-	char *path = xfer_file_source_path(src, err, errlen);
-	if (!path)
-		return XFER_FAILED;
-	if (!xfer_file_taskid_ok(taskid)) {
-		xfer_file_fail(err, errlen, "invalid task id for a file name");
-		goto out;
-	}
-	if (xfer_file_stopped(stop)) {
-		rc = XFER_STOPPED;
-		goto out;
-	}
-	/* The source first: one that vanished since submission, or holds a
-	 * link, must not leave new empty directories behind in the root. */
-	if (xfer_file_list(path, &items, &n, err, errlen) != XFER_OK)
-		goto out;
-	int is_dir = !(n == 1 && items[0].path[0] == '\0' && !items[0].is_dir);
-	if (xfer_file_stage_open(root, rel, taskid, is_dir, 0, &st, err, errlen) != XFER_OK)
-		goto out;
-	rc = XFER_OK;
-	if (is_dir) {
-		/* Publishing a tree into itself would list the stage as part
-		 * of the package on a retry and publish a copy inside the
-		 * copy: refuse it. */
-		sfd = open(path, XFER_FILE_DIR_FLAGS);
-		if (sfd < 0)
-			rc = xfer_file_fail(err, errlen, "cannot read %s: %s", path,
-					    strerror(errno));
-		else if (xfer_file_is_above(sfd, st->pfd))
-			rc = xfer_file_fail(err, errlen,
-					    "source contains the destination: %s is inside %s", rel,
-					    path);
-	}
-	for (int i = 0; i < n && rc == XFER_OK; i++) {
-		if (xfer_file_stopped(stop))
-			rc = XFER_STOPPED;
-		else if (items[i].is_dir)
-			rc = xfer_file_stage_mkdir(st, items[i].path, err, errlen);
-		else
-			rc = xfer_file_load_one(st, path, &items[i], stop, err, errlen);
-	}
-	if (rc == XFER_OK)
-		rc = xfer_file_stage_commit(st, err, errlen);
-	/* A local copy is quick to redo and its source may change before the
-	 * next attempt, so nothing is kept for a resume. */
-	if (rc != XFER_OK) {
-		xfer_file_stage_discard(st);
-		st = NULL;
-	}
-	if (rc == XFER_OK)
-		log_debug("xfer_file: published %s as %s", path, rel);
-	else if (rc == XFER_STOPPED)
-		log_debug("xfer_file: stopped publishing %s as %s", path, rel);
-out:
-	if (sfd >= 0)
-		close(sfd);
-	xfer_file_stage_close(st);
-	xfer_file_free_items(items, n);
-	free(path);
-	return rc;
+	if (!st->is_dir)
+		return XFER_OK;
+	/* Publishing a tree into itself would list the stage as part of the
+	 * package on a retry and publish a copy inside the copy. */
+	int sfd = open(src, XFER_FILE_DIR_FLAGS);
+	if (sfd < 0)
+		return xfer_file_fail(err, errlen, "cannot read %s: %s", src, strerror(errno));
+	int inside = xfer_file_is_above(sfd, st->pfd);
+	close(sfd);
+	if (inside)
+		return xfer_file_fail(err, errlen, "source contains the destination: %s is inside %s",
+				      st->rel, src);
+	return XFER_OK;
 }
 
 /* ---- xfer_file_purge ------------------------------------------------------ */
