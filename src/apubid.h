@@ -798,7 +798,7 @@ int store_check(struct store *s, char *why, size_t whylen);
 int lock_take(const char *store_path, char *err, size_t errlen);
 void lock_release(void);
 
-/* ---- xfer.c, xfer_file.c: carrying out a task ------------------------ */
+/* ---- xfer.c, xfer_local.c: carrying out a task ------------------------ */
 
 /* XFER_CHANGED: the source changed while a file was copied; transient
  * like XFER_RETRY (the file is copied again from its start), and the
@@ -894,11 +894,11 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
  * absolute destination root directory, `src` an absolute local path. All
  * access below `root` walks one component at a time without following
  * symbolic links, so nothing is written or removed outside it. */
-int xfer_file_purge(const char *root, const char *rel, const char *taskid, char **note,
+int xfer_local_purge(const char *root, const char *rel, const char *taskid, char **note,
 		    char *err, size_t errlen);
 
 /* The pieces xfer.c assembles transfers from when one end is local. Every
- * function returns XFER_OK or XFER_FAILED (xfer_file_copy also
+ * function returns XFER_OK or XFER_FAILED (xfer_local_copy also
  * XFER_STOPPED), with err set on failure to a sentence for a task's reason.
  * Paths inside a package ("sub/a.ts") are normalised: no "..", ".", empty
  * segment, or leading or trailing '/'; anything else is refused. */
@@ -906,7 +906,7 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 /* A local package being assembled below the destination root, under
  * ".NAME.apubid-TASKID.stage" (a directory) or ".NAME.apubid-TASKID.tmp"
  * (a single file) beside its final name. One thread at a time. */
-struct xfer_file_stage;
+struct xfer_local_stage;
 /* Prepares publishing `rel` (normalised relative path) below `root`: walks
  * and creates the parent directories (never through a symbolic link) and,
  * for a directory asset (is_dir), the staging directory. With `resume`, an
@@ -914,15 +914,15 @@ struct xfer_file_stage;
  * (a retry continues where the last attempt stopped); without, it is
  * removed first. Side names a retry cannot continue in (an interrupted
  * commit's .swap and .old, a stage of the other kind) are always removed.
- * *out is freed by exactly one of xfer_file_stage_close and
- * xfer_file_stage_discard. */
-int xfer_file_stage_open(const char *root, const char *rel, const char *taskid, int is_dir,
-			 int resume, struct xfer_file_stage **out, char *err, size_t errlen);
-/* 1 when xfer_file_stage_open (with resume) found an earlier attempt's
+ * *out is freed by exactly one of xfer_local_stage_close and
+ * xfer_local_stage_discard. */
+int xfer_local_stage_open(const char *root, const char *rel, const char *taskid, int is_dir,
+			 int resume, struct xfer_local_stage **out, char *err, size_t errlen);
+/* 1 when xfer_local_stage_open (with resume) found an earlier attempt's
  * stage to continue in, 0 when the stage is new: then nothing an earlier
  * attempt did is there any more (it was committed, or lost), and every item
  * must be done again. */
-int xfer_file_stage_found(const struct xfer_file_stage *st);
+int xfer_local_stage_found(const struct xfer_local_stage *st);
 /* Opens for writing one file of the asset, creating missing directories
  * inside the stage: `path` is "" for a single-file asset, else the file's
  * relative path inside the package. A symbolic link on the way or at the
@@ -930,19 +930,19 @@ int xfer_file_stage_found(const struct xfer_file_stage *st);
  * replaced by a fresh one. The file is not truncated: *size receives its
  * current size, the offset a resumed transfer continues from; the returned
  * fd is positioned at that offset (O_RDWR|O_CLOEXEC, blocking, no
- * O_APPEND). The caller closes the fd after xfer_file_stage_done_file (or
+ * O_APPEND). The caller closes the fd after xfer_local_stage_done_file (or
  * after a failure, without it). */
-int xfer_file_stage_file(struct xfer_file_stage *st, const char *path, int *fd, int64_t *size,
+int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd, int64_t *size,
 			 char *err, size_t errlen);
 /* Truncates an open stage file to `size` and positions the fd there (when
  * a resumed transfer has to start again from 0 or from a known good
  * offset). */
-int xfer_file_stage_truncate(int fd, int64_t size, char *err, size_t errlen);
+int xfer_local_stage_truncate(int fd, int64_t size, char *err, size_t errlen);
 /* fsyncs a finished file (the caller then closes it). */
-int xfer_file_stage_done_file(struct xfer_file_stage *st, int fd, char *err, size_t errlen);
+int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, size_t errlen);
 /* Creates an (empty) directory inside the package, and any missing parent;
  * an existing directory is fine. */
-int xfer_file_stage_mkdir(struct xfer_file_stage *st, const char *path, char *err,
+int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *err,
 			  size_t errlen);
 /* Puts the asset in place: fsyncs the stage's directories (refusing a
  * stage that holds a symbolic link or a special file), renames the stage
@@ -950,23 +950,23 @@ int xfer_file_stage_mkdir(struct xfer_file_stage *st, const char *path, char *er
  * moves it to ".NAME.apubid-TASKID.swap" and exchanges it with the
  * existing asset, which is then removed), and fsyncs the parent. After it
  * the stage is gone; a failure before the rename leaves the stage as it
- * was. The handle still needs xfer_file_stage_close or _discard. */
-int xfer_file_stage_commit(struct xfer_file_stage *st, char *err, size_t errlen);
+ * was. The handle still needs xfer_local_stage_close or _discard. */
+int xfer_local_stage_commit(struct xfer_local_stage *st, char *err, size_t errlen);
 /* Removes whatever the stage holds (a permanent failure, or a local copy
  * that will be redone from scratch) and frees the handle; after a
  * successful commit it only frees. Use it instead of
- * xfer_file_stage_close, not before it. NULL is fine. */
-void xfer_file_stage_discard(struct xfer_file_stage *st);
+ * xfer_local_stage_close, not before it. NULL is fine. */
+void xfer_local_stage_discard(struct xfer_local_stage *st);
 /* XFER_FAILED ("source contains the destination: ...") when the local
  * source directory `src` holds the stage of a directory asset. */
-int xfer_file_stage_check_source(const struct xfer_file_stage *st, const char *src, char *err,
+int xfer_local_stage_check_source(const struct xfer_local_stage *st, const char *src, char *err,
 				 size_t errlen);
 /* Frees the handle (NULL is fine); what the stage holds stays for a later
  * resume. */
-void xfer_file_stage_close(struct xfer_file_stage *st);
+void xfer_local_stage_close(struct xfer_local_stage *st);
 
 /* One file or directory of a local source tree. */
-struct xfer_file_item {
+struct xfer_local_item {
 	char *path;   /* relative to the source, "" for a single-file source */
 	int is_dir;
 	int64_t size; /* 0 for a directory */
@@ -978,20 +978,20 @@ struct xfer_file_item {
  * the listing ("source contains a symbolic link: sub/x", "source asset is
  * a symbolic link: /in/x", "source contains a special file: sub/p", "source
  * asset does not exist: /in/x"). *items is malloc'ed (free with
- * xfer_file_free_items); on failure it is NULL and *n 0. */
-int xfer_file_list(const char *src, struct xfer_file_item **items, int *n, char *err,
+ * xfer_local_free_items); on failure it is NULL and *n 0. */
+int xfer_local_list(const char *src, struct xfer_local_item **items, int *n, char *err,
 		   size_t errlen);
-void xfer_file_free_items(struct xfer_file_item *items, int n);
+void xfer_local_free_items(struct xfer_local_item *items, int n);
 /* Opens one source file for reading (path "" for a single-file source),
  * walking from `src` with O_NOFOLLOW on every component; *size = its size.
  * A directory, a symbolic link or a special file is refused. The caller
  * closes *fd. */
-int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *size,
+int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *size,
 			  char *err, size_t errlen);
 /* The version of an open source file (fstat), or with fd < 0 of the file
  * `path` names inside `src` now (lstat: a link there is another file, a
  * missing one is XV_GONE). Returns XFER_OK or XFER_FAILED with err. */
-int xfer_file_version(const char *src, const char *path, int fd, struct xfer_version *v,
+int xfer_local_version(const char *src, const char *path, int fd, struct xfer_version *v,
 		      char *err, size_t errlen);
 /* Copies `len` bytes from `in` at `in_off` to `out` at `out_off` with
  * positional calls (neither descriptor's offset moves), with
@@ -1006,11 +1006,15 @@ int xfer_file_version(const char *src, const char *path, int fd, struct xfer_ver
  * no file (the function only has descriptors): "read error at byte N:
  * ...", "write error at byte N: ...", "the source ended at byte N, M bytes
  * short"; callers add which files. */
-int xfer_file_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+int xfer_local_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
 		   volatile sig_atomic_t *stop, char *err, size_t errlen);
 
 /* ---- xfer_curl.c: remote servers through libcurl ---------------------- */
+/* What differs between protocols (stat, mkdir, rename, remove) is in one
+ * file per protocol behind struct xfer_ops (xfer.h: xfer_ftp.c,
+ * xfer_sftp.c, xfer_dav.c, xfer_http.c); the calls below hand over to the
+ * session's table where they must. */
 
 /* How a remote operation ended; the caller decides on retries. */
 enum xfer_status {
@@ -1044,7 +1048,7 @@ struct xfer_entry {
 };
 
 /* One session with one server: scheme://[user[:password]@]host[:port].
- * The easy handle (and so the connection) is reused across calls. All
+ * The connection is reused across calls (one login per session). All
  * `path` arguments are absolute server paths, raw (not percent-encoded);
  * a directory path ends in '/'. Functions return enum xfer_status; on
  * anything but XS_OK, err holds the protocol's own message with the server

@@ -1,7 +1,7 @@
 /*
  * xfer.c - carrying out a task: the orchestration of a load or a purge over
  * two ends, a source and a destination, each either a local path
- * (xfer_file.c) or a server reached through libcurl (xfer_curl.c).
+ * (xfer_local.c) or a server reached through libcurl (xfer_curl.c).
  *
  * A load runs in four steps, each safe to repeat, so that a task retried
  * after a transient error, or resumed after a crash or a shutdown,
@@ -60,7 +60,7 @@
  * sessions to one server across all workers; a task takes the slots of
  * both its ends at once, so two tasks can never wait on each other.
  */
-#include "apubid.h"
+#include "xfer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -187,6 +187,7 @@ struct xfer_end {
 	char *show;    /* the session or path, credentials masked, for messages */
 	char *key;     /* scheme://host:port, for the per-host limit */
 	char *scheme;
+	const struct xfer_ops *ops; /* the protocol's (remote ends) */
 	struct xfer_curl *x;
 };
 
@@ -228,8 +229,20 @@ static void xfer_find_credentials(const struct config *c, const struct url *u, c
 	}
 }
 
+/* The table of a protocol by scheme; an http(s) server is read as a
+ * plain HTTP origin and written as a WebDAV root. */
+static const struct xfer_ops *xfer_ops_of(const char *scheme, int is_source)
+{
+	if (strcmp(scheme, "ftp") == 0 || strcmp(scheme, "ftps") == 0)
+		return &xfer_ftp_ops;
+	if (strcmp(scheme, "sftp") == 0)
+		return &xfer_sftp_ops;
+	return is_source ? &xfer_http_ops : &xfer_dav_ops;
+}
+
 /* Fills a remote end from a parsed URL. */
-static void xfer_end_remote(const struct config *c, struct xfer_end *e, const struct url *u)
+static void xfer_end_remote(const struct config *c, struct xfer_end *e, const struct url *u,
+			    int is_source)
 {
 	char *user, *password;
 	xfer_find_credentials(c, u, &user, &password);
@@ -245,6 +258,7 @@ static void xfer_end_remote(const struct config *c, struct xfer_end *e, const st
 	}
 	e->remote = 1;
 	e->scheme = util_strdup(u->scheme);
+	e->ops = xfer_ops_of(u->scheme, is_source);
 	e->session = util_printf("%s://%s%s%s%s:%d/", u->scheme, auth ? auth : "", v6 ? "[" : "",
 				 u->host, v6 ? "]" : "", port);
 	e->key = util_printf("%s://%s%s%s:%d", u->scheme, v6 ? "[" : "", u->host, v6 ? "]" : "",
@@ -279,7 +293,7 @@ static int xfer_source_end(const struct config *c, const char *source, struct xf
 		if (strcmp(u.scheme, "file") == 0) {
 			e->path = util_strdup(u.path);
 		} else {
-			xfer_end_remote(c, e, &u);
+			xfer_end_remote(c, e, &u, 1);
 			e->path = util_strdup(u.path);
 		}
 		url_free(&u);
@@ -303,7 +317,7 @@ static int xfer_dest_end(const struct config *c, struct xfer_end *e, char *err, 
 	struct url u;
 	if (url_parse(c->dest_root_auth ? c->dest_root_auth : c->dest_root, &u, err, errlen) < 0)
 		return -1;
-	xfer_end_remote(c, e, &u);
+	xfer_end_remote(c, e, &u, 0);
 	e->path = util_strdup(u.path);
 	xfer_strip_slashes(e->path);
 	url_free(&u);
@@ -327,6 +341,54 @@ static int xfer_end_open(const struct config *c, struct xfer_end *e, volatile si
 	};
 	e->x = xfer_curl_open(e->session, &o, err, errlen);
 	return e->x ? XS_OK : XS_PERMANENT;
+}
+
+/* The operations of a remote end, through its protocol's table; every
+ * path is checked first (absolute, no control character). */
+static int xfer_end_stat(struct xfer_end *e, const char *path, int *is_dir, int64_t *size,
+			 char *err, size_t errlen)
+{
+	*is_dir = 0;
+	*size = -1;
+	int rc = xfer_curl_check_path(e->x, path, err, errlen);
+	return rc != XS_OK ? rc : e->ops->stat(e->x, path, is_dir, size, err, errlen);
+}
+
+static int xfer_end_size(struct xfer_end *e, const char *path, int64_t *size, char *err,
+			 size_t errlen)
+{
+	int is_dir = 0;
+	int rc = xfer_end_stat(e, path, &is_dir, size, err, errlen);
+	if (rc == XS_OK && is_dir) {
+		*size = -1;
+		return xfer_curl_fail(e->x, XS_PERMANENT, path, err, errlen,
+				      "is a directory, not a file");
+	}
+	return rc;
+}
+
+static int xfer_end_mkdir(struct xfer_end *e, const char *dir, char *err, size_t errlen)
+{
+	int rc = xfer_curl_check_path(e->x, dir, err, errlen);
+	return rc != XS_OK ? rc : e->ops->mkdir(e->x, dir, err, errlen);
+}
+
+static int xfer_end_rename(struct xfer_end *e, const char *from, const char *to, char *err,
+			   size_t errlen)
+{
+	int rc = xfer_curl_check_path(e->x, from, err, errlen);
+	if (rc == XS_OK)
+		rc = xfer_curl_check_path(e->x, to, err, errlen);
+	if (rc != XS_OK || strcmp(from, to) == 0)
+		return rc;
+	return e->ops->rename(e->x, from, to, err, errlen);
+}
+
+static int xfer_end_remove(struct xfer_end *e, const char *path, int is_dir, char *err,
+			   size_t errlen)
+{
+	int rc = xfer_curl_check_path(e->x, path, err, errlen);
+	return rc != XS_OK ? rc : e->ops->remove(e->x, path, is_dir, err, errlen);
 }
 
 /* "/a/b" + "c/d" -> "/a/b/c/d"; an empty part adds nothing. */
@@ -364,7 +426,7 @@ struct xfer_job {
 	/* Destination paths (remote: server paths; local: relative to the stage). */
 	char *final;    /* the asset's final server path (remote) */
 	char *stage;    /* stage directory or temporary file (remote) */
-	struct xfer_file_stage *lstage; /* local destination */
+	struct xfer_local_stage *lstage; /* local destination */
 	char *spool;    /* spool directory for remote-to-remote */
 	/* Progress. */
 	struct xfer_shared *sh;
@@ -434,6 +496,11 @@ static void xfer_add_item(struct item **v, int *n, int *cap, const char *path, i
 /* Lists a remote directory tree, breadth first. */
 static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *cap)
 {
+	if (!(j->src.ops->caps & XFER_CAN_LIST)) {
+		snprintf(j->err, j->errlen, "%s%s/: directory listing is not supported over %s",
+			 j->src.show, j->src.path, j->src.ops->name);
+		return XS_PERMANENT;
+	}
 	char **queue = util_calloc(1, sizeof *queue);
 	int qlen = 1, qhead = 0, rc = XS_OK;
 	queue[0] = util_strdup("");
@@ -443,7 +510,7 @@ static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *ca
 		char *dir = util_printf("%s/", abs);
 		struct xfer_entry *e = NULL;
 		int ne = 0;
-		rc = xfer_curl_list(j->src.x, dir, &e, &ne, j->err, j->errlen);
+		rc = j->src.ops->list(j->src.x, dir, &e, &ne, j->err, j->errlen);
 		for (int i = 0; rc == XS_OK && i < ne; i++) {
 			char *path = *rel ? util_printf("%s/%s", rel, e[i].name) : util_strdup(e[i].name);
 			xfer_add_item(v, n, cap, path, e[i].is_dir, e[i].is_dir ? -1 : e[i].size);
@@ -489,19 +556,19 @@ static int xfer_plan(struct xfer_job *j)
 	struct item *v = NULL;
 	int n = 0, cap = 0, rc = XS_OK;
 	if (!j->src.remote) {
-		struct xfer_file_item *fi = NULL;
+		struct xfer_local_item *fi = NULL;
 		int nf = 0;
-		if (xfer_file_list(j->src.path, &fi, &nf, j->err, j->errlen) < 0)
+		if (xfer_local_list(j->src.path, &fi, &nf, j->err, j->errlen) < 0)
 			return access(j->src.path, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
 		for (int i = 0; i < nf; i++)
 			xfer_add_item(&v, &n, &cap, fi[i].path, fi[i].is_dir, fi[i].size);
-		xfer_file_free_items(fi, nf);
+		xfer_local_free_items(fi, nf);
 	} else if (j->t->dest_is_dir) {
 		rc = xfer_list_remote(j, &v, &n, &cap);
 	} else {
 		int is_dir = 0;
 		int64_t size = -1;
-		rc = xfer_curl_stat(j->src.x, j->src.path, &is_dir, &size, j->err, j->errlen);
+		rc = xfer_end_stat(&j->src, j->src.path, &is_dir, &size, j->err, j->errlen);
 		if (rc == XS_OK && is_dir) {
 			snprintf(j->err, j->errlen,
 				 "source %s%s is a directory: name it with a trailing '/'", j->src.show,
@@ -556,13 +623,13 @@ static int xfer_stage(struct xfer_job *j)
 	if (!j->dst.remote) {
 		/* A stage is continued only by the attempt after the one that
 		 * recorded the plan it was filled from. */
-		if (xfer_file_stage_open(j->dst.path, j->t->dest_path, j->t->id, is_dir, !j->fresh,
+		if (xfer_local_stage_open(j->dst.path, j->t->dest_path, j->t->id, is_dir, !j->fresh,
 					 &j->lstage, j->err, j->errlen) < 0)
 			return XS_PERMANENT;
-		if (!j->src.remote && xfer_file_stage_check_source(j->lstage, j->src.path, j->err,
+		if (!j->src.remote && xfer_local_stage_check_source(j->lstage, j->src.path, j->err,
 								   j->errlen) < 0)
 			return XS_PERMANENT;
-		return xfer_file_stage_found(j->lstage) ? XS_OK : xfer_forget_done(j);
+		return xfer_local_stage_found(j->lstage) ? XS_OK : xfer_forget_done(j);
 	}
 	j->final = xfer_join(j->dst.path, j->t->dest_path);
 	j->stage = xfer_side_name(j->final, j->t->id, is_dir ? "stage" : "tmp");
@@ -572,7 +639,7 @@ static int xfer_stage(struct xfer_job *j)
 		char *part = util_strndup(rel, (size_t)(p - rel));
 		char *dir = xfer_join(j->dst.path, part);
 		char *d = util_printf("%s/", dir);
-		int rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		int rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
 		free(part);
 		free(dir);
 		free(d);
@@ -586,10 +653,10 @@ static int xfer_stage(struct xfer_job *j)
 	int found_dir = 0, rc = XS_NOTFOUND;
 	int64_t size;
 	if (!j->fresh)
-		rc = xfer_curl_stat(j->dst.x, j->stage, &found_dir, &size, j->err, j->errlen);
+		rc = xfer_end_stat(&j->dst, j->stage, &found_dir, &size, j->err, j->errlen);
 	if (rc == XS_NOTFOUND || (rc == XS_OK && found_dir != is_dir)) {
 		if (rc == XS_OK)
-			xfer_curl_remove(j->dst.x, j->stage, found_dir, j->err, j->errlen);
+			xfer_end_remove(&j->dst, j->stage, found_dir, j->err, j->errlen);
 		if ((rc = xfer_forget_done(j)) != XS_OK)
 			return rc;
 	} else if (rc != XS_OK) {
@@ -597,7 +664,7 @@ static int xfer_stage(struct xfer_job *j)
 	}
 	if (is_dir) {
 		char *d = util_printf("%s/", j->stage);
-		rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
 		free(d);
 		return rc;
 	}
@@ -764,11 +831,11 @@ static int xfer_source_version(struct xfer_job *j, const struct item *it, int in
 			       struct xfer_version *v)
 {
 	if (!j->src.remote)
-		return xfer_file_version(j->src.path, it->path, in, v, j->err, j->errlen) == XFER_OK
+		return xfer_local_version(j->src.path, it->path, in, v, j->err, j->errlen) == XFER_OK
 			       ? XS_OK
 			       : XS_PERMANENT;
 	char *src = xfer_join(j->src.path, it->path);
-	int rc = xfer_curl_version(j->src.x, src, v, j->err, j->errlen);
+	int rc = j->src.ops->version(j->src.x, src, v, j->err, j->errlen);
 	free(src);
 	return rc;
 }
@@ -903,13 +970,13 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 	int64_t have = 0, size = it->size;
 	struct xfer_version before;
 	pthread_mutex_lock(&j->sh->stage_lock);
-	int opened = xfer_file_stage_file(j->lstage, it->path, &out, &have, j->err, j->errlen);
+	int opened = xfer_local_stage_file(j->lstage, it->path, &out, &have, j->err, j->errlen);
 	pthread_mutex_unlock(&j->sh->stage_lock);
 	if (opened < 0)
 		return XS_PERMANENT;
 	char *src = xfer_join(j->src.path, it->path);
 	if (!j->src.remote) {
-		if (xfer_file_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
+		if (xfer_local_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
 			rc = access(src, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
 			goto out;
 		}
@@ -921,7 +988,7 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		size = before.size;
 	if (!keep || (size >= 0 && have > size))
 		have = 0;
-	if (have == 0 && xfer_file_stage_truncate(out, 0, j->err, j->errlen) < 0) {
+	if (have == 0 && xfer_local_stage_truncate(out, 0, j->err, j->errlen) < 0) {
 		rc = XS_PERMANENT;
 		goto out;
 	}
@@ -931,11 +998,11 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 	}
 	j->bytes_cur = have;
 	if (!j->src.remote) {
-		int r = xfer_file_copy(in, have, out, have, size - have, xfer_on_data, j, j->stop,
+		int r = xfer_local_copy(in, have, out, have, size - have, xfer_on_data, j, j->stop,
 				       j->err, j->errlen);
 		rc = r == XFER_OK ? XS_OK : r == XFER_STOPPED ? XS_STOPPED : XS_PERMANENT;
 	} else {
-		rc = xfer_curl_get(j->src.x, src, out, have, &before, xfer_on_data, j, j->err,
+		rc = j->src.ops->get(j->src.x, src, out, have, &before, xfer_on_data, j, j->err,
 				   j->errlen);
 		if (rc == XS_CHANGED)
 			rc = xfer_changed(j, it, j->err);
@@ -953,7 +1020,7 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 	}
 	if (rc == XS_OK) {
 		pthread_mutex_lock(&j->sh->stage_lock);
-		if (xfer_file_stage_done_file(j->lstage, out, j->err, j->errlen) < 0)
+		if (xfer_local_stage_done_file(j->lstage, out, j->err, j->errlen) < 0)
 			rc = XS_PERMANENT;
 		pthread_mutex_unlock(&j->sh->stage_lock);
 	}
@@ -965,7 +1032,7 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		rc = xfer_version_after(j, it, in, &before, rc);
 	if (rc == XS_CHANGED) {
 		char e[256];
-		xfer_file_stage_truncate(out, 0, e, sizeof e);
+		xfer_local_stage_truncate(out, 0, e, sizeof e);
 	}
 out:
 	if (in >= 0)
@@ -981,10 +1048,10 @@ out:
 static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *target, int fresh)
 {
 	int64_t have = 0;
-	int resumable = strcmp(j->dst.scheme, "http") != 0 && strcmp(j->dst.scheme, "https") != 0;
+	int resumable = (j->dst.ops->caps & XFER_PUT_RESUMES) != 0;
 	if (resumable && !fresh) {
 		int64_t rsize = 0;
-		if (xfer_curl_size(j->dst.x, target, &rsize, j->err, j->errlen) == XS_OK &&
+		if (xfer_end_size(&j->dst, target, &rsize, j->err, j->errlen) == XS_OK &&
 		    rsize > 0 && rsize <= size)
 			have = rsize;
 	}
@@ -993,7 +1060,7 @@ static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *tar
 	j->bytes_cur = have;
 	/* The upload counts what it sends and fails short of `size`; what the
 	 * server kept is checked once for the whole stage (xfer_verify). */
-	return xfer_curl_put(j->dst.x, target, in, have, size, xfer_on_data, j, j->err,
+	return j->dst.ops->put(j->dst.x, target, in, have, size, xfer_on_data, j, j->err,
 			     j->errlen);
 }
 
@@ -1009,7 +1076,7 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 	char *spool = NULL;
 	struct xfer_version before;
 	if (!j->src.remote) {
-		if (xfer_file_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
+		if (xfer_local_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
 			char *src = xfer_join(j->src.path, it->path);
 			rc = access(src, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
 			free(src);
@@ -1050,7 +1117,7 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 	char *src = xfer_join(j->src.path, it->path);
 	rc = lseek(in, have, SEEK_SET) < 0
 		     ? XS_PERMANENT
-		     : xfer_curl_get(j->src.x, src, in, have, &before, xfer_on_data, j, j->err,
+		     : j->src.ops->get(j->src.x, src, in, have, &before, xfer_on_data, j, j->err,
 				     j->errlen);
 	free(src);
 	EVP_MD_CTX_free(j->md);
@@ -1088,12 +1155,12 @@ static int xfer_item(struct xfer_job *j, struct item *it)
 {
 	if (it->is_dir) {
 		if (!j->dst.remote)
-			return xfer_file_stage_mkdir(j->lstage, it->path, j->err, j->errlen) < 0
+			return xfer_local_stage_mkdir(j->lstage, it->path, j->err, j->errlen) < 0
 				       ? XS_PERMANENT
 				       : XS_OK;
 		char *dir = xfer_join(j->stage, it->path);
 		char *d = util_printf("%s/", dir);
-		int rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		int rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
 		free(dir);
 		free(d);
 		return rc;
@@ -1349,13 +1416,13 @@ static int xfer_copy(struct xfer_job *j)
  * lost, is copied again by the next attempt. */
 static int xfer_verify(struct xfer_job *j)
 {
-	if (!j->dst.remote || strncmp(j->dst.scheme, "http", 4) == 0)
+	if (!j->dst.remote || !(j->dst.ops->caps & XFER_CAN_LIST))
 		return XS_OK;
 	int rc = XS_OK, bad = -1;
 	int64_t got = -1;
 	if (!j->t->dest_is_dir) {
 		int is_dir = 0;
-		rc = xfer_curl_stat(j->dst.x, j->stage, &is_dir, &got, j->err, j->errlen);
+		rc = xfer_end_stat(&j->dst, j->stage, &is_dir, &got, j->err, j->errlen);
 		if (rc == XS_OK && j->nitems == 1 && got >= 0 && j->items[0].size >= 0 &&
 		    got != j->items[0].size)
 			bad = 0;
@@ -1376,7 +1443,7 @@ static int xfer_verify(struct xfer_job *j)
 				ne = 0;
 				char *abs = xfer_join(j->stage, dir);
 				char *d = util_printf("%s/", abs);
-				rc = xfer_curl_list(j->dst.x, d, &e, &ne, j->err, j->errlen);
+				rc = j->dst.ops->list(j->dst.x, d, &e, &ne, j->err, j->errlen);
 				free(abs);
 				free(d);
 				free(last);
@@ -1421,30 +1488,30 @@ static int xfer_verify(struct xfer_job *j)
 static int xfer_commit(struct xfer_job *j, char **note)
 {
 	if (!j->dst.remote)
-		return xfer_file_stage_commit(j->lstage, j->err, j->errlen) < 0 ? XS_PERMANENT
+		return xfer_local_stage_commit(j->lstage, j->err, j->errlen) < 0 ? XS_PERMANENT
 										 : XS_OK;
 	if (!j->t->dest_is_dir)
-		return xfer_curl_rename(j->dst.x, j->stage, j->final, j->err, j->errlen);
+		return xfer_end_rename(&j->dst, j->stage, j->final, j->err, j->errlen);
 	/* A directory cannot be renamed over another: the old package steps
 	 * aside, the new one takes its name, the old one is removed. */
 	char *old = xfer_side_name(j->final, j->t->id, "old");
 	int is_dir = 0, rc;
 	int64_t size;
-	rc = xfer_curl_stat(j->dst.x, j->final, &is_dir, &size, j->err, j->errlen);
+	rc = xfer_end_stat(&j->dst, j->final, &is_dir, &size, j->err, j->errlen);
 	if (rc == XS_OK) {
 		int old_dir;
-		if (xfer_curl_stat(j->dst.x, old, &old_dir, &size, j->err, j->errlen) == XS_OK)
-			xfer_curl_remove(j->dst.x, old, old_dir, j->err, j->errlen);
-		rc = xfer_curl_rename(j->dst.x, j->final, old, j->err, j->errlen);
+		if (xfer_end_stat(&j->dst, old, &old_dir, &size, j->err, j->errlen) == XS_OK)
+			xfer_end_remove(&j->dst, old, old_dir, j->err, j->errlen);
+		rc = xfer_end_rename(&j->dst, j->final, old, j->err, j->errlen);
 	} else if (rc == XS_NOTFOUND) {
 		rc = XS_OK;
 		is_dir = -1;
 	}
 	if (rc == XS_OK)
-		rc = xfer_curl_rename(j->dst.x, j->stage, j->final, j->err, j->errlen);
+		rc = xfer_end_rename(&j->dst, j->stage, j->final, j->err, j->errlen);
 	if (rc == XS_OK && is_dir >= 0) {
 		char e[512];
-		if (xfer_curl_remove(j->dst.x, old, is_dir, e, sizeof e) != XS_OK) {
+		if (xfer_end_remove(&j->dst, old, is_dir, e, sizeof e) != XS_OK) {
 			*note = util_printf("the replaced asset could not be removed entirely: %s", e);
 			log_warn("task %s: %s", j->t->id, *note);
 		}
@@ -1537,12 +1604,12 @@ int xfer_load(const struct config *c, const struct task *t, const struct xfer_re
 		log_info("task %s: %s", t->id, note);
 out:
 	if (rc == XS_PERMANENT && j.lstage)
-		xfer_file_stage_discard(j.lstage);
+		xfer_local_stage_discard(j.lstage);
 	else if (j.lstage)
-		xfer_file_stage_close(j.lstage);
+		xfer_local_stage_close(j.lstage);
 	if (rc == XS_PERMANENT && j.dst.remote && j.stage && j.dst.x) {
 		char e[256];
-		xfer_curl_remove(j.dst.x, j.stage, t->dest_is_dir, e, sizeof e);
+		xfer_end_remove(&j.dst, j.stage, t->dest_is_dir, e, sizeof e);
 	}
 	if (j.spool && (rc == XS_OK || rc == XS_PERMANENT)) {
 		for (int i = 0; i < j.nitems; i++) {
@@ -1573,17 +1640,17 @@ void xfer_abandon(const struct config *c, const struct task *t)
 	if (t->kind != TASK_LOAD || xfer_dest_end(c, &dst, err, sizeof err) < 0)
 		return;
 	if (!dst.remote) {
-		struct xfer_file_stage *st = NULL;
-		if (xfer_file_stage_open(dst.path, t->dest_path, t->id, t->dest_is_dir, 0, &st, err,
+		struct xfer_local_stage *st = NULL;
+		if (xfer_local_stage_open(dst.path, t->dest_path, t->id, t->dest_is_dir, 0, &st, err,
 					 sizeof err) == 0)
-			xfer_file_stage_discard(st);
+			xfer_local_stage_discard(st);
 	} else {
 		volatile sig_atomic_t never = 0;
 		char *final = xfer_join(dst.path, t->dest_path);
 		char *stage = xfer_side_name(final, t->id, t->dest_is_dir ? "stage" : "tmp");
 		if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, &never) == 0) {
 			if (xfer_end_open(c, &dst, &never, 0, err, sizeof err) == XS_OK)
-				xfer_curl_remove(dst.x, stage, t->dest_is_dir, err, sizeof err);
+				xfer_end_remove(&dst, stage, t->dest_is_dir, err, sizeof err);
 			xfer_hosts_release(dst.key, NULL);
 		}
 		free(final);
@@ -1600,7 +1667,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	if (xfer_dest_end(c, &dst, err, errlen) < 0)
 		return XFER_FAILED;
 	if (!dst.remote) {
-		int rc = xfer_file_purge(dst.path, t->dest_path, t->id, note, err, errlen);
+		int rc = xfer_local_purge(dst.path, t->dest_path, t->id, note, err, errlen);
 		xfer_end_free(&dst);
 		return rc;
 	}
@@ -1615,7 +1682,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	int64_t size;
 	if ((rc = xfer_end_open(c, &dst, stop, 0, err, errlen)) != XS_OK)
 		goto out;
-	rc = xfer_curl_stat(dst.x, final, &is_dir, &size, err, errlen);
+	rc = xfer_end_stat(&dst, final, &is_dir, &size, err, errlen);
 	if (rc == XS_NOTFOUND) {
 		*note = util_printf("nothing to purge: %s was not there", t->dest_path);
 		rc = XS_OK;
@@ -1624,7 +1691,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	if (rc != XS_OK)
 		goto out;
 	if (!is_dir) {
-		rc = xfer_curl_remove(dst.x, final, 0, err, errlen);
+		rc = xfer_end_remove(&dst, final, 0, err, errlen);
 		if (rc == XS_NOTFOUND) {
 			*note = util_printf("nothing to purge: %s was not there", t->dest_path);
 			rc = XS_OK;
@@ -1633,9 +1700,9 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	}
 	/* A directory vanishes at once under a hidden name, then is removed. */
 	aside = xfer_side_name(final, t->id, "purge");
-	rc = xfer_curl_rename(dst.x, final, aside, err, errlen);
+	rc = xfer_end_rename(&dst, final, aside, err, errlen);
 	if (rc == XS_OK || rc == XS_NOTFOUND) {
-		int r = xfer_curl_remove(dst.x, aside, 1, err, errlen);
+		int r = xfer_end_remove(&dst, aside, 1, err, errlen);
 		if (r != XS_OK && r != XS_NOTFOUND && rc == XS_OK)
 			*note = util_printf("%s was removed, but some of its files could not be "
 					    "deleted: %s", t->dest_path, err);
