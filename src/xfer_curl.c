@@ -60,6 +60,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,6 +82,8 @@
  * every XC_WRITEBACK bytes. */
 #define XC_WRITE_BUF (1024 * 1024)
 #define XC_WRITEBACK (8 * 1024 * 1024)
+/* ... or whatever it gathered after this many milliseconds. */
+#define XC_WRITE_MS 200
 
 enum xc_proto { XC_FTP, XC_SFTP, XC_HTTP };
 
@@ -127,8 +130,10 @@ struct xfer_curl {
 	int64_t reported;             /* put: bytes already shown to on_data */
 	int64_t skip;                 /* get: bytes of the body to drop first */
 	char *wbuf;                   /* get: what is gathered before a write */
+	struct xc_hasher *hasher;     /* get: shows written pieces to on_data */
 	size_t wlen;
 	int64_t unsynced;             /* get: bytes written since writeback began */
+	int64_t wflush_ms;            /* get: when the gathered bytes were last written */
 	int body;                     /* get over HTTP: enum xc_body */
 	char etag[128];               /* HTTP: the last answer's ETag, "" when none */
 	char modified[64];            /* and its Last-Modified */
@@ -323,6 +328,91 @@ static int xc_expected(struct xfer_curl *x)
 	return !xfer_version_diff(x->expect, &got, x->changed, sizeof x->changed);
 }
 
+/* ---- the hasher beside a download --------------------------------------- */
+
+/* A download's on_data (the caller's SHA-256 and progress) runs in a thread
+ * of its own, one written piece behind the transfer: the transfer thread
+ * receives and writes piece n+1 while piece n is hashed, so a fast link is
+ * not held to the speed of SHA-256 on one core. Each piece is shown to
+ * on_data exactly once and in order; xc_hasher_wait is the barrier. */
+struct xc_hasher {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char *buf, *spare;
+	size_t len;
+	int busy, quit, failed;
+	int (*on_data)(void *arg, const char *buf, size_t n);
+	void *arg;
+};
+
+static void *xc_hasher_main(void *arg)
+{
+	struct xc_hasher *h = arg;
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		while (!h->busy && !h->quit)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (h->quit && !h->busy)
+			break;
+		pthread_mutex_unlock(&h->lock);
+		int r = h->on_data(h->arg, h->buf, h->len);
+		pthread_mutex_lock(&h->lock);
+		if (r != 0)
+			h->failed = 1;
+		h->busy = 0;
+		pthread_cond_broadcast(&h->cond);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+/* Waits until the piece handed over last has been shown to on_data,
+ * starting the hasher first if the session has none. 0, or -1 with
+ * x->local set when on_data refused a piece. */
+static int xc_hasher_wait(struct xfer_curl *x)
+{
+	struct xc_hasher *h = x->hasher;
+	if (!h) {
+		h = util_calloc(1, sizeof *h);
+		pthread_mutex_init(&h->lock, NULL);
+		pthread_cond_init(&h->cond, NULL);
+		h->spare = util_malloc(XC_WRITE_BUF);
+		if (pthread_create(&h->thread, NULL, xc_hasher_main, h) != 0)
+			abort();
+		x->hasher = h;
+		return 0;
+	}
+	pthread_mutex_lock(&h->lock);
+	while (h->busy)
+		pthread_cond_wait(&h->cond, &h->lock);
+	int failed = h->failed;
+	h->failed = 0;
+	pthread_mutex_unlock(&h->lock);
+	if (failed) {
+		snprintf(x->local, sizeof x->local, "the transfer was refused by the caller");
+		return -1;
+	}
+	return 0;
+}
+
+static void xc_hasher_stop(struct xfer_curl *x)
+{
+	struct xc_hasher *h = x->hasher;
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->quit = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	pthread_join(h->thread, NULL);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h->spare);
+	free(h);
+	x->hasher = NULL;
+}
+
 /* Writes out what xc_write gathered, shows it to on_data, and starts its
  * writeback every XC_WRITEBACK bytes, so that the fsync or syncfs that
  * ends a large download finds little left to write. 0, or -1 with
@@ -352,10 +442,25 @@ static int xc_flush(struct xfer_curl *x)
 	}
 	size_t n = x->wlen;
 	x->wlen = 0;
-	if (x->on_data && x->on_data(x->arg, x->wbuf, n) != 0) {
-		snprintf(x->local, sizeof x->local, "the transfer was refused by the caller");
+	x->wflush_ms = util_mono_ms();
+	if (!x->on_data)
+		return 0;
+	/* The piece goes to the hasher thread, which shows it to on_data
+	 * while this thread receives the next one into the other buffer. */
+	if (xc_hasher_wait(x) < 0)
 		return -1;
-	}
+	struct xc_hasher *h = x->hasher;
+	pthread_mutex_lock(&h->lock);
+	h->buf = x->wbuf;
+	h->len = n;
+	h->on_data = x->on_data;
+	h->arg = x->arg;
+	h->busy = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	char *spare = h->spare;
+	h->spare = x->wbuf;
+	x->wbuf = spare;
 	return 0;
 }
 
@@ -407,7 +512,10 @@ static size_t xc_write(char *ptr, size_t size, size_t nmemb, void *userp)
 		x->wlen += take;
 		p += take;
 		left -= take;
-		if (x->wlen == XC_WRITE_BUF && xc_flush(x) < 0)
+		/* A slow link is written out now and then all the same, so
+		 * that its progress shows and a cut loses little. */
+		if ((x->wlen == XC_WRITE_BUF || util_mono_ms() - x->wflush_ms >= XC_WRITE_MS) &&
+		    xc_flush(x) < 0)
 			return 0;
 	}
 	/* libcurl calls the progress callback only between bursts, and a fast
@@ -788,6 +896,7 @@ void xfer_curl_close(struct xfer_curl *x)
 	free(x->known_hosts);
 	xfer_curl_free_entries(x->ents, x->nents);
 	free(x->line);
+	xc_hasher_stop(x);
 	free(x->wbuf);
 	free(x);
 }
@@ -810,6 +919,7 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	x->off = x->limit = x->pos = x->reported = x->skip = 0;
 	x->wlen = 0;
 	x->unsynced = 0;
+	x->wflush_ms = util_mono_ms();
 	x->body = XC_BODY_UNKNOWN;
 	x->etag[0] = x->modified[0] = x->changed[0] = '\0';
 	x->expect = NULL;
@@ -1437,6 +1547,9 @@ int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 	/* What arrived before a failure is written too: the next attempt
 	 * continues after it. */
 	if (x->wlen && xc_flush(x) < 0 && c == CURLE_OK)
+		c = CURLE_WRITE_ERROR;
+	/* Every byte is shown to on_data before the call returns. */
+	if (x->hasher && xc_hasher_wait(x) < 0 && c == CURLE_OK)
 		c = CURLE_WRITE_ERROR;
 	long code = 0;
 	if (c == CURLE_OK && x->proto == XC_HTTP)
