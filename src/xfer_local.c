@@ -20,7 +20,8 @@
  *   is assembled under ".<name>.apubid-<taskid>.stage" beside its final
  *   place. Each file's writeback starts when it is finished, one syncfs of
  *   the root's file system at commit makes every staged file and directory
- *   durable at once, and then the stage is renamed into place. When a plain
+ *   of a package durable at once (a single file: one fsync), and then the
+ *   stage is renamed into place. When a plain
  *   rename cannot replace what is there (a directory with content, or a
  *   different type), the stage is first renamed to
  *   ".<name>.apubid-<taskid>.swap" and swapped with the old asset by
@@ -1451,9 +1452,22 @@ int xfer_local_stage_commit(struct xfer_local_stage *st, char *err, size_t errle
 		return XFER_FAILED;
 	/* One barrier for the whole stage, files and directories alike, made
 	 * by this attempt or an earlier one: everything staged is on disk
-	 * before the rename can make it visible. */
-	if (syncfs(st->pfd) < 0)
-		return xfer_local_stage_fail(st, NULL, errno, err, errlen);
+	 * before the rename can make it visible. A package takes one syncfs
+	 * of the root's file system; a single file, an fsync of itself, which
+	 * does not wait for whatever else that file system has to write. */
+	if (st->is_dir) {
+		if (syncfs(st->pfd) < 0)
+			return xfer_local_stage_fail(st, NULL, errno, err, errlen);
+	} else {
+		int fd = openat(st->pfd, st->side, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0 || fsync(fd) < 0) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			return xfer_local_stage_fail(st, NULL, e, err, errlen);
+		}
+		close(fd);
+	}
 	int rc = xfer_local_stage_put(st, err, errlen);
 	if (st->gone && st->dfd >= 0) {
 		close(st->dfd);
