@@ -532,6 +532,30 @@ static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *ca
 	return rc;
 }
 
+/* The items of a package its source's planner lists (struct xfer_ops
+ * plan): each file, and before it every directory its path implies. */
+static int xfer_plan_package(struct xfer_job *j, const char *manifest, struct item **v, int *n,
+			     int *cap)
+{
+	struct xfer_entry *e = NULL;
+	int ne = 0;
+	int rc = j->src.ops->plan(j->src.x, manifest, &e, &ne, j->err, j->errlen);
+	for (int i = 0; rc == XS_OK && i < ne; i++) {
+		for (const char *p = strchr(e[i].name, '/'); p; p = strchr(p + 1, '/')) {
+			char *dir = util_strndup(e[i].name, (size_t)(p - e[i].name));
+			int seen = 0;
+			for (int k = 0; k < *n && !seen; k++)
+				seen = (*v)[k].is_dir && strcmp((*v)[k].path, dir) == 0;
+			if (!seen)
+				xfer_add_item(v, n, cap, dir, 1, -1);
+			free(dir);
+		}
+		xfer_add_item(v, n, cap, e[i].name, 0, e[i].size);
+	}
+	xfer_curl_free_entries(e, ne);
+	return rc;
+}
+
 /* Replaces the task's items: XS_OK once the worker recorded them, or
  * XS_STOPPED when it is being stopped first. */
 static int xfer_record_items(struct xfer_job *j, const struct item *v, int n)
@@ -546,16 +570,33 @@ static int xfer_record_items(struct xfer_job *j, const struct item *v, int n)
 /* Step 1: the items of the task, from the store or from a fresh listing. */
 static int xfer_plan(struct xfer_job *j)
 {
+	/* A package a planner names (an HTTP source naming its manifest, with
+	 * a directory as DestinationAsset) is fetched from the manifest's
+	 * directory, on every attempt. */
+	char *manifest = NULL;
+	if (j->src.remote && j->t->dest_is_dir && !(j->src.ops->caps & XFER_CAN_LIST) &&
+	    j->src.ops->plan) {
+		manifest = util_strdup(j->src.path);
+		char *slash = strrchr(j->src.path, '/');
+		if (slash)
+			slash[slash == j->src.path ? 1 : 0] = '\0';
+	}
 	if (j->r->items(j->r->arg, &j->items, &j->nitems) < 0) {
 		snprintf(j->err, j->errlen, "internal error: the task's items cannot be read");
+		free(manifest);
 		return XS_TRANSIENT;
 	}
-	if (j->nitems > 0)
+	if (j->nitems > 0) {
+		free(manifest);
 		return XS_OK;
+	}
 	j->fresh = 1;
 	struct item *v = NULL;
 	int n = 0, cap = 0, rc = XS_OK;
-	if (!j->src.remote) {
+	if (manifest) {
+		rc = xfer_plan_package(j, manifest, &v, &n, &cap);
+		free(manifest);
+	} else if (!j->src.remote) {
 		struct xfer_local_item *fi = NULL;
 		int nf = 0;
 		if (xfer_local_list(j->src.path, &fi, &nf, j->err, j->errlen) < 0)

@@ -44,6 +44,15 @@ struct xfer_ops {
 	int (*put)(struct xfer_curl *x, const char *path, int fd, int64_t offset, int64_t size,
 		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
 		   size_t errlen);
+	/* For a source that lists nothing: the files of the package that the
+	 * file `path` describes (an HLS or DASH manifest), as paths relative
+	 * to the directory that holds `path` (the manifest itself among them),
+	 * each with its size or -1; NULL where the protocol has no such
+	 * planner. xfer.c adds the directories the paths imply and fetches
+	 * each file from that directory, on every attempt. *entries is
+	 * malloc'ed (xfer_curl_free_entries). */
+	int (*plan)(struct xfer_curl *x, const char *path, struct xfer_entry **entries, int *n,
+		    char *err, size_t errlen);
 	/* Whether `path` is a file (with its size, -1 when the server does
 	 * not tell) or a directory; a path ending in '/' must be a
 	 * directory. XS_NOTFOUND when there is neither. */

@@ -116,6 +116,7 @@ const struct xfer_ops xfer_dav_ops = {
 	.version = xfer_curl_version,
 	.get = xfer_curl_get,
 	.put = xfer_curl_put,
+	.plan = NULL,
 	.stat = xfer_dav_stat,
 	.mkdir = xfer_dav_mkdir,
 	.rename = xfer_dav_rename,

@@ -161,6 +161,7 @@ const struct xfer_ops xfer_ftp_ops = {
 	.version = xfer_curl_version,
 	.get = xfer_curl_get,
 	.put = xfer_curl_put,
+	.plan = NULL,
 	.stat = xfer_ftp_stat,
 	.mkdir = xfer_ftp_mkdir,
 	.rename = xfer_ftp_rename,

@@ -78,6 +78,9 @@ const struct xfer_ops xfer_http_ops = {
 	.version = xfer_curl_version,
 	.get = xfer_curl_get,
 	.put = NULL,
+	/* An origin lists nothing: a package is what its manifest names
+	 * (HLS, DASH), planned by .plan when one is set. */
+	.plan = NULL,
 	.stat = xfer_http_stat,
 	.mkdir = xfer_http_mkdir,
 	.rename = xfer_http_rename,

@@ -173,6 +173,7 @@ const struct xfer_ops xfer_sftp_ops = {
 	.version = xfer_curl_version,
 	.get = xfer_curl_get,
 	.put = xfer_curl_put,
+	.plan = NULL,
 	.stat = xfer_sftp_stat,
 	.mkdir = xfer_sftp_mkdir,
 	.rename = xfer_sftp_rename,
