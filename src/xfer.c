@@ -590,6 +590,8 @@ static int xfer_plan(struct xfer_job *j)
 		free(manifest);
 		return XS_OK;
 	}
+	item_free_all(j->items, 0);
+	j->items = NULL;
 	j->fresh = 1;
 	struct item *v = NULL;
 	int n = 0, cap = 0, rc = XS_OK;
