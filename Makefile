@@ -81,7 +81,7 @@ generated/apubi.h: wsdl/APUBI.wsdl wsdl/APUBI.xsd wsdl/typemap.dat
 $(GENSRC) &: generated/apubi.h
 	soapcpp2 -c -L -x -w -d generated generated/apubi.h >/dev/null
 
-$(B)/%.o: src/%.c src/apubid.h src/server.h src/store.h $(GENSRC)
+$(B)/%.o: src/%.c src/apubid.h src/server.h src/store.h src/xfer.h $(GENSRC)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(WARN) -c -o $@ $<
 $(B)/ctl/%.o: src/ctl/%.c src/ctl/ctl.h src/apubid.h $(GENSRC)

@@ -238,6 +238,7 @@ struct config {
 	int stall_timeout;          /* seconds without progress before a transfer is cut, 30 */
 	int task_timeout;           /* seconds for a whole task (all attempts) before FAILED, 3600 */
 	int max_per_host;           /* concurrent connections to one server, 4 */
+	int parallel;               /* files in flight at once within one task, 4 */
 	int refuse_private_sources; /* sources may not resolve to loopback,
 				     * private or link-local addresses, 0 */
 	/* The four files below: absolute paths, readable when the
@@ -898,7 +899,7 @@ void manifest_keep(struct manifest_ctx *m, const char *url, char *body, size_t l
 int manifest_fail(struct manifest_ctx *m, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* ---- xfer.c, xfer_file.c: carrying out a task ------------------------ */
+/* ---- xfer.c, xfer_local.c: carrying out a task ------------------------ */
 
 /* XFER_CHANGED: the source changed while a file was copied; transient
  * like XFER_RETRY (the file is copied again from its start), and the
@@ -941,6 +942,31 @@ int xfer_version_diff(const struct xfer_version *before, const struct xfer_versi
  * malloc'ed; equal versions give equal text. */
 char *xfer_version_text(const struct xfer_version *v);
 
+/* What a load tells the worker that runs it, which alone writes the task
+ * store (pool.c): the transfer itself never touches the store. Calls come
+ * from one thread at a time (a load with several files in flight
+ * serialises them). The calls that return int answer 0 once the fact is
+ * recorded and -1 when the worker gave up waiting for the store because
+ * it is being stopped; the load then ends XFER_STOPPED. */
+struct xfer_report {
+	void *arg;
+	/* The items an earlier attempt recorded (none: *n 0); -1 when they
+	 * cannot be read. *v is freed by the caller (item_free_all). */
+	int (*items)(void *arg, struct item **v, int *n);
+	/* The task's items replaced by v (the plan, or every item pending
+	 * again when the stage an earlier attempt filled is gone). */
+	int (*set_items)(void *arg, const struct item *v, int n);
+	/* The source version a file's copy starts from (NULL: none kept). */
+	int (*item_version)(void *arg, int seq, const char *version);
+	/* A file is in the stage with `size` bytes of this SHA-256. */
+	int (*item_done)(void *arg, int seq, int64_t size, const char *sha256);
+	/* A file's copy failed; best effort, like progress. */
+	void (*item_failed)(void *arg, int seq, const char *error);
+	/* Bytes copied so far; `last` once the asset is in place, which the
+	 * worker then tries harder to record. */
+	void (*progress)(void *arg, int64_t bytes, int last);
+};
+
 /* Carries out a load: lists the source (a local path or a server), records
  * one item per file, and copies every item not yet done into a staging
  * area beside the destination (local root or server), manifests (.m3u8,
@@ -954,7 +980,7 @@ char *xfer_version_text(const struct xfer_version *v);
  * keeps the stage for a later resume. XFER_RETRY means a transient error
  * (worth another attempt), XFER_FAILED a permanent one; err then names the
  * file, the server (credentials masked) and the protocol's message. */
-int xfer_load(const struct config *c, struct store *s, const struct task *t,
+int xfer_load(const struct config *c, const struct task *t, const struct xfer_report *r,
 	      volatile sig_atomic_t *stop, char *err, size_t errlen);
 /* Removes what a load left in its staging area (a task that failed
  * because its time ran out, while its stage was kept for a resume). */
@@ -965,17 +991,15 @@ void xfer_abandon(const struct config *c, const struct task *t);
 int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic_t *stop,
 	       char **note, char *err, size_t errlen);
 
-/* The local-filesystem backend behind xfer_load/xfer_purge. `root` is the
+/* The local-filesystem end behind xfer_load/xfer_purge. `root` is the
  * absolute destination root directory, `src` an absolute local path. All
  * access below `root` walks one component at a time without following
  * symbolic links, so nothing is written or removed outside it. */
-int xfer_file_load(const char *src, const char *root, const char *rel, const char *taskid,
-		   volatile sig_atomic_t *stop, char *err, size_t errlen);
-int xfer_file_purge(const char *root, const char *rel, const char *taskid, char **note,
+int xfer_local_purge(const char *root, const char *rel, const char *taskid, char **note,
 		    char *err, size_t errlen);
 
 /* The pieces xfer.c assembles transfers from when one end is local. Every
- * function returns XFER_OK or XFER_FAILED (xfer_file_copy also
+ * function returns XFER_OK or XFER_FAILED (xfer_local_copy also
  * XFER_STOPPED), with err set on failure to a sentence for a task's reason.
  * Paths inside a package ("sub/a.ts") are normalised: no "..", ".", empty
  * segment, or leading or trailing '/'; anything else is refused. */
@@ -983,7 +1007,7 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 /* A local package being assembled below the destination root, under
  * ".NAME.apubid-TASKID.stage" (a directory) or ".NAME.apubid-TASKID.tmp"
  * (a single file) beside its final name. One thread at a time. */
-struct xfer_file_stage;
+struct xfer_local_stage;
 /* Prepares publishing `rel` (normalised relative path) below `root`: walks
  * and creates the parent directories (never through a symbolic link) and,
  * for a directory asset (is_dir), the staging directory. With `resume`, an
@@ -991,15 +1015,15 @@ struct xfer_file_stage;
  * (a retry continues where the last attempt stopped); without, it is
  * removed first. Side names a retry cannot continue in (an interrupted
  * commit's .swap and .old, a stage of the other kind) are always removed.
- * *out is freed by exactly one of xfer_file_stage_close and
- * xfer_file_stage_discard. */
-int xfer_file_stage_open(const char *root, const char *rel, const char *taskid, int is_dir,
-			 int resume, struct xfer_file_stage **out, char *err, size_t errlen);
-/* 1 when xfer_file_stage_open (with resume) found an earlier attempt's
+ * *out is freed by exactly one of xfer_local_stage_close and
+ * xfer_local_stage_discard. */
+int xfer_local_stage_open(const char *root, const char *rel, const char *taskid, int is_dir,
+			 int resume, struct xfer_local_stage **out, char *err, size_t errlen);
+/* 1 when xfer_local_stage_open (with resume) found an earlier attempt's
  * stage to continue in, 0 when the stage is new: then nothing an earlier
  * attempt did is there any more (it was committed, or lost), and every item
  * must be done again. */
-int xfer_file_stage_found(const struct xfer_file_stage *st);
+int xfer_local_stage_found(const struct xfer_local_stage *st);
 /* Opens for writing one file of the asset, creating missing directories
  * inside the stage: `path` is "" for a single-file asset, else the file's
  * relative path inside the package. A symbolic link on the way or at the
@@ -1007,19 +1031,19 @@ int xfer_file_stage_found(const struct xfer_file_stage *st);
  * replaced by a fresh one. The file is not truncated: *size receives its
  * current size, the offset a resumed transfer continues from; the returned
  * fd is positioned at that offset (O_RDWR|O_CLOEXEC, blocking, no
- * O_APPEND). The caller closes the fd after xfer_file_stage_done_file (or
+ * O_APPEND). The caller closes the fd after xfer_local_stage_done_file (or
  * after a failure, without it). */
-int xfer_file_stage_file(struct xfer_file_stage *st, const char *path, int *fd, int64_t *size,
+int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd, int64_t *size,
 			 char *err, size_t errlen);
 /* Truncates an open stage file to `size` and positions the fd there (when
  * a resumed transfer has to start again from 0 or from a known good
  * offset). */
-int xfer_file_stage_truncate(int fd, int64_t size, char *err, size_t errlen);
+int xfer_local_stage_truncate(int fd, int64_t size, char *err, size_t errlen);
 /* fsyncs a finished file (the caller then closes it). */
-int xfer_file_stage_done_file(struct xfer_file_stage *st, int fd, char *err, size_t errlen);
+int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, size_t errlen);
 /* Creates an (empty) directory inside the package, and any missing parent;
  * an existing directory is fine. */
-int xfer_file_stage_mkdir(struct xfer_file_stage *st, const char *path, char *err,
+int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *err,
 			  size_t errlen);
 /* Puts the asset in place: fsyncs the stage's directories (refusing a
  * stage that holds a symbolic link or a special file), renames the stage
@@ -1027,19 +1051,23 @@ int xfer_file_stage_mkdir(struct xfer_file_stage *st, const char *path, char *er
  * moves it to ".NAME.apubid-TASKID.swap" and exchanges it with the
  * existing asset, which is then removed), and fsyncs the parent. After it
  * the stage is gone; a failure before the rename leaves the stage as it
- * was. The handle still needs xfer_file_stage_close or _discard. */
-int xfer_file_stage_commit(struct xfer_file_stage *st, char *err, size_t errlen);
+ * was. The handle still needs xfer_local_stage_close or _discard. */
+int xfer_local_stage_commit(struct xfer_local_stage *st, char *err, size_t errlen);
 /* Removes whatever the stage holds (a permanent failure, or a local copy
  * that will be redone from scratch) and frees the handle; after a
  * successful commit it only frees. Use it instead of
- * xfer_file_stage_close, not before it. NULL is fine. */
-void xfer_file_stage_discard(struct xfer_file_stage *st);
+ * xfer_local_stage_close, not before it. NULL is fine. */
+void xfer_local_stage_discard(struct xfer_local_stage *st);
+/* XFER_FAILED ("source contains the destination: ...") when the local
+ * source directory `src` holds the stage of a directory asset. */
+int xfer_local_stage_check_source(const struct xfer_local_stage *st, const char *src, char *err,
+				 size_t errlen);
 /* Frees the handle (NULL is fine); what the stage holds stays for a later
  * resume. */
-void xfer_file_stage_close(struct xfer_file_stage *st);
+void xfer_local_stage_close(struct xfer_local_stage *st);
 
 /* One file or directory of a local source tree. */
-struct xfer_file_item {
+struct xfer_local_item {
 	char *path;   /* relative to the source, "" for a single-file source */
 	int is_dir;
 	int64_t size; /* 0 for a directory */
@@ -1051,20 +1079,20 @@ struct xfer_file_item {
  * the listing ("source contains a symbolic link: sub/x", "source asset is
  * a symbolic link: /in/x", "source contains a special file: sub/p", "source
  * asset does not exist: /in/x"). *items is malloc'ed (free with
- * xfer_file_free_items); on failure it is NULL and *n 0. */
-int xfer_file_list(const char *src, struct xfer_file_item **items, int *n, char *err,
+ * xfer_local_free_items); on failure it is NULL and *n 0. */
+int xfer_local_list(const char *src, struct xfer_local_item **items, int *n, char *err,
 		   size_t errlen);
-void xfer_file_free_items(struct xfer_file_item *items, int n);
+void xfer_local_free_items(struct xfer_local_item *items, int n);
 /* Opens one source file for reading (path "" for a single-file source),
  * walking from `src` with O_NOFOLLOW on every component; *size = its size.
  * A directory, a symbolic link or a special file is refused. The caller
  * closes *fd. */
-int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *size,
+int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *size,
 			  char *err, size_t errlen);
 /* The version of an open source file (fstat), or with fd < 0 of the file
  * `path` names inside `src` now (lstat: a link there is another file, a
  * missing one is XV_GONE). Returns XFER_OK or XFER_FAILED with err. */
-int xfer_file_version(const char *src, const char *path, int fd, struct xfer_version *v,
+int xfer_local_version(const char *src, const char *path, int fd, struct xfer_version *v,
 		      char *err, size_t errlen);
 /* Copies `len` bytes from `in` at `in_off` to `out` at `out_off` with
  * positional calls (neither descriptor's offset moves), with
@@ -1079,11 +1107,15 @@ int xfer_file_version(const char *src, const char *path, int fd, struct xfer_ver
  * no file (the function only has descriptors): "read error at byte N:
  * ...", "write error at byte N: ...", "the source ended at byte N, M bytes
  * short"; callers add which files. */
-int xfer_file_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+int xfer_local_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
 		   volatile sig_atomic_t *stop, char *err, size_t errlen);
 
 /* ---- xfer_curl.c: remote servers through libcurl ---------------------- */
+/* What differs between protocols (stat, mkdir, rename, remove) is in one
+ * file per protocol behind struct xfer_ops (xfer.h: xfer_ftp.c,
+ * xfer_sftp.c, xfer_dav.c, xfer_http.c); the calls below hand over to the
+ * session's table where they must. */
 
 /* How a remote operation ended; the caller decides on retries. */
 enum xfer_status {
@@ -1117,7 +1149,7 @@ struct xfer_entry {
 };
 
 /* One session with one server: scheme://[user[:password]@]host[:port].
- * The easy handle (and so the connection) is reused across calls. All
+ * The connection is reused across calls (one login per session). All
  * `path` arguments are absolute server paths, raw (not percent-encoded);
  * a directory path ends in '/'. Functions return enum xfer_status; on
  * anything but XS_OK, err holds the protocol's own message with the server

@@ -186,6 +186,7 @@ static const struct config_setting config_settings[] = {
 	{ "transfer", "stall_timeout", config_set_int, F(stall_timeout), 1, 3600, "30", R },
 	{ "transfer", "task_timeout", config_set_int, F(task_timeout), 1, 604800, "3600", R },
 	{ "transfer", "max_per_host", config_set_int, F(max_per_host), 1, 256, "4", 0 },
+	{ "transfer", "parallel", config_set_int, F(parallel), 1, 64, "4", 0 },
 	{ "transfer", "refuse_private_sources", config_set_bool, F(refuse_private_sources), 0, 1,
 	  "no", 0 },
 	{ "transfer", "ca_file", config_set_file, F(ca_file), 0, 0, NULL, 0 },

@@ -228,6 +228,98 @@ static void pool_cancelled(struct store *s, const struct task *t, int64_t starte
 	free(reason);
 }
 
+/* ---- what a load reports (struct xfer_report) --------------------------- */
+
+/* A load's facts go to the store here. The items, versions and files done
+ * are waited for (persist.c) until the store takes them or the worker is
+ * stopped; a failed file's reason and progress are let go when the store
+ * refuses them, except the last progress, which shows every byte of a
+ * finished task. */
+struct pool_report {
+	struct store *s;
+	const char *id;
+	volatile sig_atomic_t *stop;
+};
+
+static int pool_report_items(void *arg, struct item **v, int *n)
+{
+	struct pool_report *p = arg;
+	return store_items(p->s, p->id, v, n);
+}
+
+static int pool_report_set_items(void *arg, const struct item *v, int n)
+{
+	struct pool_report *p = arg;
+	struct persist w = { .task = p->id, .what = "its items" };
+	while (store_set_items(p->s, p->id, v, n) < 0)
+		if (persist_wait(&w, p->stop) < 0)
+			return -1;
+	persist_done(&w);
+	return 0;
+}
+
+static int pool_report_item_version(void *arg, int seq, const char *version)
+{
+	struct pool_report *p = arg;
+	struct persist w = { .task = p->id, .what = "a file's source version" };
+	while (store_item_version(p->s, p->id, seq, version) < 0)
+		if (persist_wait(&w, p->stop) < 0)
+			return -1;
+	persist_done(&w);
+	return 0;
+}
+
+static int pool_report_item_done(void *arg, int seq, int64_t size, const char *sha256)
+{
+	struct pool_report *p = arg;
+	struct persist w = { .task = p->id, .what = "a file done" };
+	while (store_item_done(p->s, p->id, seq, size, sha256) < 0)
+		if (persist_wait(&w, p->stop) < 0)
+			return -1;
+	persist_done(&w);
+	return 0;
+}
+
+static void pool_report_item_failed(void *arg, int seq, const char *error)
+{
+	struct pool_report *p = arg;
+	struct persist w = { .task = p->id, .what = "a file failed" };
+	while (store_item_failed(p->s, p->id, seq, error) < 0)
+		if (persist_wait(&w, p->stop) < 0)
+			return;
+	persist_done(&w);
+}
+
+static void pool_report_progress(void *arg, int64_t bytes, int last)
+{
+	struct pool_report *p = arg;
+	if (!last) {
+		store_progress(p->s, p->id, bytes);
+		return;
+	}
+	struct persist w = { .task = p->id, .what = "its progress" };
+	while (store_progress(p->s, p->id, bytes) < 0)
+		if (persist_wait(&w, p->stop) < 0)
+			return;
+	persist_done(&w);
+}
+
+static int pool_load(struct pool_worker *w, struct store *s, const struct task *t, char *err,
+		     size_t errlen)
+{
+	struct pool_report pr = { .s = s, .id = t->id, .stop = &w->stop };
+	const struct xfer_report r = {
+		.arg = &pr,
+		.items = pool_report_items,
+		.set_items = pool_report_set_items,
+		.item_version = pool_report_item_version,
+		.item_done = pool_report_item_done,
+		.item_failed = pool_report_item_failed,
+		.progress = pool_report_progress,
+	};
+	return xfer_load(pool_cfg, t, &r, &w->stop, err, errlen);
+}
+
 static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 {
 	char err[2048] = "";
@@ -251,7 +343,7 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 		rc = XFER_FAILED;
 		log_info("task %s: failed by rule %s", t->id, t->rule ? t->rule : "?");
 	} else if (t->kind == TASK_LOAD)
-		rc = xfer_load(pool_cfg, s, t, &w->stop, err, sizeof err);
+		rc = pool_load(w, s, t, err, sizeof err);
 	else if (t->kind == TASK_PURGE)
 		rc = xfer_purge(pool_cfg, t, &w->stop, &note, err, sizeof err);
 	else {

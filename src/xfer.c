@@ -1,7 +1,7 @@
 /*
  * xfer.c - carrying out a task: the orchestration of a load or a purge over
  * two ends, a source and a destination, each either a local path
- * (xfer_file.c) or a server reached through libcurl (xfer_curl.c).
+ * (xfer_local.c) or a server reached through libcurl (xfer_curl.c).
  *
  * A load runs in four steps, each safe to repeat, so that a task retried
  * after a transient error, or resumed after a crash or a shutdown,
@@ -45,12 +45,11 @@
  * SFTP times count whole seconds, so a same-size rewrite within the
  * second a copy starts is not seen there.
  *
- * The task's items are recorded as they change, and a store that cannot
- * take the write (a full disk) holds the job up rather than failing it
- * (persist.c): the worker tries again until the write goes through or its
- * stop flag is raised, which ends the job as stopped. Progress is only
- * written now and then, and such a write that fails is let go; the last
- * one, once the asset is in place, is tried again like the items.
+ * The task's items are reported as they change through the worker's
+ * struct xfer_report: the worker owns the task store and decides how hard
+ * to try (a store that cannot take a write holds the job up rather than
+ * failing it, persist.c); a report it could not record before being
+ * stopped ends the job as stopped. Progress is reported now and then.
  *
  * Between two servers (remote to remote) a file passes through a spool
  * file beside the store, so memory never grows with file size and both
@@ -61,7 +60,7 @@
  * sessions to one server across all workers; a task takes the slots of
  * both its ends at once, so two tasks can never wait on each other.
  */
-#include "apubid.h"
+#include "xfer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -144,6 +143,28 @@ static int xfer_hosts_acquire(const char *a, const char *b, int limit,
 	}
 }
 
+/* Takes one more slot for each key, at once or not at all: 0, or -1 when
+ * a server is at its limit. */
+static int xfer_hosts_try(const char *a, const char *b, int limit)
+{
+	int rc = -1;
+	pthread_mutex_lock(&xfer_hosts_lock);
+	int ia = a ? xfer_host_index(a, 1) : -1;
+	int ib = b ? xfer_host_index(b, 1) : -1;
+	int same = ia >= 0 && ia == ib;
+	if ((!a || ia >= 0) && (!b || ib >= 0) &&
+	    (same ? xfer_hosts[ia].used + 2 <= limit
+		  : (!a || xfer_hosts[ia].used < limit) && (!b || xfer_hosts[ib].used < limit))) {
+		if (a)
+			xfer_hosts[ia].used++;
+		if (b)
+			xfer_hosts[ib].used++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&xfer_hosts_lock);
+	return rc;
+}
+
 static void xfer_hosts_release(const char *a, const char *b)
 {
 	pthread_mutex_lock(&xfer_hosts_lock);
@@ -166,6 +187,7 @@ struct xfer_end {
 	char *show;    /* the session or path, credentials masked, for messages */
 	char *key;     /* scheme://host:port, for the per-host limit */
 	char *scheme;
+	const struct xfer_ops *ops; /* the protocol's (remote ends) */
 	struct xfer_curl *x;
 };
 
@@ -207,8 +229,20 @@ static void xfer_find_credentials(const struct config *c, const struct url *u, c
 	}
 }
 
+/* The table of a protocol by scheme; an http(s) server is read as a
+ * plain HTTP origin and written as a WebDAV root. */
+static const struct xfer_ops *xfer_ops_of(const char *scheme, int is_source)
+{
+	if (strcmp(scheme, "ftp") == 0 || strcmp(scheme, "ftps") == 0)
+		return &xfer_ftp_ops;
+	if (strcmp(scheme, "sftp") == 0)
+		return &xfer_sftp_ops;
+	return is_source ? &xfer_http_ops : &xfer_dav_ops;
+}
+
 /* Fills a remote end from a parsed URL. */
-static void xfer_end_remote(const struct config *c, struct xfer_end *e, const struct url *u)
+static void xfer_end_remote(const struct config *c, struct xfer_end *e, const struct url *u,
+			    int is_source)
 {
 	char *user, *password;
 	xfer_find_credentials(c, u, &user, &password);
@@ -224,6 +258,7 @@ static void xfer_end_remote(const struct config *c, struct xfer_end *e, const st
 	}
 	e->remote = 1;
 	e->scheme = util_strdup(u->scheme);
+	e->ops = xfer_ops_of(u->scheme, is_source);
 	e->session = util_printf("%s://%s%s%s%s:%d/", u->scheme, auth ? auth : "", v6 ? "[" : "",
 				 u->host, v6 ? "]" : "", port);
 	e->key = util_printf("%s://%s%s%s:%d", u->scheme, v6 ? "[" : "", u->host, v6 ? "]" : "",
@@ -258,7 +293,7 @@ static int xfer_source_end(const struct config *c, const char *source, struct xf
 		if (strcmp(u.scheme, "file") == 0) {
 			e->path = util_strdup(u.path);
 		} else {
-			xfer_end_remote(c, e, &u);
+			xfer_end_remote(c, e, &u, 1);
 			e->path = util_strdup(u.path);
 		}
 		url_free(&u);
@@ -282,7 +317,7 @@ static int xfer_dest_end(const struct config *c, struct xfer_end *e, char *err, 
 	struct url u;
 	if (url_parse(c->dest_root_auth ? c->dest_root_auth : c->dest_root, &u, err, errlen) < 0)
 		return -1;
-	xfer_end_remote(c, e, &u);
+	xfer_end_remote(c, e, &u, 0);
 	e->path = util_strdup(u.path);
 	xfer_strip_slashes(e->path);
 	url_free(&u);
@@ -308,6 +343,54 @@ static int xfer_end_open(const struct config *c, struct xfer_end *e, volatile si
 	return e->x ? XS_OK : XS_PERMANENT;
 }
 
+/* The operations of a remote end, through its protocol's table; every
+ * path is checked first (absolute, no control character). */
+static int xfer_end_stat(struct xfer_end *e, const char *path, int *is_dir, int64_t *size,
+			 char *err, size_t errlen)
+{
+	*is_dir = 0;
+	*size = -1;
+	int rc = xfer_curl_check_path(e->x, path, err, errlen);
+	return rc != XS_OK ? rc : e->ops->stat(e->x, path, is_dir, size, err, errlen);
+}
+
+static int xfer_end_size(struct xfer_end *e, const char *path, int64_t *size, char *err,
+			 size_t errlen)
+{
+	int is_dir = 0;
+	int rc = xfer_end_stat(e, path, &is_dir, size, err, errlen);
+	if (rc == XS_OK && is_dir) {
+		*size = -1;
+		return xfer_curl_fail(e->x, XS_PERMANENT, path, err, errlen,
+				      "is a directory, not a file");
+	}
+	return rc;
+}
+
+static int xfer_end_mkdir(struct xfer_end *e, const char *dir, char *err, size_t errlen)
+{
+	int rc = xfer_curl_check_path(e->x, dir, err, errlen);
+	return rc != XS_OK ? rc : e->ops->mkdir(e->x, dir, err, errlen);
+}
+
+static int xfer_end_rename(struct xfer_end *e, const char *from, const char *to, char *err,
+			   size_t errlen)
+{
+	int rc = xfer_curl_check_path(e->x, from, err, errlen);
+	if (rc == XS_OK)
+		rc = xfer_curl_check_path(e->x, to, err, errlen);
+	if (rc != XS_OK || strcmp(from, to) == 0)
+		return rc;
+	return e->ops->rename(e->x, from, to, err, errlen);
+}
+
+static int xfer_end_remove(struct xfer_end *e, const char *path, int is_dir, char *err,
+			   size_t errlen)
+{
+	int rc = xfer_curl_check_path(e->x, path, err, errlen);
+	return rc != XS_OK ? rc : e->ops->remove(e->x, path, is_dir, err, errlen);
+}
+
 /* "/a/b" + "c/d" -> "/a/b/c/d"; an empty part adds nothing. */
 static char *xfer_join(const char *a, const char *b)
 {
@@ -320,9 +403,21 @@ static char *xfer_join(const char *a, const char *b)
 
 /* ---- the job ----------------------------------------------------------- */
 
+/* What the lanes of one load share (see xfer_copy_files). */
+struct xfer_shared {
+	pthread_mutex_t lock;
+	pthread_mutex_t stage_lock;  /* a local stage's calls, which keep a list */
+	int next, end;               /* items [next, end) still to hand out */
+	int rc;                      /* the first failure, XS_OK while none */
+	char err[2048];              /* and its reason */
+	int64_t bytes;               /* bytes of the items done */
+	const struct xfer_report *real;
+	struct xfer_report locked;   /* `real`, one call at a time */
+};
+
 struct xfer_job {
 	const struct config *c;
-	struct store *s;
+	const struct xfer_report *r;
 	const struct task *t;
 	volatile sig_atomic_t *stop;
 	struct xfer_end src, dst;
@@ -331,13 +426,14 @@ struct xfer_job {
 	/* Destination paths (remote: server paths; local: relative to the stage). */
 	char *final;    /* the asset's final server path (remote) */
 	char *stage;    /* stage directory or temporary file (remote) */
-	struct xfer_file_stage *lstage; /* local destination */
+	struct xfer_local_stage *lstage; /* local destination */
 	char *spool;    /* spool directory for remote-to-remote */
 	/* Progress. */
-	int64_t bytes_base; /* bytes of items done */
+	struct xfer_shared *sh;
 	int64_t bytes_cur;  /* bytes of the current item */
 	int64_t last_progress;
 	EVP_MD_CTX *md;
+	int fresh; /* planned by this attempt: nothing staged before counts */
 	char *err;
 	size_t errlen;
 };
@@ -400,6 +496,11 @@ static void xfer_add_item(struct item **v, int *n, int *cap, const char *path, i
 /* Lists a remote directory tree, breadth first. */
 static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *cap)
 {
+	if (!(j->src.ops->caps & XFER_CAN_LIST)) {
+		snprintf(j->err, j->errlen, "%s%s/: directory listing is not supported over %s",
+			 j->src.show, j->src.path, j->src.ops->name);
+		return XS_PERMANENT;
+	}
 	char **queue = util_calloc(1, sizeof *queue);
 	int qlen = 1, qhead = 0, rc = XS_OK;
 	queue[0] = util_strdup("");
@@ -409,7 +510,7 @@ static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *ca
 		char *dir = util_printf("%s/", abs);
 		struct xfer_entry *e = NULL;
 		int ne = 0;
-		rc = xfer_curl_list(j->src.x, dir, &e, &ne, j->err, j->errlen);
+		rc = j->src.ops->list(j->src.x, dir, &e, &ne, j->err, j->errlen);
 		for (int i = 0; rc == XS_OK && i < ne; i++) {
 			char *path = *rel ? util_printf("%s/%s", rel, e[i].name) : util_strdup(e[i].name);
 			xfer_add_item(v, n, cap, path, e[i].is_dir, e[i].is_dir ? -1 : e[i].size);
@@ -431,45 +532,86 @@ static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *ca
 	return rc;
 }
 
-/* Replaces the task's items in the store, trying again until the store
- * takes them: XS_OK, or XS_STOPPED when the job's stop flag was raised. */
+/* The items of a package its source's planner lists (struct xfer_ops
+ * plan): each file, and before it every directory its path implies. */
+static int xfer_plan_package(struct xfer_job *j, const char *manifest, struct item **v, int *n,
+			     int *cap)
+{
+	struct xfer_entry *e = NULL;
+	int ne = 0;
+	int rc = j->src.ops->plan(j->src.x, manifest, &e, &ne, j->err, j->errlen);
+	for (int i = 0; rc == XS_OK && i < ne; i++) {
+		for (const char *p = strchr(e[i].name, '/'); p; p = strchr(p + 1, '/')) {
+			char *dir = util_strndup(e[i].name, (size_t)(p - e[i].name));
+			int seen = 0;
+			for (int k = 0; k < *n && !seen; k++)
+				seen = (*v)[k].is_dir && strcmp((*v)[k].path, dir) == 0;
+			if (!seen)
+				xfer_add_item(v, n, cap, dir, 1, -1);
+			free(dir);
+		}
+		xfer_add_item(v, n, cap, e[i].name, 0, e[i].size);
+	}
+	xfer_curl_free_entries(e, ne);
+	return rc;
+}
+
+/* Replaces the task's items: XS_OK once the worker recorded them, or
+ * XS_STOPPED when it is being stopped first. */
 static int xfer_record_items(struct xfer_job *j, const struct item *v, int n)
 {
-	struct persist p = { .task = j->t->id, .what = "its items" };
-	while (store_set_items(j->s, j->t->id, v, n) < 0)
-		if (persist_wait(&p, j->stop) < 0) {
-			snprintf(j->err, j->errlen, "stopped while the task's items could not be recorded");
-			return XS_STOPPED;
-		}
-	persist_done(&p);
+	if (j->r->set_items(j->r->arg, v, n) < 0) {
+		snprintf(j->err, j->errlen, "stopped while the task's items could not be recorded");
+		return XS_STOPPED;
+	}
 	return XS_OK;
 }
 
 /* Step 1: the items of the task, from the store or from a fresh listing. */
 static int xfer_plan(struct xfer_job *j)
 {
-	if (store_items(j->s, j->t->id, &j->items, &j->nitems) < 0) {
+	/* A package a planner names (an HTTP source naming its manifest, with
+	 * a directory as DestinationAsset) is fetched from the manifest's
+	 * directory, on every attempt. */
+	char *manifest = NULL;
+	if (j->src.remote && j->t->dest_is_dir && !(j->src.ops->caps & XFER_CAN_LIST) &&
+	    j->src.ops->plan) {
+		manifest = util_strdup(j->src.path);
+		char *slash = strrchr(j->src.path, '/');
+		if (slash)
+			slash[slash == j->src.path ? 1 : 0] = '\0';
+	}
+	if (j->r->items(j->r->arg, &j->items, &j->nitems) < 0) {
 		snprintf(j->err, j->errlen, "internal error: the task's items cannot be read");
+		free(manifest);
 		return XS_TRANSIENT;
 	}
-	if (j->nitems > 0)
+	if (j->nitems > 0) {
+		free(manifest);
 		return XS_OK;
+	}
+	item_free_all(j->items, 0);
+	j->items = NULL;
+	j->fresh = 1;
 	struct item *v = NULL;
 	int n = 0, cap = 0, rc = XS_OK;
-	if (!j->src.remote) {
-		struct xfer_file_item *fi = NULL;
+	if (manifest) {
+		rc = xfer_plan_package(j, manifest, &v, &n, &cap);
+		free(manifest);
+	} else if (!j->src.remote) {
+		struct xfer_local_item *fi = NULL;
 		int nf = 0;
-		if (xfer_file_list(j->src.path, &fi, &nf, j->err, j->errlen) < 0)
+		if (xfer_local_list(j->src.path, &fi, &nf, j->err, j->errlen) < 0)
 			return access(j->src.path, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
 		for (int i = 0; i < nf; i++)
 			xfer_add_item(&v, &n, &cap, fi[i].path, fi[i].is_dir, fi[i].size);
-		xfer_file_free_items(fi, nf);
+		xfer_local_free_items(fi, nf);
 	} else if (j->t->dest_is_dir) {
 		rc = xfer_list_remote(j, &v, &n, &cap);
 	} else {
 		int is_dir = 0;
 		int64_t size = -1;
-		rc = xfer_curl_stat(j->src.x, j->src.path, &is_dir, &size, j->err, j->errlen);
+		rc = xfer_end_stat(&j->src, j->src.path, &is_dir, &size, j->err, j->errlen);
 		if (rc == XS_OK && is_dir) {
 			snprintf(j->err, j->errlen,
 				 "source %s%s is a directory: name it with a trailing '/'", j->src.show,
@@ -522,10 +664,15 @@ static int xfer_stage(struct xfer_job *j)
 {
 	int is_dir = j->t->dest_is_dir;
 	if (!j->dst.remote) {
-		if (xfer_file_stage_open(j->dst.path, j->t->dest_path, j->t->id, is_dir, 1,
+		/* A stage is continued only by the attempt after the one that
+		 * recorded the plan it was filled from. */
+		if (xfer_local_stage_open(j->dst.path, j->t->dest_path, j->t->id, is_dir, !j->fresh,
 					 &j->lstage, j->err, j->errlen) < 0)
 			return XS_PERMANENT;
-		return xfer_file_stage_found(j->lstage) ? XS_OK : xfer_forget_done(j);
+		if (!j->src.remote && xfer_local_stage_check_source(j->lstage, j->src.path, j->err,
+								   j->errlen) < 0)
+			return XS_PERMANENT;
+		return xfer_local_stage_found(j->lstage) ? XS_OK : xfer_forget_done(j);
 	}
 	j->final = xfer_join(j->dst.path, j->t->dest_path);
 	j->stage = xfer_side_name(j->final, j->t->id, is_dir ? "stage" : "tmp");
@@ -535,19 +682,24 @@ static int xfer_stage(struct xfer_job *j)
 		char *part = util_strndup(rel, (size_t)(p - rel));
 		char *dir = xfer_join(j->dst.path, part);
 		char *d = util_printf("%s/", dir);
-		int rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		int rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
 		free(part);
 		free(dir);
 		free(d);
 		if (rc != XS_OK)
 			return rc;
 	}
-	int found_dir = 0, rc;
+	/* Only a resume looks for what an earlier attempt staged: a first
+	 * attempt sends no probe (on FTP a probe for a missing name costs the
+	 * control connection), and uploads over whatever an attempt that
+	 * recorded nothing may have left. */
+	int found_dir = 0, rc = XS_NOTFOUND;
 	int64_t size;
-	rc = xfer_curl_stat(j->dst.x, j->stage, &found_dir, &size, j->err, j->errlen);
+	if (!j->fresh)
+		rc = xfer_end_stat(&j->dst, j->stage, &found_dir, &size, j->err, j->errlen);
 	if (rc == XS_NOTFOUND || (rc == XS_OK && found_dir != is_dir)) {
 		if (rc == XS_OK)
-			xfer_curl_remove(j->dst.x, j->stage, found_dir, j->err, j->errlen);
+			xfer_end_remove(&j->dst, j->stage, found_dir, j->err, j->errlen);
 		if ((rc = xfer_forget_done(j)) != XS_OK)
 			return rc;
 	} else if (rc != XS_OK) {
@@ -555,7 +707,7 @@ static int xfer_stage(struct xfer_job *j)
 	}
 	if (is_dir) {
 		char *d = util_printf("%s/", j->stage);
-		rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
 		free(d);
 		return rc;
 	}
@@ -571,7 +723,8 @@ static int xfer_on_data(void *arg, const char *buf, size_t n)
 	int64_t now = util_mono_ms();
 	if (now - j->last_progress >= XFER_PROGRESS_EVERY_MS) {
 		j->last_progress = now;
-		store_progress(j->s, j->t->id, j->bytes_base + j->bytes_cur);
+		j->r->progress(j->r->arg,
+			       __atomic_load_n(&j->sh->bytes, __ATOMIC_RELAXED) + j->bytes_cur, 0);
 	}
 	return 0;
 }
@@ -721,11 +874,11 @@ static int xfer_source_version(struct xfer_job *j, const struct item *it, int in
 			       struct xfer_version *v)
 {
 	if (!j->src.remote)
-		return xfer_file_version(j->src.path, it->path, in, v, j->err, j->errlen) == XFER_OK
+		return xfer_local_version(j->src.path, it->path, in, v, j->err, j->errlen) == XFER_OK
 			       ? XS_OK
 			       : XS_PERMANENT;
 	char *src = xfer_join(j->src.path, it->path);
-	int rc = xfer_curl_version(j->src.x, src, v, j->err, j->errlen);
+	int rc = j->src.ops->version(j->src.x, src, v, j->err, j->errlen);
 	free(src);
 	return rc;
 }
@@ -763,15 +916,12 @@ static int xfer_version_start(struct xfer_job *j, struct item *it, const struct 
 		log_info("task %s: the source of %s is not the version an earlier attempt "
 			 "copied from: starting it again from its first byte",
 			 j->t->id, *it->path ? it->path : "the file");
-	struct persist p = { .task = j->t->id, .what = "a file's source version" };
-	while (store_item_version(j->s, j->t->id, it->seq, text) < 0)
-		if (persist_wait(&p, j->stop) < 0) {
-			free(text);
-			snprintf(j->err, j->errlen,
-				 "stopped while a file's source version could not be recorded");
-			return XS_STOPPED;
-		}
-	persist_done(&p);
+	if (j->r->item_version(j->r->arg, it->seq, text) < 0) {
+		free(text);
+		snprintf(j->err, j->errlen,
+			 "stopped while a file's source version could not be recorded");
+		return XS_STOPPED;
+	}
 	free(it->version);
 	it->version = text;
 	return XS_OK;
@@ -862,11 +1012,14 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 	int out = -1, in = -1, rc, keep = 0;
 	int64_t have = 0, size = it->size;
 	struct xfer_version before;
-	if (xfer_file_stage_file(j->lstage, it->path, &out, &have, j->err, j->errlen) < 0)
+	pthread_mutex_lock(&j->sh->stage_lock);
+	int opened = xfer_local_stage_file(j->lstage, it->path, &out, &have, j->err, j->errlen);
+	pthread_mutex_unlock(&j->sh->stage_lock);
+	if (opened < 0)
 		return XS_PERMANENT;
 	char *src = xfer_join(j->src.path, it->path);
 	if (!j->src.remote) {
-		if (xfer_file_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
+		if (xfer_local_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
 			rc = access(src, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
 			goto out;
 		}
@@ -878,7 +1031,7 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		size = before.size;
 	if (!keep || (size >= 0 && have > size))
 		have = 0;
-	if (have == 0 && xfer_file_stage_truncate(out, 0, j->err, j->errlen) < 0) {
+	if (have == 0 && xfer_local_stage_truncate(out, 0, j->err, j->errlen) < 0) {
 		rc = XS_PERMANENT;
 		goto out;
 	}
@@ -888,11 +1041,11 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 	}
 	j->bytes_cur = have;
 	if (!j->src.remote) {
-		int r = xfer_file_copy(in, have, out, have, size - have, xfer_on_data, j, j->stop,
+		int r = xfer_local_copy(in, have, out, have, size - have, xfer_on_data, j, j->stop,
 				       j->err, j->errlen);
 		rc = r == XFER_OK ? XS_OK : r == XFER_STOPPED ? XS_STOPPED : XS_PERMANENT;
 	} else {
-		rc = xfer_curl_get(j->src.x, src, out, have, &before, xfer_on_data, j, j->err,
+		rc = j->src.ops->get(j->src.x, src, out, have, &before, xfer_on_data, j, j->err,
 				   j->errlen);
 		if (rc == XS_CHANGED)
 			rc = xfer_changed(j, it, j->err);
@@ -908,8 +1061,12 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 			*size_out = st.st_size;
 		}
 	}
-	if (rc == XS_OK && xfer_file_stage_done_file(j->lstage, out, j->err, j->errlen) < 0)
-		rc = XS_PERMANENT;
+	if (rc == XS_OK) {
+		pthread_mutex_lock(&j->sh->stage_lock);
+		if (xfer_local_stage_done_file(j->lstage, out, j->err, j->errlen) < 0)
+			rc = XS_PERMANENT;
+		pthread_mutex_unlock(&j->sh->stage_lock);
+	}
 	/* A local source is asked again even after a failed copy: a read
 	 * that ended early is what a source cut during the copy looks like.
 	 * A server is asked only after a copy that went through: after a
@@ -918,7 +1075,7 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		rc = xfer_version_after(j, it, in, &before, rc);
 	if (rc == XS_CHANGED) {
 		char e[256];
-		xfer_file_stage_truncate(out, 0, e, sizeof e);
+		xfer_local_stage_truncate(out, 0, e, sizeof e);
 	}
 out:
 	if (in >= 0)
@@ -934,27 +1091,20 @@ out:
 static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *target, int fresh)
 {
 	int64_t have = 0;
-	int resumable = strcmp(j->dst.scheme, "http") != 0 && strcmp(j->dst.scheme, "https") != 0;
+	int resumable = (j->dst.ops->caps & XFER_PUT_RESUMES) != 0;
 	if (resumable && !fresh) {
 		int64_t rsize = 0;
-		if (xfer_curl_size(j->dst.x, target, &rsize, j->err, j->errlen) == XS_OK &&
+		if (xfer_end_size(&j->dst, target, &rsize, j->err, j->errlen) == XS_OK &&
 		    rsize > 0 && rsize <= size)
 			have = rsize;
 	}
 	if (xfer_hash_prefix(j, in, have) < 0)
 		return XS_PERMANENT;
 	j->bytes_cur = have;
-	int rc = xfer_curl_put(j->dst.x, target, in, have, size, xfer_on_data, j, j->err,
-			       j->errlen);
-	if (rc != XS_OK)
-		return rc;
-	int64_t rsize = -1;
-	rc = xfer_curl_size(j->dst.x, target, &rsize, j->err, j->errlen);
-	if (rc == XS_NOTFOUND)
-		rc = XS_TRANSIENT;
-	if (rc != XS_OK)
-		return rc;
-	return xfer_size_check(j, rsize, size, j->dst.show);
+	/* The upload counts what it sends and fails short of `size`; what the
+	 * server kept is checked once for the whole stage (xfer_verify). */
+	return j->dst.ops->put(j->dst.x, target, in, have, size, xfer_on_data, j, j->err,
+			     j->errlen);
 }
 
 /* Copies one file to a remote stage, from a local source, or from a
@@ -969,7 +1119,7 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 	char *spool = NULL;
 	struct xfer_version before;
 	if (!j->src.remote) {
-		if (xfer_file_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
+		if (xfer_local_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
 			char *src = xfer_join(j->src.path, it->path);
 			rc = access(src, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
 			free(src);
@@ -1010,7 +1160,7 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 	char *src = xfer_join(j->src.path, it->path);
 	rc = lseek(in, have, SEEK_SET) < 0
 		     ? XS_PERMANENT
-		     : xfer_curl_get(j->src.x, src, in, have, &before, xfer_on_data, j, j->err,
+		     : j->src.ops->get(j->src.x, src, in, have, &before, xfer_on_data, j, j->err,
 				     j->errlen);
 	free(src);
 	EVP_MD_CTX_free(j->md);
@@ -1048,12 +1198,12 @@ static int xfer_item(struct xfer_job *j, struct item *it)
 {
 	if (it->is_dir) {
 		if (!j->dst.remote)
-			return xfer_file_stage_mkdir(j->lstage, it->path, j->err, j->errlen) < 0
+			return xfer_local_stage_mkdir(j->lstage, it->path, j->err, j->errlen) < 0
 				       ? XS_PERMANENT
 				       : XS_OK;
 		char *dir = xfer_join(j->stage, it->path);
 		char *d = util_printf("%s/", dir);
-		int rc = xfer_curl_mkdir(j->dst.x, d, j->err, j->errlen);
+		int rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
 		free(dir);
 		free(d);
 		return rc;
@@ -1071,19 +1221,17 @@ static int xfer_item(struct xfer_job *j, struct item *it)
 	if (rc == XS_OK) {
 		char hex[65] = "";
 		xfer_digest_hex(j, hex);
-		struct persist p = { .task = j->t->id, .what = "a file done" };
-		while (rc == XS_OK && store_item_done(j->s, j->t->id, it->seq, size, hex) < 0)
-			if (persist_wait(&p, j->stop) < 0) {
-				/* The file is in the stage; the next attempt does it
-				 * again. */
-				snprintf(j->err, j->errlen, "stopped while a file done could not be recorded");
-				rc = XS_STOPPED;
-			}
+		if (j->r->item_done(j->r->arg, it->seq, size, hex) < 0) {
+			/* The file is in the stage; the next attempt does it
+			 * again. */
+			snprintf(j->err, j->errlen, "stopped while a file done could not be recorded");
+			rc = XS_STOPPED;
+		}
 		if (rc == XS_OK) {
-			persist_done(&p);
 			it->state = ITEM_DONE;
+			it->size = size;
 			metrics_file(size);
-			j->bytes_base += size;
+			__atomic_add_fetch(&j->sh->bytes, size, __ATOMIC_RELAXED);
 			j->bytes_cur = 0;
 		}
 	}
@@ -1092,34 +1240,321 @@ static int xfer_item(struct xfer_job *j, struct item *it)
 	return rc;
 }
 
+/* ---- step 3: the copy, several files at once ---------------------------- */
+
+/* The worker's report, one call at a time whichever lane makes it. */
+static int xfer_locked_items(void *arg, struct item **v, int *n)
+{
+	struct xfer_shared *sh = arg;
+	pthread_mutex_lock(&sh->lock);
+	int rc = sh->real->items(sh->real->arg, v, n);
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+static int xfer_locked_set_items(void *arg, const struct item *v, int n)
+{
+	struct xfer_shared *sh = arg;
+	pthread_mutex_lock(&sh->lock);
+	int rc = sh->real->set_items(sh->real->arg, v, n);
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+static int xfer_locked_item_version(void *arg, int seq, const char *version)
+{
+	struct xfer_shared *sh = arg;
+	pthread_mutex_lock(&sh->lock);
+	int rc = sh->real->item_version(sh->real->arg, seq, version);
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+static int xfer_locked_item_done(void *arg, int seq, int64_t size, const char *sha256)
+{
+	struct xfer_shared *sh = arg;
+	pthread_mutex_lock(&sh->lock);
+	int rc = sh->real->item_done(sh->real->arg, seq, size, sha256);
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+static void xfer_locked_item_failed(void *arg, int seq, const char *error)
+{
+	struct xfer_shared *sh = arg;
+	pthread_mutex_lock(&sh->lock);
+	sh->real->item_failed(sh->real->arg, seq, error);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+static void xfer_locked_progress(void *arg, int64_t bytes, int last)
+{
+	struct xfer_shared *sh = arg;
+	pthread_mutex_lock(&sh->lock);
+	sh->real->progress(sh->real->arg, bytes, last);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+/* Copies items [sh->next, sh->end) that are not done yet, taking them one
+ * at a time, until they run out, the stop flag is raised or a lane
+ * fails; the first failure (and its reason) is kept in sh. */
+static void xfer_lane_run(struct xfer_job *j)
+{
+	struct xfer_shared *sh = j->sh;
+	for (;;) {
+		pthread_mutex_lock(&sh->lock);
+		int i = sh->rc == XS_OK && sh->next < sh->end ? sh->next++ : -1;
+		pthread_mutex_unlock(&sh->lock);
+		if (i < 0)
+			return;
+		struct item *it = &j->items[i];
+		if (it->state == ITEM_DONE)
+			continue;
+		int rc = *j->stop ? XS_STOPPED : xfer_item(j, it);
+		if (rc == XS_OK)
+			continue;
+		if (rc != XS_STOPPED) {
+			if (rc == XS_NOTFOUND)
+				rc = XS_PERMANENT;
+			/* A changed source's reason names its file already. */
+			if (rc != XS_CHANGED)
+				xfer_blame(j, it);
+			j->r->item_failed(j->r->arg, it->seq, j->err);
+		}
+		pthread_mutex_lock(&sh->lock);
+		if (sh->rc == XS_OK) {
+			sh->rc = rc;
+			snprintf(sh->err, sizeof sh->err, "%s", j->err);
+		}
+		pthread_mutex_unlock(&sh->lock);
+		return;
+	}
+}
+
+/* One extra lane: its own connections (one session per remote end, kept
+ * for all the files it copies), its own digest and messages; the items,
+ * the stage and the report are shared. */
+struct xfer_lane {
+	struct xfer_job j;
+	pthread_t thread;
+	int started;
+	char err[2048];
+};
+
+static void *xfer_lane_main(void *arg)
+{
+	struct xfer_lane *l = arg;
+	char why[512];
+	int rc = xfer_end_open(l->j.c, &l->j.src, l->j.stop, 1, why, sizeof why);
+	if (rc == XS_OK)
+		rc = xfer_end_open(l->j.c, &l->j.dst, l->j.stop, 0, why, sizeof why);
+	/* A lane that cannot connect leaves its files to the others. */
+	if (rc == XS_OK)
+		xfer_lane_run(&l->j);
+	else
+		log_debug("task %s: a parallel connection failed: %s", l->j.t->id, why);
+	return NULL;
+}
+
+/* The session of an end copied for a lane: the same server and paths, no
+ * connection yet. */
+static void xfer_end_share(struct xfer_end *to, const struct xfer_end *from)
+{
+	*to = *from;
+	to->x = NULL;
+}
+
+static void xfer_end_unshare(struct xfer_end *e)
+{
+	if (e->x)
+		xfer_curl_close(e->x);
+	e->x = NULL;
+}
+
+/* Copies items [from, to) with up to `lanes` files in flight: this thread
+ * is one lane, each other lane a thread with its own connections, started
+ * only when every server involved has a connection to spare within
+ * max_per_host (a lane never waits for one, so tasks cannot wait on each
+ * other). */
+static int xfer_copy_range(struct xfer_job *j, int from, int to, int lanes)
+{
+	struct xfer_shared *sh = j->sh;
+	int todo = 0;
+	for (int i = from; i < to; i++)
+		todo += j->items[i].state != ITEM_DONE;
+	if (lanes > todo)
+		lanes = todo;
+	sh->next = from;
+	sh->end = to;
+	sh->rc = XS_OK;
+	struct xfer_lane *extra = lanes > 1 ? util_calloc((size_t)lanes - 1, sizeof *extra) : NULL;
+	int nextra = 0;
+	for (int k = 0; k + 1 < lanes; k++) {
+		if (xfer_hosts_try(j->src.key, j->dst.key, j->c->max_per_host) < 0)
+			break;
+		struct xfer_lane *l = &extra[nextra];
+		l->j = *j;
+		xfer_end_share(&l->j.src, &j->src);
+		xfer_end_share(&l->j.dst, &j->dst);
+		l->j.md = NULL;
+		l->j.bytes_cur = 0;
+		l->j.err = l->err;
+		l->j.errlen = sizeof l->err;
+		if (pthread_create(&l->thread, NULL, xfer_lane_main, l) != 0) {
+			xfer_hosts_release(j->src.key, j->dst.key);
+			break;
+		}
+		l->started = 1;
+		nextra++;
+	}
+	xfer_lane_run(j);
+	for (int k = 0; k < nextra; k++) {
+		pthread_join(extra[k].thread, NULL);
+		xfer_end_unshare(&extra[k].j.src);
+		xfer_end_unshare(&extra[k].j.dst);
+		xfer_hosts_release(j->src.key, j->dst.key);
+	}
+	free(extra);
+	if (sh->rc != XS_OK)
+		snprintf(j->err, j->errlen, "%s", sh->err);
+	return sh->rc;
+}
+
+/* Step 3: directories first, one at a time and shallow first, so that a
+ * file's directory is there before it; then the media files, `parallel`
+ * at a time; then the manifests one at a time, deepest first, so that a
+ * player never finds a manifest whose segments or variant playlists are
+ * not there yet (xfer_item_cmp). */
+static int xfer_copy(struct xfer_job *j)
+{
+	j->sh->locked = (struct xfer_report){
+		.arg = j->sh,
+		.items = xfer_locked_items,
+		.set_items = xfer_locked_set_items,
+		.item_version = xfer_locked_item_version,
+		.item_done = xfer_locked_item_done,
+		.item_failed = xfer_locked_item_failed,
+		.progress = xfer_locked_progress,
+	};
+	const struct xfer_report *own = j->r;
+	j->r = &j->sh->locked;
+	int files = 0, manifests = j->nitems;
+	while (files < j->nitems && xfer_item_rank(&j->items[files]) == 0)
+		files++;
+	while (manifests > files && xfer_item_rank(&j->items[manifests - 1]) == 2)
+		manifests--;
+	int parallel = j->c->parallel > 0 ? j->c->parallel : 1;
+	int rc = xfer_copy_range(j, 0, files, 1);
+	if (rc == XS_OK)
+		rc = xfer_copy_range(j, files, manifests, parallel);
+	if (rc == XS_OK)
+		rc = xfer_copy_range(j, manifests, j->nitems, 1);
+	j->r = own;
+	return rc;
+}
+
+/* Before the commit, what a remote stage holds is checked against the
+ * items in one listing per directory (FTP and SFTP; an HTTP server lists
+ * nothing, and its PUT answers stand): a file the server kept short, or
+ * lost, is copied again by the next attempt. */
+static int xfer_verify(struct xfer_job *j)
+{
+	if (!j->dst.remote || !(j->dst.ops->caps & XFER_CAN_LIST))
+		return XS_OK;
+	int rc = XS_OK, bad = -1;
+	int64_t got = -1;
+	if (!j->t->dest_is_dir) {
+		int is_dir = 0;
+		rc = xfer_end_stat(&j->dst, j->stage, &is_dir, &got, j->err, j->errlen);
+		if (rc == XS_OK && j->nitems == 1 && got >= 0 && j->items[0].size >= 0 &&
+		    got != j->items[0].size)
+			bad = 0;
+	} else {
+		char *last = NULL;
+		struct xfer_entry *e = NULL;
+		int ne = 0;
+		for (int i = 0; i < j->nitems && rc == XS_OK && bad < 0; i++) {
+			struct item *it = &j->items[i];
+			if (it->is_dir)
+				continue;
+			const char *slash = strrchr(it->path, '/');
+			char *dir = slash ? util_strndup(it->path, (size_t)(slash - it->path))
+					  : util_strdup("");
+			if (!last || strcmp(last, dir) != 0) {
+				xfer_curl_free_entries(e, ne);
+				e = NULL;
+				ne = 0;
+				char *abs = xfer_join(j->stage, dir);
+				char *d = util_printf("%s/", abs);
+				rc = j->dst.ops->list(j->dst.x, d, &e, &ne, j->err, j->errlen);
+				free(abs);
+				free(d);
+				free(last);
+				last = dir;
+			} else {
+				free(dir);
+			}
+			const char *name = slash ? slash + 1 : it->path;
+			int found = 0;
+			for (int k = 0; rc == XS_OK && k < ne && !found; k++)
+				if (!e[k].is_dir && strcmp(e[k].name, name) == 0) {
+					found = 1;
+					got = e[k].size;
+				}
+			if (rc == XS_OK && (!found || (got >= 0 && it->size >= 0 && got != it->size))) {
+				bad = i;
+				if (!found)
+					got = -1;
+			}
+		}
+		xfer_curl_free_entries(e, ne);
+		free(last);
+	}
+	if (rc == XS_NOTFOUND)
+		rc = XS_TRANSIENT;
+	if (rc != XS_OK || bad < 0)
+		return rc;
+	struct item *it = &j->items[bad];
+	if (got < 0)
+		snprintf(j->err, j->errlen, "the staged copy of %s is missing on %s",
+			 *it->path ? it->path : j->t->dest_path, j->dst.show);
+	else
+		snprintf(j->err, j->errlen, "short transfer to %s: %lld of %lld bytes%s%s",
+			 j->dst.show, (long long)got, (long long)it->size, *it->path ? "; file " : "",
+			 it->path);
+	log_warn("task %s: %s", j->t->id, j->err);
+	it->state = ITEM_PENDING;
+	return xfer_record_items(j, j->items, j->nitems) == XS_OK ? XS_TRANSIENT : XS_STOPPED;
+}
+
 /* Step 4: the asset goes in place. */
 static int xfer_commit(struct xfer_job *j, char **note)
 {
 	if (!j->dst.remote)
-		return xfer_file_stage_commit(j->lstage, j->err, j->errlen) < 0 ? XS_PERMANENT
+		return xfer_local_stage_commit(j->lstage, j->err, j->errlen) < 0 ? XS_PERMANENT
 										 : XS_OK;
 	if (!j->t->dest_is_dir)
-		return xfer_curl_rename(j->dst.x, j->stage, j->final, j->err, j->errlen);
+		return xfer_end_rename(&j->dst, j->stage, j->final, j->err, j->errlen);
 	/* A directory cannot be renamed over another: the old package steps
 	 * aside, the new one takes its name, the old one is removed. */
 	char *old = xfer_side_name(j->final, j->t->id, "old");
 	int is_dir = 0, rc;
 	int64_t size;
-	rc = xfer_curl_stat(j->dst.x, j->final, &is_dir, &size, j->err, j->errlen);
+	rc = xfer_end_stat(&j->dst, j->final, &is_dir, &size, j->err, j->errlen);
 	if (rc == XS_OK) {
 		int old_dir;
-		if (xfer_curl_stat(j->dst.x, old, &old_dir, &size, j->err, j->errlen) == XS_OK)
-			xfer_curl_remove(j->dst.x, old, old_dir, j->err, j->errlen);
-		rc = xfer_curl_rename(j->dst.x, j->final, old, j->err, j->errlen);
+		if (xfer_end_stat(&j->dst, old, &old_dir, &size, j->err, j->errlen) == XS_OK)
+			xfer_end_remove(&j->dst, old, old_dir, j->err, j->errlen);
+		rc = xfer_end_rename(&j->dst, j->final, old, j->err, j->errlen);
 	} else if (rc == XS_NOTFOUND) {
 		rc = XS_OK;
 		is_dir = -1;
 	}
 	if (rc == XS_OK)
-		rc = xfer_curl_rename(j->dst.x, j->stage, j->final, j->err, j->errlen);
+		rc = xfer_end_rename(&j->dst, j->stage, j->final, j->err, j->errlen);
 	if (rc == XS_OK && is_dir >= 0) {
 		char e[512];
-		if (xfer_curl_remove(j->dst.x, old, is_dir, e, sizeof e) != XS_OK) {
+		if (xfer_end_remove(&j->dst, old, is_dir, e, sizeof e) != XS_OK) {
 			*note = util_printf("the replaced asset could not be removed entirely: %s", e);
 			log_warn("task %s: %s", j->t->id, *note);
 		}
@@ -1144,13 +1579,19 @@ static int xfer_verdict(int xs)
 	}
 }
 
-int xfer_load(const struct config *c, struct store *s, const struct task *t,
+int xfer_load(const struct config *c, const struct task *t, const struct xfer_report *r,
 	      volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
-	struct xfer_job j = { .c = c, .s = s, .t = t, .stop = stop, .err = err, .errlen = errlen };
+	struct xfer_shared sh = { .real = r };
+	struct xfer_job j = { .c = c, .r = r, .t = t, .stop = stop, .err = err, .errlen = errlen,
+			      .sh = &sh };
 	int rc, held = 0;
 	char *note = NULL;
 	*err = '\0';
+	if (*stop)
+		return XFER_STOPPED;
+	pthread_mutex_init(&sh.lock, NULL);
+	pthread_mutex_init(&sh.stage_lock, NULL);
 	if (xfer_source_end(c, t->source, &j.src, err, errlen) < 0 ||
 	    xfer_dest_end(c, &j.dst, err, errlen) < 0) {
 		rc = XS_PERMANENT;
@@ -1186,54 +1627,27 @@ int xfer_load(const struct config *c, struct store *s, const struct task *t,
 		goto out;
 	for (int i = 0; i < j.nitems; i++)
 		if (j.items[i].state == ITEM_DONE && j.items[i].size > 0)
-			j.bytes_base += j.items[i].size;
-	for (int i = 0; i < j.nitems && rc == XS_OK; i++) {
-		struct item *it = &j.items[i];
-		if (it->state == ITEM_DONE)
-			continue;
-		if (*stop) {
-			rc = XS_STOPPED;
-			break;
-		}
-		rc = xfer_item(&j, it);
-		if (rc != XS_OK && rc != XS_STOPPED) {
-			if (rc == XS_NOTFOUND)
-				rc = XS_PERMANENT;
-			/* A changed source's reason names its file already. */
-			if (rc != XS_CHANGED)
-				xfer_blame(&j, it);
-			struct persist p = { .task = t->id, .what = "a file failed" };
-			int w;
-			while ((w = store_item_failed(s, t->id, it->seq, err)) < 0 &&
-			       persist_wait(&p, stop) == 0)
-				;
-			if (w == 0)
-				persist_done(&p);
-		}
-	}
+			sh.bytes += j.items[i].size;
+	rc = xfer_copy(&j);
+	if (rc == XS_OK)
+		rc = xfer_verify(&j);
 	if (rc == XS_OK)
 		rc = xfer_commit(&j, &note);
 	if (rc == XS_OK) {
 		/* The last word on progress: the view of a finished task shows
 		 * every byte. The asset is in place whatever happens here. */
-		struct persist p = { .task = t->id, .what = "its progress" };
-		int w;
-		while ((w = store_progress(s, t->id, j.bytes_base)) < 0 &&
-		       persist_wait(&p, stop) == 0)
-			;
-		if (w == 0)
-			persist_done(&p);
+		r->progress(r->arg, sh.bytes, 1);
 	}
 	if (rc == XS_OK && note)
 		log_info("task %s: %s", t->id, note);
 out:
 	if (rc == XS_PERMANENT && j.lstage)
-		xfer_file_stage_discard(j.lstage);
+		xfer_local_stage_discard(j.lstage);
 	else if (j.lstage)
-		xfer_file_stage_close(j.lstage);
+		xfer_local_stage_close(j.lstage);
 	if (rc == XS_PERMANENT && j.dst.remote && j.stage && j.dst.x) {
 		char e[256];
-		xfer_curl_remove(j.dst.x, j.stage, t->dest_is_dir, e, sizeof e);
+		xfer_end_remove(&j.dst, j.stage, t->dest_is_dir, e, sizeof e);
 	}
 	if (j.spool && (rc == XS_OK || rc == XS_PERMANENT)) {
 		for (int i = 0; i < j.nitems; i++) {
@@ -1252,6 +1666,8 @@ out:
 	free(j.stage);
 	free(j.spool);
 	free(note);
+	pthread_mutex_destroy(&sh.lock);
+	pthread_mutex_destroy(&sh.stage_lock);
 	return xfer_verdict(rc);
 }
 
@@ -1262,17 +1678,17 @@ void xfer_abandon(const struct config *c, const struct task *t)
 	if (t->kind != TASK_LOAD || xfer_dest_end(c, &dst, err, sizeof err) < 0)
 		return;
 	if (!dst.remote) {
-		struct xfer_file_stage *st = NULL;
-		if (xfer_file_stage_open(dst.path, t->dest_path, t->id, t->dest_is_dir, 0, &st, err,
+		struct xfer_local_stage *st = NULL;
+		if (xfer_local_stage_open(dst.path, t->dest_path, t->id, t->dest_is_dir, 0, &st, err,
 					 sizeof err) == 0)
-			xfer_file_stage_discard(st);
+			xfer_local_stage_discard(st);
 	} else {
 		volatile sig_atomic_t never = 0;
 		char *final = xfer_join(dst.path, t->dest_path);
 		char *stage = xfer_side_name(final, t->id, t->dest_is_dir ? "stage" : "tmp");
 		if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, &never) == 0) {
 			if (xfer_end_open(c, &dst, &never, 0, err, sizeof err) == XS_OK)
-				xfer_curl_remove(dst.x, stage, t->dest_is_dir, err, sizeof err);
+				xfer_end_remove(&dst, stage, t->dest_is_dir, err, sizeof err);
 			xfer_hosts_release(dst.key, NULL);
 		}
 		free(final);
@@ -1289,7 +1705,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	if (xfer_dest_end(c, &dst, err, errlen) < 0)
 		return XFER_FAILED;
 	if (!dst.remote) {
-		int rc = xfer_file_purge(dst.path, t->dest_path, t->id, note, err, errlen);
+		int rc = xfer_local_purge(dst.path, t->dest_path, t->id, note, err, errlen);
 		xfer_end_free(&dst);
 		return rc;
 	}
@@ -1304,7 +1720,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	int64_t size;
 	if ((rc = xfer_end_open(c, &dst, stop, 0, err, errlen)) != XS_OK)
 		goto out;
-	rc = xfer_curl_stat(dst.x, final, &is_dir, &size, err, errlen);
+	rc = xfer_end_stat(&dst, final, &is_dir, &size, err, errlen);
 	if (rc == XS_NOTFOUND) {
 		*note = util_printf("nothing to purge: %s was not there", t->dest_path);
 		rc = XS_OK;
@@ -1313,7 +1729,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	if (rc != XS_OK)
 		goto out;
 	if (!is_dir) {
-		rc = xfer_curl_remove(dst.x, final, 0, err, errlen);
+		rc = xfer_end_remove(&dst, final, 0, err, errlen);
 		if (rc == XS_NOTFOUND) {
 			*note = util_printf("nothing to purge: %s was not there", t->dest_path);
 			rc = XS_OK;
@@ -1322,9 +1738,9 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	}
 	/* A directory vanishes at once under a hidden name, then is removed. */
 	aside = xfer_side_name(final, t->id, "purge");
-	rc = xfer_curl_rename(dst.x, final, aside, err, errlen);
+	rc = xfer_end_rename(&dst, final, aside, err, errlen);
 	if (rc == XS_OK || rc == XS_NOTFOUND) {
-		int r = xfer_curl_remove(dst.x, aside, 1, err, errlen);
+		int r = xfer_end_remove(&dst, aside, 1, err, errlen);
 		if (r != XS_OK && r != XS_NOTFOUND && rc == XS_OK)
 			*note = util_printf("%s was removed, but some of its files could not be "
 					    "deleted: %s", t->dest_path, err);

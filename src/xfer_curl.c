@@ -1,28 +1,24 @@
 /*
- * xfer_curl.c - remote servers through libcurl: FTP, FTPS (explicit TLS),
- * SFTP, and HTTP(S) with WebDAV for writes. This is the only file that
- * includes <curl/curl.h>; the rest of apubid sees struct xfer_curl and the
- * xfer_curl_* calls declared in apubid.h.
+ * xfer_curl.c - the libcurl plumbing every remote protocol shares: FTP,
+ * FTPS (explicit TLS), SFTP, and HTTP(S) with WebDAV for writes. This is
+ * the only file that includes <curl/curl.h>. What differs between the
+ * protocols (how a path is told to be a directory, how a directory is
+ * made, a name moved, a tree removed) lives in one file per protocol
+ * behind struct xfer_ops (xfer.h: xfer_ftp.c, xfer_sftp.c, xfer_dav.c,
+ * xfer_http.c); xfer_curl_stat, _mkdir, _rename and _remove hand over to
+ * the session's table. What is the same for all stays here: sessions,
+ * downloads into a descriptor, uploads from one, listings, versions, the
+ * commands that carry no transfer, and the sorting of every failure.
  *
  * One session is one easy handle for one server, used by one thread at a
- * time. Every call starts with curl_easy_reset and re-applies the session's
- * options (credentials, TLS, SSH keys, timeouts): the reset drops the
- * previous call's options but keeps the handle's connection cache, so the
- * files of a package travel over one control connection (one SSH session,
- * one keep-alive HTTP connection).
- *
- * How each operation maps onto the protocols:
- *
- *   op      FTP(S)                    SFTP                       WebDAV
- *   list    LIST /dir (Unix or DOS    read a dir URL: "ls -l"    not supported
- *           lines, parsed here)       lines, parsed here
- *   stat    SIZE, then CWD for a dir  open, then list for a dir  HEAD, "path/"
- *   get     RETR (REST)               read (seek)                GET (Range)
- *   put     STOR / APPE               write / append             PUT
- *   mkdir   MKD                       mkdir                      MKCOL
- *   rename  RNFR + RNTO               rename (rm a file in the   MOVE, Overwrite: T
- *                                     way, then rename again)
- *   remove  DELE / RMD, depth first   rm / rmdir, depth first    DELETE
+ * time, driven by the session's own multi handle (xc_drive) rather than
+ * curl_easy_perform, whose internal 1 s poll stalls an FTP download after
+ * every EPSV. Every call starts with curl_easy_reset and re-applies the
+ * session's options (credentials, TLS, SSH keys, timeouts): the reset
+ * drops the previous call's options but the multi handle keeps the
+ * connection cache, so the files a session copies travel over one
+ * control connection (one SSH session, one keep-alive HTTP connection).
+ * A task with several files in flight opens one session per lane.
  *
  * Commands without a transfer (MKD, RNFR/RNTO, DELE, RMD, CWD; rm, rename,
  * mkdir, rmdir) run as CURLOPT_QUOTE commands on a NOBODY request for the
@@ -57,13 +53,15 @@
  * pread from the caller's offset. Nothing here is global; curl_global_init
  * is the program's business, before threads start.
  */
-#include "apubid.h"
+#include "xfer.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +76,14 @@
 #define XC_STALL_TIMEOUT 60
 /* How deep xfer_curl_remove follows a directory tree before giving up. */
 #define XC_MAX_DEPTH 64
+/* The longest a handle sleeps before its transfer has started (xc_drive). */
+#define XC_SETUP_POLL_MS 5
+/* A download is written in pieces of this size, and its writeback started
+ * every XC_WRITEBACK bytes. */
+#define XC_WRITE_BUF (1024 * 1024)
+#define XC_WRITEBACK (8 * 1024 * 1024)
+/* ... or whatever it gathered after this many milliseconds. */
+#define XC_WRITE_MS 200
 
 enum xc_proto { XC_FTP, XC_SFTP, XC_HTTP };
 
@@ -89,6 +95,7 @@ static curl_socket_t xc_opensocket(void *clientp, curlsocktype purpose,
 
 struct xfer_curl {
 	CURL *h;
+	CURLM *m;                     /* drives h; owns the connection cache */
 	int proto;                    /* enum xc_proto */
 	int tls;                      /* ftps (AUTH TLS) or https */
 	const char *protocols;        /* CURLOPT_PROTOCOLS_STR */
@@ -122,6 +129,11 @@ struct xfer_curl {
 	int64_t pos;                  /* bytes moved through fd so far */
 	int64_t reported;             /* put: bytes already shown to on_data */
 	int64_t skip;                 /* get: bytes of the body to drop first */
+	char *wbuf;                   /* get: what is gathered before a write */
+	struct xc_hasher *hasher;     /* get: shows written pieces to on_data */
+	size_t wlen;
+	int64_t unsynced;             /* get: bytes written since writeback began */
+	int64_t wflush_ms;            /* get: when the gathered bytes were last written */
 	int body;                     /* get over HTTP: enum xc_body */
 	char etag[128];               /* HTTP: the last answer's ETag, "" when none */
 	char modified[64];            /* and its Last-Modified */
@@ -316,6 +328,142 @@ static int xc_expected(struct xfer_curl *x)
 	return !xfer_version_diff(x->expect, &got, x->changed, sizeof x->changed);
 }
 
+/* ---- the hasher beside a download --------------------------------------- */
+
+/* A download's on_data (the caller's SHA-256 and progress) runs in a thread
+ * of its own, one written piece behind the transfer: the transfer thread
+ * receives and writes piece n+1 while piece n is hashed, so a fast link is
+ * not held to the speed of SHA-256 on one core. Each piece is shown to
+ * on_data exactly once and in order; xc_hasher_wait is the barrier. */
+struct xc_hasher {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char *buf, *spare;
+	size_t len;
+	int busy, quit, failed;
+	int (*on_data)(void *arg, const char *buf, size_t n);
+	void *arg;
+};
+
+static void *xc_hasher_main(void *arg)
+{
+	struct xc_hasher *h = arg;
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		while (!h->busy && !h->quit)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (h->quit && !h->busy)
+			break;
+		pthread_mutex_unlock(&h->lock);
+		int r = h->on_data(h->arg, h->buf, h->len);
+		pthread_mutex_lock(&h->lock);
+		if (r != 0)
+			h->failed = 1;
+		h->busy = 0;
+		pthread_cond_broadcast(&h->cond);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+/* Waits until the piece handed over last has been shown to on_data,
+ * starting the hasher first if the session has none. 0, or -1 with
+ * x->local set when on_data refused a piece. */
+static int xc_hasher_wait(struct xfer_curl *x)
+{
+	struct xc_hasher *h = x->hasher;
+	if (!h) {
+		h = util_calloc(1, sizeof *h);
+		pthread_mutex_init(&h->lock, NULL);
+		pthread_cond_init(&h->cond, NULL);
+		h->spare = util_malloc(XC_WRITE_BUF);
+		if (pthread_create(&h->thread, NULL, xc_hasher_main, h) != 0)
+			abort();
+		x->hasher = h;
+		return 0;
+	}
+	pthread_mutex_lock(&h->lock);
+	while (h->busy)
+		pthread_cond_wait(&h->cond, &h->lock);
+	int failed = h->failed;
+	h->failed = 0;
+	pthread_mutex_unlock(&h->lock);
+	if (failed) {
+		snprintf(x->local, sizeof x->local, "the transfer was refused by the caller");
+		return -1;
+	}
+	return 0;
+}
+
+static void xc_hasher_stop(struct xfer_curl *x)
+{
+	struct xc_hasher *h = x->hasher;
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->quit = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	pthread_join(h->thread, NULL);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h->spare);
+	free(h);
+	x->hasher = NULL;
+}
+
+/* Writes out what xc_write gathered, shows it to on_data, and starts its
+ * writeback every XC_WRITEBACK bytes, so that the fsync or syncfs that
+ * ends a large download finds little left to write. 0, or -1 with
+ * x->local set. */
+static int xc_flush(struct xfer_curl *x)
+{
+	const char *p = x->wbuf;
+	size_t left = x->wlen;
+	while (left > 0) {
+		ssize_t w = write(x->fd, p, left);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(x->local, sizeof x->local, "cannot write the local file: %s",
+				 w < 0 ? strerror(errno) : "nothing written");
+			x->wlen = 0;
+			return -1;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	x->pos += (int64_t)x->wlen;
+	x->unsynced += (int64_t)x->wlen;
+	if (x->unsynced >= XC_WRITEBACK) {
+		(void)sync_file_range(x->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		x->unsynced = 0;
+	}
+	size_t n = x->wlen;
+	x->wlen = 0;
+	x->wflush_ms = util_mono_ms();
+	if (!x->on_data)
+		return 0;
+	/* The piece goes to the hasher thread, which shows it to on_data
+	 * while this thread receives the next one into the other buffer. */
+	if (xc_hasher_wait(x) < 0)
+		return -1;
+	struct xc_hasher *h = x->hasher;
+	pthread_mutex_lock(&h->lock);
+	h->buf = x->wbuf;
+	h->len = n;
+	h->on_data = x->on_data;
+	h->arg = x->arg;
+	h->busy = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	char *spare = h->spare;
+	h->spare = x->wbuf;
+	x->wbuf = spare;
+	return 0;
+}
+
 static size_t xc_write(char *ptr, size_t size, size_t nmemb, void *userp)
 {
 	struct xfer_curl *x = userp;
@@ -353,24 +501,22 @@ static size_t xc_write(char *ptr, size_t size, size_t nmemb, void *userp)
 	}
 	if (left == 0)
 		return n;
-	const char *chunk = p;
-	size_t chunklen = left;
+	/* Gathered into XC_WRITE_BUF before each write(2): libcurl hands over
+	 * what one socket read gave (16 KiB at a time on a fast link), and a
+	 * write per piece would be 65,000 system calls per GiB. */
 	while (left > 0) {
-		ssize_t w = write(x->fd, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			snprintf(x->local, sizeof x->local, "cannot write the local file: %s",
-				 w < 0 ? strerror(errno) : "nothing written");
+		if (!x->wbuf)
+			x->wbuf = util_malloc(XC_WRITE_BUF);
+		size_t take = XC_WRITE_BUF - x->wlen < left ? XC_WRITE_BUF - x->wlen : left;
+		memcpy(x->wbuf + x->wlen, p, take);
+		x->wlen += take;
+		p += take;
+		left -= take;
+		/* A slow link is written out now and then all the same, so
+		 * that its progress shows and a cut loses little. */
+		if ((x->wlen == XC_WRITE_BUF || util_mono_ms() - x->wflush_ms >= XC_WRITE_MS) &&
+		    xc_flush(x) < 0)
 			return 0;
-		}
-		p += w;
-		left -= (size_t)w;
-	}
-	x->pos += (int64_t)chunklen;
-	if (x->on_data && x->on_data(x->arg, chunk, chunklen) != 0) {
-		snprintf(x->local, sizeof x->local, "the transfer was refused by the caller");
-		return 0;
 	}
 	/* libcurl calls the progress callback only between bursts, and a fast
 	 * server fills many buffers in one: check the flag per chunk too. */
@@ -686,6 +832,14 @@ struct xfer_curl *xfer_curl_open(const char *url, const struct xfer_curl_opts *o
 	}
 	struct xfer_curl *x = util_calloc(1, sizeof *x);
 	x->h = h;
+	x->m = curl_multi_init();
+	if (!x->m) {
+		snprintf(err, errlen, "libcurl cannot start a session");
+		curl_easy_cleanup(h);
+		free(x);
+		url_free(&u);
+		return NULL;
+	}
 	x->proto = xc_schemes[k].proto;
 	x->tls = xc_schemes[k].tls;
 	x->protocols = xc_schemes[k].curl_scheme;
@@ -728,6 +882,7 @@ void xfer_curl_close(struct xfer_curl *x)
 	if (!x)
 		return;
 	curl_easy_cleanup(x->h);
+	curl_multi_cleanup(x->m);
 	curl_slist_free_all(x->list);
 	if (x->password)
 		explicit_bzero(x->password, strlen(x->password));
@@ -741,6 +896,8 @@ void xfer_curl_close(struct xfer_curl *x)
 	free(x->known_hosts);
 	xfer_curl_free_entries(x->ents, x->nents);
 	free(x->line);
+	xc_hasher_stop(x);
+	free(x->wbuf);
 	free(x);
 }
 
@@ -760,6 +917,9 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	x->stalled = 0;
 	x->fd = -1;
 	x->off = x->limit = x->pos = x->reported = x->skip = 0;
+	x->wlen = 0;
+	x->unsynced = 0;
+	x->wflush_ms = util_mono_ms();
 	x->body = XC_BODY_UNKNOWN;
 	x->etag[0] = x->modified[0] = x->changed[0] = '\0';
 	x->expect = NULL;
@@ -822,6 +982,56 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	}
 }
 
+/* Runs the call on the session's multi handle rather than with
+ * curl_easy_perform: the easy interface (7.88) sleeps its full 1 s poll
+ * timeout whenever a reply it needs is already in its buffer (after an FTP
+ * EPSV, every file), while here the loop runs the state machine again at
+ * once whenever libcurl asks for it (a timeout of 0) and otherwise sleeps
+ * only until a socket moves or libcurl's own next timer. */
+static CURLcode xc_drive(struct xfer_curl *x)
+{
+	CURLMcode mc = curl_multi_add_handle(x->m, x->h);
+	if (mc != CURLM_OK) {
+		snprintf(x->local, sizeof x->local, "libcurl: %s", curl_multi_strerror(mc));
+		return CURLE_FAILED_INIT;
+	}
+	CURLcode rc = CURLE_OK;
+	int running = 1;
+	while (running) {
+		mc = curl_multi_perform(x->m, &running);
+		if (mc != CURLM_OK)
+			break;
+		if (!running)
+			break;
+		long ms = -1;
+		curl_multi_timeout(x->m, &ms);
+		if (ms == 0)
+			continue;
+		if (ms < 0 || ms > 1000)
+			ms = 1000;
+		/* Before its transfer starts a handle may be waiting on a reply
+		 * it already holds, with no socket and no timer that would wake
+		 * it: such waits are cut short. */
+		curl_off_t pre = 0;
+		curl_easy_getinfo(x->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
+		if (pre == 0 && ms > XC_SETUP_POLL_MS)
+			ms = XC_SETUP_POLL_MS;
+		mc = curl_multi_poll(x->m, NULL, 0, (int)ms, NULL);
+		if (mc != CURLM_OK)
+			break;
+	}
+	int left;
+	CURLMsg *msg;
+	rc = mc != CURLM_OK ? CURLE_FAILED_INIT : CURLE_OK;
+	while ((msg = curl_multi_info_read(x->m, &left)) != NULL)
+		if (msg->msg == CURLMSG_DONE && msg->easy_handle == x->h)
+			rc = msg->data.result;
+	if (mc != CURLM_OK)
+		snprintf(x->local, sizeof x->local, "libcurl: %s", curl_multi_strerror(mc));
+	curl_multi_remove_handle(x->m, x->h);
+	return rc;
+}
+
 static CURLcode xc_perform(struct xfer_curl *x)
 {
 	if (x->stop && *x->stop)
@@ -830,7 +1040,7 @@ static CURLcode xc_perform(struct xfer_curl *x)
 		x->replayed = 1;
 		return CURLE_LOGIN_DENIED;
 	}
-	return curl_easy_perform(x->h);
+	return xc_drive(x);
 }
 
 /* Makes the session refuse every later call with `msg` (see `refused`). */
@@ -1108,8 +1318,29 @@ static char *xc_cmd(struct xfer_curl *x, const char *verb, const char *p1, const
 static int xc_run_quote(struct xfer_curl *x, const char *path, int nf, char *err, size_t errlen)
 {
 	curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
-	curl_easy_setopt(x->h, CURLOPT_QUOTE, x->list);
-	return xc_result(x, xc_perform(x), nf, path, err, errlen);
+	if (x->proto != XC_FTP) {
+		curl_easy_setopt(x->h, CURLOPT_QUOTE, x->list);
+		return xc_result(x, xc_perform(x), nf, path, err, errlen);
+	}
+	/* libcurl closes an FTP control connection after a quote command it
+	 * sees fail, and the next call logs in again: a refused MKD of a
+	 * directory that exists, or a CWD that tells a file from a directory,
+	 * would cost a login. Each command goes with libcurl's '*' ("may
+	 * fail"), and the server's reply, which xc_debug keeps, says how it
+	 * went. */
+	struct curl_slist *starred = NULL;
+	for (struct curl_slist *l = x->list; l; l = l->next) {
+		char *c = util_printf("*%s", l->data);
+		starred = curl_slist_append(starred, c);
+		free(c);
+	}
+	curl_easy_setopt(x->h, CURLOPT_QUOTE, starred);
+	CURLcode c = xc_perform(x);
+	curl_easy_setopt(x->h, CURLOPT_QUOTE, NULL);
+	curl_slist_free_all(starred);
+	if (c == CURLE_OK && x->reply_code >= 400)
+		c = CURLE_QUOTE_ERROR;
+	return xc_result(x, c, nf, path, err, errlen);
 }
 
 /* One quote command on `path` (and `path2`). */
@@ -1126,17 +1357,6 @@ static int xc_quote1(struct xfer_curl *x, const char *verb, const char *path, co
 }
 
 /* ---- listing, stat, size ------------------------------------------------ */
-
-/* FTP: whether `path` is a directory the server lets us enter (CWD; all our
- * paths are absolute, so the working directory it leaves does not matter).
- * XS_OK: a directory; XS_NOTFOUND: no directory there (missing or a file). */
-static int xc_ftp_isdir(struct xfer_curl *x, const char *path, char *err, size_t errlen)
-{
-	int rc = xc_quote1(x, "CWD", path, NULL, 1, err, errlen);
-	if (rc == XS_PERMANENT && x->reply_code >= 500)
-		rc = xc_fail(x, XS_NOTFOUND, path, err, errlen, "%s", x->reply);
-	return rc;
-}
 
 /* Fills x->ents with the entries of `dir` (symbolic links kept as files
  * when x->with_links). */
@@ -1161,9 +1381,11 @@ static int xc_list(struct xfer_curl *x, const char *dir, char *err, size_t errle
 		xc_listing_line(x, x->line, x->linelen);
 	/* Some FTP servers list a missing directory as an empty one (and
 	 * libcurl takes a 450 to LIST for "nothing there"): CWD tells. */
-	if (c == CURLE_OK && x->proto == XC_FTP && x->nents == 0)
-		rc = xc_ftp_isdir(x, d, err, errlen);
-	else
+	if (c == CURLE_OK && x->proto == XC_FTP && x->nents == 0) {
+		int is_dir = 0;
+		int64_t size;
+		rc = xfer_ftp_ops.stat(x, d, &is_dir, &size, err, errlen);
+	} else
 		rc = xc_result(x, c, 1, d, err, errlen);
 	x->listdir = "";
 	free(url);
@@ -1222,39 +1444,6 @@ static int xc_head(struct xfer_curl *x, const char *path, int64_t *size, char *e
 	return rc;
 }
 
-/* SFTP: whether `path` can be listed as a directory. */
-static int xc_sftp_isdir(struct xfer_curl *x, const char *path, char *err, size_t errlen)
-{
-	char *d = xc_slash(path);
-	char *url = xc_url(x, d);
-	xc_setup(x, url);
-	free(url);
-	int rc = xc_result(x, xc_perform(x), 1, d, err, errlen);
-	free(d);
-	return rc;
-}
-
-/* SFTP: libcurl reports an empty file's size as unknown (it takes a size
- * of 0 for "the server did not say"); the parent's listing tells. Returns
- * the size, or -1. */
-static int64_t xc_sftp_size_from_parent(struct xfer_curl *x, const char *path)
-{
-	char *p = xc_noslash(path);
-	char *slash = strrchr(p, '/');
-	const char *name = slash + 1;
-	char *parent = util_strndup(p, (size_t)(slash - p) + 1);
-	char e[1024];
-	int64_t size = -1;
-	x->with_links = 0;
-	if (*name && xc_list(x, parent, e, sizeof e) == XS_OK)
-		for (int i = 0; i < x->nents; i++)
-			if (!x->ents[i].is_dir && strcmp(x->ents[i].name, name) == 0)
-				size = x->ents[i].size;
-	free(parent);
-	free(p);
-	return size;
-}
-
 int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size, char *err,
 		   size_t errlen)
 {
@@ -1263,87 +1452,7 @@ int xfer_curl_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *
 	int rc = xc_check_path(x, path, err, errlen);
 	if (rc != XS_OK)
 		return rc;
-	size_t n = strlen(path);
-	int want_dir = path[n - 1] == '/';
-	int64_t len = -1;
-	char first[1024] = "";
-
-	if (x->proto == XC_HTTP) {
-		if (!want_dir) {
-			rc = xc_head(x, path, &len, first, sizeof first);
-			if (rc == XS_OK) {
-				*size = len;
-				return XS_OK;
-			}
-			/* A directory named without its '/' is redirected (nginx:
-			 * 301) or not found; asking for "path/" settles it. */
-			long code = xc_http_code(x);
-			if (rc != XS_NOTFOUND && !(rc == XS_PERMANENT && code >= 300 && code < 400))
-				goto first_error;
-		}
-		char *d = xc_slash(path);
-		int r = xc_head(x, d, NULL, err, errlen);
-		free(d);
-		/* 403: a collection the server will not index (nginx without
-		 * autoindex, Apache without Indexes); a missing one is 404. */
-		if (r == XS_OK || (r == XS_PERMANENT && xc_http_code(x) == 403)) {
-			*is_dir = 1;
-			return XS_OK;
-		}
-		if (want_dir || r == XS_TRANSIENT || r == XS_STOPPED)
-			return r;
-		goto first_error;
-	}
-
-	if (x->proto == XC_FTP) {
-		if (!want_dir) {
-			rc = xc_head(x, path, &len, first, sizeof first);
-			if (rc == XS_OK && len >= 0) {
-				*size = len;
-				return XS_OK;
-			}
-			if (rc != XS_OK && rc != XS_NOTFOUND)
-				goto first_error;
-		}
-		/* SIZE refused (550) or not supported: CWD says whether it is a
-		 * directory. */
-		int r = xc_ftp_isdir(x, path, err, errlen);
-		if (r == XS_OK) {
-			*is_dir = 1;
-			return XS_OK;
-		}
-		if (r == XS_NOTFOUND && rc == XS_OK && !want_dir)
-			return XS_OK; /* a file whose size the server does not tell */
-		if (want_dir || r != XS_NOTFOUND)
-			return r;
-		goto first_error;
-	}
-
-	/* SFTP: a file opens (named without a '/': libcurl would take "dir/"
-	 * for a listing), and so does a directory on OpenSSH but not on every
-	 * server; only a directory can be listed. */
-	char *p = xc_noslash(path);
-	rc = xc_head(x, p, &len, first, sizeof first);
-	int r = rc == XS_TRANSIENT || rc == XS_STOPPED ? rc : xc_sftp_isdir(x, p, err, errlen);
-	free(p);
-	if (r == XS_OK) {
-		*is_dir = 1;
-		return XS_OK;
-	}
-	if (rc != XS_OK)
-		goto first_error;
-	if (r == XS_TRANSIENT || r == XS_STOPPED)
-		return r;
-	if (want_dir)
-		return xc_fail(x, XS_PERMANENT, path, err, errlen, "not a directory");
-	if (len < 0)
-		len = xc_sftp_size_from_parent(x, path);
-	*size = len;
-	return XS_OK;
-
-first_error:
-	snprintf(err, errlen, "%s", first);
-	return rc;
+	return xfer_curl_ops(x)->stat(x, path, is_dir, size, err, errlen);
 }
 
 int xfer_curl_size(struct xfer_curl *x, const char *path, int64_t *size, char *err, size_t errlen)
@@ -1429,7 +1538,19 @@ int xfer_curl_get(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 	} else if (offset > 0) {
 		curl_easy_setopt(x->h, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)offset);
 	}
+	/* FTP: no SIZE before RETR. The caller knows the size from the
+	 * version it took, and checks what arrived against it. Not for a
+	 * resume: libcurl then skips the REST as well. */
+	if (x->proto == XC_FTP && offset == 0)
+		curl_easy_setopt(x->h, CURLOPT_IGNORE_CONTENT_LENGTH, 1L);
 	CURLcode c = xc_perform(x);
+	/* What arrived before a failure is written too: the next attempt
+	 * continues after it. */
+	if (x->wlen && xc_flush(x) < 0 && c == CURLE_OK)
+		c = CURLE_WRITE_ERROR;
+	/* Every byte is shown to on_data before the call returns. */
+	if (x->hasher && xc_hasher_wait(x) < 0 && c == CURLE_OK)
+		c = CURLE_WRITE_ERROR;
 	long code = 0;
 	if (c == CURLE_OK && x->proto == XC_HTTP)
 		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
@@ -1498,90 +1619,12 @@ int xfer_curl_put(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 
 /* ---- directories, renames, removals --------------------------------------- */
 
-/* A WebDAV request without a body of ours; `destination` (a MOVE's
- * "Destination: URL" header) or NULL. */
-static int xc_dav(struct xfer_curl *x, const char *method, const char *path,
-		  const char *destination, int nf, char *err, size_t errlen)
-{
-	char *url = xc_url(x, path);
-	xc_setup(x, url);
-	free(url);
-	curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, method);
-	if (destination) {
-		x->list = curl_slist_append(x->list, destination);
-		x->list = curl_slist_append(x->list, "Overwrite: T");
-		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->list);
-	}
-	return xc_result(x, xc_perform(x), nf, path, err, errlen);
-}
-
 int xfer_curl_mkdir(struct xfer_curl *x, const char *dir, char *err, size_t errlen)
 {
 	int rc = xc_check_path(x, dir, err, errlen);
 	if (rc != XS_OK)
 		return rc;
-	char first[1024];
-	if (x->proto == XC_HTTP) {
-		char *d = xc_slash(dir);
-		rc = xc_dav(x, "MKCOL", d, NULL, 0, first, sizeof first);
-		free(d);
-	} else {
-		rc = xc_quote1(x, x->proto == XC_FTP ? "MKD" : "mkdir", dir, NULL, 0, first,
-			       sizeof first);
-	}
-	if (rc == XS_OK || rc == XS_TRANSIENT || rc == XS_STOPPED)
-		goto out;
-	/* Refused: fine if the directory is there already (FTP 550, SFTP
-	 * "failure", WebDAV 405). */
-	int is_dir = 0;
-	int64_t size;
-	char e2[1024];
-	if (xfer_curl_stat(x, dir, &is_dir, &size, e2, sizeof e2) == XS_OK && is_dir)
-		return XS_OK;
-out:
-	if (rc != XS_OK)
-		snprintf(err, errlen, "%s", first);
-	return rc;
-}
-
-static int xc_remove_file(struct xfer_curl *x, const char *path, char *err, size_t errlen)
-{
-	if (x->proto == XC_FTP)
-		return xc_quote1(x, "DELE", path, NULL, 0, err, errlen);
-	return xc_quote1(x, "rm", path, NULL, 0, err, errlen);
-}
-
-static int xc_rename_once(struct xfer_curl *x, const char *from, const char *to, int dir,
-			  char *err, size_t errlen)
-{
-	if (x->proto == XC_HTTP) {
-		char *f = dir ? xc_slash(from) : xc_noslash(from);
-		char *t = dir ? xc_slash(to) : xc_noslash(to);
-		char *enc = url_encode_path(t);
-		char *hdr = util_printf("Destination: %s%s", x->base, enc);
-		int rc = xc_dav(x, "MOVE", f, hdr, 1, err, errlen);
-		free(hdr);
-		free(enc);
-		free(f);
-		free(t);
-		return rc;
-	}
-	char *root = xc_url(x, "/");
-	xc_setup(x, root);
-	free(root);
-	char *c1, *c2 = NULL;
-	if (x->proto == XC_FTP) {
-		c1 = xc_cmd(x, "RNFR", from, NULL);
-		c2 = xc_cmd(x, "RNTO", to, NULL);
-	} else {
-		c1 = xc_cmd(x, "rename", from, to);
-	}
-	x->list = curl_slist_append(x->list, c1);
-	if (c2)
-		x->list = curl_slist_append(x->list, c2);
-	free(c1);
-	free(c2);
-	return xc_run_quote(x, from, 1, err, errlen);
+	return xfer_curl_ops(x)->mkdir(x, dir, err, errlen);
 }
 
 int xfer_curl_rename(struct xfer_curl *x, const char *from, const char *to, char *err,
@@ -1593,60 +1636,28 @@ int xfer_curl_rename(struct xfer_curl *x, const char *from, const char *to, char
 	if (rc != XS_OK)
 		return rc;
 	char *f = xc_noslash(from), *t = xc_noslash(to);
-	if (strcmp(f, t) == 0) {
-		free(f);
-		free(t);
-		return XS_OK;
-	}
+	int same = strcmp(f, t) == 0;
 	free(f);
 	free(t);
-	size_t n = strlen(from);
-	int dir = from[n - 1] == '/';
-	char first[1024];
-	rc = xc_rename_once(x, from, to, dir, first, sizeof first);
-	if (rc == XS_OK || rc == XS_TRANSIENT || rc == XS_STOPPED)
-		goto out;
-	/* Refused. A missing source is "not found" (and must not cost the
-	 * target anything); a directory named without its '/' is moved again
-	 * as one (WebDAV insists); a file in the way is removed first where
-	 * the protocol will not replace it (SFTP v3, some FTP servers). */
-	int from_dir = 0, to_dir = 0;
-	int64_t size;
-	char e2[1024];
-	int r = xfer_curl_stat(x, from, &from_dir, &size, e2, sizeof e2);
-	if (r == XS_NOTFOUND) {
-		rc = XS_NOTFOUND;
-		goto out;
-	}
-	if (r != XS_OK)
-		goto out;
-	if (x->proto == XC_HTTP && from_dir && !dir) {
-		rc = xc_rename_once(x, from, to, 1, first, sizeof first);
-		goto out;
-	}
-	if (x->proto == XC_HTTP)
-		goto out;
-	r = xfer_curl_stat(x, to, &to_dir, &size, e2, sizeof e2);
-	if (r != XS_OK || to_dir)
-		goto out;
-	r = xc_remove_file(x, to, e2, sizeof e2);
-	if (r != XS_OK) {
-		snprintf(first, sizeof first, "%s", e2);
-		rc = r;
-		goto out;
-	}
-	rc = xc_rename_once(x, from, to, dir, first, sizeof first);
-out:
-	if (rc != XS_OK)
-		snprintf(err, errlen, "%s", first);
-	return rc;
+	if (same)
+		return XS_OK;
+	return xfer_curl_ops(x)->rename(x, from, to, err, errlen);
 }
 
-/* Removes the directory tree `dir` (no trailing '/') on FTP or SFTP: the
- * files of each directory in one batch of commands, then its
- * subdirectories, then the directory itself. Symbolic links are removed
- * as files (the link, never what it points to). */
-static int xc_rmtree(struct xfer_curl *x, const char *dir, int depth, char *err, size_t errlen)
+int xfer_curl_remove(struct xfer_curl *x, const char *path, int is_dir, char *err, size_t errlen)
+{
+	int rc = xc_check_path(x, path, err, errlen);
+	if (rc != XS_OK)
+		return rc;
+	return xfer_curl_ops(x)->remove(x, path, is_dir, err, errlen);
+}
+
+/* Removes the directory tree `dir` (no trailing '/'): the files of each
+ * directory in one batch of commands, then its subdirectories, then the
+ * directory itself. Symbolic links are removed as files (the link, never
+ * what it points to). */
+static int xc_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,
+		     const char *rm_dir, int depth, char *err, size_t errlen)
 {
 	if (depth > XC_MAX_DEPTH)
 		return xc_fail(x, XS_PERMANENT, dir, err, errlen,
@@ -1662,17 +1673,13 @@ static int xc_rmtree(struct xfer_curl *x, const char *dir, int depth, char *err,
 	x->ents = NULL;
 	x->nents = x->capents = 0;
 
-	char *root = xc_url(x, "/");
-	xc_setup(x, root);
-	free(root);
+	xfer_curl_quote_start(x);
 	int files = 0;
 	for (int i = 0; i < n; i++) {
 		if (e[i].is_dir)
 			continue;
 		char *p = util_printf("%s/%s", strcmp(dir, "/") == 0 ? "" : dir, e[i].name);
-		char *cmd = xc_cmd(x, x->proto == XC_FTP ? "DELE" : "rm", p, NULL);
-		x->list = curl_slist_append(x->list, cmd);
-		free(cmd);
+		xfer_curl_quote_add(x, rm_file, p, NULL);
 		free(p);
 		files++;
 	}
@@ -1682,68 +1689,149 @@ static int xc_rmtree(struct xfer_curl *x, const char *dir, int depth, char *err,
 		if (!e[i].is_dir)
 			continue;
 		char *p = util_printf("%s/%s", strcmp(dir, "/") == 0 ? "" : dir, e[i].name);
-		rc = xc_rmtree(x, p, depth + 1, err, errlen);
+		rc = xc_rmtree(x, p, rm_file, rm_dir, depth + 1, err, errlen);
 		free(p);
 	}
 	xfer_curl_free_entries(e, n);
 	if (rc == XS_OK)
-		rc = xc_quote1(x, x->proto == XC_FTP ? "RMD" : "rmdir", dir, NULL, 0, err, errlen);
+		rc = xc_quote1(x, rm_dir, dir, NULL, 0, err, errlen);
 	return rc;
 }
 
-int xfer_curl_remove(struct xfer_curl *x, const char *path, int is_dir, char *err, size_t errlen)
+/* ---- what the protocols share (xfer.h) ------------------------------------- */
+
+const struct xfer_ops *xfer_curl_ops(const struct xfer_curl *x)
 {
-	int rc = xc_check_path(x, path, err, errlen);
-	if (rc != XS_OK)
-		return rc;
-	char first[1024];
-	if (x->proto == XC_HTTP) {
-		/* DELETE takes a whole tree; nginx wants a directory named
-		 * with its '/' and a file without. */
-		char *p = is_dir ? xc_slash(path) : xc_noslash(path);
-		rc = xc_dav(x, "DELETE", p, NULL, 1, first, sizeof first);
-		free(p);
-		if (rc == XS_PERMANENT) {
-			int d = 0;
-			int64_t size;
-			char e2[1024];
-			if (xfer_curl_stat(x, path, &d, &size, e2, sizeof e2) == XS_OK &&
-			    d != is_dir) {
-				p = d ? xc_slash(path) : xc_noslash(path);
-				rc = xc_dav(x, "DELETE", p, NULL, 1, first, sizeof first);
-				free(p);
-			}
-		}
-		goto out;
+	switch (x->proto) {
+	case XC_FTP:
+		return &xfer_ftp_ops;
+	case XC_SFTP:
+		return &xfer_sftp_ops;
+	default:
+		return &xfer_dav_ops;
 	}
-	char *p = xc_noslash(path);
-	if (!is_dir) {
-		rc = xc_remove_file(x, p, first, sizeof first);
-		if (rc == XS_PERMANENT) {
-			/* Refused: missing, or a directory after all (a purge
-			 * removes whatever is there). */
-			int d = 0;
-			int64_t size;
-			char e2[1024];
-			int r = xfer_curl_stat(x, p, &d, &size, e2, sizeof e2);
-			if (r == XS_NOTFOUND)
-				rc = XS_NOTFOUND;
-			else if (r == XS_OK && d)
-				rc = xc_rmtree(x, p, 0, first, sizeof first);
-		}
-	} else {
-		int d = 0;
-		int64_t size;
-		rc = xfer_curl_stat(x, p, &d, &size, first, sizeof first);
-		if (rc == XS_OK)
-			rc = d ? xc_rmtree(x, p, 0, first, sizeof first)
-			       : xc_remove_file(x, p, first, sizeof first);
+}
+
+int xfer_curl_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,
+		     const char *rm_dir, char *err, size_t errlen)
+{
+	return xc_rmtree(x, dir, rm_file, rm_dir, 0, err, errlen);
+}
+
+int xfer_curl_fail(struct xfer_curl *x, int status, const char *path, char *err, size_t errlen,
+		   const char *fmt, ...)
+{
+	char what[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	return xc_fail(x, status, path, err, errlen, "%s", what);
+}
+
+int xfer_curl_check_path(struct xfer_curl *x, const char *path, char *err, size_t errlen)
+{
+	return xc_check_path(x, path, err, errlen);
+}
+
+int xfer_curl_head(struct xfer_curl *x, const char *path, int64_t *size, char *err,
+		   size_t errlen)
+{
+	return xc_head(x, path, size, err, errlen);
+}
+
+int xfer_curl_touch(struct xfer_curl *x, const char *path, char *err, size_t errlen)
+{
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	return xc_result(x, xc_perform(x), 1, path, err, errlen);
+}
+
+int xfer_curl_request(struct xfer_curl *x, const char *method, const char *path,
+		      const char *const *headers, int nf, char *err, size_t errlen)
+{
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, method);
+	if (headers) {
+		for (int i = 0; headers[i]; i++)
+			x->list = curl_slist_append(x->list, headers[i]);
+		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->list);
 	}
-	free(p);
-out:
-	if (rc != XS_OK)
-		snprintf(err, errlen, "%s", first);
+	return xc_result(x, xc_perform(x), nf, path, err, errlen);
+}
+
+void xfer_curl_quote_start(struct xfer_curl *x)
+{
+	char *root = xc_url(x, "/");
+	xc_setup(x, root);
+	free(root);
+}
+
+void xfer_curl_quote_add(struct xfer_curl *x, const char *verb, const char *p1, const char *p2)
+{
+	char *cmd = xc_cmd(x, verb, p1, p2);
+	x->list = curl_slist_append(x->list, cmd);
+	free(cmd);
+}
+
+int xfer_curl_quote_run(struct xfer_curl *x, const char *path, int nf, char *err, size_t errlen)
+{
+	return xc_run_quote(x, path, nf, err, errlen);
+}
+
+int xfer_curl_quote(struct xfer_curl *x, const char *verb, const char *path, const char *path2,
+		    int nf, char *err, size_t errlen)
+{
+	return xc_quote1(x, verb, path, path2, nf, err, errlen);
+}
+
+int xfer_curl_reply_code(const struct xfer_curl *x)
+{
+	return x->reply_code;
+}
+
+const char *xfer_curl_reply(const struct xfer_curl *x)
+{
+	return x->reply;
+}
+
+long xfer_curl_http_code(struct xfer_curl *x)
+{
+	return xc_http_code(x);
+}
+
+const char *xfer_curl_base(const struct xfer_curl *x)
+{
+	return x->base;
+}
+
+int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,
+			 struct xfer_entry **entries, int *n, char *err, size_t errlen)
+{
+	*entries = NULL;
+	*n = 0;
+	x->with_links = with_links;
+	int rc = xc_list(x, dir, err, errlen);
+	if (rc == XS_OK) {
+		*entries = x->ents;
+		*n = x->nents;
+		x->ents = NULL;
+		x->nents = x->capents = 0;
+	}
 	return rc;
+}
+
+char *xfer_curl_slash(const char *path)
+{
+	return xc_slash(path);
+}
+
+char *xfer_curl_noslash(const char *path)
+{
+	return xc_noslash(path);
 }
 
 int xfer_curl_global_init(char *err, size_t errlen)

@@ -1,10 +1,9 @@
 /*
- * xfer_file.c - the local-filesystem side of transfers: listing and reading
+ * xfer_local.c - the local-filesystem side of transfers: listing and reading
  * a local source, assembling an asset below the local destination root
  * ("a stage") and putting it in place, copying between local files, and
- * purging an asset from the root. xfer_file_load is these pieces run in a
- * row for a local source and a local root; xfer.c runs the same pieces
- * with a remote end on one side.
+ * purging an asset from the root. xfer.c runs these pieces, whatever the
+ * other end is.
  *
  * Invariants this file keeps:
  *
@@ -14,13 +13,15 @@
  *   symbolic link anywhere on the way fails the task; a symbolic link at the
  *   final name is replaced or unlinked itself, never followed. Paths inside
  *   a stage are walked the same way from the staging directory, and
- *   recursive removal (xfer_file_rmtree) follows the same rule.
+ *   recursive removal (xfer_local_rmtree) follows the same rule.
  *
  * - The final name never shows a partial asset. A file is written as
  *   ".<name>.apubid-<taskid>.tmp" in its final directory; a directory tree
  *   is assembled under ".<name>.apubid-<taskid>.stage" beside its final
- *   place. Every file is fsync'ed when finished and every staged directory
- *   at commit, and then the stage is renamed into place. When a plain
+ *   place. Each file's writeback starts when it is finished, one syncfs of
+ *   the root's file system at commit makes every staged file and directory
+ *   of a package durable at once (a single file: one fsync), and then the
+ *   stage is renamed into place. When a plain
  *   rename cannot replace what is there (a directory with content, or a
  *   different type), the stage is first renamed to
  *   ".<name>.apubid-<taskid>.swap" and swapped with the old asset by
@@ -45,13 +46,13 @@
  *   file in a package fails the task rather than publishing something the
  *   customer did not put in it.
  *
- * - What a changing source gets: xfer_file_version tells one version of a
+ * - What a changing source gets: xfer_local_version tells one version of a
  *   source file from another (size, modification and status change times
  *   in nanoseconds, device, inode), from the open descriptor or from what
  *   the path names now. The copy reads exactly the size the file had when
  *   opened, so a file that grows, shrinks or is rewritten meanwhile
- *   would be published as neither version; xfer.c, and xfer_file_load
- *   here, compare the two before and after and never publish such a copy.
+ *   would be published as neither version; xfer.c compares the two before
+ *   and after and never publishes such a copy.
  *
  * Errors are reported once, in `err`, as a sentence fit for a task's
  * reason. Destination failures name the relative path the WFM asked for
@@ -77,25 +78,25 @@
 /* A copy polls the stop flag at least this often, so a stop request is
  * noticed within one chunk even inside a very large file; it is also the
  * most copy_file_range is asked for in one call. */
-#define XFER_FILE_CHUNK (16 * 1024 * 1024)
+#define XFER_LOCAL_CHUNK (16 * 1024 * 1024)
 /* The read/write buffer, used when the kernel cannot copy between the two
  * file systems itself or when the caller wants to see the data. */
-#define XFER_FILE_BUFSZ (1024 * 1024)
+#define XFER_LOCAL_BUFSZ (1024 * 1024)
 
-#define XFER_FILE_DIR_FLAGS (O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC)
+#define XFER_LOCAL_DIR_FLAGS (O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC)
 
-/* Flags for xfer_file_walk. */
-#define XFER_FILE_WALK_CREATE 1 /* make missing directories on the way */
-#define XFER_FILE_WALK_SYNC 2   /* and fsync the directory each was made in */
+/* Flags for xfer_local_walk. */
+#define XFER_LOCAL_WALK_CREATE 1 /* make missing directories on the way */
+#define XFER_LOCAL_WALK_SYNC 2   /* and fsync the directory each was made in */
 
-/* A file of a stage handed out by xfer_file_stage_file and not yet
+/* A file of a stage handed out by xfer_local_stage_file and not yet
  * finished, so later calls on its descriptor can name it in messages. */
-struct xfer_file_open {
+struct xfer_local_open {
 	int fd;
 	char *path;
 };
 
-struct xfer_file_stage {
+struct xfer_local_stage {
 	char *rel;     /* the asset below the root, for messages */
 	char *prefix;  /* rel + "/", for messages about paths inside a package */
 	char *taskid;
@@ -106,16 +107,16 @@ struct xfer_file_stage {
 	int dfd;       /* the staging directory of a directory asset, else -1 */
 	int gone;      /* committed: nothing left under the side names */
 	int found;     /* an earlier attempt's stage was there to continue */
-	struct xfer_file_open *open;
+	struct xfer_local_open *open;
 	int nopen, capopen;
 };
 
-static int xfer_file_fail(char *err, size_t errlen, const char *fmt, ...)
+static int xfer_local_fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Writes the reason into err and returns XFER_FAILED, so failure paths read
- * "return xfer_file_fail(...)". */
-static int xfer_file_fail(char *err, size_t errlen, const char *fmt, ...)
+ * "return xfer_local_fail(...)". */
+static int xfer_local_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	char line[2048];
 	va_list ap;
@@ -124,18 +125,18 @@ static int xfer_file_fail(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 	if (err && errlen)
 		snprintf(err, errlen, "%s", line);
-	log_debug("xfer_file: %s", line);
+	log_debug("xfer_local: %s", line);
 	return XFER_FAILED;
 }
 
-static void xfer_file_clear_err(char *err, size_t errlen)
+static void xfer_local_clear_err(char *err, size_t errlen)
 {
 	if (err && errlen)
 		err[0] = '\0';
 }
 
 /* Grows an array like util_malloc allocates: never NULL. */
-static void *xfer_file_grow(void *p, int *cap, size_t elem)
+static void *xfer_local_grow(void *p, int *cap, size_t elem)
 {
 	int n = *cap ? *cap * 2 : 16;
 	void *q = realloc(p, (size_t)n * elem);
@@ -147,7 +148,7 @@ static void *xfer_file_grow(void *p, int *cap, size_t elem)
 	return q;
 }
 
-static int xfer_file_stopped(volatile sig_atomic_t *stop)
+static int xfer_local_stopped(volatile sig_atomic_t *stop)
 {
 	return stop && *stop;
 }
@@ -155,7 +156,7 @@ static int xfer_file_stopped(volatile sig_atomic_t *stop)
 /* A TaskId becomes part of file names, so it must not carry a '/' or
  * anything else a file name should not: accept what util_uuid produces and
  * similar tokens. */
-static int xfer_file_taskid_ok(const char *id)
+static int xfer_local_taskid_ok(const char *id)
 {
 	if (!id || !*id || strlen(id) > 64)
 		return 0;
@@ -169,7 +170,7 @@ static int xfer_file_taskid_ok(const char *id)
 /* One path component as the walk accepts it. Paths arrive normalised; this
  * is the second line of defence, so a caller's bug cannot turn into a walk
  * out of the root or the source. */
-static int xfer_file_name_ok(const char *s, size_t n)
+static int xfer_local_name_ok(const char *s, size_t n)
 {
 	if (n == 0 || n > NAME_MAX)
 		return 0;
@@ -181,14 +182,14 @@ static int xfer_file_name_ok(const char *s, size_t n)
 /* 1 when every '/'-separated component of a non-empty `path` is one the
  * walk accepts (so no "..", ".", empty segment, or leading or trailing
  * '/'). */
-static int xfer_file_path_ok(const char *path)
+static int xfer_local_path_ok(const char *path)
 {
 	if (!path || !*path)
 		return 0;
 	for (const char *p = path;;) {
 		const char *slash = strchr(p, '/');
 		size_t n = slash ? (size_t)(slash - p) : strlen(p);
-		if (!xfer_file_name_ok(p, n))
+		if (!xfer_local_name_ok(p, n))
 			return 0;
 		if (!slash)
 			return 1;
@@ -198,14 +199,14 @@ static int xfer_file_path_ok(const char *path)
 
 /* The name of a side file beside `name`: ".<name>.apubid-<taskid>.<what>".
  * Returns a malloc'ed string the caller frees. */
-static char *xfer_file_side_name(const char *name, const char *taskid, const char *what)
+static char *xfer_local_side_name(const char *name, const char *taskid, const char *what)
 {
 	return util_printf(".%s.apubid-%s.%s", name, taskid, what);
 }
 
 /* 1 when opening `name` in `dirfd` failed with `e` because it is a
  * symbolic link (O_NOFOLLOW answers ELOOP, or ENOTDIR with O_DIRECTORY). */
-static int xfer_file_is_link(int dirfd, const char *name, int e)
+static int xfer_local_is_link(int dirfd, const char *name, int e)
 {
 	struct stat st;
 	return (e == ELOOP || e == ENOTDIR) &&
@@ -218,7 +219,7 @@ static int xfer_file_is_link(int dirfd, const char *name, int e)
  * so the removal cannot leave the tree it was pointed at. Returns 0, or -1
  * with errno set; ENOENT means there was nothing to remove.
  */
-static int xfer_file_rmtree(int dirfd, const char *name)
+static int xfer_local_rmtree(int dirfd, const char *name)
 {
 	if (unlinkat(dirfd, name, 0) == 0)
 		return 0;
@@ -226,7 +227,7 @@ static int xfer_file_rmtree(int dirfd, const char *name)
 	if (errno != EISDIR && errno != EPERM)
 		return -1;
 	int first = errno;
-	int fd = openat(dirfd, name, XFER_FILE_DIR_FLAGS);
+	int fd = openat(dirfd, name, XFER_LOCAL_DIR_FLAGS);
 	if (fd < 0) {
 		/* Not a directory after all: the unlink's own reason stands. */
 		if (errno == ENOTDIR || errno == ELOOP)
@@ -251,7 +252,7 @@ static int xfer_file_rmtree(int dirfd, const char *name)
 		while ((de = readdir(d)) != NULL) {
 			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 				continue;
-			if (xfer_file_rmtree(fd, de->d_name) < 0 && errno != ENOENT) {
+			if (xfer_local_rmtree(fd, de->d_name) < 0 && errno != ENOENT) {
 				e = errno;
 				goto out;
 			}
@@ -278,14 +279,14 @@ out:
 }
 
 /* Removes a side name left by an earlier attempt of this task. */
-static int xfer_file_clear_stale(int dirfd, const char *side)
+static int xfer_local_clear_stale(int dirfd, const char *side)
 {
-	if (xfer_file_rmtree(dirfd, side) < 0 && errno != ENOENT)
+	if (xfer_local_rmtree(dirfd, side) < 0 && errno != ENOENT)
 		return -1;
 	return 0;
 }
 
-static int xfer_file_cmp_names(const void *a, const void *b)
+static int xfer_local_cmp_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -293,7 +294,7 @@ static int xfer_file_cmp_names(const void *a, const void *b)
 /* Reads the names in the directory `dirfd` (without "." and ".."), sorted
  * bytewise so listings and walks come out in the same order every time.
  * Returns 0 with a malloc'ed *names of *n strings, or -1 with errno set. */
-static int xfer_file_read_names(int dirfd, char ***names, int *n)
+static int xfer_local_read_names(int dirfd, char ***names, int *n)
 {
 	*names = NULL;
 	*n = 0;
@@ -317,7 +318,7 @@ static int xfer_file_read_names(int dirfd, char ***names, int *n)
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
 			if (nv == cap)
-				v = xfer_file_grow(v, &cap, sizeof *v);
+				v = xfer_local_grow(v, &cap, sizeof *v);
 			v[nv++] = util_strdup(de->d_name);
 		}
 		errno = 0;
@@ -332,13 +333,13 @@ static int xfer_file_read_names(int dirfd, char ***names, int *n)
 		return -1;
 	}
 	if (nv > 1)
-		qsort(v, (size_t)nv, sizeof *v, xfer_file_cmp_names);
+		qsort(v, (size_t)nv, sizeof *v, xfer_local_cmp_names);
 	*names = v;
 	*n = nv;
 	return 0;
 }
 
-static void xfer_file_free_names(char **names, int n)
+static void xfer_local_free_names(char **names, int n)
 {
 	for (int i = 0; i < n; i++)
 		free(names[i]);
@@ -348,29 +349,29 @@ static void xfer_file_free_names(char **names, int n)
 /*
  * Opens the directory that holds the last component of `rel`, walking down
  * from `startfd` one component at a time without following symbolic links.
- * With XFER_FILE_WALK_CREATE, missing directories are made (0755, subject to
- * the umask) on the way; with XFER_FILE_WALK_SYNC as well, the directory
+ * With XFER_LOCAL_WALK_CREATE, missing directories are made (0755, subject to
+ * the umask) on the way; with XFER_LOCAL_WALK_SYNC as well, the directory
  * each was made in is fsync'ed. `prefix` goes before `rel` in messages ("" or
  * "pkg/" for a path inside a package). Returns 0 with *dirfd (the caller
  * closes it) and *leaf (a pointer into rel), 1 when a component is missing
  * or is a file and CREATE is off (the asset is absent), -1 with err set.
  */
-static int xfer_file_walk(int startfd, const char *prefix, const char *rel, int flags,
+static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int flags,
 			  int *dirfd, const char **leaf, char *err, size_t errlen)
 {
-	int create = flags & XFER_FILE_WALK_CREATE;
+	int create = flags & XFER_LOCAL_WALK_CREATE;
 	*dirfd = -1;
 	*leaf = NULL;
 	if (!rel || !*rel)
-		return xfer_file_fail(err, errlen, "invalid destination path: it is empty");
+		return xfer_local_fail(err, errlen, "invalid destination path: it is empty");
 	/* Check every component before touching the disk, so a bad path
 	 * creates nothing. */
-	if (!xfer_file_path_ok(rel))
-		return xfer_file_fail(err, errlen, "invalid destination path: %s%s", prefix, rel);
+	if (!xfer_local_path_ok(rel))
+		return xfer_local_fail(err, errlen, "invalid destination path: %s%s", prefix, rel);
 
 	int fd = fcntl(startfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
-		return xfer_file_fail(err, errlen, "cannot open %s: %s",
+		return xfer_local_fail(err, errlen, "cannot open %s: %s",
 				      *prefix ? prefix : "the destination root", strerror(errno));
 	const char *p = rel;
 	for (;;) {
@@ -387,43 +388,43 @@ static int xfer_file_walk(int startfd, const char *prefix, const char *rel, int 
 		comp[n] = '\0';
 
 		int created = 0;
-		int next = openat(fd, comp, XFER_FILE_DIR_FLAGS);
+		int next = openat(fd, comp, XFER_LOCAL_DIR_FLAGS);
 		if (next < 0 && errno == ENOENT && create) {
 			if (mkdirat(fd, comp, 0755) == 0)
 				created = 1;
 			else if (errno != EEXIST) {
 				int e = errno;
 				close(fd);
-				return xfer_file_fail(err, errlen, "cannot create %s%.*s: %s", prefix,
+				return xfer_local_fail(err, errlen, "cannot create %s%.*s: %s", prefix,
 						      upto, rel, strerror(e));
 			}
 			/* EEXIST: another task made it meanwhile; open what is there. */
-			next = openat(fd, comp, XFER_FILE_DIR_FLAGS);
+			next = openat(fd, comp, XFER_LOCAL_DIR_FLAGS);
 		}
 		if (next < 0) {
 			int e = errno;
-			int islink = xfer_file_is_link(fd, comp, e);
+			int islink = xfer_local_is_link(fd, comp, e);
 			close(fd);
 			if (islink)
-				return xfer_file_fail(err, errlen,
+				return xfer_local_fail(err, errlen,
 						      "destination path crosses a symbolic link: %s%.*s",
 						      prefix, upto, rel);
 			if (!create && (e == ENOENT || e == ENOTDIR))
 				return 1;
 			if (e == ENOTDIR)
-				return xfer_file_fail(err, errlen,
+				return xfer_local_fail(err, errlen,
 						      "destination path is blocked by a file: %s%.*s",
 						      prefix, upto, rel);
-			return xfer_file_fail(err, errlen, "cannot open %s%.*s: %s", prefix, upto,
+			return xfer_local_fail(err, errlen, "cannot open %s%.*s: %s", prefix, upto,
 					      rel, strerror(e));
 		}
 		/* A directory made on the way must survive a crash along with
 		 * the asset that will be renamed into it. */
-		if (created && (flags & XFER_FILE_WALK_SYNC) && fsync(fd) < 0) {
+		if (created && (flags & XFER_LOCAL_WALK_SYNC) && fsync(fd) < 0) {
 			int e = errno;
 			close(fd);
 			close(next);
-			return xfer_file_fail(err, errlen, "cannot create %s%.*s: %s", prefix, upto,
+			return xfer_local_fail(err, errlen, "cannot create %s%.*s: %s", prefix, upto,
 					      rel, strerror(e));
 		}
 		close(fd);
@@ -432,10 +433,10 @@ static int xfer_file_walk(int startfd, const char *prefix, const char *rel, int 
 	}
 }
 
-static int xfer_file_open_root(const char *root, char *err, size_t errlen)
+static int xfer_local_open_root(const char *root, char *err, size_t errlen)
 {
 	if (!root || root[0] != '/') {
-		xfer_file_fail(err, errlen, "destination root is not an absolute path: %s",
+		xfer_local_fail(err, errlen, "destination root is not an absolute path: %s",
 			       root ? root : "(none)");
 		return -1;
 	}
@@ -443,7 +444,7 @@ static int xfer_file_open_root(const char *root, char *err, size_t errlen)
 	 * /srv/cdn -> /data/cdn); only what lies below it is confined. */
 	int fd = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		xfer_file_fail(err, errlen, "cannot open destination root %s: %s", root,
+		xfer_local_fail(err, errlen, "cannot open destination root %s: %s", root,
 			       strerror(errno));
 	return fd;
 }
@@ -451,7 +452,7 @@ static int xfer_file_open_root(const char *root, char *err, size_t errlen)
 /* Clears O_NONBLOCK, which opens use so that a FIFO put where a file was
  * cannot hang the worker in open(2); on a regular file it changes nothing,
  * but the descriptor goes to callers that should see an ordinary one. */
-static void xfer_file_blocking(int fd)
+static void xfer_local_blocking(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 	if (fl >= 0 && (fl & O_NONBLOCK))
@@ -461,17 +462,17 @@ static void xfer_file_blocking(int fd)
 /* ---- copying ------------------------------------------------------------ */
 
 /* Where a copy failed, so each caller can name the file at fault. */
-enum xfer_file_fault_at {
-	XFER_FILE_AT_NONE = 0,
-	XFER_FILE_AT_READ,   /* reading the source */
-	XFER_FILE_AT_WRITE,  /* writing the destination */
-	XFER_FILE_AT_COPY,   /* copy_file_range, which cannot tell which side */
-	XFER_FILE_AT_SHORT,  /* the source ended before `len` bytes */
-	XFER_FILE_AT_CALLER, /* on_data asked to stop */
+enum xfer_local_fault_at {
+	XFER_LOCAL_AT_NONE = 0,
+	XFER_LOCAL_AT_READ,   /* reading the source */
+	XFER_LOCAL_AT_WRITE,  /* writing the destination */
+	XFER_LOCAL_AT_COPY,   /* copy_file_range, which cannot tell which side */
+	XFER_LOCAL_AT_SHORT,  /* the source ended before `len` bytes */
+	XFER_LOCAL_AT_CALLER, /* on_data asked to stop */
 };
 
-struct xfer_file_fault {
-	int at;        /* enum xfer_file_fault_at */
+struct xfer_local_fault {
+	int at;        /* enum xfer_local_fault_at */
 	int errnum;
 	int64_t done;  /* bytes copied before the fault */
 };
@@ -480,11 +481,11 @@ struct xfer_file_fault {
  * second thread that reads the destination back behind the copy (from the
  * page cache the copy just filled): the kernel copies, the other core
  * hashes, and the digest is of what was written. */
-#define XFER_FILE_PAR_MIN (8 * 1024 * 1024)
+#define XFER_LOCAL_PAR_MIN (8 * 1024 * 1024)
 
 /* The copy and the thread hashing behind it. `copied` grows as the copy
  * goes; `ended` is set once it stops (done or failed). */
-struct xfer_file_hasher {
+struct xfer_local_hasher {
 	int out;
 	int64_t out_off, len;
 	int (*on_data)(void *arg, const char *buf, size_t n);
@@ -494,14 +495,14 @@ struct xfer_file_hasher {
 	int64_t copied;
 	int ended;
 	int64_t hashed;
-	int failed;   /* XFER_FILE_AT_READ, _SHORT or _CALLER, 0 when fine */
+	int failed;   /* XFER_LOCAL_AT_READ, _SHORT or _CALLER, 0 when fine */
 	int errnum;
 };
 
-static void *xfer_file_hasher_main(void *arg)
+static void *xfer_local_hasher_main(void *arg)
 {
-	struct xfer_file_hasher *h = arg;
-	char *buf = util_malloc(XFER_FILE_BUFSZ);
+	struct xfer_local_hasher *h = arg;
+	char *buf = util_malloc(XFER_LOCAL_BUFSZ);
 	for (;;) {
 		pthread_mutex_lock(&h->lock);
 		while (h->copied == h->hashed && !h->ended)
@@ -511,17 +512,17 @@ static void *xfer_file_hasher_main(void *arg)
 		if (upto == h->hashed)
 			break; /* the copy ended and everything copied is hashed */
 		while (h->hashed < upto) {
-			size_t want = upto - h->hashed > XFER_FILE_BUFSZ ? XFER_FILE_BUFSZ
+			size_t want = upto - h->hashed > XFER_LOCAL_BUFSZ ? XFER_LOCAL_BUFSZ
 									  : (size_t)(upto - h->hashed);
 			ssize_t n = pread(h->out, buf, want, h->out_off + h->hashed);
 			if (n < 0 && errno == EINTR)
 				continue;
 			int failed = 0;
 			if (n <= 0) {
-				failed = n < 0 ? XFER_FILE_AT_READ : XFER_FILE_AT_SHORT;
+				failed = n < 0 ? XFER_LOCAL_AT_READ : XFER_LOCAL_AT_SHORT;
 				h->errnum = n < 0 ? errno : 0;
 			} else if (h->on_data(h->arg, buf, (size_t)n) != 0) {
-				failed = XFER_FILE_AT_CALLER;
+				failed = XFER_LOCAL_AT_CALLER;
 			}
 			if (failed) {
 				pthread_mutex_lock(&h->lock);
@@ -537,29 +538,29 @@ out:
 	return NULL;
 }
 
-static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+static int xfer_local_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 			      int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-			      volatile sig_atomic_t *stop, struct xfer_file_fault *f,
-			      struct xfer_file_hasher *h);
+			      volatile sig_atomic_t *stop, struct xfer_local_fault *f,
+			      struct xfer_local_hasher *h);
 
 /* A long copy the caller hashes: the copy runs here (in the kernel where
  * it can), the hashing in a second thread reading the destination. */
-static int xfer_file_copy_hashed(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+static int xfer_local_copy_hashed(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 				 int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-				 volatile sig_atomic_t *stop, struct xfer_file_fault *f)
+				 volatile sig_atomic_t *stop, struct xfer_local_fault *f)
 {
-	struct xfer_file_hasher h = { .out = out, .out_off = out_off, .len = len,
+	struct xfer_local_hasher h = { .out = out, .out_off = out_off, .len = len,
 				      .on_data = on_data, .arg = arg };
 	pthread_mutex_init(&h.lock, NULL);
 	pthread_cond_init(&h.more, NULL);
 	pthread_t t;
-	if (pthread_create(&t, NULL, xfer_file_hasher_main, &h) != 0) {
+	if (pthread_create(&t, NULL, xfer_local_hasher_main, &h) != 0) {
 		pthread_mutex_destroy(&h.lock);
 		pthread_cond_destroy(&h.more);
-		return xfer_file_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, f,
+		return xfer_local_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, f,
 					  NULL);
 	}
-	int rc = xfer_file_copy_fds(in, in_off, out, out_off, len, NULL, NULL, stop, f, &h);
+	int rc = xfer_local_copy_fds(in, in_off, out, out_off, len, NULL, NULL, stop, f, &h);
 	pthread_mutex_lock(&h.lock);
 	h.ended = 1;
 	pthread_cond_signal(&h.more);
@@ -583,12 +584,12 @@ static int xfer_file_copy_hashed(int in, int64_t in_off, int out, int64_t out_of
  * copy_file_range lets the kernel copy (or reflink) without the data
  * passing through us; when the two file systems cannot do that, or when
  * `on_data` wants to see the bytes, pread/pwrite does the work. The stop
- * flag is polled before every chunk of at most XFER_FILE_CHUNK bytes.
+ * flag is polled before every chunk of at most XFER_LOCAL_CHUNK bytes.
  */
-static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+static int xfer_local_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 			      int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-			      volatile sig_atomic_t *stop, struct xfer_file_fault *f,
-			      struct xfer_file_hasher *h)
+			      volatile sig_atomic_t *stop, struct xfer_local_fault *f,
+			      struct xfer_local_hasher *h)
 {
 	int64_t done = 0;
 	int kernel = on_data == NULL;
@@ -597,7 +598,7 @@ static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, 
 
 	memset(f, 0, sizeof *f);
 	if (in_off < 0 || out_off < 0 || len < 0) {
-		f->at = XFER_FILE_AT_COPY;
+		f->at = XFER_LOCAL_AT_COPY;
 		f->errnum = EINVAL;
 		return XFER_FAILED;
 	}
@@ -606,7 +607,7 @@ static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, 
 		/* Start writing each chunk to disk as soon as it is copied, so
 		 * that the fsync at the end of a long file finds little left
 		 * to do (advisory: an error shows again at that fsync). */
-		if (len >= XFER_FILE_CHUNK && done > flushed) {
+		if (len >= XFER_LOCAL_CHUNK && done > flushed) {
 			sync_file_range(out, out_off + flushed, done - flushed, SYNC_FILE_RANGE_WRITE);
 			flushed = done;
 		}
@@ -619,13 +620,13 @@ static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, 
 			if (hash_failed)
 				break; /* reported by the caller */
 		}
-		if (xfer_file_stopped(stop)) {
+		if (xfer_local_stopped(stop)) {
 			rc = XFER_STOPPED;
 			break;
 		}
 		if (done >= len)
 			break;
-		int64_t end = len - done > XFER_FILE_CHUNK ? done + XFER_FILE_CHUNK : len;
+		int64_t end = len - done > XFER_LOCAL_CHUNK ? done + XFER_LOCAL_CHUNK : len;
 		while (done < end) {
 			if (kernel) {
 				loff_t io = in_off + done, oo = out_off + done;
@@ -641,7 +642,7 @@ static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, 
 				}
 				if (n < 0) {
 					f->errnum = errno;
-					f->at = errno == EIO ? XFER_FILE_AT_COPY : XFER_FILE_AT_WRITE;
+					f->at = errno == EIO ? XFER_LOCAL_AT_COPY : XFER_LOCAL_AT_WRITE;
 					rc = XFER_FAILED;
 					goto out;
 				}
@@ -655,20 +656,20 @@ static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, 
 				continue;
 			}
 			if (!buf)
-				buf = util_malloc(XFER_FILE_BUFSZ);
-			size_t want = end - done > XFER_FILE_BUFSZ ? XFER_FILE_BUFSZ
+				buf = util_malloc(XFER_LOCAL_BUFSZ);
+			size_t want = end - done > XFER_LOCAL_BUFSZ ? XFER_LOCAL_BUFSZ
 								   : (size_t)(end - done);
 			ssize_t n = pread(in, buf, want, in_off + done);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {
-				f->at = n < 0 ? XFER_FILE_AT_READ : XFER_FILE_AT_SHORT;
+				f->at = n < 0 ? XFER_LOCAL_AT_READ : XFER_LOCAL_AT_SHORT;
 				f->errnum = n < 0 ? errno : 0;
 				rc = XFER_FAILED;
 				goto out;
 			}
 			if (on_data && on_data(arg, buf, (size_t)n) != 0) {
-				f->at = XFER_FILE_AT_CALLER;
+				f->at = XFER_LOCAL_AT_CALLER;
 				rc = XFER_FAILED;
 				goto out;
 			}
@@ -678,7 +679,7 @@ static int xfer_file_copy_fds(int in, int64_t in_off, int out, int64_t out_off, 
 				if (w < 0 && errno == EINTR)
 					continue;
 				if (w <= 0) {
-					f->at = XFER_FILE_AT_WRITE;
+					f->at = XFER_LOCAL_AT_WRITE;
 					f->errnum = w < 0 ? errno : EIO;
 					done += off;
 					rc = XFER_FAILED;
@@ -695,33 +696,33 @@ out:
 	return rc;
 }
 
-int xfer_file_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+int xfer_local_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
 		   volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
-	struct xfer_file_fault f;
-	xfer_file_clear_err(err, errlen);
-	int rc = on_data && len >= XFER_FILE_PAR_MIN
-			 ? xfer_file_copy_hashed(in, in_off, out, out_off, len, on_data, arg, stop, &f)
-			 : xfer_file_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, &f, NULL);
+	struct xfer_local_fault f;
+	xfer_local_clear_err(err, errlen);
+	int rc = on_data && len >= XFER_LOCAL_PAR_MIN
+			 ? xfer_local_copy_hashed(in, in_off, out, out_off, len, on_data, arg, stop, &f)
+			 : xfer_local_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, &f, NULL);
 	if (rc != XFER_FAILED)
 		return rc;
 	switch (f.at) {
-	case XFER_FILE_AT_READ:
-		return xfer_file_fail(err, errlen, "read error at byte %lld: %s",
+	case XFER_LOCAL_AT_READ:
+		return xfer_local_fail(err, errlen, "read error at byte %lld: %s",
 				      (long long)(in_off + f.done), strerror(f.errnum));
-	case XFER_FILE_AT_WRITE:
-		return xfer_file_fail(err, errlen, "write error at byte %lld: %s",
+	case XFER_LOCAL_AT_WRITE:
+		return xfer_local_fail(err, errlen, "write error at byte %lld: %s",
 				      (long long)(out_off + f.done), strerror(f.errnum));
-	case XFER_FILE_AT_SHORT:
-		return xfer_file_fail(err, errlen,
+	case XFER_LOCAL_AT_SHORT:
+		return xfer_local_fail(err, errlen,
 				      "the source ended at byte %lld, %lld bytes short",
 				      (long long)(in_off + f.done), (long long)(len - f.done));
-	case XFER_FILE_AT_CALLER:
-		return xfer_file_fail(err, errlen, "copy ended by its caller at byte %lld",
+	case XFER_LOCAL_AT_CALLER:
+		return xfer_local_fail(err, errlen, "copy ended by its caller at byte %lld",
 				      (long long)(in_off + f.done));
 	default:
-		return xfer_file_fail(err, errlen, "copy error at byte %lld: %s",
+		return xfer_local_fail(err, errlen, "copy error at byte %lld: %s",
 				      (long long)(in_off + f.done), strerror(f.errnum));
 	}
 }
@@ -731,7 +732,7 @@ int xfer_file_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len
 /* Opens the source `src` itself (already without a trailing '/') without
  * following a link at its last component. Returns the descriptor and *st,
  * or -1 with err set. */
-static int xfer_file_open_top(const char *src, struct stat *st, char *err, size_t errlen)
+static int xfer_local_open_top(const char *src, struct stat *st, char *err, size_t errlen)
 {
 	/* O_NONBLOCK so that a FIFO put where the asset was cannot hang the
 	 * worker in open(2); it changes nothing for files and directories. */
@@ -739,33 +740,33 @@ static int xfer_file_open_top(const char *src, struct stat *st, char *err, size_
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT)
-			return xfer_file_fail(err, errlen, "source asset does not exist: %s", src);
+			return xfer_local_fail(err, errlen, "source asset does not exist: %s", src);
 		if (e == ELOOP)
-			return xfer_file_fail(err, errlen, "source asset is a symbolic link: %s",
+			return xfer_local_fail(err, errlen, "source asset is a symbolic link: %s",
 					      src);
-		return xfer_file_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
+		return xfer_local_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
 	}
 	if (fstat(fd, st) < 0) {
 		int e = errno;
 		close(fd);
-		return xfer_file_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
+		return xfer_local_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
 	}
 	if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode)) {
 		close(fd);
-		return xfer_file_fail(err, errlen, "source asset is not a file or a directory: %s",
+		return xfer_local_fail(err, errlen, "source asset is not a file or a directory: %s",
 				      src);
 	}
-	xfer_file_blocking(fd);
+	xfer_local_blocking(fd);
 	return fd;
 }
 
 /* An absolute source path without trailing '/': a trailing '/' would make
  * open(2) follow a link at the last component despite O_NOFOLLOW. Returns
  * a malloc'ed path, or NULL with err set. */
-static char *xfer_file_source_path(const char *src, char *err, size_t errlen)
+static char *xfer_local_source_path(const char *src, char *err, size_t errlen)
 {
 	if (!src || src[0] != '/') {
-		xfer_file_fail(err, errlen, "source asset is not an absolute path: %s",
+		xfer_local_fail(err, errlen, "source asset is not an absolute path: %s",
 			       src ? src : "(none)");
 		return NULL;
 	}
@@ -775,87 +776,87 @@ static char *xfer_file_source_path(const char *src, char *err, size_t errlen)
 	return util_strndup(src, n);
 }
 
-struct xfer_file_lister {
+struct xfer_local_lister {
 	const char *src;
-	struct xfer_file_item *items;
+	struct xfer_local_item *items;
 	int n, cap;
 	char *err;
 	size_t errlen;
 };
 
-static void xfer_file_list_add(struct xfer_file_lister *l, char *path, int is_dir, int64_t size)
+static void xfer_local_list_add(struct xfer_local_lister *l, char *path, int is_dir, int64_t size)
 {
 	if (l->n == l->cap)
-		l->items = xfer_file_grow(l->items, &l->cap, sizeof *l->items);
-	l->items[l->n++] = (struct xfer_file_item){ .path = path, .is_dir = is_dir, .size = size };
+		l->items = xfer_local_grow(l->items, &l->cap, sizeof *l->items);
+	l->items[l->n++] = (struct xfer_local_item){ .path = path, .is_dir = is_dir, .size = size };
 }
 
 /* Lists the directory `dfd`, which is `sub` inside the source ("" at the
  * top): each entry, then, for a directory, its own content. */
-static int xfer_file_list_dir(struct xfer_file_lister *l, int dfd, const char *sub)
+static int xfer_local_list_dir(struct xfer_local_lister *l, int dfd, const char *sub)
 {
 	char **names;
 	int nn, rc = XFER_OK;
-	if (xfer_file_read_names(dfd, &names, &nn) < 0)
-		return xfer_file_fail(l->err, l->errlen, "cannot read %s%s%s: %s", l->src,
+	if (xfer_local_read_names(dfd, &names, &nn) < 0)
+		return xfer_local_fail(l->err, l->errlen, "cannot read %s%s%s: %s", l->src,
 				      *sub ? "/" : "", sub, strerror(errno));
 	for (int i = 0; i < nn && rc == XFER_OK; i++) {
 		char *child = *sub ? util_printf("%s/%s", sub, names[i]) : util_strdup(names[i]);
 		struct stat st;
 		if (fstatat(dfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			rc = xfer_file_fail(l->err, l->errlen, "cannot read %s/%s: %s", l->src,
+			rc = xfer_local_fail(l->err, l->errlen, "cannot read %s/%s: %s", l->src,
 					    child, strerror(errno));
 		} else if (S_ISLNK(st.st_mode)) {
-			rc = xfer_file_fail(l->err, l->errlen,
+			rc = xfer_local_fail(l->err, l->errlen,
 					    "source contains a symbolic link: %s", child);
 		} else if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
-			rc = xfer_file_fail(l->err, l->errlen,
+			rc = xfer_local_fail(l->err, l->errlen,
 					    "source contains a special file: %s", child);
 		} else if (S_ISREG(st.st_mode)) {
-			xfer_file_list_add(l, child, 0, (int64_t)st.st_size);
+			xfer_local_list_add(l, child, 0, (int64_t)st.st_size);
 			continue; /* the list owns child now */
 		} else {
-			int fd = openat(dfd, names[i], XFER_FILE_DIR_FLAGS);
-			if (fd < 0 && xfer_file_is_link(dfd, names[i], errno)) {
-				rc = xfer_file_fail(l->err, l->errlen,
+			int fd = openat(dfd, names[i], XFER_LOCAL_DIR_FLAGS);
+			if (fd < 0 && xfer_local_is_link(dfd, names[i], errno)) {
+				rc = xfer_local_fail(l->err, l->errlen,
 						    "source contains a symbolic link: %s", child);
 			} else if (fd < 0) {
-				rc = xfer_file_fail(l->err, l->errlen, "cannot read %s/%s: %s",
+				rc = xfer_local_fail(l->err, l->errlen, "cannot read %s/%s: %s",
 						    l->src, child, strerror(errno));
 			} else {
-				xfer_file_list_add(l, child, 1, 0);
-				rc = xfer_file_list_dir(l, fd, child);
+				xfer_local_list_add(l, child, 1, 0);
+				rc = xfer_local_list_dir(l, fd, child);
 				close(fd);
 				continue;
 			}
 		}
 		free(child);
 	}
-	xfer_file_free_names(names, nn);
+	xfer_local_free_names(names, nn);
 	return rc;
 }
 
-int xfer_file_list(const char *src, struct xfer_file_item **items, int *n, char *err,
+int xfer_local_list(const char *src, struct xfer_local_item **items, int *n, char *err,
 		   size_t errlen)
 {
-	struct xfer_file_lister l = { .err = err, .errlen = errlen };
+	struct xfer_local_lister l = { .err = err, .errlen = errlen };
 	struct stat st;
 	int fd = -1, rc = XFER_FAILED;
 
 	*items = NULL;
 	*n = 0;
-	xfer_file_clear_err(err, errlen);
-	char *path = xfer_file_source_path(src, err, errlen);
+	xfer_local_clear_err(err, errlen);
+	char *path = xfer_local_source_path(src, err, errlen);
 	if (!path)
 		return XFER_FAILED;
 	l.src = path;
-	if ((fd = xfer_file_open_top(path, &st, err, errlen)) < 0)
+	if ((fd = xfer_local_open_top(path, &st, err, errlen)) < 0)
 		goto out;
 	if (S_ISREG(st.st_mode)) {
-		xfer_file_list_add(&l, util_strdup(""), 0, (int64_t)st.st_size);
+		xfer_local_list_add(&l, util_strdup(""), 0, (int64_t)st.st_size);
 		rc = XFER_OK;
 	} else {
-		rc = xfer_file_list_dir(&l, fd, "");
+		rc = xfer_local_list_dir(&l, fd, "");
 	}
 out:
 	if (fd >= 0)
@@ -865,19 +866,19 @@ out:
 		*items = l.items;
 		*n = l.n;
 	} else {
-		xfer_file_free_items(l.items, l.n);
+		xfer_local_free_items(l.items, l.n);
 	}
 	return rc;
 }
 
-void xfer_file_free_items(struct xfer_file_item *items, int n)
+void xfer_local_free_items(struct xfer_local_item *items, int n)
 {
 	for (int i = 0; i < n; i++)
 		free(items[i].path);
 	free(items);
 }
 
-int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *size,
+int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *size,
 			  char *err, size_t errlen)
 {
 	struct stat st;
@@ -885,27 +886,27 @@ int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *s
 
 	*fd = -1;
 	*size = 0;
-	xfer_file_clear_err(err, errlen);
-	char *top = xfer_file_source_path(src, err, errlen);
+	xfer_local_clear_err(err, errlen);
+	char *top = xfer_local_source_path(src, err, errlen);
 	if (!top)
 		return XFER_FAILED;
 	if (!path || !*path) {
-		if ((f = xfer_file_open_top(top, &st, err, errlen)) < 0)
+		if ((f = xfer_local_open_top(top, &st, err, errlen)) < 0)
 			goto out;
 		if (S_ISDIR(st.st_mode)) {
-			xfer_file_fail(err, errlen, "cannot read %s: %s", top, strerror(EISDIR));
+			xfer_local_fail(err, errlen, "cannot read %s: %s", top, strerror(EISDIR));
 			goto out;
 		}
 		goto done;
 	}
-	if (!xfer_file_path_ok(path)) {
-		xfer_file_fail(err, errlen, "invalid path inside the source %s: %s", top, path);
+	if (!xfer_local_path_ok(path)) {
+		xfer_local_fail(err, errlen, "invalid path inside the source %s: %s", top, path);
 		goto out;
 	}
-	if ((dfd = xfer_file_open_top(top, &st, err, errlen)) < 0)
+	if ((dfd = xfer_local_open_top(top, &st, err, errlen)) < 0)
 		goto out;
 	if (!S_ISDIR(st.st_mode)) {
-		xfer_file_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(ENOTDIR));
+		xfer_local_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(ENOTDIR));
 		goto out;
 	}
 	const char *p = path;
@@ -917,15 +918,15 @@ int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *s
 		memcpy(comp, p, n);
 		comp[n] = '\0';
 		int next = openat(dfd, comp,
-				  slash ? XFER_FILE_DIR_FLAGS
+				  slash ? XFER_LOCAL_DIR_FLAGS
 					: O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (next < 0) {
 			int e = errno;
-			if (xfer_file_is_link(dfd, comp, e))
-				xfer_file_fail(err, errlen, "source contains a symbolic link: %.*s",
+			if (xfer_local_is_link(dfd, comp, e))
+				xfer_local_fail(err, errlen, "source contains a symbolic link: %.*s",
 					       upto, path);
 			else
-				xfer_file_fail(err, errlen, "cannot read %s/%.*s: %s", top, upto,
+				xfer_local_fail(err, errlen, "cannot read %s/%.*s: %s", top, upto,
 					       path, strerror(e));
 			goto out;
 		}
@@ -938,18 +939,18 @@ int xfer_file_open_source(const char *src, const char *path, int *fd, int64_t *s
 		p = slash + 1;
 	}
 	if (fstat(f, &st) < 0) {
-		xfer_file_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(errno));
+		xfer_local_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(errno));
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		xfer_file_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(EISDIR));
+		xfer_local_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(EISDIR));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		xfer_file_fail(err, errlen, "source contains a special file: %s", path);
+		xfer_local_fail(err, errlen, "source contains a special file: %s", path);
 		goto out;
 	}
-	xfer_file_blocking(f);
+	xfer_local_blocking(f);
 done:
 	*fd = f;
 	*size = (int64_t)st.st_size;
@@ -964,7 +965,7 @@ out:
 	return rc;
 }
 
-static void xfer_file_version_of(const struct stat *st, struct xfer_version *v)
+static void xfer_local_version_of(const struct stat *st, struct xfer_version *v)
 {
 	memset(v, 0, sizeof *v);
 	v->known = XV_SIZE | XV_MTIME | XV_CTIME | XV_INODE;
@@ -975,18 +976,18 @@ static void xfer_file_version_of(const struct stat *st, struct xfer_version *v)
 	v->ino = (uint64_t)st->st_ino;
 }
 
-int xfer_file_version(const char *src, const char *path, int fd, struct xfer_version *v,
+int xfer_local_version(const char *src, const char *path, int fd, struct xfer_version *v,
 		      char *err, size_t errlen)
 {
 	struct stat st;
-	xfer_file_clear_err(err, errlen);
+	xfer_local_clear_err(err, errlen);
 	memset(v, 0, sizeof *v);
 	if (fd >= 0) {
 		if (fstat(fd, &st) < 0)
-			return xfer_file_fail(err, errlen, "cannot read %s%s%s: %s", src,
+			return xfer_local_fail(err, errlen, "cannot read %s%s%s: %s", src,
 					      path && *path ? "/" : "", path ? path : "",
 					      strerror(errno));
-		xfer_file_version_of(&st, v);
+		xfer_local_version_of(&st, v);
 		return XFER_OK;
 	}
 	/* The path as a reader would open it now: not through a link at its
@@ -994,28 +995,18 @@ int xfer_file_version(const char *src, const char *path, int fd, struct xfer_ver
 	char *full = path && *path ? util_printf("%s/%s", src, path) : util_strdup(src);
 	int rc = XFER_OK;
 	if (lstat(full, &st) == 0)
-		xfer_file_version_of(&st, v);
+		xfer_local_version_of(&st, v);
 	else if (errno == ENOENT || errno == ENOTDIR)
 		v->known = XV_GONE;
 	else
-		rc = xfer_file_fail(err, errlen, "cannot read %s: %s", full, strerror(errno));
+		rc = xfer_local_fail(err, errlen, "cannot read %s: %s", full, strerror(errno));
 	free(full);
 	return rc;
 }
 
 /* ---- the stage ---------------------------------------------------------- */
 
-/* The path inside the package of an open stage file, for messages; NULL
- * for the file of a single-file asset or a descriptor not handed out. */
-static const char *xfer_file_stage_path_of(const struct xfer_file_stage *st, int fd)
-{
-	for (int i = 0; i < st->nopen; i++)
-		if (st->open[i].fd == fd)
-			return st->open[i].path;
-	return NULL;
-}
-
-static void xfer_file_stage_forget(struct xfer_file_stage *st, int fd)
+static void xfer_local_stage_forget(struct xfer_local_stage *st, int fd)
 {
 	for (int i = 0; i < st->nopen; i++)
 		if (st->open[i].fd == fd) {
@@ -1027,14 +1018,14 @@ static void xfer_file_stage_forget(struct xfer_file_stage *st, int fd)
 
 /* "cannot write <rel>[/<child>]: <reason>" for any failure on the
  * destination side; child is the path inside a directory package. */
-static int xfer_file_stage_fail(const struct xfer_file_stage *st, const char *child, int e,
+static int xfer_local_stage_fail(const struct xfer_local_stage *st, const char *child, int e,
 				char *err, size_t errlen)
 {
-	return xfer_file_fail(err, errlen, "cannot write %s%s%s: %s", st->rel,
+	return xfer_local_fail(err, errlen, "cannot write %s%s%s: %s", st->rel,
 			      child && *child ? "/" : "", child ? child : "", strerror(e));
 }
 
-void xfer_file_stage_close(struct xfer_file_stage *st)
+void xfer_local_stage_close(struct xfer_local_stage *st)
 {
 	if (!st)
 		return;
@@ -1053,23 +1044,23 @@ void xfer_file_stage_close(struct xfer_file_stage *st)
 	free(st);
 }
 
-int xfer_file_stage_open(const char *root, const char *rel, const char *taskid, int is_dir,
-			 int resume, struct xfer_file_stage **out, char *err, size_t errlen)
+int xfer_local_stage_open(const char *root, const char *rel, const char *taskid, int is_dir,
+			 int resume, struct xfer_local_stage **out, char *err, size_t errlen)
 {
-	struct xfer_file_stage *st = NULL;
+	struct xfer_local_stage *st = NULL;
 	int rootfd = -1, pfd = -1;
 	const char *leaf;
 	char *swap = NULL, *old = NULL, *other = NULL;
 
 	*out = NULL;
-	xfer_file_clear_err(err, errlen);
-	if (!xfer_file_taskid_ok(taskid)) {
-		xfer_file_fail(err, errlen, "invalid task id for a file name");
+	xfer_local_clear_err(err, errlen);
+	if (!xfer_local_taskid_ok(taskid)) {
+		xfer_local_fail(err, errlen, "invalid task id for a file name");
 		goto fail;
 	}
-	if ((rootfd = xfer_file_open_root(root, err, errlen)) < 0)
+	if ((rootfd = xfer_local_open_root(root, err, errlen)) < 0)
 		goto fail;
-	if (xfer_file_walk(rootfd, "", rel, XFER_FILE_WALK_CREATE | XFER_FILE_WALK_SYNC, &pfd,
+	if (xfer_local_walk(rootfd, "", rel, XFER_LOCAL_WALK_CREATE | XFER_LOCAL_WALK_SYNC, &pfd,
 			   &leaf, err, errlen) != 0)
 		goto fail;
 
@@ -1082,20 +1073,20 @@ int xfer_file_stage_open(const char *root, const char *rel, const char *taskid, 
 	pfd = -1;
 	st->dfd = -1;
 	st->name = util_strdup(leaf);
-	st->side = xfer_file_side_name(leaf, taskid, is_dir ? "stage" : "tmp");
+	st->side = xfer_local_side_name(leaf, taskid, is_dir ? "stage" : "tmp");
 
 	/* What an interrupted commit of an earlier attempt left is never
 	 * worth keeping: under .swap the old asset, or a finished stage that
 	 * a resume cannot tell from it; under .old the replaced asset. Nor is
 	 * a stage of the other kind (the source was a file then and is a
 	 * directory now, or the reverse). */
-	swap = xfer_file_side_name(leaf, taskid, "swap");
-	old = xfer_file_side_name(leaf, taskid, "old");
-	other = xfer_file_side_name(leaf, taskid, is_dir ? "tmp" : "stage");
-	if (xfer_file_clear_stale(st->pfd, swap) < 0 || xfer_file_clear_stale(st->pfd, old) < 0 ||
-	    xfer_file_clear_stale(st->pfd, other) < 0 ||
-	    (!resume && xfer_file_clear_stale(st->pfd, st->side) < 0)) {
-		xfer_file_stage_fail(st, NULL, errno, err, errlen);
+	swap = xfer_local_side_name(leaf, taskid, "swap");
+	old = xfer_local_side_name(leaf, taskid, "old");
+	other = xfer_local_side_name(leaf, taskid, is_dir ? "tmp" : "stage");
+	if (xfer_local_clear_stale(st->pfd, swap) < 0 || xfer_local_clear_stale(st->pfd, old) < 0 ||
+	    xfer_local_clear_stale(st->pfd, other) < 0 ||
+	    (!resume && xfer_local_clear_stale(st->pfd, st->side) < 0)) {
+		xfer_local_stage_fail(st, NULL, errno, err, errlen);
 		goto fail;
 	}
 	if (st->is_dir) {
@@ -1104,23 +1095,23 @@ int xfer_file_stage_open(const char *root, const char *rel, const char *taskid, 
 		else if (errno == EEXIST)
 			st->found = 1;
 		else {
-			xfer_file_stage_fail(st, NULL, errno, err, errlen);
+			xfer_local_stage_fail(st, NULL, errno, err, errlen);
 			goto fail;
 		}
-		st->dfd = openat(st->pfd, st->side, XFER_FILE_DIR_FLAGS);
+		st->dfd = openat(st->pfd, st->side, XFER_LOCAL_DIR_FLAGS);
 		if (st->dfd < 0 && (errno == ENOTDIR || errno == ELOOP)) {
 			/* Something other than a directory under our name: not
 			 * a stage to continue in. */
 			st->found = 0;
-			if (xfer_file_rmtree(st->pfd, st->side) < 0 ||
+			if (xfer_local_rmtree(st->pfd, st->side) < 0 ||
 			    mkdirat(st->pfd, st->side, 0755) < 0) {
-				xfer_file_stage_fail(st, NULL, errno, err, errlen);
+				xfer_local_stage_fail(st, NULL, errno, err, errlen);
 				goto fail;
 			}
-			st->dfd = openat(st->pfd, st->side, XFER_FILE_DIR_FLAGS);
+			st->dfd = openat(st->pfd, st->side, XFER_LOCAL_DIR_FLAGS);
 		}
 		if (st->dfd < 0) {
-			xfer_file_stage_fail(st, NULL, errno, err, errlen);
+			xfer_local_stage_fail(st, NULL, errno, err, errlen);
 			goto fail;
 		}
 	} else if (resume) {
@@ -1130,8 +1121,8 @@ int xfer_file_stage_open(const char *root, const char *rel, const char *taskid, 
 		struct stat sb;
 		int there = fstatat(st->pfd, st->side, &sb, AT_SYMLINK_NOFOLLOW) == 0;
 		st->found = there && S_ISREG(sb.st_mode) && sb.st_nlink == 1;
-		if (there && !st->found && xfer_file_clear_stale(st->pfd, st->side) < 0) {
-			xfer_file_stage_fail(st, NULL, errno, err, errlen);
+		if (there && !st->found && xfer_local_clear_stale(st->pfd, st->side) < 0) {
+			xfer_local_stage_fail(st, NULL, errno, err, errlen);
 			goto fail;
 		}
 	}
@@ -1145,7 +1136,7 @@ fail:
 	free(swap);
 	free(old);
 	free(other);
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 	if (pfd >= 0)
 		close(pfd);
 	if (rootfd >= 0)
@@ -1154,15 +1145,15 @@ fail:
 }
 
 /* Checks that the stage can still take content. */
-static int xfer_file_stage_usable(const struct xfer_file_stage *st, char *err, size_t errlen)
+static int xfer_local_stage_usable(const struct xfer_local_stage *st, char *err, size_t errlen)
 {
 	if (!st->gone)
 		return 0;
-	xfer_file_fail(err, errlen, "cannot write %s: its stage was already committed", st->rel);
+	xfer_local_fail(err, errlen, "cannot write %s: its stage was already committed", st->rel);
 	return -1;
 }
 
-int xfer_file_stage_file(struct xfer_file_stage *st, const char *path, int *fd, int64_t *size,
+int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd, int64_t *size,
 			 char *err, size_t errlen)
 {
 	int dirfd = -1, f = -1;
@@ -1170,24 +1161,24 @@ int xfer_file_stage_file(struct xfer_file_stage *st, const char *path, int *fd, 
 
 	*fd = -1;
 	*size = 0;
-	xfer_file_clear_err(err, errlen);
+	xfer_local_clear_err(err, errlen);
 	if (!path)
 		path = "";
-	if (xfer_file_stage_usable(st, err, errlen) < 0)
+	if (xfer_local_stage_usable(st, err, errlen) < 0)
 		return XFER_FAILED;
 	if (!st->is_dir) {
 		if (*path)
-			return xfer_file_fail(err, errlen,
+			return xfer_local_fail(err, errlen,
 					      "invalid destination path: %s%s (%s is a single file)",
 					      st->prefix, path, st->rel);
 		dirfd = st->pfd;
 		leaf = st->side;
 	} else {
 		if (!*path)
-			return xfer_file_fail(err, errlen,
+			return xfer_local_fail(err, errlen,
 					      "invalid destination path: a file in %s needs a name",
 					      st->rel);
-		if (xfer_file_walk(st->dfd, st->prefix, path, XFER_FILE_WALK_CREATE, &dirfd, &leaf,
+		if (xfer_local_walk(st->dfd, st->prefix, path, XFER_LOCAL_WALK_CREATE, &dirfd, &leaf,
 				   err, errlen) != 0)
 			return XFER_FAILED;
 	}
@@ -1202,20 +1193,20 @@ int xfer_file_stage_file(struct xfer_file_stage *st, const char *path, int *fd, 
 			   0644);
 		if (f < 0) {
 			int e = errno;
-			if (xfer_file_is_link(dirfd, leaf, e))
-				xfer_file_fail(err, errlen,
+			if (xfer_local_is_link(dirfd, leaf, e))
+				xfer_local_fail(err, errlen,
 					       "destination path crosses a symbolic link: %s%s",
 					       st->is_dir ? st->prefix : st->rel, path);
 			else
-				xfer_file_stage_fail(st, path, e, err, errlen);
+				xfer_local_stage_fail(st, path, e, err, errlen);
 			goto fail;
 		}
 		if (fstat(f, &sb) < 0) {
-			xfer_file_stage_fail(st, path, errno, err, errlen);
+			xfer_local_stage_fail(st, path, errno, err, errlen);
 			goto fail;
 		}
 		if (!S_ISREG(sb.st_mode)) {
-			xfer_file_fail(err, errlen, "cannot write %s%s: it is not a regular file",
+			xfer_local_fail(err, errlen, "cannot write %s%s: it is not a regular file",
 				       st->is_dir ? st->prefix : st->rel, path);
 			goto fail;
 		}
@@ -1226,27 +1217,27 @@ int xfer_file_stage_file(struct xfer_file_stage *st, const char *path, int *fd, 
 		close(f);
 		f = -1;
 		if (unlinkat(dirfd, leaf, 0) < 0) {
-			xfer_file_stage_fail(st, path, errno, err, errlen);
+			xfer_local_stage_fail(st, path, errno, err, errlen);
 			goto fail;
 		}
 	}
 	if (sb.st_nlink > 1) {
-		xfer_file_stage_fail(st, path, EMLINK, err, errlen);
+		xfer_local_stage_fail(st, path, EMLINK, err, errlen);
 		goto fail;
 	}
-	xfer_file_blocking(f);
+	xfer_local_blocking(f);
 	if (lseek(f, sb.st_size, SEEK_SET) < 0) {
-		xfer_file_stage_fail(st, path, errno, err, errlen);
+		xfer_local_stage_fail(st, path, errno, err, errlen);
 		goto fail;
 	}
 	if (dirfd != st->pfd)
 		close(dirfd);
 	/* A descriptor number handed out again means the earlier one was
 	 * closed without done_file: forget that one. */
-	xfer_file_stage_forget(st, f);
+	xfer_local_stage_forget(st, f);
 	if (st->nopen == st->capopen)
-		st->open = xfer_file_grow(st->open, &st->capopen, sizeof *st->open);
-	st->open[st->nopen++] = (struct xfer_file_open){ .fd = f, .path = util_strdup(path) };
+		st->open = xfer_local_grow(st->open, &st->capopen, sizeof *st->open);
+	st->open[st->nopen++] = (struct xfer_local_open){ .fd = f, .path = util_strdup(path) };
 	*fd = f;
 	*size = (int64_t)sb.st_size;
 	return XFER_OK;
@@ -1258,67 +1249,68 @@ fail:
 	return XFER_FAILED;
 }
 
-int xfer_file_stage_truncate(int fd, int64_t size, char *err, size_t errlen)
+int xfer_local_stage_truncate(int fd, int64_t size, char *err, size_t errlen)
 {
-	xfer_file_clear_err(err, errlen);
+	xfer_local_clear_err(err, errlen);
 	if (size < 0)
-		return xfer_file_fail(err, errlen, "cannot truncate a staged file to %lld bytes",
+		return xfer_local_fail(err, errlen, "cannot truncate a staged file to %lld bytes",
 				      (long long)size);
 	while (ftruncate(fd, (off_t)size) < 0)
 		if (errno != EINTR)
-			return xfer_file_fail(err, errlen, "cannot truncate a staged file: %s",
+			return xfer_local_fail(err, errlen, "cannot truncate a staged file: %s",
 					      strerror(errno));
 	/* Without this, the next write(2) would land at the old end and
 	 * leave a hole of zeros. */
 	if (lseek(fd, (off_t)size, SEEK_SET) < 0)
-		return xfer_file_fail(err, errlen, "cannot truncate a staged file: %s",
+		return xfer_local_fail(err, errlen, "cannot truncate a staged file: %s",
 				      strerror(errno));
 	return XFER_OK;
 }
 
-int xfer_file_stage_done_file(struct xfer_file_stage *st, int fd, char *err, size_t errlen)
+int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, size_t errlen)
 {
-	xfer_file_clear_err(err, errlen);
-	int rc = XFER_OK;
-	if (fsync(fd) < 0)
-		rc = xfer_file_stage_fail(st, xfer_file_stage_path_of(st, fd), errno, err, errlen);
-	xfer_file_stage_forget(st, fd);
-	return rc;
+	xfer_local_clear_err(err, errlen);
+	/* Writeback starts now, without waiting for it: the one barrier at
+	 * commit (xfer_local_stage_settle) then finds little left to write,
+	 * where an fsync per file would wait for the disk once per file. */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	xfer_local_stage_forget(st, fd);
+	return XFER_OK;
 }
 
-int xfer_file_stage_mkdir(struct xfer_file_stage *st, const char *path, char *err,
+int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *err,
 			  size_t errlen)
 {
 	int dirfd = -1, rc = XFER_FAILED;
 	const char *leaf;
 
-	xfer_file_clear_err(err, errlen);
-	if (xfer_file_stage_usable(st, err, errlen) < 0)
+	xfer_local_clear_err(err, errlen);
+	if (xfer_local_stage_usable(st, err, errlen) < 0)
 		return XFER_FAILED;
 	if (!st->is_dir)
-		return xfer_file_fail(err, errlen,
+		return xfer_local_fail(err, errlen,
 				      "invalid destination path: %s%s (%s is a single file)",
 				      st->prefix, path ? path : "", st->rel);
 	if (!path || !*path)
-		return xfer_file_fail(err, errlen,
+		return xfer_local_fail(err, errlen,
 				      "invalid destination path: a directory in %s needs a name",
 				      st->rel);
-	if (xfer_file_walk(st->dfd, st->prefix, path, XFER_FILE_WALK_CREATE, &dirfd, &leaf, err,
+	if (xfer_local_walk(st->dfd, st->prefix, path, XFER_LOCAL_WALK_CREATE, &dirfd, &leaf, err,
 			   errlen) != 0)
 		return XFER_FAILED;
 	if (mkdirat(dirfd, leaf, 0755) < 0 && errno != EEXIST) {
-		xfer_file_stage_fail(st, path, errno, err, errlen);
+		xfer_local_stage_fail(st, path, errno, err, errlen);
 		goto out;
 	}
 	/* EEXIST from an earlier attempt is fine, if it is a directory. */
-	int check = openat(dirfd, leaf, XFER_FILE_DIR_FLAGS);
+	int check = openat(dirfd, leaf, XFER_LOCAL_DIR_FLAGS);
 	if (check < 0) {
 		int e = errno;
-		if (xfer_file_is_link(dirfd, leaf, e))
-			xfer_file_fail(err, errlen, "destination path crosses a symbolic link: %s%s",
+		if (xfer_local_is_link(dirfd, leaf, e))
+			xfer_local_fail(err, errlen, "destination path crosses a symbolic link: %s%s",
 				       st->prefix, path);
 		else
-			xfer_file_stage_fail(st, path, e, err, errlen);
+			xfer_local_stage_fail(st, path, e, err, errlen);
 		goto out;
 	}
 	close(check);
@@ -1328,44 +1320,40 @@ out:
 	return rc;
 }
 
-/* Makes the staged directory `dfd` (`sub` inside the package, "" at the
- * top) durable: settles each subdirectory, then fsyncs `dfd` so its
- * entries are on disk before the package is put in place. A directory
- * made by an earlier attempt is covered too. Only files and directories
- * are ever staged, so anything else was planted: refuse to publish it. */
-static int xfer_file_stage_settle(struct xfer_file_stage *st, int dfd, const char *sub,
+/* Checks the staged directory `dfd` (`sub` inside the package, "" at the
+ * top) and every directory below it: only files and directories are ever
+ * staged, so anything else was planted: refuse to publish it. */
+static int xfer_local_stage_settle(struct xfer_local_stage *st, int dfd, const char *sub,
 				  char *err, size_t errlen)
 {
 	char **names;
 	int nn, rc = XFER_OK;
-	if (xfer_file_read_names(dfd, &names, &nn) < 0)
-		return xfer_file_stage_fail(st, sub, errno, err, errlen);
+	if (xfer_local_read_names(dfd, &names, &nn) < 0)
+		return xfer_local_stage_fail(st, sub, errno, err, errlen);
 	for (int i = 0; i < nn && rc == XFER_OK; i++) {
 		char *child = *sub ? util_printf("%s/%s", sub, names[i]) : util_strdup(names[i]);
 		struct stat sb;
 		if (fstatat(dfd, names[i], &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-			rc = xfer_file_stage_fail(st, child, errno, err, errlen);
+			rc = xfer_local_stage_fail(st, child, errno, err, errlen);
 		} else if (S_ISDIR(sb.st_mode)) {
-			int fd = openat(dfd, names[i], XFER_FILE_DIR_FLAGS);
+			int fd = openat(dfd, names[i], XFER_LOCAL_DIR_FLAGS);
 			if (fd < 0) {
-				rc = xfer_file_stage_fail(st, child, errno, err, errlen);
+				rc = xfer_local_stage_fail(st, child, errno, err, errlen);
 			} else {
-				rc = xfer_file_stage_settle(st, fd, child, err, errlen);
+				rc = xfer_local_stage_settle(st, fd, child, err, errlen);
 				close(fd);
 			}
 		} else if (S_ISLNK(sb.st_mode)) {
-			rc = xfer_file_fail(err, errlen,
+			rc = xfer_local_fail(err, errlen,
 					    "staged package holds a symbolic link: %s/%s", st->rel,
 					    child);
 		} else if (!S_ISREG(sb.st_mode)) {
-			rc = xfer_file_fail(err, errlen, "staged package holds a special file: %s/%s",
+			rc = xfer_local_fail(err, errlen, "staged package holds a special file: %s/%s",
 					    st->rel, child);
 		}
 		free(child);
 	}
-	xfer_file_free_names(names, nn);
-	if (rc == XFER_OK && fsync(dfd) < 0)
-		rc = xfer_file_stage_fail(st, sub, errno, err, errlen);
+	xfer_local_free_names(names, nn);
 	return rc;
 }
 
@@ -1379,7 +1367,7 @@ static int xfer_file_stage_settle(struct xfer_file_stage *st, int dfd, const cha
  * Trying the rename first instead of looking first means no other task can
  * slip something in between the look and the rename.
  */
-static int xfer_file_stage_put(struct xfer_file_stage *st, char *err, size_t errlen)
+static int xfer_local_stage_put(struct xfer_local_stage *st, char *err, size_t errlen)
 {
 	int pfd = st->pfd;
 	char *swap = NULL, *aside = NULL;
@@ -1389,13 +1377,13 @@ static int xfer_file_stage_put(struct xfer_file_stage *st, char *err, size_t err
 	if (renameat(pfd, st->side, pfd, st->name) < 0) {
 		int e = errno;
 		if (e != EISDIR && e != ENOTDIR && e != ENOTEMPTY && e != EEXIST) {
-			rc = xfer_file_stage_fail(st, NULL, e, err, errlen);
+			rc = xfer_local_stage_fail(st, NULL, e, err, errlen);
 			goto out;
 		}
-		swap = xfer_file_side_name(st->name, st->taskid, "swap");
-		if (xfer_file_clear_stale(pfd, swap) < 0 ||
+		swap = xfer_local_side_name(st->name, st->taskid, "swap");
+		if (xfer_local_clear_stale(pfd, swap) < 0 ||
 		    renameat(pfd, st->side, pfd, swap) < 0) {
-			rc = xfer_file_stage_fail(st, NULL, errno, err, errlen);
+			rc = xfer_local_stage_fail(st, NULL, errno, err, errlen);
 			goto out;
 		}
 		if (renameat2(pfd, swap, pfd, st->name, RENAME_EXCHANGE) == 0) {
@@ -1405,12 +1393,12 @@ static int xfer_file_stage_put(struct xfer_file_stage *st, char *err, size_t err
 			 * old asset aside first. The name is briefly absent,
 			 * which a reader sees as "not yet published", never as
 			 * a partial package. */
-			aside = xfer_file_side_name(st->name, st->taskid, "old");
-			if (xfer_file_clear_stale(pfd, aside) < 0 ||
+			aside = xfer_local_side_name(st->name, st->taskid, "old");
+			if (xfer_local_clear_stale(pfd, aside) < 0 ||
 			    renameat(pfd, st->name, pfd, aside) < 0) {
 				e = errno;
 				renameat(pfd, swap, pfd, st->side);
-				rc = xfer_file_stage_fail(st, NULL, e, err, errlen);
+				rc = xfer_local_stage_fail(st, NULL, e, err, errlen);
 				goto out;
 			}
 			if (renameat(pfd, swap, pfd, st->name) < 0) {
@@ -1419,14 +1407,14 @@ static int xfer_file_stage_put(struct xfer_file_stage *st, char *err, size_t err
 				 * and the stage where a resume finds it. */
 				renameat(pfd, aside, pfd, st->name);
 				renameat(pfd, swap, pfd, st->side);
-				rc = xfer_file_stage_fail(st, NULL, e, err, errlen);
+				rc = xfer_local_stage_fail(st, NULL, e, err, errlen);
 				goto out;
 			}
 			old = aside;
 		} else {
 			e = errno;
 			renameat(pfd, swap, pfd, st->side);
-			rc = xfer_file_stage_fail(st, NULL, e, err, errlen);
+			rc = xfer_local_stage_fail(st, NULL, e, err, errlen);
 			goto out;
 		}
 	}
@@ -1435,15 +1423,15 @@ static int xfer_file_stage_put(struct xfer_file_stage *st, char *err, size_t err
 	 * Even if that fails, the replaced asset is no longer served and is
 	 * removed below like after a success. */
 	if (fsync(pfd) < 0)
-		rc = xfer_file_stage_fail(st, NULL, errno, err, errlen);
+		rc = xfer_local_stage_fail(st, NULL, errno, err, errlen);
 	else
 		rc = XFER_OK;
 	if (old) {
 		/* The publish has succeeded: failing to delete the replaced
 		 * asset wastes space but does not change what is served, so it
 		 * is logged rather than failing the task. */
-		if (xfer_file_rmtree(pfd, old) < 0 && errno != ENOENT)
-			log_warn("xfer_file: published %s but could not remove the replaced "
+		if (xfer_local_rmtree(pfd, old) < 0 && errno != ENOENT)
+			log_warn("xfer_local: published %s but could not remove the replaced "
 				 "asset left as %s: %s",
 				 st->rel, old, strerror(errno));
 		else
@@ -1455,24 +1443,42 @@ out:
 	return rc;
 }
 
-int xfer_file_stage_commit(struct xfer_file_stage *st, char *err, size_t errlen)
+int xfer_local_stage_commit(struct xfer_local_stage *st, char *err, size_t errlen)
 {
-	xfer_file_clear_err(err, errlen);
-	if (xfer_file_stage_usable(st, err, errlen) < 0)
+	xfer_local_clear_err(err, errlen);
+	if (xfer_local_stage_usable(st, err, errlen) < 0)
 		return XFER_FAILED;
-	if (st->is_dir && xfer_file_stage_settle(st, st->dfd, "", err, errlen) != XFER_OK)
+	if (st->is_dir && xfer_local_stage_settle(st, st->dfd, "", err, errlen) != XFER_OK)
 		return XFER_FAILED;
-	int rc = xfer_file_stage_put(st, err, errlen);
+	/* One barrier for the whole stage, files and directories alike, made
+	 * by this attempt or an earlier one: everything staged is on disk
+	 * before the rename can make it visible. A package takes one syncfs
+	 * of the root's file system; a single file, an fsync of itself, which
+	 * does not wait for whatever else that file system has to write. */
+	if (st->is_dir) {
+		if (syncfs(st->pfd) < 0)
+			return xfer_local_stage_fail(st, NULL, errno, err, errlen);
+	} else {
+		int fd = openat(st->pfd, st->side, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0 || fsync(fd) < 0) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			return xfer_local_stage_fail(st, NULL, e, err, errlen);
+		}
+		close(fd);
+	}
+	int rc = xfer_local_stage_put(st, err, errlen);
 	if (st->gone && st->dfd >= 0) {
 		close(st->dfd);
 		st->dfd = -1;
 	}
 	if (rc == XFER_OK)
-		log_debug("xfer_file: put %s in place", st->rel);
+		log_debug("xfer_local: put %s in place", st->rel);
 	return rc;
 }
 
-void xfer_file_stage_discard(struct xfer_file_stage *st)
+void xfer_local_stage_discard(struct xfer_local_stage *st)
 {
 	if (!st)
 		return;
@@ -1483,22 +1489,22 @@ void xfer_file_stage_discard(struct xfer_file_stage *st)
 		}
 		/* A failed commit may have left the stage under the swap name
 		 * if it could not be moved back; that name is only ever ours. */
-		char *swap = xfer_file_side_name(st->name, st->taskid, "swap");
+		char *swap = xfer_local_side_name(st->name, st->taskid, "swap");
 		const char *names[] = { st->side, swap };
 		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-			if (xfer_file_rmtree(st->pfd, names[i]) < 0 && errno != ENOENT)
-				log_warn("xfer_file: could not remove %s beside %s: %s", names[i],
+			if (xfer_local_rmtree(st->pfd, names[i]) < 0 && errno != ENOENT)
+				log_warn("xfer_local: could not remove %s beside %s: %s", names[i],
 					 st->rel, strerror(errno));
 		free(swap);
 	}
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 }
 
-/* ---- xfer_file_load: a local source into the local root ------------------ */
+/* ---- a source tree that holds the stage ---------------------------------- */
 
 /* 1 when the directory `ancestor` is `fd` itself or one of the directories
  * above it, found by climbing ".." to the file system root. */
-static int xfer_file_is_above(int ancestor, int fd)
+static int xfer_local_is_above(int ancestor, int fd)
 {
 	struct stat a, cur, up;
 	if (fstat(ancestor, &a) < 0)
@@ -1514,7 +1520,7 @@ static int xfer_file_is_above(int ancestor, int fd)
 			found = 1;
 			break;
 		}
-		int u = openat(d, "..", XFER_FILE_DIR_FLAGS);
+		int u = openat(d, "..", XFER_LOCAL_DIR_FLAGS);
 		if (u < 0 || fstat(u, &up) < 0) {
 			if (u >= 0)
 				close(u);
@@ -1530,150 +1536,27 @@ static int xfer_file_is_above(int ancestor, int fd)
 	return found;
 }
 
-/* Copies the source file `item` into the stage. */
-static int xfer_file_load_one(struct xfer_file_stage *st, const char *src,
-			      const struct xfer_file_item *item, volatile sig_atomic_t *stop,
-			      char *err, size_t errlen)
+int xfer_local_stage_check_source(const struct xfer_local_stage *st, const char *src, char *err,
+				 size_t errlen)
 {
-	const char *child = *item->path ? item->path : NULL;
-	const char *sep = child ? "/" : "", *c = child ? child : "";
-	int in = -1, out = -1, rc;
-	int64_t size, have;
-	struct xfer_file_fault f;
-
-	struct xfer_version before, now;
-	char what[512];
-	if ((rc = xfer_file_open_source(src, item->path, &in, &size, err, errlen)) != XFER_OK)
-		return rc;
-	if ((rc = xfer_file_version(src, item->path, in, &before, err, errlen)) != XFER_OK ||
-	    (rc = xfer_file_stage_file(st, item->path, &out, &have, err, errlen)) != XFER_OK)
-		goto out;
-	if (have != 0 && (rc = xfer_file_stage_truncate(out, 0, err, errlen)) != XFER_OK)
-		goto out;
-	rc = xfer_file_copy_fds(in, 0, out, 0, size, NULL, NULL, stop, &f, NULL);
-	/* The copy takes exactly the size the file had when opened: one that
-	 * grew, shrank or was rewritten meanwhile must not be published. Its
-	 * descriptor tells a change to the file, its path a file put in its
-	 * place. */
-	if (rc != XFER_STOPPED &&
-	    ((xfer_file_version(src, item->path, in, &now, NULL, 0) == XFER_OK &&
-	      xfer_version_diff(&before, &now, what, sizeof what)) ||
-	     (xfer_file_version(src, item->path, -1, &now, NULL, 0) == XFER_OK &&
-	      xfer_version_diff(&before, &now, what, sizeof what)))) {
-		rc = xfer_file_fail(err, errlen, "source changed during the copy: %s; file %s%s%s",
-				    what, src, sep, c);
-		goto out;
-	}
-	if (rc == XFER_FAILED) {
-		switch (f.at) {
-		case XFER_FILE_AT_READ:
-			xfer_file_fail(err, errlen, "cannot read %s%s%s: %s", src, sep, c,
-				       strerror(f.errnum));
-			break;
-		case XFER_FILE_AT_WRITE:
-			xfer_file_stage_fail(st, child, f.errnum, err, errlen);
-			break;
-		case XFER_FILE_AT_SHORT:
-			xfer_file_fail(err, errlen,
-				       "cannot write %s%s%s: copied %lld of %lld bytes; the source "
-				       "changed during the copy",
-				       st->rel, sep, c, (long long)f.done, (long long)size);
-			break;
-		default:
-			xfer_file_fail(err, errlen, "cannot copy %s%s%s to %s%s%s: %s", src, sep, c,
-				       st->rel, sep, c, strerror(f.errnum));
-			break;
-		}
-		goto out;
-	}
-	if (rc != XFER_OK)
-		goto out;
-	rc = xfer_file_stage_done_file(st, out, err, errlen);
-	/* close can report a deferred write error (NFS), so it counts. */
-	int fd = out;
-	out = -1;
-	if (close(fd) < 0 && rc == XFER_OK)
-		rc = xfer_file_stage_fail(st, child, errno, err, errlen);
-out:
-	if (out >= 0)
-		close(out);
-	if (in >= 0)
-		close(in);
-	return rc;
+	if (!st->is_dir)
+		return XFER_OK;
+	/* Publishing a tree into itself would list the stage as part of the
+	 * package on a retry and publish a copy inside the copy. */
+	int sfd = open(src, XFER_LOCAL_DIR_FLAGS);
+	if (sfd < 0)
+		return xfer_local_fail(err, errlen, "cannot read %s: %s", src, strerror(errno));
+	int inside = xfer_local_is_above(sfd, st->pfd);
+	close(sfd);
+	if (inside)
+		return xfer_local_fail(err, errlen, "source contains the destination: %s is inside %s",
+				      st->rel, src);
+	return XFER_OK;
 }
 
-int xfer_file_load(const char *src, const char *root, const char *rel, const char *taskid,
-		   volatile sig_atomic_t *stop, char *err, size_t errlen)
-{
-	struct xfer_file_item *items = NULL;
-	struct xfer_file_stage *st = NULL;
-	int n = 0, rc = XFER_FAILED, sfd = -1;
+/* ---- xfer_local_purge ------------------------------------------------------ */
 
-	xfer_file_clear_err(err, errlen);
-	char *path = xfer_file_source_path(src, err, errlen);
-	if (!path)
-		return XFER_FAILED;
-	if (!xfer_file_taskid_ok(taskid)) {
-		xfer_file_fail(err, errlen, "invalid task id for a file name");
-		goto out;
-	}
-	if (xfer_file_stopped(stop)) {
-		rc = XFER_STOPPED;
-		goto out;
-	}
-	/* The source first: one that vanished since submission, or holds a
-	 * link, must not leave new empty directories behind in the root. */
-	if (xfer_file_list(path, &items, &n, err, errlen) != XFER_OK)
-		goto out;
-	int is_dir = !(n == 1 && items[0].path[0] == '\0' && !items[0].is_dir);
-	if (xfer_file_stage_open(root, rel, taskid, is_dir, 0, &st, err, errlen) != XFER_OK)
-		goto out;
-	rc = XFER_OK;
-	if (is_dir) {
-		/* Publishing a tree into itself would list the stage as part
-		 * of the package on a retry and publish a copy inside the
-		 * copy: refuse it. */
-		sfd = open(path, XFER_FILE_DIR_FLAGS);
-		if (sfd < 0)
-			rc = xfer_file_fail(err, errlen, "cannot read %s: %s", path,
-					    strerror(errno));
-		else if (xfer_file_is_above(sfd, st->pfd))
-			rc = xfer_file_fail(err, errlen,
-					    "source contains the destination: %s is inside %s", rel,
-					    path);
-	}
-	for (int i = 0; i < n && rc == XFER_OK; i++) {
-		if (xfer_file_stopped(stop))
-			rc = XFER_STOPPED;
-		else if (items[i].is_dir)
-			rc = xfer_file_stage_mkdir(st, items[i].path, err, errlen);
-		else
-			rc = xfer_file_load_one(st, path, &items[i], stop, err, errlen);
-	}
-	if (rc == XFER_OK)
-		rc = xfer_file_stage_commit(st, err, errlen);
-	/* A local copy is quick to redo and its source may change before the
-	 * next attempt, so nothing is kept for a resume. */
-	if (rc != XFER_OK) {
-		xfer_file_stage_discard(st);
-		st = NULL;
-	}
-	if (rc == XFER_OK)
-		log_debug("xfer_file: published %s as %s", path, rel);
-	else if (rc == XFER_STOPPED)
-		log_debug("xfer_file: stopped publishing %s as %s", path, rel);
-out:
-	if (sfd >= 0)
-		close(sfd);
-	xfer_file_stage_close(st);
-	xfer_file_free_items(items, n);
-	free(path);
-	return rc;
-}
-
-/* ---- xfer_file_purge ------------------------------------------------------ */
-
-int xfer_file_purge(const char *root, const char *rel, const char *taskid, char **note,
+int xfer_local_purge(const char *root, const char *rel, const char *taskid, char **note,
 		    char *err, size_t errlen)
 {
 	int rootfd = -1, pfd = -1, rc = XFER_FAILED, absent = 0;
@@ -1683,14 +1566,14 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 
 	if (note)
 		*note = NULL;
-	xfer_file_clear_err(err, errlen);
-	if (!xfer_file_taskid_ok(taskid)) {
-		xfer_file_fail(err, errlen, "invalid task id for a file name");
+	xfer_local_clear_err(err, errlen);
+	if (!xfer_local_taskid_ok(taskid)) {
+		xfer_local_fail(err, errlen, "invalid task id for a file name");
 		goto out;
 	}
-	if ((rootfd = xfer_file_open_root(root, err, errlen)) < 0)
+	if ((rootfd = xfer_local_open_root(root, err, errlen)) < 0)
 		goto out;
-	int w = xfer_file_walk(rootfd, "", rel, 0, &pfd, &name, err, errlen);
+	int w = xfer_local_walk(rootfd, "", rel, 0, &pfd, &name, err, errlen);
 	if (w < 0)
 		goto out;
 	if (w == 1) {
@@ -1698,11 +1581,11 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 		rc = XFER_OK;
 		goto out;
 	}
-	gone = xfer_file_side_name(name, taskid, "purge");
+	gone = xfer_local_side_name(name, taskid, "purge");
 	/* A crashed attempt of this task may have renamed the asset aside and
 	 * not finished deleting it; finish that first. */
-	if (xfer_file_clear_stale(pfd, gone) < 0) {
-		xfer_file_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+	if (xfer_local_clear_stale(pfd, gone) < 0) {
+		xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 		goto out;
 	}
 	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -1710,7 +1593,7 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 			absent = 1;
 			rc = XFER_OK;
 		} else {
-			xfer_file_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+			xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 		}
 		goto out;
 	}
@@ -1721,13 +1604,13 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 				absent = 1;
 				rc = XFER_OK;
 			} else {
-				xfer_file_fail(err, errlen, "cannot remove %s: %s", rel,
+				xfer_local_fail(err, errlen, "cannot remove %s: %s", rel,
 					       strerror(errno));
 			}
 			goto out;
 		}
 		if (fsync(pfd) < 0) {
-			xfer_file_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+			xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 			goto out;
 		}
 		rc = XFER_OK;
@@ -1740,22 +1623,22 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 			absent = 1;
 			rc = XFER_OK;
 		} else {
-			xfer_file_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+			xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 		}
 		goto out;
 	}
 	if (fsync(pfd) < 0) {
-		xfer_file_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+		xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 		goto out;
 	}
 	rc = XFER_OK;
-	if (xfer_file_rmtree(pfd, gone) < 0 && errno != ENOENT) {
+	if (xfer_local_rmtree(pfd, gone) < 0 && errno != ENOENT) {
 		/* The asset is no longer served, which is what a purge
 		 * promises; what is left only takes space. A retry under a new
 		 * TaskId would find nothing to purge, so failing would not
 		 * help: tell the operator and the WFM instead. */
 		int e = errno;
-		log_warn("xfer_file: purged %s but could not delete all of it (left as %s): %s",
+		log_warn("xfer_local: purged %s but could not delete all of it (left as %s): %s",
 			 rel, gone, strerror(e));
 		if (note)
 			*note = util_printf("%s was removed, but some of its files could not be "
@@ -1766,11 +1649,11 @@ int xfer_file_purge(const char *root, const char *rel, const char *taskid, char 
 	}
 out:
 	if (rc == XFER_OK && absent) {
-		log_debug("xfer_file: nothing to purge at %s", rel);
+		log_debug("xfer_local: nothing to purge at %s", rel);
 		if (note)
 			*note = util_printf("nothing to purge: %s was not there", rel);
 	} else if (rc == XFER_OK) {
-		log_debug("xfer_file: purged %s", rel);
+		log_debug("xfer_local: purged %s", rel);
 	}
 	free(gone);
 	if (pfd >= 0)
@@ -1780,7 +1663,7 @@ out:
 	return rc;
 }
 
-int xfer_file_stage_found(const struct xfer_file_stage *st)
+int xfer_local_stage_found(const struct xfer_local_stage *st)
 {
 	return st->found;
 }

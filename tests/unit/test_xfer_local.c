@@ -1,5 +1,5 @@
 /*
- * test_xfer_file.c - the local-filesystem transfer backend, as the WFM
+ * test_xfer_local.c - the local-filesystem transfer backend, as the WFM
  * would see it through the published tree: packages arrive whole and
  * byte-identical, republishing replaces, purging removes, nothing is
  * written or removed outside the root, and no side file (temp, staging,
@@ -251,9 +251,109 @@ static int is_dir(const char *path)
 	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* ---- the load, as a worker runs it ------------------------------------- */
+
+/* What a load reports, kept in memory the way the task store keeps it, so
+ * that a second attempt of the same task sees what the first recorded. */
+static struct item *rep_items;
+static int rep_n;
+
+static int rep_get(void *arg, struct item **v, int *n)
+{
+	(void)arg;
+	*v = util_calloc((size_t)rep_n + 1, sizeof **v);
+	for (int i = 0; i < rep_n; i++) {
+		(*v)[i] = rep_items[i];
+		(*v)[i].path = util_strdup(rep_items[i].path);
+		(*v)[i].sha256 = util_strdup(rep_items[i].sha256);
+		(*v)[i].error = util_strdup(rep_items[i].error);
+		(*v)[i].version = util_strdup(rep_items[i].version);
+	}
+	*n = rep_n;
+	return 0;
+}
+
+static int rep_set(void *arg, const struct item *v, int n)
+{
+	(void)arg;
+	item_free_all(rep_items, rep_n);
+	rep_items = util_calloc((size_t)n + 1, sizeof *rep_items);
+	for (int i = 0; i < n; i++) {
+		rep_items[i] = v[i];
+		rep_items[i].path = util_strdup(v[i].path);
+		rep_items[i].sha256 = util_strdup(v[i].sha256);
+		rep_items[i].error = NULL;
+		rep_items[i].version = util_strdup(v[i].version);
+	}
+	rep_n = n;
+	return 0;
+}
+
+static int rep_version(void *arg, int seq, const char *version)
+{
+	(void)arg;
+	free(rep_items[seq].version);
+	rep_items[seq].version = util_strdup(version);
+	return 0;
+}
+
+static int rep_done(void *arg, int seq, int64_t size, const char *sha256)
+{
+	(void)arg;
+	rep_items[seq].state = ITEM_DONE;
+	rep_items[seq].size = size;
+	free(rep_items[seq].sha256);
+	rep_items[seq].sha256 = util_strdup(sha256);
+	return 0;
+}
+
+static void rep_failed(void *arg, int seq, const char *error)
+{
+	(void)arg, (void)seq, (void)error;
+}
+
+static void rep_progress(void *arg, int64_t bytes, int last)
+{
+	(void)arg, (void)bytes, (void)last;
+}
+
+static const struct xfer_report report = {
+	.items = rep_get,
+	.set_items = rep_set,
+	.item_version = rep_version,
+	.item_done = rep_done,
+	.item_failed = rep_failed,
+	.progress = rep_progress,
+};
+
+/* One task (fresh: nothing recorded) loading `src` as `rel` below the
+ * root, with the worker's `stop` flag: a directory source publishes a
+ * directory, as DestinationAsset "rel/" would ask. */
+static int load_as(const char *src, const char *rel, const char *taskid,
+		   volatile sig_atomic_t *stop)
+{
+	struct config c;
+	memset(&c, 0, sizeof c);
+	c.dest_root_path = root;
+	c.max_per_host = 4;
+	c.parallel = 1;
+	struct task t;
+	memset(&t, 0, sizeof t);
+	snprintf(t.id, sizeof t.id, "%s", taskid);
+	t.kind = TASK_LOAD;
+	t.source = (char *)src;
+	t.dest_path = (char *)rel;
+	struct stat st;
+	t.dest_is_dir = stat(src, &st) == 0 && S_ISDIR(st.st_mode);
+	item_free_all(rep_items, rep_n);
+	rep_items = NULL;
+	rep_n = 0;
+	return xfer_load(&c, &t, &report, stop, err, sizeof err);
+}
+
 static int load(const char *src, const char *rel)
 {
-	return xfer_file_load(src, root, rel, TASKID, &no_stop, err, sizeof err);
+	return load_as(src, rel, TASKID, &no_stop);
 }
 
 /* A small package: two files, a nested one with a non-ASCII UTF-8 name, and
@@ -440,7 +540,7 @@ static void test_failed_write_leaves_no_temp_file_and_keeps_old_asset(void)
 	setrlimit(RLIMIT_FSIZE, &old);
 	signal(SIGXFSZ, prev);
 	CHECK(rc == XFER_FAILED);
-	CHECK_STR(err, "cannot write big.ts: File too large");
+	CHECK_STR(err, "write error at byte 1048576: File too large");
 	CHECK(file_is(P("%s/big.ts", root), "old\n"));
 	CHECK(count_entries(root) == 1);
 }
@@ -461,7 +561,7 @@ static void test_failed_directory_publish_leaves_no_staging_and_keeps_old_asset(
 	setrlimit(RLIMIT_FSIZE, &old);
 	signal(SIGXFSZ, prev);
 	CHECK(rc == XFER_FAILED);
-	CHECK_STR(err, "cannot write pkg/video/huge.ts: File too large");
+	CHECK_STR(err, "file video/huge.ts: write error at byte 1048576: File too large");
 	CHECK(same_tree(P("%s/v1", ingest), P("%s/pkg", root)));
 	CHECK(count_entries(root) == 1);
 }
@@ -553,8 +653,7 @@ static void test_invalid_destination_paths_are_refused(void)
 		CHECK(load(P("%s/a.ts", ingest), bad[i]) == XFER_FAILED);
 		CHECK(strncmp(err, "invalid destination path", 24) == 0);
 	}
-	CHECK(xfer_file_load(P("%s/a.ts", ingest), root, "a.ts", "../x", &no_stop, err,
-			     sizeof err) == XFER_FAILED);
+	CHECK(load_as(P("%s/a.ts", ingest), "a.ts", "../x", &no_stop) == XFER_FAILED);
 	CHECK(count_entries(root) == 0);
 }
 
@@ -564,16 +663,13 @@ static void test_stop_before_start_returns_stopped_and_leaves_nothing(void)
 	volatile sig_atomic_t stop = 1;
 	CHECK(make_package(P("%s/pkg", ingest)) == 0);
 	CHECK(write_text(P("%s/a.ts", ingest), "x") == 0);
-	CHECK(xfer_file_load(P("%s/pkg", ingest), root, "vod/pkg", TASKID, &stop, err,
-			     sizeof err) == XFER_STOPPED);
-	CHECK(xfer_file_load(P("%s/a.ts", ingest), root, "a.ts", TASKID, &stop, err,
-			     sizeof err) == XFER_STOPPED);
+	CHECK(load_as(P("%s/pkg", ingest), "vod/pkg", TASKID, &stop) == XFER_STOPPED);
+	CHECK(load_as(P("%s/a.ts", ingest), "a.ts", TASKID, &stop) == XFER_STOPPED);
 	CHECK(count_entries(root) == 0);
 	/* Stopped with an older version in place: it stays as it was. */
 	CHECK(make_package(P("%s/old", ingest)) == 0);
 	CHECK(load(P("%s/old", ingest), "pkg") == XFER_OK);
-	CHECK(xfer_file_load(P("%s/pkg", ingest), root, "pkg", TASKID, &stop, err,
-			     sizeof err) == XFER_STOPPED);
+	CHECK(load_as(P("%s/pkg", ingest), "pkg", TASKID, &stop) == XFER_STOPPED);
 	CHECK(same_tree(P("%s/old", ingest), P("%s/pkg", root)));
 	CHECK(leftovers(root) == 0);
 }
@@ -587,7 +683,7 @@ static void test_purge_of_file_removes_it(void)
 	CHECK(write_text(P("%s/dir/a.ts", root), "x") == 0);
 	CHECK(write_text(P("%s/dir/keep.ts", root), "y") == 0);
 	char *note = (char *)"unset";
-	CHECK(xfer_file_purge(root, "dir/a.ts", TASKID, &note, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_purge(root, "dir/a.ts", TASKID, &note, err, sizeof err) == XFER_OK);
 	CHECK(note == NULL);
 	CHECK(!exists(P("%s/dir/a.ts", root)));
 	CHECK(file_is(P("%s/dir/keep.ts", root), "y"));
@@ -600,7 +696,7 @@ static void test_purge_of_directory_removes_whole_tree(void)
 	CHECK(load(P("%s/pkg", ingest), "vod/pkg") == XFER_OK);
 	CHECK(write_text(P("%s/vod/other.ts", root), "stays") == 0);
 	char *note = NULL;
-	CHECK(xfer_file_purge(root, "vod/pkg", TASKID, &note, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_purge(root, "vod/pkg", TASKID, &note, err, sizeof err) == XFER_OK);
 	CHECK(note == NULL);
 	CHECK(!exists(P("%s/vod/pkg", root)));
 	CHECK(file_is(P("%s/vod/other.ts", root), "stays"));
@@ -611,18 +707,18 @@ static void test_purge_of_absent_asset_succeeds_with_note(void)
 {
 	CHECK(fx_setup() == 0);
 	char *note = NULL;
-	CHECK(xfer_file_purge(root, "vod/none.ts", TASKID, &note, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_purge(root, "vod/none.ts", TASKID, &note, err, sizeof err) == XFER_OK);
 	CHECK_STR(note, "nothing to purge: vod/none.ts was not there");
 	free(note);
 	note = NULL;
 	CHECK(mkdir(P("%s/vod", root), 0755) == 0);
-	CHECK(xfer_file_purge(root, "vod/none.ts", TASKID, &note, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_purge(root, "vod/none.ts", TASKID, &note, err, sizeof err) == XFER_OK);
 	CHECK_STR(note, "nothing to purge: vod/none.ts was not there");
 	free(note);
 	note = NULL;
 	/* A file where a directory of the path should be: nothing below it. */
 	CHECK(write_text(P("%s/vod/file", root), "x") == 0);
-	CHECK(xfer_file_purge(root, "vod/file/none.ts", TASKID, &note, err, sizeof err) ==
+	CHECK(xfer_local_purge(root, "vod/file/none.ts", TASKID, &note, err, sizeof err) ==
 	      XFER_OK);
 	CHECK_STR(note, "nothing to purge: vod/file/none.ts was not there");
 	free(note);
@@ -637,7 +733,7 @@ static void test_purge_does_not_follow_symlink(void)
 	CHECK(symlink(outside, P("%s/link", root)) == 0);
 	char *note = NULL;
 	/* "link/" normalises to "link": the link itself is the asset. */
-	CHECK(xfer_file_purge(root, "link", TASKID, &note, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_purge(root, "link", TASKID, &note, err, sizeof err) == XFER_OK);
 	CHECK(note == NULL);
 	CHECK(!exists(P("%s/link", root)));
 	CHECK(file_is(P("%s/precious.ts", outside), "keep me\n"));
@@ -650,7 +746,7 @@ static void test_purge_through_symlinked_directory_is_refused(void)
 	CHECK(write_text(P("%s/precious.ts", outside), "keep me\n") == 0);
 	CHECK(symlink(outside, P("%s/link", root)) == 0);
 	char *note = NULL;
-	CHECK(xfer_file_purge(root, "link/precious.ts", TASKID, &note, err, sizeof err) ==
+	CHECK(xfer_local_purge(root, "link/precious.ts", TASKID, &note, err, sizeof err) ==
 	      XFER_FAILED);
 	CHECK_STR(err, "destination path crosses a symbolic link: link");
 	CHECK(note == NULL);
@@ -666,7 +762,7 @@ static void test_purge_of_tree_does_not_follow_links_inside_it(void)
 	CHECK(symlink(outside, P("%s/pkg/sub/to-dir", root)) == 0);
 	CHECK(symlink(P("%s/precious.ts", outside), P("%s/pkg/to-file", root)) == 0);
 	char *note = NULL;
-	CHECK(xfer_file_purge(root, "pkg", TASKID, &note, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_purge(root, "pkg", TASKID, &note, err, sizeof err) == XFER_OK);
 	CHECK(!exists(P("%s/pkg", root)));
 	CHECK(file_is(P("%s/precious.ts", outside), "keep me\n"));
 	CHECK(count_entries(outside) == 1);
@@ -680,7 +776,7 @@ static void test_purge_finishes_what_a_crashed_attempt_left(void)
 	CHECK(write_text(P("%s/.pkg.apubid-%s.purge/rest.ts", root, TASKID), "x") == 0);
 	CHECK(make_package(P("%s/pkg", root)) == 0);
 	char *note = NULL;
-	CHECK(xfer_file_purge(root, "pkg", TASKID, &note, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_purge(root, "pkg", TASKID, &note, err, sizeof err) == XFER_OK);
 	CHECK(note == NULL);
 	CHECK(count_entries(root) == 0);
 }
@@ -690,10 +786,10 @@ static void test_purge_finishes_what_a_crashed_attempt_left(void)
 #define STAGE_OF(name) P("%s/.%s.apubid-%s.stage", root, (name), TASKID)
 #define TMP_OF(name) P("%s/.%s.apubid-%s.tmp", root, (name), TASKID)
 
-static struct xfer_file_stage *stage_open(const char *rel, int is_dir, int resume)
+static struct xfer_local_stage *stage_open(const char *rel, int is_dir, int resume)
 {
-	struct xfer_file_stage *st = NULL;
-	if (xfer_file_stage_open(root, rel, TASKID, is_dir, resume, &st, err, sizeof err) != XFER_OK)
+	struct xfer_local_stage *st = NULL;
+	if (xfer_local_stage_open(root, rel, TASKID, is_dir, resume, &st, err, sizeof err) != XFER_OK)
 		return NULL;
 	return st;
 }
@@ -706,14 +802,14 @@ static int write_fd(int fd, const char *text)
 
 /* Writes one whole file of a stage the way the orchestrator does: open,
  * write, done, close. */
-static int stage_put_file(struct xfer_file_stage *st, const char *path, const char *text)
+static int stage_put_file(struct xfer_local_stage *st, const char *path, const char *text)
 {
 	int fd;
 	int64_t size;
-	if (xfer_file_stage_file(st, path, &fd, &size, err, sizeof err) != XFER_OK)
+	if (xfer_local_stage_file(st, path, &fd, &size, err, sizeof err) != XFER_OK)
 		return -1;
 	int rc = write_fd(fd, text) == 0 &&
-			 xfer_file_stage_done_file(st, fd, err, sizeof err) == XFER_OK
+			 xfer_local_stage_done_file(st, fd, err, sizeof err) == XFER_OK
 		 ? 0
 		 : -1;
 	close(fd);
@@ -723,30 +819,30 @@ static int stage_put_file(struct xfer_file_stage *st, const char *path, const ch
 static void test_stage_resumed_after_close_keeps_its_partial_file_and_returns_its_size(void)
 {
 	CHECK(fx_setup() == 0);
-	struct xfer_file_stage *st = stage_open("vod/pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("vod/pkg", 1, 0);
 	CHECK(st != NULL);
 	int fd;
 	int64_t size = -1;
-	CHECK(xfer_file_stage_file(st, "video/a.ts", &fd, &size, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_stage_file(st, "video/a.ts", &fd, &size, err, sizeof err) == XFER_OK);
 	CHECK(size == 0);
 	CHECK(write_fd(fd, "hello ") == 0);
 	close(fd);
 	/* The attempt ends here (a dropped connection): the handle goes, the
 	 * partial file stays. */
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 	CHECK(file_is(P("%s/vod/.pkg.apubid-%s.stage/video/a.ts", root, TASKID), "hello "));
 	CHECK(!exists(P("%s/vod/pkg", root)));
 
 	st = stage_open("vod/pkg", 1, 1);
 	CHECK(st != NULL);
-	CHECK(xfer_file_stage_file(st, "video/a.ts", &fd, &size, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_stage_file(st, "video/a.ts", &fd, &size, err, sizeof err) == XFER_OK);
 	CHECK(size == 6);
 	CHECK(lseek(fd, 0, SEEK_CUR) == 6);
 	int wrote = write_fd(fd, "world\n");
-	int done = xfer_file_stage_done_file(st, fd, err, sizeof err);
+	int done = xfer_local_stage_done_file(st, fd, err, sizeof err);
 	close(fd);
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
-	xfer_file_stage_close(st);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(wrote == 0);
 	CHECK(done == XFER_OK);
 	CHECK(committed == XFER_OK);
@@ -757,27 +853,27 @@ static void test_stage_resumed_after_close_keeps_its_partial_file_and_returns_it
 static void test_single_file_stage_resumed_after_close_continues_at_its_size(void)
 {
 	CHECK(fx_setup() == 0);
-	struct xfer_file_stage *st = stage_open("dir/a.ts", 0, 0);
+	struct xfer_local_stage *st = stage_open("dir/a.ts", 0, 0);
 	CHECK(st != NULL);
 	int fd;
 	int64_t size = -1;
-	CHECK(xfer_file_stage_file(st, "", &fd, &size, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_stage_file(st, "", &fd, &size, err, sizeof err) == XFER_OK);
 	CHECK(size == 0);
 	CHECK(write_fd(fd, "first half, ") == 0);
 	close(fd);
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 	CHECK(file_is(P("%s/dir/.a.ts.apubid-%s.tmp", root, TASKID), "first half, "));
 
 	st = stage_open("dir/a.ts", 0, 1);
 	CHECK(st != NULL);
-	CHECK(xfer_file_stage_file(st, "", &fd, &size, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_stage_file(st, "", &fd, &size, err, sizeof err) == XFER_OK);
 	CHECK(size == 12);
 	CHECK(lseek(fd, 0, SEEK_CUR) == 12);
 	int wrote = write_fd(fd, "second half\n");
-	int done = xfer_file_stage_done_file(st, fd, err, sizeof err);
+	int done = xfer_local_stage_done_file(st, fd, err, sizeof err);
 	close(fd);
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
-	xfer_file_stage_close(st);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(wrote == 0 && done == XFER_OK && committed == XFER_OK);
 	CHECK(file_is(P("%s/dir/a.ts", root), "first half, second half\n"));
 	CHECK(count_entries(P("%s/dir", root)) == 1);
@@ -790,10 +886,10 @@ static void test_stage_open_without_resume_removes_a_stale_stage(void)
 	CHECK(write_text(P("%s/half.ts", STAGE_OF("pkg")), "half") == 0);
 	CHECK(write_text(TMP_OF("a.ts"), "half") == 0);
 
-	struct xfer_file_stage *st = stage_open("pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 0);
 	CHECK(st != NULL);
 	int empty = count_entries(STAGE_OF("pkg"));
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 	CHECK(empty == 0);
 
 	st = stage_open("a.ts", 0, 0);
@@ -801,10 +897,10 @@ static void test_stage_open_without_resume_removes_a_stale_stage(void)
 	int gone = !exists(TMP_OF("a.ts"));
 	int fd = -1;
 	int64_t size = -1;
-	int rc = xfer_file_stage_file(st, "", &fd, &size, err, sizeof err);
+	int rc = xfer_local_stage_file(st, "", &fd, &size, err, sizeof err);
 	if (fd >= 0)
 		close(fd);
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 	CHECK(gone);
 	CHECK(rc == XFER_OK);
 	CHECK(size == 0);
@@ -813,7 +909,7 @@ static void test_stage_open_without_resume_removes_a_stale_stage(void)
 static void test_stage_file_refuses_dotdot_and_empty_segments(void)
 {
 	CHECK(fx_setup() == 0);
-	struct xfer_file_stage *st = stage_open("pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 0);
 	CHECK(st != NULL);
 	const char *bad[] = { "", "..", "../x.ts", "a/../../x.ts", "a//b.ts", "/a.ts", "a/", ".",
 			      "a/./b.ts" };
@@ -821,19 +917,19 @@ static void test_stage_file_refuses_dotdot_and_empty_segments(void)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int fd = -1;
 		int64_t size;
-		if (xfer_file_stage_file(st, bad[i], &fd, &size, err, sizeof err) == XFER_FAILED &&
+		if (xfer_local_stage_file(st, bad[i], &fd, &size, err, sizeof err) == XFER_FAILED &&
 		    fd == -1 && strncmp(err, "invalid destination path", 24) == 0)
 			refused++;
 		else
 			fprintf(stderr, "  accepted \"%s\" (%s)\n", bad[i], err);
-		if (xfer_file_stage_mkdir(st, bad[i], err, sizeof err) == XFER_FAILED &&
+		if (xfer_local_stage_mkdir(st, bad[i], err, sizeof err) == XFER_FAILED &&
 		    strncmp(err, "invalid destination path", 24) == 0)
 			refused++;
 		else
 			fprintf(stderr, "  mkdir accepted \"%s\" (%s)\n", bad[i], err);
 	}
 	int inside = count_entries(STAGE_OF("pkg"));
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 	CHECK(refused == 2 * (int)(sizeof bad / sizeof bad[0]));
 	CHECK(inside == 0);
 	CHECK(count_entries(root) == 1); /* the stage only */
@@ -843,8 +939,8 @@ static void test_stage_file_refuses_dotdot_and_empty_segments(void)
 	CHECK(st != NULL);
 	int fd = -1;
 	int64_t size;
-	int rc = xfer_file_stage_file(st, "x.ts", &fd, &size, err, sizeof err);
-	xfer_file_stage_close(st);
+	int rc = xfer_local_stage_file(st, "x.ts", &fd, &size, err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(rc == XFER_FAILED);
 	CHECK(fd == -1);
 }
@@ -853,21 +949,21 @@ static void test_stage_file_refuses_a_symlink_placed_inside_the_stage(void)
 {
 	CHECK(fx_setup() == 0);
 	CHECK(write_text(P("%s/target.ts", outside), "outside\n") == 0);
-	struct xfer_file_stage *st = stage_open("pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 0);
 	CHECK(st != NULL);
 	/* Someone with access to the root plants links inside the stage. */
 	CHECK(symlink(outside, P("%s/link", STAGE_OF("pkg"))) == 0);
 	CHECK(symlink(P("%s/target.ts", outside), P("%s/evil.ts", STAGE_OF("pkg"))) == 0);
 	int fd = -1;
 	int64_t size;
-	int through_dir = xfer_file_stage_file(st, "link/a.ts", &fd, &size, err, sizeof err);
+	int through_dir = xfer_local_stage_file(st, "link/a.ts", &fd, &size, err, sizeof err);
 	char err1[1024];
 	snprintf(err1, sizeof err1, "%s", err);
-	int at_leaf = xfer_file_stage_file(st, "evil.ts", &fd, &size, err, sizeof err);
+	int at_leaf = xfer_local_stage_file(st, "evil.ts", &fd, &size, err, sizeof err);
 	char err2[1024];
 	snprintf(err2, sizeof err2, "%s", err);
-	int as_dir = xfer_file_stage_mkdir(st, "link/sub", err, sizeof err);
-	xfer_file_stage_close(st);
+	int as_dir = xfer_local_stage_mkdir(st, "link/sub", err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(through_dir == XFER_FAILED);
 	CHECK_STR(err1, "destination path crosses a symbolic link: pkg/link");
 	CHECK(at_leaf == XFER_FAILED);
@@ -886,15 +982,15 @@ static void test_stage_file_never_writes_into_a_file_linked_from_elsewhere(void)
 	CHECK(write_text(P("%s/target.ts", outside), "outside\n") == 0);
 	CHECK(mkdir(STAGE_OF("pkg"), 0755) == 0);
 	CHECK(link(P("%s/target.ts", outside), P("%s/a.ts", STAGE_OF("pkg"))) == 0);
-	struct xfer_file_stage *st = stage_open("pkg", 1, 1);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 1);
 	CHECK(st != NULL);
 	int fd = -1;
 	int64_t size = -1;
-	int rc = xfer_file_stage_file(st, "a.ts", &fd, &size, err, sizeof err);
+	int rc = xfer_local_stage_file(st, "a.ts", &fd, &size, err, sizeof err);
 	int wrote = rc == XFER_OK ? write_fd(fd, "inside\n") : -1;
 	if (fd >= 0)
 		close(fd);
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 	CHECK(rc == XFER_OK);
 	CHECK(size == 0);
 	CHECK(wrote == 0);
@@ -906,20 +1002,20 @@ static void test_stage_truncate_restarts_a_resumed_file_from_the_given_offset(vo
 {
 	CHECK(fx_setup() == 0);
 	CHECK(write_text(TMP_OF("a.ts"), "goodBAD-TAIL") == 0);
-	struct xfer_file_stage *st = stage_open("a.ts", 0, 1);
+	struct xfer_local_stage *st = stage_open("a.ts", 0, 1);
 	CHECK(st != NULL);
 	int fd;
 	int64_t size = -1;
-	CHECK(xfer_file_stage_file(st, "", &fd, &size, err, sizeof err) == XFER_OK);
-	int rc = size == 12 ? xfer_file_stage_truncate(fd, 4, err, sizeof err) : XFER_FAILED;
+	CHECK(xfer_local_stage_file(st, "", &fd, &size, err, sizeof err) == XFER_OK);
+	int rc = size == 12 ? xfer_local_stage_truncate(fd, 4, err, sizeof err) : XFER_FAILED;
 	/* The next write lands right after the kept bytes, not at the old
 	 * end. */
 	off_t at = lseek(fd, 0, SEEK_CUR);
 	int wrote = write_fd(fd, "-rest\n");
-	int done = xfer_file_stage_done_file(st, fd, err, sizeof err);
+	int done = xfer_local_stage_done_file(st, fd, err, sizeof err);
 	close(fd);
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
-	xfer_file_stage_close(st);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(size == 12);
 	CHECK(rc == XFER_OK);
 	CHECK(at == 4);
@@ -932,17 +1028,17 @@ static void test_commit_of_directory_stage_over_existing_package_replaces_it_and
 	CHECK(fx_setup() == 0);
 	CHECK(make_package(P("%s/v1", ingest)) == 0);
 	CHECK(load(P("%s/v1", ingest), "vod/pkg") == XFER_OK);
-	struct xfer_file_stage *st = stage_open("vod/pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("vod/pkg", 1, 0);
 	CHECK(st != NULL);
 	int a = stage_put_file(st, "manifest.mpd", "<MPD v2/>\n");
 	int b = stage_put_file(st, "video/hd/seg-001.ts", "segment\n");
-	int c = xfer_file_stage_mkdir(st, "subtitles/empty", err, sizeof err);
+	int c = xfer_local_stage_mkdir(st, "subtitles/empty", err, sizeof err);
 	/* Until the commit, readers still see the old package. */
 	int old_visible = same_tree(P("%s/v1", ingest), P("%s/vod/pkg", root));
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
 	/* A discard after a commit (the caller failed later) must not touch
 	 * the published asset; it only frees the handle. */
-	xfer_file_stage_discard(st);
+	xfer_local_stage_discard(st);
 	CHECK(a == 0 && b == 0 && c == XFER_OK);
 	CHECK(old_visible);
 	CHECK(committed == XFER_OK);
@@ -959,30 +1055,30 @@ static void test_commit_of_a_resumed_stage_keeps_files_finished_by_an_earlier_at
 {
 	CHECK(fx_setup() == 0);
 	/* The first attempt finished a.ts and stopped inside b.ts. */
-	struct xfer_file_stage *st = stage_open("pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 0);
 	CHECK(st != NULL);
 	int a = stage_put_file(st, "a.ts", "a\n");
 	int fd;
 	int64_t size = -1;
-	int b = xfer_file_stage_file(st, "sub/b.ts", &fd, &size, err, sizeof err);
+	int b = xfer_local_stage_file(st, "sub/b.ts", &fd, &size, err, sizeof err);
 	if (b == XFER_OK) {
 		b = write_fd(fd, "first ");
 		close(fd);
 	}
-	xfer_file_stage_close(st);
+	xfer_local_stage_close(st);
 	CHECK(a == 0 && b == 0);
 
 	/* The retry skips a.ts, which its records say is done. */
 	st = stage_open("pkg", 1, 1);
 	CHECK(st != NULL);
-	int rc = xfer_file_stage_file(st, "sub/b.ts", &fd, &size, err, sizeof err);
+	int rc = xfer_local_stage_file(st, "sub/b.ts", &fd, &size, err, sizeof err);
 	if (rc == XFER_OK) {
-		rc = write_fd(fd, "second\n") == 0 ? xfer_file_stage_done_file(st, fd, err, sizeof err)
+		rc = write_fd(fd, "second\n") == 0 ? xfer_local_stage_done_file(st, fd, err, sizeof err)
 						   : XFER_FAILED;
 		close(fd);
 	}
-	int committed = rc == XFER_OK ? xfer_file_stage_commit(st, err, sizeof err) : XFER_FAILED;
-	xfer_file_stage_close(st);
+	int committed = rc == XFER_OK ? xfer_local_stage_commit(st, err, sizeof err) : XFER_FAILED;
+	xfer_local_stage_close(st);
 	CHECK(rc == XFER_OK);
 	CHECK(size == 6);
 	CHECK(committed == XFER_OK);
@@ -998,14 +1094,14 @@ static void test_commit_refuses_a_stage_holding_a_planted_symlink(void)
 	CHECK(write_text(P("%s/secret.ts", outside), "secret\n") == 0);
 	CHECK(mkdir(P("%s/pkg", root), 0755) == 0);
 	CHECK(write_text(P("%s/pkg/old.ts", root), "old\n") == 0);
-	struct xfer_file_stage *st = stage_open("pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 0);
 	CHECK(st != NULL);
 	int a = stage_put_file(st, "video/a.ts", "a\n");
 	/* Publishing this link would let the CDN serve a file from outside
 	 * the root. */
 	CHECK(symlink(P("%s/secret.ts", outside), P("%s/video/evil.ts", STAGE_OF("pkg"))) == 0);
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
-	xfer_file_stage_discard(st);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
+	xfer_local_stage_discard(st);
 	CHECK(a == 0);
 	CHECK(committed == XFER_FAILED);
 	CHECK_STR(err, "staged package holds a symbolic link: pkg/video/evil.ts");
@@ -1018,10 +1114,10 @@ static void test_commit_refuses_a_stage_holding_a_planted_symlink(void)
 static void test_commit_of_an_empty_directory_stage_publishes_an_empty_directory(void)
 {
 	CHECK(fx_setup() == 0);
-	struct xfer_file_stage *st = stage_open("pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 0);
 	CHECK(st != NULL);
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
-	xfer_file_stage_close(st);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(committed == XFER_OK);
 	CHECK(is_dir(P("%s/pkg", root)));
 	CHECK(count_entries(P("%s/pkg", root)) == 0);
@@ -1037,11 +1133,11 @@ static void test_side_names_a_resume_cannot_continue_are_removed_at_open(void)
 	CHECK(write_text(P("%s/.pkg.apubid-%s.swap/old.ts", root, TASKID), "old") == 0);
 	/* The last attempt saw a single file where there is a directory now. */
 	CHECK(write_text(TMP_OF("pkg"), "half") == 0);
-	struct xfer_file_stage *st = stage_open("pkg", 1, 1);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 1);
 	CHECK(st != NULL);
 	int a = stage_put_file(st, "new.ts", "new\n");
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
-	xfer_file_stage_close(st);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(a == 0 && committed == XFER_OK);
 	CHECK(file_is(P("%s/pkg/new.ts", root), "new\n"));
 	CHECK(count_entries(P("%s/pkg", root)) == 1);
@@ -1051,18 +1147,18 @@ static void test_side_names_a_resume_cannot_continue_are_removed_at_open(void)
 static void test_discard_removes_everything_the_stage_holds(void)
 {
 	CHECK(fx_setup() == 0);
-	struct xfer_file_stage *st = stage_open("pkg", 1, 0);
+	struct xfer_local_stage *st = stage_open("pkg", 1, 0);
 	CHECK(st != NULL);
 	int a = stage_put_file(st, "video/a.ts", "a\n");
-	int b = xfer_file_stage_mkdir(st, "empty", err, sizeof err);
-	xfer_file_stage_discard(st);
+	int b = xfer_local_stage_mkdir(st, "empty", err, sizeof err);
+	xfer_local_stage_discard(st);
 	CHECK(a == 0 && b == XFER_OK);
 	CHECK(count_entries(root) == 0);
 
 	st = stage_open("a.ts", 0, 0);
 	CHECK(st != NULL);
 	a = stage_put_file(st, "", "partial");
-	xfer_file_stage_discard(st);
+	xfer_local_stage_discard(st);
 	CHECK(a == 0);
 	CHECK(count_entries(root) == 0);
 }
@@ -1072,12 +1168,12 @@ static void test_single_file_stage_commit_replaces_an_existing_file(void)
 	CHECK(fx_setup() == 0);
 	CHECK(mkdir(P("%s/dir", root), 0755) == 0);
 	CHECK(write_text(P("%s/dir/a.ts", root), "old version\n") == 0);
-	struct xfer_file_stage *st = stage_open("dir/a.ts", 0, 0);
+	struct xfer_local_stage *st = stage_open("dir/a.ts", 0, 0);
 	CHECK(st != NULL);
 	int a = stage_put_file(st, "", "new version\n");
 	int old_visible = file_is(P("%s/dir/a.ts", root), "old version\n");
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
-	xfer_file_stage_close(st);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(a == 0);
 	CHECK(old_visible);
 	CHECK(committed == XFER_OK);
@@ -1089,11 +1185,11 @@ static void test_single_file_stage_commit_replaces_a_directory(void)
 {
 	CHECK(fx_setup() == 0);
 	CHECK(make_package(P("%s/asset", root)) == 0);
-	struct xfer_file_stage *st = stage_open("asset", 0, 0);
+	struct xfer_local_stage *st = stage_open("asset", 0, 0);
 	CHECK(st != NULL);
 	int a = stage_put_file(st, "", "now a file\n");
-	int committed = xfer_file_stage_commit(st, err, sizeof err);
-	xfer_file_stage_close(st);
+	int committed = xfer_local_stage_commit(st, err, sizeof err);
+	xfer_local_stage_close(st);
 	CHECK(a == 0 && committed == XFER_OK);
 	CHECK(file_is(P("%s/asset", root), "now a file\n"));
 	CHECK(count_entries(root) == 1);
@@ -1103,12 +1199,12 @@ static void test_stage_open_refuses_a_symlink_in_the_destination_path(void)
 {
 	CHECK(fx_setup() == 0);
 	CHECK(symlink(outside, P("%s/evil", root)) == 0);
-	struct xfer_file_stage *st = (struct xfer_file_stage *)&st;
-	CHECK(xfer_file_stage_open(root, "evil/pkg", TASKID, 1, 0, &st, err, sizeof err) ==
+	struct xfer_local_stage *st = (struct xfer_local_stage *)&st;
+	CHECK(xfer_local_stage_open(root, "evil/pkg", TASKID, 1, 0, &st, err, sizeof err) ==
 	      XFER_FAILED);
 	CHECK(st == NULL);
 	CHECK_STR(err, "destination path crosses a symbolic link: evil");
-	CHECK(xfer_file_stage_open(root, "pkg", "../x", 1, 0, &st, err, sizeof err) ==
+	CHECK(xfer_local_stage_open(root, "pkg", "../x", 1, 0, &st, err, sizeof err) ==
 	      XFER_FAILED);
 	CHECK(count_entries(outside) == 0);
 	CHECK(count_entries(root) == 1);
@@ -1120,10 +1216,10 @@ static void test_list_gives_directories_before_their_content_and_file_sizes(void
 {
 	CHECK(fx_setup() == 0);
 	CHECK(make_package(P("%s/pkg", ingest)) == 0);
-	struct xfer_file_item *items = NULL;
+	struct xfer_local_item *items = NULL;
 	int n = -1;
-	CHECK(xfer_file_list(P("%s/pkg/", ingest), &items, &n, err, sizeof err) == XFER_OK);
-	const struct xfer_file_item want[] = {
+	CHECK(xfer_local_list(P("%s/pkg/", ingest), &items, &n, err, sizeof err) == XFER_OK);
+	const struct xfer_local_item want[] = {
 		{ "empty", 1, 0 },
 		{ "manifest.mpd", 0, 7 },
 		{ "video", 1, 0 },
@@ -1140,7 +1236,7 @@ static void test_list_gives_directories_before_their_content_and_file_sizes(void
 			fprintf(stderr, "  item %d: %s %d %lld\n", i, items[i].path, items[i].is_dir,
 				(long long)items[i].size);
 	}
-	xfer_file_free_items(items, n);
+	xfer_local_free_items(items, n);
 	CHECK(same);
 }
 
@@ -1148,18 +1244,18 @@ static void test_list_of_a_file_is_one_item_with_an_empty_path(void)
 {
 	CHECK(fx_setup() == 0);
 	CHECK(write_random(P("%s/movie.ts", ingest), 12345, 3) == 0);
-	struct xfer_file_item *items = NULL;
+	struct xfer_local_item *items = NULL;
 	int n = -1;
-	CHECK(xfer_file_list(P("%s/movie.ts", ingest), &items, &n, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_list(P("%s/movie.ts", ingest), &items, &n, err, sizeof err) == XFER_OK);
 	int ok = n == 1 && strcmp(items[0].path, "") == 0 && !items[0].is_dir &&
 		 items[0].size == 12345;
-	xfer_file_free_items(items, n);
+	xfer_local_free_items(items, n);
 	CHECK(ok);
 	/* An empty directory lists as nothing at all. */
 	CHECK(mkdir(P("%s/empty", ingest), 0755) == 0);
-	CHECK(xfer_file_list(P("%s/empty", ingest), &items, &n, err, sizeof err) == XFER_OK);
+	CHECK(xfer_local_list(P("%s/empty", ingest), &items, &n, err, sizeof err) == XFER_OK);
 	CHECK(n == 0);
-	xfer_file_free_items(items, n);
+	xfer_local_free_items(items, n);
 }
 
 static void test_list_refuses_symlinks_and_special_files(void)
@@ -1168,19 +1264,19 @@ static void test_list_refuses_symlinks_and_special_files(void)
 	CHECK(make_package(P("%s/pkg", ingest)) == 0);
 	CHECK(mkdir(P("%s/pkg/sub", ingest), 0755) == 0);
 	CHECK(symlink("/etc/passwd", P("%s/pkg/sub/x", ingest)) == 0);
-	struct xfer_file_item *items = (struct xfer_file_item *)&items;
+	struct xfer_local_item *items = (struct xfer_local_item *)&items;
 	int n = -1;
-	CHECK(xfer_file_list(P("%s/pkg", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
+	CHECK(xfer_local_list(P("%s/pkg", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
 	CHECK_STR(err, "source contains a symbolic link: sub/x");
 	CHECK(items == NULL && n == 0);
 	CHECK(unlink(P("%s/pkg/sub/x", ingest)) == 0);
 	CHECK(mkfifo(P("%s/pkg/sub/pipe", ingest), 0644) == 0);
-	CHECK(xfer_file_list(P("%s/pkg", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
+	CHECK(xfer_local_list(P("%s/pkg", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
 	CHECK_STR(err, "source contains a special file: sub/pipe");
 	CHECK(symlink(P("%s/pkg", ingest), P("%s/link", ingest)) == 0);
-	CHECK(xfer_file_list(P("%s/link/", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
+	CHECK(xfer_local_list(P("%s/link/", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
 	CHECK_STR(err, P("source asset is a symbolic link: %s/link", ingest));
-	CHECK(xfer_file_list(P("%s/none", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
+	CHECK(xfer_local_list(P("%s/none", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
 	CHECK_STR(err, P("source asset does not exist: %s/none", ingest));
 }
 
@@ -1190,7 +1286,7 @@ static void test_open_source_gives_a_nested_file_and_its_size(void)
 	CHECK(make_package(P("%s/pkg", ingest)) == 0);
 	int fd = -1;
 	int64_t size = -1;
-	CHECK(xfer_file_open_source(P("%s/pkg", ingest), "video/seg-001.ts", &fd, &size, err,
+	CHECK(xfer_local_open_source(P("%s/pkg", ingest), "video/seg-001.ts", &fd, &size, err,
 				    sizeof err) == XFER_OK);
 	char b[1];
 	ssize_t r = read(fd, b, 1);
@@ -1199,12 +1295,12 @@ static void test_open_source_gives_a_nested_file_and_its_size(void)
 	CHECK(size == 188 * 1000);
 	CHECK(r == 1);
 	CHECK((flags & O_NONBLOCK) == 0);
-	CHECK(xfer_file_open_source(P("%s/pkg/manifest.mpd", ingest), "", &fd, &size, err,
+	CHECK(xfer_local_open_source(P("%s/pkg/manifest.mpd", ingest), "", &fd, &size, err,
 				    sizeof err) == XFER_OK);
 	close(fd);
 	CHECK(size == 7);
 	/* A directory is not something to read bytes from. */
-	CHECK(xfer_file_open_source(P("%s/pkg", ingest), "video", &fd, &size, err, sizeof err) ==
+	CHECK(xfer_local_open_source(P("%s/pkg", ingest), "video", &fd, &size, err, sizeof err) ==
 	      XFER_FAILED);
 	CHECK_STR(err, P("cannot read %s/pkg/video: Is a directory", ingest));
 	CHECK(fd == -1);
@@ -1219,13 +1315,13 @@ static void test_open_source_refuses_a_symlinked_component(void)
 	CHECK(symlink(P("%s/secret.ts", outside), P("%s/pkg/video/link.ts", ingest)) == 0);
 	int fd = -1;
 	int64_t size;
-	CHECK(xfer_file_open_source(P("%s/pkg", ingest), "sub/secret.ts", &fd, &size, err,
+	CHECK(xfer_local_open_source(P("%s/pkg", ingest), "sub/secret.ts", &fd, &size, err,
 				    sizeof err) == XFER_FAILED);
 	CHECK_STR(err, "source contains a symbolic link: sub");
-	CHECK(xfer_file_open_source(P("%s/pkg", ingest), "video/link.ts", &fd, &size, err,
+	CHECK(xfer_local_open_source(P("%s/pkg", ingest), "video/link.ts", &fd, &size, err,
 				    sizeof err) == XFER_FAILED);
 	CHECK_STR(err, "source contains a symbolic link: video/link.ts");
-	CHECK(xfer_file_open_source(P("%s/pkg", ingest), "video/../../pkg/manifest.mpd", &fd,
+	CHECK(xfer_local_open_source(P("%s/pkg", ingest), "video/../../pkg/manifest.mpd", &fd,
 				    &size, err, sizeof err) == XFER_FAILED);
 	CHECK(strncmp(err, "invalid path inside the source", 30) == 0);
 	CHECK(fd == -1);
@@ -1246,8 +1342,8 @@ static int copy_in_two(const char *src, const char *dst, int64_t at)
 	struct stat st;
 	int rc = -1;
 	if (in >= 0 && out >= 0 && fstat(in, &st) == 0 &&
-	    xfer_file_copy(in, 0, out, 0, at, NULL, NULL, &no_stop, err, sizeof err) == XFER_OK &&
-	    xfer_file_copy(in, at, out, at, st.st_size - at, NULL, NULL, &no_stop, err,
+	    xfer_local_copy(in, 0, out, 0, at, NULL, NULL, &no_stop, err, sizeof err) == XFER_OK &&
+	    xfer_local_copy(in, at, out, at, st.st_size - at, NULL, NULL, &no_stop, err,
 			   sizeof err) == XFER_OK &&
 	    lseek(in, 0, SEEK_CUR) == 0 && lseek(out, 0, SEEK_CUR) == 0)
 		rc = 0;
@@ -1308,7 +1404,7 @@ static void test_copy_shows_every_byte_to_on_data(void)
 	CHECK(s.buf != NULL);
 	int in = open(P("%s/movie.ts", ingest), O_RDONLY | O_CLOEXEC);
 	int out = open_rw(P("%s/copy.ts", root));
-	int rc = xfer_file_copy(in, 100, out, 100, (int64_t)total - 100, collect, &s, &no_stop,
+	int rc = xfer_local_copy(in, 100, out, 100, (int64_t)total - 100, collect, &s, &no_stop,
 				err, sizeof err);
 	close(in);
 	close(out);
@@ -1328,7 +1424,7 @@ static void test_copy_stops_when_stop_is_set(void)
 	volatile sig_atomic_t stop = 1;
 	int in = open(P("%s/movie.ts", ingest), O_RDONLY | O_CLOEXEC);
 	int out = open_rw(P("%s/copy.ts", root));
-	int rc = xfer_file_copy(in, 0, out, 0, 1024 * 1024, NULL, NULL, &stop, err, sizeof err);
+	int rc = xfer_local_copy(in, 0, out, 0, 1024 * 1024, NULL, NULL, &stop, err, sizeof err);
 	struct stat st;
 	int sized = fstat(out, &st) == 0 && st.st_size == 0;
 	close(in);
@@ -1343,7 +1439,7 @@ static void test_copy_of_a_source_shorter_than_asked_fails(void)
 	CHECK(write_text(P("%s/short.ts", ingest), "0123456789") == 0);
 	int in = open(P("%s/short.ts", ingest), O_RDONLY | O_CLOEXEC);
 	int out = open_rw(P("%s/copy.ts", root));
-	int rc = xfer_file_copy(in, 4, out, 0, 10, NULL, NULL, &no_stop, err, sizeof err);
+	int rc = xfer_local_copy(in, 4, out, 0, 10, NULL, NULL, &no_stop, err, sizeof err);
 	close(in);
 	close(out);
 	CHECK(rc == XFER_FAILED);
@@ -1410,5 +1506,5 @@ int main(void)
 	RUN(test_copy_stops_when_stop_is_set);
 	RUN(test_copy_of_a_source_shorter_than_asked_fails);
 	fx_teardown();
-	return HARNESS_END("test_xfer_file");
+	return HARNESS_END("test_xfer_local");
 }

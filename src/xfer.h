@@ -1,0 +1,123 @@
+/*
+ * xfer.h - the table of operations behind which each remote protocol sits,
+ * and the libcurl plumbing (xfer_curl.c) the protocols share. Only the
+ * transfer files include it: xfer.c, the orchestrator, and one file per
+ * protocol sharing its stem (xfer_ftp.c, xfer_sftp.c, xfer_dav.c,
+ * xfer_http.c). A new protocol is one new file with one table, and one
+ * line in xfer_curl.c's table of schemes.
+ *
+ * What a protocol decides is what differs between servers: how a path is
+ * told to be a file or a directory (FTP: SIZE then CWD; SFTP: open, then
+ * list; HTTP: HEAD, then "path/"), how a directory is made, how a name is
+ * moved, how a tree is removed, and what the protocol can do at all (list
+ * a directory, continue an upload). What is the same everywhere (a
+ * download into a descriptor, an upload from one, a listing, the
+ * version of a file, the sorting of failures into enum xfer_status) stays
+ * in xfer_curl.c. Every operation returns an enum xfer_status and writes
+ * its reason into err, credentials masked.
+ */
+#ifndef XFER_H
+#define XFER_H
+
+#include "apubid.h"
+
+/* What a protocol can do (struct xfer_ops.caps). */
+#define XFER_CAN_LIST 1    /* list a directory: packages as sources, verify a stage */
+#define XFER_CAN_WRITE 2   /* be a destination root: put, mkdir, rename, remove */
+#define XFER_PUT_RESUMES 4 /* continue a partial upload (FTP APPE, SFTP append) */
+
+struct xfer_ops {
+	const char *name; /* "ftp", "sftp", "webdav", "http", for messages */
+	unsigned caps;    /* XFER_ bits */
+	/* The transfers proper, the same libcurl calls for every protocol
+	 * (xfer_curl.c; see apubid.h): a directory's entries (NULL where
+	 * the protocol lists nothing), a file's version, a download into a
+	 * descriptor from an offset, an upload from one. */
+	int (*list)(struct xfer_curl *x, const char *dir, struct xfer_entry **entries, int *n,
+		    char *err, size_t errlen);
+	int (*version)(struct xfer_curl *x, const char *path, struct xfer_version *v, char *err,
+		       size_t errlen);
+	int (*get)(struct xfer_curl *x, const char *path, int fd, int64_t offset,
+		   const struct xfer_version *expect,
+		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
+		   size_t errlen);
+	int (*put)(struct xfer_curl *x, const char *path, int fd, int64_t offset, int64_t size,
+		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
+		   size_t errlen);
+	/* For a source that lists nothing: the files of the package that the
+	 * file `path` describes (an HLS or DASH manifest), as paths relative
+	 * to the directory that holds `path` (the manifest itself among them),
+	 * each with its size or -1; NULL where the protocol has no such
+	 * planner. xfer.c adds the directories the paths imply and fetches
+	 * each file from that directory, on every attempt. *entries is
+	 * malloc'ed (xfer_curl_free_entries). */
+	int (*plan)(struct xfer_curl *x, const char *path, struct xfer_entry **entries, int *n,
+		    char *err, size_t errlen);
+	/* Whether `path` is a file (with its size, -1 when the server does
+	 * not tell) or a directory; a path ending in '/' must be a
+	 * directory. XS_NOTFOUND when there is neither. */
+	int (*stat)(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size, char *err,
+		    size_t errlen);
+	/* Makes the directory `dir` (one level); one that is there already is
+	 * fine. */
+	int (*mkdir)(struct xfer_curl *x, const char *dir, char *err, size_t errlen);
+	/* Moves `from` to `to`, replacing a file at `to`. */
+	int (*rename)(struct xfer_curl *x, const char *from, const char *to, char *err,
+		      size_t errlen);
+	/* Removes a file, or a directory tree when is_dir (or when the path
+	 * turns out to be one). XS_NOTFOUND when nothing is there. */
+	int (*remove)(struct xfer_curl *x, const char *path, int is_dir, char *err, size_t errlen);
+};
+
+extern const struct xfer_ops xfer_ftp_ops, xfer_sftp_ops, xfer_dav_ops, xfer_http_ops;
+
+/* The table of a session (its scheme's; an http(s) session is WebDAV's,
+ * which can also do everything HTTP's can). */
+const struct xfer_ops *xfer_curl_ops(const struct xfer_curl *x);
+
+/* ---- xfer_curl.c: the plumbing the protocols share -------------------- */
+
+int xfer_curl_fail(struct xfer_curl *x, int status, const char *path, char *err, size_t errlen,
+		   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* XS_OK for an absolute path without control characters. */
+int xfer_curl_check_path(struct xfer_curl *x, const char *path, char *err, size_t errlen);
+/* A request for `path` without its body (HTTP HEAD, FTP SIZE, SFTP open);
+ * *size (NULL allowed) is what the server said, -1 if nothing. */
+int xfer_curl_head(struct xfer_curl *x, const char *path, int64_t *size, char *err,
+		   size_t errlen);
+/* A request for `path` whose answer is dropped (SFTP: a directory URL is
+ * read as a listing). */
+int xfer_curl_touch(struct xfer_curl *x, const char *path, char *err, size_t errlen);
+/* An HTTP request without a body of ours, e.g. MKCOL, MOVE, DELETE;
+ * `headers` extra header lines (NULL-terminated, or NULL), `nf` whether a
+ * 404 is an answer (XS_NOTFOUND) or a failure. */
+int xfer_curl_request(struct xfer_curl *x, const char *method, const char *path,
+		      const char *const *headers, int nf, char *err, size_t errlen);
+/* Commands without a transfer (FTP MKD, RNFR...; SFTP mkdir, rename...):
+ * start a batch, add commands ("VERB path [path2]", quoted as the
+ * protocol reads them), run them in order. */
+void xfer_curl_quote_start(struct xfer_curl *x);
+void xfer_curl_quote_add(struct xfer_curl *x, const char *verb, const char *p1, const char *p2);
+int xfer_curl_quote_run(struct xfer_curl *x, const char *path, int nf, char *err, size_t errlen);
+/* One command, as a batch of one. */
+int xfer_curl_quote(struct xfer_curl *x, const char *verb, const char *path, const char *path2,
+		    int nf, char *err, size_t errlen);
+/* The last answer: FTP reply code (>= 400 only) and line, HTTP status. */
+int xfer_curl_reply_code(const struct xfer_curl *x);
+const char *xfer_curl_reply(const struct xfer_curl *x);
+long xfer_curl_http_code(struct xfer_curl *x);
+/* "http://host:port", no credentials: the base of a WebDAV Destination. */
+const char *xfer_curl_base(const struct xfer_curl *x);
+/* Lists `dir` keeping symbolic links as files when with_links (a removal
+ * takes the link, never what it points to). */
+int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,
+			 struct xfer_entry **entries, int *n, char *err, size_t errlen);
+/* Removes the tree `dir` with the protocol's commands for a file and for
+ * an empty directory, depth first, the files of a directory in one batch. */
+int xfer_curl_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,
+		     const char *rm_dir, char *err, size_t errlen);
+/* `path` with a trailing '/', and without (but "/" stays "/"); malloc'ed. */
+char *xfer_curl_slash(const char *path);
+char *xfer_curl_noslash(const char *path);
+
+#endif

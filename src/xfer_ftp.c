@@ -1,0 +1,169 @@
+/*
+ * xfer_ftp.c - FTP and FTPS (explicit TLS) servers behind struct xfer_ops.
+ *
+ *   stat    SIZE; when refused, CWD tells a directory from nothing
+ *   mkdir   MKD (refused: fine when CWD finds the directory)
+ *   rename  RNFR + RNTO; a file in the way is removed first where the
+ *           server will not replace it
+ *   remove  DELE, or a tree depth first: the files of each directory in
+ *           one batch of DELE, then RMD
+ *
+ * Every path is absolute; libcurl sends them raw (FTP has no quoting), so
+ * xfer_curl.c refuses a CR or LF in a path. A refused command does not
+ * cost the control connection (xfer_curl.c sends commands as ones that
+ * may fail and reads the reply), so a task logs in once per connection.
+ * Downloads resume with REST, uploads with APPE.
+ */
+#include "xfer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Whether `path` is a directory the server lets us enter (CWD; all our
+ * paths are absolute, so the working directory it leaves does not matter).
+ * XS_OK: a directory; XS_NOTFOUND: no directory there (missing or a file). */
+static int xfer_ftp_isdir(struct xfer_curl *x, const char *path, char *err, size_t errlen)
+{
+	int rc = xfer_curl_quote(x, "CWD", path, NULL, 1, err, errlen);
+	if (rc == XS_PERMANENT && xfer_curl_reply_code(x) >= 500)
+		rc = xfer_curl_fail(x, XS_NOTFOUND, path, err, errlen, "%s", xfer_curl_reply(x));
+	return rc;
+}
+
+static int xfer_ftp_stat(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size,
+			 char *err, size_t errlen)
+{
+	int want_dir = path[strlen(path) - 1] == '/';
+	int64_t len = -1;
+	char first[1024] = "";
+	int rc = XS_NOTFOUND;
+	if (!want_dir) {
+		rc = xfer_curl_head(x, path, &len, first, sizeof first);
+		if (rc == XS_OK && len >= 0) {
+			*size = len;
+			return XS_OK;
+		}
+		if (rc != XS_OK && rc != XS_NOTFOUND)
+			goto first_error;
+	}
+	/* SIZE refused (550) or not supported: CWD says whether it is a
+	 * directory. */
+	int r = xfer_ftp_isdir(x, path, err, errlen);
+	if (r == XS_OK) {
+		*is_dir = 1;
+		return XS_OK;
+	}
+	if (r == XS_NOTFOUND && rc == XS_OK && !want_dir)
+		return XS_OK; /* a file whose size the server does not tell */
+	if (want_dir || r != XS_NOTFOUND)
+		return r;
+first_error:
+	snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
+static int xfer_ftp_mkdir(struct xfer_curl *x, const char *dir, char *err, size_t errlen)
+{
+	char first[1024];
+	int rc = xfer_curl_quote(x, "MKD", dir, NULL, 0, first, sizeof first);
+	if (rc != XS_OK && rc != XS_TRANSIENT && rc != XS_STOPPED) {
+		/* Refused (550): fine if the directory is there already. */
+		char e2[1024];
+		if (xfer_ftp_isdir(x, dir, e2, sizeof e2) == XS_OK)
+			return XS_OK;
+	}
+	if (rc != XS_OK)
+		snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
+static int xfer_ftp_rename_once(struct xfer_curl *x, const char *from, const char *to,
+				char *err, size_t errlen)
+{
+	xfer_curl_quote_start(x);
+	xfer_curl_quote_add(x, "RNFR", from, NULL);
+	xfer_curl_quote_add(x, "RNTO", to, NULL);
+	return xfer_curl_quote_run(x, from, 1, err, errlen);
+}
+
+static int xfer_ftp_rename(struct xfer_curl *x, const char *from, const char *to, char *err,
+			   size_t errlen)
+{
+	char first[1024];
+	int rc = xfer_ftp_rename_once(x, from, to, first, sizeof first);
+	if (rc == XS_OK || rc == XS_TRANSIENT || rc == XS_STOPPED)
+		goto out;
+	/* Refused. A missing source is "not found" (and must not cost the
+	 * target anything); a file in the way is removed first where the
+	 * server will not replace it. */
+	int from_dir = 0, to_dir = 0;
+	int64_t size;
+	char e2[1024];
+	int r = xfer_ftp_stat(x, from, &from_dir, &size, e2, sizeof e2);
+	if (r == XS_NOTFOUND) {
+		rc = XS_NOTFOUND;
+		goto out;
+	}
+	if (r != XS_OK)
+		goto out;
+	r = xfer_ftp_stat(x, to, &to_dir, &size, e2, sizeof e2);
+	if (r != XS_OK || to_dir)
+		goto out;
+	r = xfer_curl_quote(x, "DELE", to, NULL, 0, e2, sizeof e2);
+	if (r != XS_OK) {
+		snprintf(first, sizeof first, "%s", e2);
+		rc = r;
+		goto out;
+	}
+	rc = xfer_ftp_rename_once(x, from, to, first, sizeof first);
+out:
+	if (rc != XS_OK)
+		snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
+static int xfer_ftp_remove(struct xfer_curl *x, const char *path, int is_dir, char *err,
+			   size_t errlen)
+{
+	char first[1024];
+	char *p = xfer_curl_noslash(path);
+	int rc, d = 0;
+	int64_t size;
+	if (!is_dir) {
+		rc = xfer_curl_quote(x, "DELE", p, NULL, 0, first, sizeof first);
+		if (rc == XS_PERMANENT) {
+			/* Refused: missing, or a directory after all (a purge
+			 * removes whatever is there). */
+			char e2[1024];
+			int r = xfer_ftp_stat(x, p, &d, &size, e2, sizeof e2);
+			if (r == XS_NOTFOUND)
+				rc = XS_NOTFOUND;
+			else if (r == XS_OK && d)
+				rc = xfer_curl_rmtree(x, p, "DELE", "RMD", first, sizeof first);
+		}
+	} else {
+		rc = xfer_ftp_stat(x, p, &d, &size, first, sizeof first);
+		if (rc == XS_OK)
+			rc = d ? xfer_curl_rmtree(x, p, "DELE", "RMD", first, sizeof first)
+			       : xfer_curl_quote(x, "DELE", p, NULL, 0, first, sizeof first);
+	}
+	free(p);
+	if (rc != XS_OK)
+		snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
+const struct xfer_ops xfer_ftp_ops = {
+	.name = "ftp",
+	.caps = XFER_CAN_LIST | XFER_CAN_WRITE | XFER_PUT_RESUMES,
+	.list = xfer_curl_list,
+	.version = xfer_curl_version,
+	.get = xfer_curl_get,
+	.put = xfer_curl_put,
+	.plan = NULL,
+	.stat = xfer_ftp_stat,
+	.mkdir = xfer_ftp_mkdir,
+	.rename = xfer_ftp_rename,
+	.remove = xfer_ftp_remove,
+};
