@@ -116,6 +116,13 @@ int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,
  * an empty directory, depth first, the files of a directory in one batch. */
 int xfer_curl_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,
 		     const char *rm_dir, char *err, size_t errlen);
+/* XS_OK when `url` passes the source rules the session was opened with
+ * (struct xfer_curl_opts allow), else XS_PERMANENT with their reason. */
+int xfer_curl_allowed(struct xfer_curl *x, const char *url, char *err, size_t errlen);
+/* The protocol's own state on a session (NULL until set); a new one
+ * frees the old, and the session frees the last with extra_free. */
+void *xfer_curl_extra(struct xfer_curl *x);
+void xfer_curl_set_extra(struct xfer_curl *x, void *extra, void (*extra_free)(void *extra));
 /* `path` with a trailing '/', and without (but "/" stays "/"); malloc'ed. */
 char *xfer_curl_slash(const char *path);
 char *xfer_curl_noslash(const char *path);
