@@ -48,9 +48,12 @@ struct xfer_ops {
 	 * file `path` describes (an HLS or DASH manifest), as paths relative
 	 * to the directory that holds `path` (the manifest itself among them),
 	 * each with its size or -1; NULL where the protocol has no such
-	 * planner. xfer.c adds the directories the paths imply and fetches
-	 * each file from that directory, on every attempt. *entries is
-	 * malloc'ed (xfer_curl_free_entries). */
+	 * planner. xfer.c plans again on every attempt, adds the directories
+	 * the paths imply and fetches each file from that directory; a
+	 * planner may keep what it read on the session (xfer_curl_set_extra)
+	 * and answer get and version for those files from it (xfer_http.c
+	 * keeps the manifests' bytes). *entries is malloc'ed
+	 * (xfer_curl_free_entries). */
 	int (*plan)(struct xfer_curl *x, const char *path, struct xfer_entry **entries, int *n,
 		    char *err, size_t errlen);
 	/* Whether `path` is a file (with its size, -1 when the server does

@@ -23,6 +23,7 @@ DestinationAsset is a directory publishes the whole presentation:
 Every wait has a deadline (liveness only); only 127.0.0.1 is contacted.
 """
 import hashlib
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -74,6 +75,9 @@ def origin_root(tmp_path_factory):
     (esc / "index.m3u8").write_text(
         "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-PLAYLIST-TYPE:VOD\n"
         "#EXTINF:1.0,\nseg0.ts\n#EXTINF:1.0,\n../hls_ts/index1.ts\n#EXT-X-ENDLIST\n")
+    (esc / "query.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        "#EXTINF:1.0,\nseg0.ts?token=1\n#EXT-X-ENDLIST\n")
     return root
 
 
@@ -280,6 +284,28 @@ def test_reference_outside_the_manifest_directory_fails_naming_it(make_daemon, o
     assert "../hls_ts/index1.ts" in reason, reason
     assert task_row(d, tid)["attempts"] == 1
     assert_nothing_at(d, "pkg/escape")
+
+
+def test_reference_with_a_query_is_held_to_the_source_rules(make_daemon, origin, origin_root):
+    d = start(make_daemon, origin)
+    tid = d.load(origin.url("vod/escape/query.m3u8"), "pkg/query/")
+    reason = failed(d, tid)
+    assert "seg0.ts?token=1" in reason and "query" in reason, reason
+    assert_nothing_at(d, "pkg/query")
+
+
+def test_reference_outside_the_allowed_prefix_is_refused(make_daemon, origin, origin_root):
+    d = make_daemon(start=False)
+    # Only the master playlist itself is allowed, not the directory.
+    d.sections["source"]["allow"] = [f"file://{d.ingest}/",
+                                     origin.url("vod/hls_master/master.m3u8")]
+    d.conf.write_text(d.config_text())
+    d.start()
+    tid = d.load(origin.url("vod/hls_master/master.m3u8"), "pkg/prefix/")
+    reason = failed(d, tid)
+    assert "not under an allowed source prefix" in reason, reason
+    assert re.search(r"/vod/hls_master/stream_\w+/index\.m3u8", reason), reason
+    assert_nothing_at(d, "pkg/prefix")
 
 
 def test_missing_segment_fails_with_its_url(make_daemon, origin, origin_root):
