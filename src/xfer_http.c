@@ -145,7 +145,7 @@ static int xfer_http_count(void *arg, const char *buf, size_t n)
 
 /* The server path of a URL of the session's origin (the planner keeps
  * every reference on it), decoded; NULL with err set otherwise. */
-static char *xfer_http_path_of(struct xfer_curl *x, const char *url, char *err, size_t errlen)
+static char *xfer_http_path_of(const char *url, char *err, size_t errlen)
 {
 	struct url u;
 	char why[256];
@@ -157,7 +157,6 @@ static char *xfer_http_path_of(struct xfer_curl *x, const char *url, char *err, 
 	}
 	char *path = util_strdup(u.path);
 	url_free(&u);
-	(void)x;
 	return path;
 }
 
@@ -170,7 +169,7 @@ static int xfer_http_fetch(void *arg, const char *url, char **body, size_t *len,
 	*body = NULL;
 	*len = 0;
 	int rc = xfer_curl_allowed(f->x, url, err, errlen);
-	char *path = rc == XS_OK ? xfer_http_path_of(f->x, url, err, errlen) : NULL;
+	char *path = rc == XS_OK ? xfer_http_path_of(url, err, errlen) : NULL;
 	if (rc == XS_OK && !path)
 		rc = XS_PERMANENT;
 	int fd = -1;

@@ -23,6 +23,7 @@ DestinationAsset is a directory publishes the whole presentation:
 Every wait has a deadline (liveness only); only 127.0.0.1 is contacted.
 """
 import hashlib
+import os
 import re
 import shutil
 import sqlite3
@@ -260,6 +261,23 @@ def test_parallel_one_and_four_publish_identical_trees(make_daemon, origin, orig
     assert len(trees[0]) > 10
 
 
+def test_package_is_published_to_a_webdav_root(make_daemon, origin, origin_root, tmp_path):
+    with WebDavServer(tmp_path / "dav") as dav:
+        dav.path("cdn").mkdir()
+        d = make_daemon(start=False)
+        d.sections["source"]["allow"] = [f"file://{d.ingest}/", origin.url("vod/")]
+        d.sections["destination"] = {"root": dav.url("cdn/")}
+        d.sections["transfer"] = {"retries": "3", "retry_delay": "1"}
+        d.conf.write_text(d.config_text())
+        os.chmod(d.conf, 0o600)
+        d.start()
+        tid, _ = publish(d, origin, "hls_fmp4", "index.m3u8", "pkg/dav/")
+        got = tree(dav.path("cdn/pkg/dav"))
+        assert got == tree(origin_root / "vod/hls_fmp4")
+        items = {r["path"]: r["sha256"] for r in item_rows(d, tid) if not r["is_dir"]}
+        assert items == got
+
+
 def test_republishing_replaces_the_package(make_daemon, origin, origin_root):
     d = start(make_daemon, origin)
     publish(d, origin, "hls_ts", "index.m3u8", "pkg/again/")
@@ -343,7 +361,18 @@ def test_segment_answering_503_is_retried_not_failed(make_daemon, origin, origin
     # Once the origin answers again, the retried task publishes the package.
     st, _ = d.wait_for_status(tid, PUBLISH_TIMEOUT)
     assert st == "SUCCESS", task_row(d, tid)["reason"]
+    log = origin.access_log().splitlines()
     assert_published(d, origin, origin_root, tid, "busy", "pkg/busy")
+    # The retry resumed: each segment that arrived before is not fetched
+    # again; the playlist is read once per attempt and published as read.
+    segments = [p for p in tree(d.cdn / "pkg/busy") if p.endswith(".ts") and p != "index2.ts"]
+    assert segments
+    for seg in segments:
+        gets = [line for line in log if f'"GET /vod/busy/{seg} ' in line]
+        assert len(gets) == 1, (seg, gets)
+    attempts = task_row(d, tid)["attempts"]
+    plays = [line for line in log if '"GET /vod/busy/index.m3u8 ' in line]
+    assert len(plays) == attempts, (attempts, plays)
 
 
 def test_live_playlist_is_refused_with_its_reason(make_daemon, origin, origin_root):
