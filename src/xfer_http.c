@@ -125,8 +125,8 @@ static const struct xfer_http_kept *xfer_http_kept_find(struct xfer_curl *x, con
 	return NULL;
 }
 
-/* A plan's fetches: the session, and the worst status met, so that a
- * stop or a missing top manifest keeps its own meaning. */
+/* A plan's fetches: the session, and how the fetch that failed ended, so
+ * that a stop or a missing top manifest keeps its own meaning. */
 struct xfer_http_fetch {
 	struct xfer_curl *x;
 	const char *top;

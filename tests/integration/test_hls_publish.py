@@ -375,6 +375,16 @@ def test_segment_answering_503_is_retried_not_failed(make_daemon, origin, origin
     assert len(plays) == attempts, (attempts, plays)
 
 
+def test_missing_manifest_is_a_source_that_does_not_exist(make_daemon, origin):
+    d = start(make_daemon, origin)
+    tid = d.load(origin.url("vod/nothing/index.m3u8"), "pkg/nothing/")
+    reason = failed(d, tid)
+    assert reason.startswith("source asset does not exist") and \
+        "/vod/nothing/index.m3u8" in reason, reason
+    assert task_row(d, tid)["attempts"] == 1
+    assert_nothing_at(d, "pkg/nothing")
+
+
 def test_live_playlist_is_refused_with_its_reason(make_daemon, origin, origin_root):
     text = (origin_root / "vod/hls_live/index.m3u8").read_text()
     assert "#EXT-X-ENDLIST" not in text
