@@ -430,11 +430,18 @@ int auth_crypt_verify(const char *password, const char *hash);
  * worker finds out): it must name a host and a path, *is_dir is 1 when the
  * URL ends in '/', and *local_path receives the decoded, normalised URL
  * path without a trailing '/' ("/repository/movie.ts"), so callers can take
- * its basename. A directory over http(s) is refused. Returns 0, or -1 with
+ * its basename. A directory over http(s) is refused (a package there is
+ * named by its manifest: asset_package). Returns 0, or -1 with
  * err set to a sentence fit for a client fault (credentials masked), e.g.
  * "source asset does not exist: /srv/ingest/a.ts". */
 int asset_source(const struct config *c, const char *src, char **local_path, int *is_dir,
 		 char *err, size_t errlen);
+
+/* 1 when a SourceAssetUrl names an HLS or DASH manifest on an HTTP(S)
+ * origin (its path ends in .m3u8 or .mpd, any case): with a directory
+ * DestinationAsset it stands for the whole package, which the worker
+ * plans from the manifest (xfer_http.c). 0 otherwise. */
+int asset_package(const char *src);
 
 /* Maps a DestinationAsset (already trimmed) to a path relative to the
  * destination root. Accepted forms: a relative path
@@ -1139,7 +1146,11 @@ struct xfer_curl_opts {
 	volatile sig_atomic_t *stop;  /* polled during transfers */
 	int refuse_private;           /* refuse loopback, private and link-local
 				       * addresses (after DNS, data connections
-				       * included): XS_PERMANENT */
+				       * included): XS_PERMANENT */	/* The source rules a URL the session is asked to fetch must pass
+	 * beside the one it was opened for (the files an HLS or DASH
+	 * manifest names): 0 when allowed, -1 with err set; NULL: none. */
+	int (*allow)(void *arg, const char *url, char *err, size_t errlen);
+	void *allow_arg;
 };
 
 struct xfer_entry {

@@ -26,6 +26,12 @@
  * - Nothing here reads dest_root_auth: what apubid answers is built from
  *   dest_root and public_url, which carry no credentials.
  *
+ * An HLS or DASH package on an HTTP(S) origin is named by its manifest
+ * (asset_package): the source is the .m3u8 or .mpd file, and a directory
+ * DestinationAsset says the whole presentation is meant. Any other HTTP
+ * source naming a directory is refused, since an HTTP server lists
+ * nothing apubid could walk.
+ *
  * asset_public is the inverse of asset_destination for the values apubid
  * hands out: whatever it returns maps back to the same relative path.
  */
@@ -230,9 +236,13 @@ int asset_source(const struct config *c, const char *src, char **local_path, int
 	 * briefly down, and the worker, which retries, finds out whether the
 	 * asset exists. Only what the URL itself says is checked. */
 	if (!local) {
-		/* HTTP has no directory listing apubid could walk. */
+		/* HTTP has no directory listing apubid could walk: a package
+		 * on an origin is named by its manifest (asset_package). */
 		if (dir && (strcmp(u.scheme, "http") == 0 || strcmp(u.scheme, "https") == 0)) {
-			util_error(err, errlen, "a directory source is not supported over http: %s",
+			util_error(err, errlen,
+				    "a directory source is not supported over http (an HTTP server "
+				    "lists nothing: name the package's .m3u8 or .mpd manifest, with a "
+				    "directory as DestinationAsset): %s",
 				    show);
 			goto out;
 		}
@@ -272,6 +282,18 @@ out:
 	free(show);
 	url_free(&u);
 	return rc;
+}
+
+int asset_package(const char *src)
+{
+	struct url u;
+	if (!src || !url_is_absolute(src) || url_parse(src, &u, NULL, 0) < 0)
+		return 0;
+	const char *dot = strrchr(u.path, '.');
+	int yes = (strcmp(u.scheme, "http") == 0 || strcmp(u.scheme, "https") == 0) && dot &&
+		  !strchr(dot, '/') && (strcasecmp(dot, ".m3u8") == 0 || strcasecmp(dot, ".mpd") == 0);
+	url_free(&u);
+	return yes;
 }
 
 int asset_destination(const struct config *c, const char *dst, char **rel, int *is_dir,

@@ -108,7 +108,9 @@ static char *svc_basename(const char *local, const char *dst)
 /* Where a load lands. A destination ending in '/' names a directory: a
  * directory source becomes that directory, a file source goes inside it
  * under its own name. A destination that is the root itself (the docs'
- * "ftp://CDN:21/data/cdn/") receives the source under its own name. */
+ * "ftp://CDN:21/data/cdn/") receives the source under its own name. An
+ * HLS or DASH package counts as a directory source: its manifest's
+ * directory. */
 static int svc_load_destination(const struct config *c, const char *dst, const char *local,
 				int src_is_dir, char **rel, char *err, size_t errlen)
 {
@@ -242,6 +244,16 @@ int __ns__LoadAsset(struct soap *soap, struct _ns__LoadAsset *in,
 	int is_dir = 0;
 	if (asset_source(cn->cfg, src, &local, &is_dir, err, sizeof err) < 0)
 		return svc_fault(soap, 1, err);
+	/* An HLS or DASH manifest loaded into a directory is the whole
+	 * package: it lands like a directory source named after the
+	 * manifest's own directory. */
+	size_t dlen = strlen(dst);
+	if (!is_dir && dlen > 0 && dst[dlen - 1] == '/' && asset_package(src)) {
+		char *slash = strrchr(local, '/');
+		if (slash)
+			*slash = '\0';
+		is_dir = 1;
+	}
 	if (svc_load_destination(cn->cfg, dst, local, is_dir, &rel, err, sizeof err) < 0) {
 		free(local);
 		return svc_fault(soap, 1, err);

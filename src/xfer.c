@@ -324,6 +324,18 @@ static int xfer_dest_end(const struct config *c, struct xfer_end *e, char *err, 
 	return 0;
 }
 
+/* struct xfer_curl_opts allow for a source: a URL a package's manifest
+ * names is held to the rules of a SourceAssetUrl. */
+static int xfer_source_allowed(void *arg, const char *url, char *err, size_t errlen)
+{
+	char *local = NULL;
+	int is_dir = 0;
+	if (asset_source(arg, url, &local, &is_dir, err, errlen) < 0)
+		return -1;
+	free(local);
+	return 0;
+}
+
 static int xfer_end_open(const struct config *c, struct xfer_end *e, volatile sig_atomic_t *stop,
 			 int is_source, char *err, size_t errlen)
 {
@@ -338,6 +350,8 @@ static int xfer_end_open(const struct config *c, struct xfer_end *e, volatile si
 		.stall_timeout = c->stall_timeout,
 		.stop = stop,
 		.refuse_private = is_source && c->refuse_private_sources,
+		.allow = is_source ? xfer_source_allowed : NULL,
+		.allow_arg = (void *)c,
 	};
 	e->x = xfer_curl_open(e->session, &o, err, errlen);
 	return e->x ? XS_OK : XS_PERMANENT;
@@ -567,37 +581,80 @@ static int xfer_record_items(struct xfer_job *j, const struct item *v, int n)
 	return XS_OK;
 }
 
+/* Sorts a plan into transfer order (xfer_item_cmp); a package's top
+ * manifest, which names the others, goes after all of them. */
+static void xfer_sort_plan(struct item *v, int n, const char *top)
+{
+	qsort(v, (size_t)n, sizeof *v, xfer_item_cmp);
+	for (int i = 0; top && i < n; i++)
+		if (!v[i].is_dir && strcmp(v[i].path, top) == 0) {
+			struct item t = v[i];
+			memmove(&v[i], &v[i + 1], (size_t)(n - i - 1) * sizeof *v);
+			v[n - 1] = t;
+			break;
+		}
+}
+
+/* Whether a package planned again names the files, directories and
+ * manifest sizes the task recorded. */
+static int xfer_same_plan(const struct item *rec, int nrec, const struct item *v, int n)
+{
+	if (nrec != n)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (rec[i].is_dir != v[i].is_dir || strcmp(rec[i].path, v[i].path) != 0 ||
+		    (v[i].size >= 0 && rec[i].size != v[i].size))
+			return 0;
+	return 1;
+}
+
 /* Step 1: the items of the task, from the store or from a fresh listing. */
 static int xfer_plan(struct xfer_job *j)
 {
 	/* A package a planner names (an HTTP source naming its manifest, with
 	 * a directory as DestinationAsset) is fetched from the manifest's
-	 * directory, on every attempt. */
-	char *manifest = NULL;
+	 * directory, and planned again on every attempt: the manifests are
+	 * published from the bytes this attempt parsed, and a package whose
+	 * manifests now name other files starts over from a fresh plan. */
+	char *manifest = NULL, *top = NULL;
+	struct item *v = NULL;
+	int n = 0, cap = 0, rc = XS_OK, package = 0;
 	if (j->src.remote && j->t->dest_is_dir && !(j->src.ops->caps & XFER_CAN_LIST) &&
 	    j->src.ops->plan) {
+		package = 1;
 		manifest = util_strdup(j->src.path);
 		char *slash = strrchr(j->src.path, '/');
+		top = util_strdup(slash ? slash + 1 : j->src.path);
 		if (slash)
 			slash[slash == j->src.path ? 1 : 0] = '\0';
+		rc = xfer_plan_package(j, manifest, &v, &n, &cap);
+		free(manifest);
+		if (rc != XS_OK) {
+			item_free_all(v, n);
+			free(top);
+			return rc;
+		}
+		xfer_sort_plan(v, n, top);
+		free(top);
 	}
 	if (j->r->items(j->r->arg, &j->items, &j->nitems) < 0) {
 		snprintf(j->err, j->errlen, "internal error: the task's items cannot be read");
-		free(manifest);
+		item_free_all(v, n);
 		return XS_TRANSIENT;
 	}
-	if (j->nitems > 0) {
-		free(manifest);
+	if (j->nitems > 0 && (!package || xfer_same_plan(j->items, j->nitems, v, n))) {
+		item_free_all(v, n);
 		return XS_OK;
 	}
-	item_free_all(j->items, 0);
+	if (j->nitems > 0)
+		log_info("task %s: the package's manifests name other files than its recorded "
+			 "plan: it is copied again from a fresh plan", j->t->id);
+	item_free_all(j->items, j->nitems);
 	j->items = NULL;
+	j->nitems = 0;
 	j->fresh = 1;
-	struct item *v = NULL;
-	int n = 0, cap = 0, rc = XS_OK;
-	if (manifest) {
-		rc = xfer_plan_package(j, manifest, &v, &n, &cap);
-		free(manifest);
+	if (package) {
+		/* planned above */
 	} else if (!j->src.remote) {
 		struct xfer_local_item *fi = NULL;
 		int nf = 0;
@@ -625,7 +682,8 @@ static int xfer_plan(struct xfer_job *j)
 		item_free_all(v, n);
 		return rc;
 	}
-	qsort(v, (size_t)n, sizeof *v, xfer_item_cmp);
+	if (!package)
+		qsort(v, (size_t)n, sizeof *v, xfer_item_cmp);
 	for (int i = 0; i < n; i++)
 		v[i].seq = i;
 	if ((rc = xfer_record_items(j, v, n)) != XS_OK) {

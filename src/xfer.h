@@ -48,9 +48,12 @@ struct xfer_ops {
 	 * file `path` describes (an HLS or DASH manifest), as paths relative
 	 * to the directory that holds `path` (the manifest itself among them),
 	 * each with its size or -1; NULL where the protocol has no such
-	 * planner. xfer.c adds the directories the paths imply and fetches
-	 * each file from that directory, on every attempt. *entries is
-	 * malloc'ed (xfer_curl_free_entries). */
+	 * planner. xfer.c plans again on every attempt, adds the directories
+	 * the paths imply and fetches each file from that directory; a
+	 * planner may keep what it read on the session (xfer_curl_set_extra)
+	 * and answer get and version for those files from it (xfer_http.c
+	 * keeps the manifests' bytes). *entries is malloc'ed
+	 * (xfer_curl_free_entries). */
 	int (*plan)(struct xfer_curl *x, const char *path, struct xfer_entry **entries, int *n,
 		    char *err, size_t errlen);
 	/* Whether `path` is a file (with its size, -1 when the server does
@@ -116,6 +119,13 @@ int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,
  * an empty directory, depth first, the files of a directory in one batch. */
 int xfer_curl_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,
 		     const char *rm_dir, char *err, size_t errlen);
+/* XS_OK when `url` passes the source rules the session was opened with
+ * (struct xfer_curl_opts allow), else XS_PERMANENT with their reason. */
+int xfer_curl_allowed(struct xfer_curl *x, const char *url, char *err, size_t errlen);
+/* The protocol's own state on a session (NULL until set); a new one
+ * frees the old, and the session frees the last with extra_free. */
+void *xfer_curl_extra(struct xfer_curl *x);
+void xfer_curl_set_extra(struct xfer_curl *x, void *extra, void (*extra_free)(void *extra));
 /* `path` with a trailing '/', and without (but "/" stays "/"); malloc'ed. */
 char *xfer_curl_slash(const char *path);
 char *xfer_curl_noslash(const char *path);

@@ -106,6 +106,12 @@ struct xfer_curl {
 	long connect_timeout, stall_timeout;
 	int refuse_private;
 	volatile sig_atomic_t *stop;
+	int (*allow)(void *arg, const char *url, char *err, size_t errlen);
+	void *allow_arg;
+	/* What the session's protocol keeps between calls (xfer_http.c: the
+	 * manifests a plan parsed), freed with the session. */
+	void *extra;
+	void (*extra_free)(void *extra);
 	char errbuf[CURL_ERROR_SIZE]; /* libcurl's own message for the last call */
 	/* Once the server refused us (login, certificate, host key), every
 	 * later call fails with this message without contacting it again:
@@ -867,6 +873,8 @@ struct xfer_curl *xfer_curl_open(const char *url, const struct xfer_curl_opts *o
 		x->refuse_private = o->refuse_private;
 		x->stall_timeout = o->stall_timeout;
 		x->stop = o->stop;
+		x->allow = o->allow;
+		x->allow_arg = o->allow_arg;
 	}
 	if (x->connect_timeout <= 0)
 		x->connect_timeout = XC_CONNECT_TIMEOUT;
@@ -881,6 +889,8 @@ void xfer_curl_close(struct xfer_curl *x)
 {
 	if (!x)
 		return;
+	if (x->extra_free)
+		x->extra_free(x->extra);
 	curl_easy_cleanup(x->h);
 	curl_multi_cleanup(x->m);
 	curl_slist_free_all(x->list);
@@ -1806,6 +1816,31 @@ long xfer_curl_http_code(struct xfer_curl *x)
 const char *xfer_curl_base(const struct xfer_curl *x)
 {
 	return x->base;
+}
+
+int xfer_curl_allowed(struct xfer_curl *x, const char *url, char *err, size_t errlen)
+{
+	if (!x->allow)
+		return XS_OK;
+	char why[1024];
+	if (x->allow(x->allow_arg, url, why, sizeof why) == 0)
+		return XS_OK;
+	snprintf(err, errlen, "%s", why);
+	xc_scrub(x, err);
+	return XS_PERMANENT;
+}
+
+void *xfer_curl_extra(struct xfer_curl *x)
+{
+	return x->extra;
+}
+
+void xfer_curl_set_extra(struct xfer_curl *x, void *extra, void (*extra_free)(void *extra))
+{
+	if (x->extra_free)
+		x->extra_free(x->extra);
+	x->extra = extra;
+	x->extra_free = extra_free;
 }
 
 int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,

@@ -678,12 +678,14 @@ class WebDavServer(_Server):
     """nginx with its built-in WebDAV module, serving root over HTTP(S).
 
     WebDavServer(tmpdir, tls=False, user="apubi", password="s3cret",
-                 root=None, limit_rate=None, auth=True)
+                 root=None, limit_rate=None, auth=True, locations="")
 
     Methods: GET/HEAD (with Range; autoindex for directories), PUT (with
     create_full_put_path), DELETE, MKCOL, COPY, MOVE.  No PROPFIND.
     Basic authentication (htpasswd from `openssl passwd -apr1`) unless
     auth=False.  tls=True: HTTPS with a self-signed certificate (cafile).
+    locations: nginx location blocks placed before the catch-all one, e.g.
+    'location = /vod/a/seg3.ts { return 503; }' for a failing file.
     limit_rate: nginx's limit_rate for responses (downloads) only, e.g.
     131072 (bytes/s) or "128k".  nginx sends the first second's worth at
     once (limit_rate bytes per connection), then paces: to cut a download
@@ -694,7 +696,7 @@ class WebDavServer(_Server):
     kind = "dav"
 
     def __init__(self, tmpdir, tls=False, user="apubi", password="s3cret",
-                 root=None, limit_rate=None, auth=True):
+                 root=None, limit_rate=None, auth=True, locations=""):
         super().__init__(tmpdir, root)
         if not os.path.exists(NGINX):
             raise ServerError(f"{NGINX} missing: apt-get install nginx")
@@ -753,6 +755,7 @@ http {{
         server_name 127.0.0.1 localhost;
         {tls_conf}
         root {self.root};
+        {locations}
         location / {{
             dav_methods PUT DELETE MKCOL COPY MOVE;
             create_full_put_path on;

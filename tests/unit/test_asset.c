@@ -319,11 +319,29 @@ static void test_remote_directory_source_ends_in_slash(void)
 static void test_directory_source_over_http_is_refused(void)
 {
 	CHECK(source_refused("https://user:s3cret@origin.example/assets/pkg/",
-			     "a directory source is not supported over http: "
+			     "a directory source is not supported over http (an HTTP server "
+			     "lists nothing: name the package's .m3u8 or .mpd manifest, with a "
+			     "directory as DestinationAsset): "
 			     "https://user:***@origin.example/assets/pkg/"));
 	CHECK(source_refused("http://plain.example:8080/assets/pkg/",
-			     "a directory source is not supported over http: "
+			     "a directory source is not supported over http (an HTTP server "
+			     "lists nothing: name the package's .m3u8 or .mpd manifest, with a "
+			     "directory as DestinationAsset): "
 			     "http://plain.example:8080/assets/pkg/"));
+}
+
+static void test_package_is_an_http_manifest(void)
+{
+	CHECK(asset_package("http://origin.example/vod/a/master.m3u8") == 1);
+	CHECK(asset_package("https://u:pw@origin.example:8443/vod/a/Manifest.MPD") == 1);
+	/* A manifest elsewhere is a file like any other: FTP and SFTP list
+	 * their directories. */
+	CHECK(asset_package("ftp://cis/vod/a/master.m3u8") == 0);
+	CHECK(asset_package("/srv/ingest/a/master.m3u8") == 0);
+	CHECK(asset_package("http://origin.example/vod/a/seg1.ts") == 0);
+	CHECK(asset_package("http://origin.example/vod/a.m3u8/") == 0);
+	CHECK(asset_package("http://origin.example/vod/a.m3u8.d/x") == 0);
+	CHECK(asset_package("not a url") == 0);
 }
 
 static void test_ftps_and_sftp_absent_port_is_the_default(void)
@@ -791,6 +809,7 @@ int main(void)
 	RUN(test_remote_source_path_is_decoded_and_normalised);
 	RUN(test_remote_directory_source_ends_in_slash);
 	RUN(test_directory_source_over_http_is_refused);
+	RUN(test_package_is_an_http_manifest);
 	RUN(test_ftps_and_sftp_absent_port_is_the_default);
 	RUN(test_remote_source_outside_allow_is_refused);
 	RUN(test_remote_allow_prefix_itself_is_a_directory_source);
