@@ -85,6 +85,9 @@
 #define STORE_PG_LOCK_PRUNE STORE_PG_LOCK ", 3"
 /* Tasks one pruning statement deletes: short transactions, little bloat. */
 #define STORE_PG_PRUNE_BATCH 1000
+/* The group committer's longest wait for a batch to fill (store.h): a
+ * fraction of one commit, which costs a WAL flush and a round trip. */
+#define STORE_PG_GATHER_US 1000
 /* How many of this node's running tasks the renewal tracks. */
 #define STORE_PG_MAX_RUNNING 1024
 
@@ -1772,6 +1775,7 @@ static void store_pg_stop(void)
 const struct store_ops store_pg_ops = {
 	.name = "postgresql",
 	.shared = 1,
+	.gather_us = STORE_PG_GATHER_US,
 	.open = store_pg_open,
 	.close = store_pg_close,
 	.set_durable = store_pg_set_durable,
