@@ -88,6 +88,7 @@ extern const char embed_sqlite_v4[]; /* db/sqlite/004_rules.sql */
 extern const char embed_sqlite_v5[]; /* db/sqlite/005_order.sql */
 extern const char embed_sqlite_v6[]; /* db/sqlite/006_source_version.sql */
 extern const char embed_pg_v1[];     /* db/postgresql/001_init.sql */
+extern const char embed_pg_v2[];     /* db/postgresql/002_accept_event.sql */
 
 /* ---- log.c: one line per event on stderr or [log] file --------------- */
 

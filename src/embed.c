@@ -25,3 +25,4 @@ EMBED(embed_sqlite_v4, "db/sqlite/004_rules.sql");
 EMBED(embed_sqlite_v5, "db/sqlite/005_order.sql");
 EMBED(embed_sqlite_v6, "db/sqlite/006_source_version.sql");
 EMBED(embed_pg_v1, "db/postgresql/001_init.sql");
+EMBED(embed_pg_v2, "db/postgresql/002_accept_event.sql");

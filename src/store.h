@@ -39,6 +39,9 @@ struct store_ops {
 	const char *name;
 	/* Other processes accept and finish tasks in the same store. */
 	int shared;
+	/* How long (microseconds) the group committer may wait under load
+	 * for a batch as large as the last one (0: never waits). */
+	int gather_us;
 	struct store *(*open)(const struct config *c, char *err, size_t errlen);
 	void (*close)(struct store *s);
 	int (*set_durable)(struct store *s, int full);

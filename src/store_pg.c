@@ -13,10 +13,27 @@
  * FOR UPDATE SKIP LOCKED (two nodes claiming at once take different rows,
  * neither waits), and keeps the ordering rule with a NOT EXISTS on an
  * earlier unfinished task whose dest_key overlaps: that row itself is the
- * lock, whichever node holds it. So that seq order is commit order across
- * nodes, inserts take an advisory lock for the length of their (group
- * committed) transaction: a task can never become visible behind a later
- * one it overlaps.
+ * lock, whichever node holds it.
+ *
+ * Seq order is acceptance order, across nodes. The ordering rule reads seq
+ * as the order in which tasks were accepted, and a TaskId is answered only
+ * once its task is committed, so seq must follow commit order. A sequence
+ * alone does not: nextval hands its numbers out when a row is inserted, and
+ * the transactions holding them commit in any order. Were task A to draw
+ * seq 10 and task B, overlapping it, seq 11, and B to commit first, a claim
+ * between the two commits sees B with no earlier unfinished overlapping
+ * task and starts it; once A commits, A's own check looks only below seq
+ * 10, finds nothing, and A starts beside B: two overlapping tasks at once,
+ * and the one answered second ordered first. So a batch takes an advisory
+ * transaction lock before its first nextval, and PostgreSQL releases it
+ * only after the commit is flushed and visible: no transaction draws a seq
+ * while an earlier-drawn one is uncommitted, and a task never becomes
+ * visible behind a later one. The lock is taken once per batch, not per
+ * task; the batch is one pipelined transaction with one insert statement
+ * for all its tasks (their "accepted" events in the same statement), so it
+ * is held for one statement and one WAL flush. Its price: the batches of
+ * several nodes queue on it and do not share a flush, so a cluster accepts
+ * about as many batches a second as one node, each larger.
  *
  * Leases: a claim writes the node (host, pid, process start time: a
  * restarted process is a new node), a lease deadline `[store]
@@ -68,10 +85,13 @@
 #define STORE_PG_LOCK_PRUNE STORE_PG_LOCK ", 3"
 /* Tasks one pruning statement deletes: short transactions, little bloat. */
 #define STORE_PG_PRUNE_BATCH 1000
+/* The group committer's longest wait for a batch to fill (store.h): a
+ * fraction of one commit, which costs a WAL flush and a round trip. */
+#define STORE_PG_GATHER_US 1000
 /* How many of this node's running tasks the renewal tracks. */
 #define STORE_PG_MAX_RUNNING 1024
 
-static const char *const store_pg_migrations[] = { embed_pg_v1 };
+static const char *const store_pg_migrations[] = { embed_pg_v1, embed_pg_v2 };
 #define STORE_PG_VERSION ((int)(sizeof store_pg_migrations / sizeof store_pg_migrations[0]))
 
 #define STORE_PG_COLUMNS                                                               \
@@ -109,9 +129,9 @@ struct store_pg {
 };
 
 /* The statements run often enough to be planned once per connection:
- * GetTaskStatus's read and the workers' claim. */
-enum { STORE_PG_PS_GET, STORE_PG_PS_CLAIM };
-static const char *const store_pg_ps_name[] = { "apubid_get", "apubid_claim" };
+ * GetTaskStatus's read, the workers' claim and the batch insert. */
+enum { STORE_PG_PS_GET, STORE_PG_PS_CLAIM, STORE_PG_PS_INSERT };
+static const char *const store_pg_ps_name[] = { "apubid_get", "apubid_claim", "apubid_insert" };
 
 #define PG(s) ((struct store_pg *)(s))
 
@@ -637,77 +657,188 @@ static int64_t store_pg_take(PGconn *c, char *state, char *msg, size_t msglen)
 	return changed;
 }
 
-/* The batch is one transaction sent as one pipeline: every statement goes
- * out before the first answer is read, so a batch of n tasks costs one
- * round trip and one commit, not n + 4 round trips. */
+/* One column of a batch as a PostgreSQL array literal: elements double
+ * quoted with " and \ escaped, NULL bare. The caller frees it. */
+struct store_pg_array {
+	char *v;
+	size_t len, cap;
+};
+
+static void store_pg_array_room(struct store_pg_array *a, size_t more)
+{
+	if (a->len + more < a->cap)
+		return;
+	a->cap = 2 * (a->len + more);
+	char *nv = util_malloc(a->cap);
+	if (a->v)
+		memcpy(nv, a->v, a->len);
+	free(a->v);
+	a->v = nv;
+}
+
+static void store_pg_array_put(struct store_pg_array *a, const char *v)
+{
+	/* A separator, the quotes, each byte escaped at worst, a NUL. */
+	store_pg_array_room(a, (v ? 2 * strlen(v) : 4) + 4);
+	char sep = a->len ? ',' : '{';
+	a->v[a->len++] = sep;
+	if (!v) {
+		memcpy(a->v + a->len, "NULL", 4);
+		a->len += 4;
+	} else {
+		a->v[a->len++] = '"';
+		for (; *v; v++) {
+			if (*v == '"' || *v == '\\')
+				a->v[a->len++] = '\\';
+			a->v[a->len++] = *v;
+		}
+		a->v[a->len++] = '"';
+	}
+	a->v[a->len] = '\0';
+}
+
+/* Closes the literal; it is "{}" for no element. */
+static const char *store_pg_array_end(struct store_pg_array *a)
+{
+	store_pg_array_room(a, 3);
+	if (!a->len)
+		a->v[a->len++] = '{';
+	memcpy(a->v + a->len, "}", 2);
+	a->len++;
+	return a->v;
+}
+
+static void store_pg_array_int(struct store_pg_array *a, int64_t v)
+{
+	char num[24];
+	snprintf(num, sizeof num, "%lld", (long long)v);
+	store_pg_array_put(a, num);
+}
+
+/* The batch's insert: one statement for every task of the batch, whatever
+ * their number, so it is prepared once per connection. The columns come as
+ * arrays, one element per task in arrival order; seq is drawn after the
+ * sort, so the batch's tasks take their seq in that order. The same
+ * statement writes each new task's "accepted" event (schema version 2
+ * dropped the trigger that did) and returns the ids it inserted: an id
+ * that exists already is skipped by ON CONFLICT and gets no event. */
+static const char store_pg_insert_sql[] =
+	"WITH r AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[],"
+	" $5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::text[], $10::text[],"
+	" $11::text[], $12::int[], $13::text[]) WITH ORDINALITY AS r(id, kind, source,"
+	" destination, dest_path, dest_is_dir, created_ms, next_attempt_ms, rule, rule_fail,"
+	" rule_result, rule_polls, dest_key, ord)),"
+	" n AS (INSERT INTO task (seq, id, kind, state, source, destination, dest_path,"
+	" dest_is_dir, created_ms, updated_ms, next_attempt_ms, rule, rule_fail, rule_result,"
+	" rule_polls, dest_key) SELECT nextval('task_seq'), id, kind, " SQL_QUEUED ", source,"
+	" destination, dest_path, dest_is_dir, created_ms, created_ms, next_attempt_ms, rule,"
+	" rule_fail, rule_result, rule_polls, decode(dest_key, 'hex') FROM r ORDER BY ord"
+	" ON CONFLICT (id) DO NOTHING RETURNING id, created_ms),"
+	" e AS (INSERT INTO event (task_id, at_ms, state, detail)"
+	" SELECT id, created_ms, " SQL_QUEUED ", 'accepted' FROM n)"
+	" SELECT id FROM n";
+#define STORE_PG_INSERT_COLUMNS 13
+
+/* The batch is one transaction sent as one pipeline: BEGIN, the lock, the
+ * one insert, NOTIFY and COMMIT go out before the first answer is read, so
+ * a batch of n tasks costs one round trip, one planned statement and one
+ * commit. */
 static int store_pg_insert_batch(struct store *s, const struct task *const *t, int *rc, int n)
 {
-	static const char sql[] =
-		"INSERT INTO task (seq, id, kind, state, source, destination, dest_path,"
-		" dest_is_dir, created_ms, updated_ms, next_attempt_ms, rule, rule_fail,"
-		" rule_result, rule_polls, dest_key) VALUES (nextval('task_seq'), $1, $2, "
-		SQL_QUEUED ", $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, decode($13, 'hex'))"
-		" ON CONFLICT (id) DO NOTHING";
 	for (int i = 0; i < n; i++)
 		rc[i] = -1;
 	if (store_pg_connected(s, "insert") < 0)
 		return -1;
 	PGconn *c = PG(s)->conn;
-	if (PQenterPipelineMode(c) != 1) {
-		char msg[512];
-		store_pg_errtext(c, msg, sizeof msg);
-		store_pg_failed(s, NULL, msg, "insert");
-		return -1;
+	char state[6] = "", msg[512] = "";
+	if (!(PG(s)->prepared & (1u << STORE_PG_PS_INSERT))) {
+		PGresult *r = PQprepare(c, store_pg_ps_name[STORE_PG_PS_INSERT], store_pg_insert_sql,
+					STORE_PG_INSERT_COLUMNS, NULL);
+		int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+		if (!ok) {
+			const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+			store_pg_errtext(c, msg, sizeof msg);
+			PQclear(r);
+			store_pg_failed(s, code, msg, "insert");
+			return -1;
+		}
+		PQclear(r);
+		PG(s)->prepared |= 1u << STORE_PG_PS_INSERT;
 	}
-	/* The lock orders seq by commit across nodes (see the top). */
-	int sent = store_pg_send(c, "BEGIN", NULL) == 0 &&
-		   store_pg_send(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_INSERT ")",
-				 NULL) == 0;
-	for (int i = 0; sent && i < n; i++) {
-		struct store_pg_args a = { 0 };
-		store_pg_str(&a, t[i]->id);
-		store_pg_int(&a, t[i]->kind);
-		store_pg_str(&a, t[i]->source);
-		store_pg_str(&a, t[i]->destination);
-		store_pg_str(&a, t[i]->dest_path);
-		store_pg_int(&a, t[i]->dest_is_dir);
-		store_pg_int(&a, t[i]->created_ms);
-		store_pg_int(&a, t[i]->next_attempt_ms);
-		store_pg_str(&a, t[i]->rule);
-		store_pg_str(&a, t[i]->rule_fail);
-		store_pg_str(&a, t[i]->rule_result);
-		store_pg_int(&a, t[i]->rule_polls);
+	struct store_pg_array col[STORE_PG_INSERT_COLUMNS];
+	memset(col, 0, sizeof col);
+	for (int i = 0; i < n; i++) {
+		store_pg_array_put(&col[0], t[i]->id);
+		store_pg_array_int(&col[1], t[i]->kind);
+		store_pg_array_put(&col[2], t[i]->source);
+		store_pg_array_put(&col[3], t[i]->destination);
+		store_pg_array_put(&col[4], t[i]->dest_path);
+		store_pg_array_int(&col[5], t[i]->dest_is_dir);
+		store_pg_array_int(&col[6], t[i]->created_ms);
+		store_pg_array_int(&col[7], t[i]->next_attempt_ms);
+		store_pg_array_put(&col[8], t[i]->rule);
+		store_pg_array_put(&col[9], t[i]->rule_fail);
+		store_pg_array_put(&col[10], t[i]->rule_result);
+		store_pg_array_int(&col[11], t[i]->rule_polls);
 		char *key = store_pg_key_hex(t[i]->dest_path);
-		store_pg_str(&a, key);
-		sent = store_pg_send(c, sql, &a) == 0;
+		store_pg_array_put(&col[12], key);
 		free(key);
 	}
-	sent = sent && store_pg_send(c, "NOTIFY " STORE_PG_CHANNEL, NULL) == 0 &&
-	       store_pg_send(c, "COMMIT", NULL) == 0 && PQpipelineSync(c) == 1;
-	char state[6] = "", msg[512] = "";
-	int ok = sent;
+	const char *v[STORE_PG_INSERT_COLUMNS];
+	for (int k = 0; k < STORE_PG_INSERT_COLUMNS; k++)
+		v[k] = store_pg_array_end(&col[k]);
+	int ok = PQenterPipelineMode(c) == 1;
+	/* The lock orders seq by commit across nodes (see the top). */
+	int sent = ok && store_pg_send(c, "BEGIN", NULL) == 0 &&
+		   store_pg_send(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_INSERT ")",
+				 NULL) == 0 &&
+		   PQsendQueryPrepared(c, store_pg_ps_name[STORE_PG_PS_INSERT],
+				       STORE_PG_INSERT_COLUMNS, v, NULL, NULL, 0) == 1 &&
+		   store_pg_send(c, "NOTIFY " STORE_PG_CHANNEL, NULL) == 0 &&
+		   store_pg_send(c, "COMMIT", NULL) == 0 && PQpipelineSync(c) == 1;
+	for (int k = 0; k < STORE_PG_INSERT_COLUMNS; k++)
+		free(col[k].v);
+	ok = sent;
 	if (sent) {
 		ok = store_pg_take(c, state, msg, sizeof msg) >= 0 &&
 		     store_pg_take(c, state, msg, sizeof msg) >= 0;
-		for (int i = 0; i < n; i++) {
-			int64_t changed = store_pg_take(c, state, msg, sizeof msg);
-			/* A duplicate id is refused on its own, the others stay. */
-			rc[i] = changed == 1 ? 0 : -1;
-			if (changed == 0)
-				log_error("store: insert: task %s exists already", t[i]->id);
-			ok = ok && changed >= 0;
+		/* The ids inserted: a duplicate id is refused on its own, the
+		 * others stay. */
+		PGresult *r = PQgetResult(c);
+		if (r && PQresultStatus(r) == PGRES_TUPLES_OK) {
+			int rows = PQntuples(r);
+			for (int i = 0; i < n; i++) {
+				for (int j = 0; j < rows && rc[i] < 0; j++)
+					if (strcmp(PQgetvalue(r, j, 0), t[i]->id) == 0)
+						rc[i] = 0;
+				if (rc[i] < 0)
+					log_error("store: insert: task %s exists already", t[i]->id);
+			}
+		} else {
+			ok = 0;
+			if (r && !*msg && PQresultStatus(r) != PGRES_PIPELINE_ABORTED) {
+				const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+				snprintf(state, sizeof state, "%s", code ? code : "");
+				snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+				msg[strcspn(msg, "\n")] = '\0';
+			}
 		}
+		PQclear(r);
+		while ((r = PQgetResult(c)) != NULL)
+			PQclear(r);
 		ok = store_pg_take(c, state, msg, sizeof msg) >= 0 && ok;
 		ok = store_pg_take(c, state, msg, sizeof msg) >= 0 && ok;
 		/* The end of the pipeline. */
-		PGresult *r = PQgetResult(c);
+		r = PQgetResult(c);
 		if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC)
 			ok = 0;
 		PQclear(r);
 	}
-	if (PQexitPipelineMode(c) != 1 && PQstatus(c) == CONNECTION_OK) {
+	if (PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQexitPipelineMode(c) != 1 &&
+	    PQstatus(c) == CONNECTION_OK) {
 		/* Results left unread: the connection is in no known state. */
 		PQreset(c);
+		PG(s)->prepared = 0;
 		ok = 0;
 	}
 	if (!ok) {
@@ -743,12 +874,23 @@ static int store_pg_get(struct store *s, const char *id, struct task *t)
 
 static int store_pg_claim(struct store *s, struct task *t)
 {
+	/* The candidates come out of a locking sub-select in seq order, and
+	 * the rule's check is a LATERAL probe with LIMIT 1, which PostgreSQL
+	 * can only run as a nested loop over them: the scan stops at the
+	 * first candidate with nothing ahead, and each probe walks the
+	 * unfinished tasks before it backwards through task_order. Written as
+	 * a NOT EXISTS with the ORDER BY outside, the planner turned the check
+	 * into an anti join over every unfinished task, or checked every
+	 * candidate before sorting them: a claim cost O(unfinished tasks),
+	 * 50-400 ms with a few thousand queued. */
 	static const char sql[] =
-		"WITH c AS MATERIALIZED (SELECT t.seq AS claim_seq FROM task t WHERE t.state < " SQL_FINAL
+		"WITH c AS MATERIALIZED (SELECT t.seq AS claim_seq FROM (SELECT t.seq, t.dest_key"
+		" FROM task t WHERE t.state < " SQL_FINAL
 		" AND ((t.state IN (" SQL_QUEUED ", " SQL_RETRY ") AND t.next_attempt_ms <= $1)"
 		" OR (t.state = " SQL_RUNNING " AND t.lease_until_ms < $1))"
-		" AND NOT EXISTS (" STORE_PG_AHEAD ")"
-		" ORDER BY t.seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
+		" ORDER BY t.seq FOR UPDATE SKIP LOCKED) t"
+		" LEFT JOIN LATERAL (" STORE_PG_AHEAD " ORDER BY o.seq DESC LIMIT 1) a ON true"
+		" WHERE a.id IS NULL LIMIT 1)"
 		" UPDATE task SET state = " SQL_RUNNING ", attempts = attempts + 1, updated_ms = $1,"
 		" first_started_ms = CASE WHEN first_started_ms = 0 THEN $1"
 		" ELSE first_started_ms END, node = $2, lease_until_ms = $1 + $3,"
@@ -1644,6 +1786,7 @@ static void store_pg_stop(void)
 const struct store_ops store_pg_ops = {
 	.name = "postgresql",
 	.shared = 1,
+	.gather_us = STORE_PG_GATHER_US,
 	.open = store_pg_open,
 	.close = store_pg_close,
 	.set_durable = store_pg_set_durable,

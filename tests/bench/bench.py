@@ -52,13 +52,23 @@ Scenarios, and exactly what is timed:
   one with 30,000 namespace declarations, each also at half that number:
   seconds from sending to the answer, and its growth when the count
   doubles (linear handling: about x2).
+* On PostgreSQL (a throwaway server started by the run, as the integration
+  tests do, fsync on): LoadAsset acceptances/s at 64 connections against
+  the same server's pgbench, 64 clients inserting one task-sized row per
+  transaction (pg_accept); GetTaskStatus against the same on SQLite
+  (pg_status); end to end, BENCH_PG_E2E_FILES files of 4 KiB (2,000)
+  submitted by 8 client threads spread round robin over three nodes on one
+  database and one shared destination root, each task polled to SUCCESS
+  on the next node, against one node alone on another database of the
+  same server (pg_cluster; each node with its default 4 workers).
 * Peak RSS (VmHWM) of apubid in each scenario: reset through
   /proc/PID/clear_refs when the scenario starts; the 1,000,000-task daemon
   reports its whole life, start-up included.
 
 Environment: APUBID (the binary; default ./apubid of the repository),
 BENCH_OUT, BENCH_QUICK=1 (short runs and small sizes, to check the harness:
-its numbers mean nothing), BENCH_SECONDS, BENCH_REPEAT, BENCH_E2E_FILES, BENCH_BIG_MIB,
+its numbers mean nothing), BENCH_SECONDS, BENCH_REPEAT, BENCH_E2E_FILES,
+BENCH_PG_E2E_FILES, BENCH_BIG_MIB,
 BENCH_MANY_TASKS, BENCH_CROWD_IDLE, BENCH_CROWD_SLOW, BENCH_THREADS and BENCH_WORKERS (apubid's [server] threads
 and [workers] count; default: apubid's own defaults), BENCH_TMP (where the
 temporary directory goes), BENCH_KEEP=1 (keep it).
@@ -66,8 +76,8 @@ temporary directory goes), BENCH_KEEP=1 (keep it).
 A full run takes about 9 minutes on 2 cores (GetTaskStatus about 2.5,
 the 1,000,000-task store about 1 to fill and 0.5 to measure, the crowd
 about 1.5); BENCH_QUICK=1 about 50 seconds. Arguments, when given, name
-the scenarios to run (status, status_tls, crowd, accept, e2e, big, many,
-attributes).
+the scenarios to run (status, status_tls, crowd, accept, pg_accept,
+pg_status, pg_cluster, e2e, big, many, attributes).
 
 Exit status: 0 when every scenario ran, 1 when one could not run or got
 error answers (the table flags them), 2 for a usage or set-up problem.
@@ -108,6 +118,7 @@ def env_num(name, full, quick, kind=int):
 SECONDS = env_num("BENCH_SECONDS", 5, 2, float)
 REPEAT = env_num("BENCH_REPEAT", 3, 1)
 E2E_FILES = env_num("BENCH_E2E_FILES", 10000, 1000)
+PG_E2E_FILES = env_num("BENCH_PG_E2E_FILES", 2000, 300)
 BIG_MIB = env_num("BENCH_BIG_MIB", 1024, 64)
 MANY_TASKS = env_num("BENCH_MANY_TASKS", 1000000, 50000)
 FEW_TASKS = 1000
@@ -1268,6 +1279,140 @@ def scenario_pg_status(base, binary):
         pg.close()
 
 
+def pg_nodes(base, binary, name, url, n):
+    """n apubid nodes on the PostgreSQL database `url`, sharing the first
+    one's ingest/ as source and its cdn/ as destination root (a cluster on
+    one machine: the shared root is a local directory)."""
+    nodes = []
+    for i in range(n):
+        d = Apubid(base, f"{name}-{i}", binary, store={"url": url},
+                   workers={"queue_limit": "100000000"})
+        if nodes:
+            first = nodes[0]
+            d.configure(source={"allow": f"file://{first.ingest}/"},
+                        destination={"root": f"file://{first.cdn}/", "allow": CDN_PREFIX})
+            d.ingest, d.cdn = first.ingest, first.cdn
+        nodes.append(d)
+    return nodes
+
+
+def e2e_over(nodes, src_dir, count, sub):
+    """`count` LoadAssets of src_dir/fNNNNN.ts by SUBMIT_THREADS threads,
+    spread round robin over `nodes`, each polled to SUCCESS on the next
+    node; returns (tasks/s, seconds to submit all, first error or None)."""
+    lock = threading.Lock()
+    todo = iter(range(count))
+    submitted = [None] * count
+    order = []
+    errors = []
+    got = threading.Condition(lock)
+
+    def submitter(k):
+        c = Client(nodes[k % len(nodes)].port)
+        try:
+            while not errors:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                tid = c.load(f"file://{src_dir}/f{i:05d}.ts", FIXTURE_DEST + f"{sub}/f{i:05d}.ts")
+                with got:
+                    submitted[i] = (tid, k % len(nodes))
+                    order.append(i)
+                    got.notify_all()
+        except Exception as e:
+            errors.append(f"submitting: {e}")
+        finally:
+            c.close()
+
+    def poller():
+        clients = [Client(d.port) for d in nodes]
+        deadline = time.monotonic() + E2E_TIMEOUT
+        try:
+            for k in range(count):
+                with got:
+                    while len(order) <= k and not errors:
+                        got.wait(0.5)
+                        if time.monotonic() > deadline:
+                            raise BenchError("submissions stalled")
+                    if errors:
+                        return
+                    i = order[k]
+                tid, at = submitted[i]
+                c = clients[(at + 1) % len(nodes)]
+                st, _ = c.wait(tid, max(1, deadline - time.monotonic()), 0.002)
+                if st != "SUCCESS":
+                    errors.append(f"task for f{i:05d} ended {st}")
+                    return
+        except Exception as e:
+            errors.append(f"polling: {e}")
+        finally:
+            for c in clients:
+                c.close()
+
+    t0 = time.monotonic()
+    subs = [threading.Thread(target=submitter, args=(k,)) for k in range(SUBMIT_THREADS)]
+    poll = threading.Thread(target=poller)
+    for t in subs + [poll]:
+        t.start()
+    for t in subs:
+        t.join()
+    submit_span = time.monotonic() - t0
+    poll.join()
+    return count / (time.monotonic() - t0), submit_span, (errors[0] if errors else None)
+
+
+def scenario_pg_cluster(base, binary):
+    """End to end small-file tasks on PostgreSQL: three nodes on one
+    database and one shared root, the load spread over them, against one
+    node alone on the same server; peak RSS of every node."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from pg import PostgresServer
+    pg = PostgresServer(base / "pg-cluster")
+    pg.start()
+    all_nodes = []
+    try:
+        rates = {}
+        for n in (1, 3):
+            nodes = pg_nodes(base, binary, f"pg{n}", pg.create_database(f"e2e{n}"), n)
+            all_nodes += nodes
+            src_dir = nodes[0].ingest / "e2e"
+            src_dir.mkdir()
+            log(f"writing {PG_E2E_FILES} files of 4 KiB")
+            for i in range(PG_E2E_FILES):
+                (src_dir / f"f{i:05d}.ts").write_bytes(os.urandom(4096))
+            for d in nodes:
+                d.start()
+                d.rss_reset()
+            log(f"end to end on PostgreSQL, {n} node(s): {PG_E2E_FILES} tasks")
+            rate, span, err = e2e_over(nodes, src_dir, PG_E2E_FILES, "e2e")
+            what = f"end to end on PostgreSQL, {PG_E2E_FILES:,} files of 4 KiB, {n} node(s)"
+            if err:
+                PROBLEMS.append(f"{what}: {err}")
+                raise BenchError(f"{what}: {err}")
+            bad = sum(1 for i in range(PG_E2E_FILES)
+                      if not (nodes[0].cdn / "e2e" / f"f{i:05d}.ts").is_file()
+                      or (nodes[0].cdn / "e2e" / f"f{i:05d}.ts").stat().st_size != 4096)
+            if bad:
+                PROBLEMS.append(f"{what}: {bad} published files missing or of the wrong size")
+            rates[n] = (rate, span, bad)
+            for k, d in enumerate(nodes):
+                rss_row(f"end to end on PostgreSQL, {n} node(s), node {k + 1}", d)
+            for d in nodes:
+                d.stop()
+        (r1, s1, b1), (r3, s3, b3) = rates[1], rates[3]
+        ratio = r3 / r1 if r1 else 0
+        row(f"end to end on PostgreSQL, {PG_E2E_FILES:,} files of 4 KiB: tasks/s, three nodes",
+            fmt_rate(r3) + (f" (**{b3} files wrong**)" if b3 else "")
+            + f"; all submitted in {s3:.2f} s",
+            f"one node {fmt_rate(r1)}" + (f" (**{b1} files wrong**)" if b1 else "")
+            + f"; all submitted in {s1:.2f} s", f"{ratio:.2f}x", "", "")
+    finally:
+        for d in all_nodes:
+            d.kill9()
+        pg.close()
+
+
 SCENARIOS = [
     ("GetTaskStatus vs nginx", scenario_status),
     ("GetTaskStatus over TLS vs nginx over TLS", scenario_status_tls),
@@ -1275,6 +1420,7 @@ SCENARIOS = [
     ("LoadAsset acceptances", scenario_accept),
     ("LoadAsset acceptances on PostgreSQL", scenario_pg_accept),
     ("GetTaskStatus on PostgreSQL", scenario_pg_status),
+    ("end to end on PostgreSQL, three nodes against one", scenario_pg_cluster),
     ("end to end", scenario_e2e),
     ("big publish", scenario_big),
     ("many tasks", scenario_many),

@@ -598,20 +598,52 @@ static void test_group_commit_keeps_every_concurrent_insert(void)
 	for (int i = 0; i < BATCH_THREADS; i++)
 		pthread_join(th[i], NULL);
 	store_stop();
-	/* Every insert that returned 0 is readable from another connection. */
-	int found = 0;
+	/* Every insert that returned 0 is readable from another connection,
+	 * with its one "accepted" event. */
+	int found = 0, accepted = 0;
 	for (int i = 0; i < BATCH_THREADS * BATCH_EACH; i++) {
 		struct task got;
 		if (batch_ids[i][0] && store_get(s, batch_ids[i], &got) == 0) {
 			found++;
 			task_clear(&got);
+			struct task_event *ev;
+			int n;
+			if (store_events(s, batch_ids[i], &ev, &n) == 0 && n == 1 &&
+			    ev[0].state == TS_QUEUED && ev[0].detail &&
+			    strcmp(ev[0].detail, "accepted") == 0)
+				accepted++;
+			task_event_free_all(ev, n);
 		}
 	}
 	CHECK(found == BATCH_THREADS * BATCH_EACH);
+	CHECK(accepted == BATCH_THREADS * BATCH_EACH);
 	/* Without the committer, inserts go straight through again. */
 	struct task t;
 	make_task(&t, "after.ts");
 	CHECK(store_insert(s, &t) == 0);
+	store_close(s);
+}
+
+static void test_text_fields_read_back_byte_for_byte(void)
+{
+	/* Quotes, backslashes, commas, braces, the word NULL and non-ASCII
+	 * bytes: whatever a backend's encoding of a batch, they come back as
+	 * they were sent, and an empty string stays apart from none. */
+	struct store *s = store_test_fresh();
+	struct task a, got;
+	make_task(&a, "we\"ird, {dir}\\/NULL \xc3\xa9t\xc3\xa9.ts");
+	a.source = "file:///srv/ingest/a \"b\" \\c,{d}.ts";
+	a.rule = "NULL";
+	a.rule_result = "";
+	CHECK(store_insert(s, &a) == 0);
+	CHECK(store_get(s, a.id, &got) == 0);
+	CHECK_STR(got.source, a.source);
+	CHECK_STR(got.destination, a.destination);
+	CHECK_STR(got.dest_path, a.dest_path);
+	CHECK_STR(got.rule, "NULL");
+	CHECK(got.rule_result && got.rule_result[0] == '\0');
+	CHECK(got.rule_fail == NULL);
+	task_clear(&got);
 	store_close(s);
 }
 
@@ -871,6 +903,7 @@ static void run_contract(void)
 	RUN(test_operator_cancel_ends_queued_and_flags_running_tasks);
 	RUN(test_notifications_become_due_and_record_their_fate);
 	RUN(test_group_commit_keeps_every_concurrent_insert);
+	RUN(test_text_fields_read_back_byte_for_byte);
 	RUN(test_rule_fields_read_back_and_polls_run_out);
 }
 
