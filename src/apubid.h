@@ -783,9 +783,12 @@ int store_admin_retry(struct store *s, const char *id, char *err, size_t errlen)
  * such task, -1 with err (a final task cannot be cancelled). */
 int store_admin_cancel(struct store *s, const char *id, const char *reason, int notify,
 		       int *was_running, char *err, size_t errlen);
-/* Running tasks an operator asked to stop: up to `max` ids; returns how
- * many, or -1. */
-int store_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int max);
+/* Running tasks this node must stop: up to `max` ids; returns how many,
+ * or -1. lost[i] (lost may be NULL) tells why ids[i] must stop: 0 for an
+ * operator's cancel, 1 for a task whose lease another node has taken
+ * over (a shared store only), which that node now runs: its stage is that
+ * node's to resume, and nothing this node writes about it is recorded. */
+int store_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int *lost, int max);
 /* Final tasks whose notification is due (pending, next_ms <= now), oldest
  * first: up to `max` ids; returns how many, or -1. */
 int store_notify_due(struct store *s, int64_t now_ms, char (*ids)[TASKID_LEN], int max);
