@@ -1048,6 +1048,13 @@ int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, s
  * an existing directory is fine. */
 int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *err,
 			  size_t errlen);
+/* Makes a package's stage hold exactly the plan: removes every file,
+ * directory, link or other entry that none of `items` names (a stage an
+ * attempt left can hold files of another plan: an earlier listing of a
+ * changed source, or anything put there by hand). A single file's stage
+ * is the one file. */
+int xfer_local_stage_prune(struct xfer_local_stage *st, const struct item *items, int nitems,
+			   char *err, size_t errlen);
 /* Puts the asset in place: fsyncs the stage's directories (refusing a
  * stage that holds a symbolic link or a special file), renames the stage
  * to the final name (or, over a directory with content or another type,

@@ -44,6 +44,12 @@ struct xfer_ops {
 	int (*put)(struct xfer_curl *x, const char *path, int fd, int64_t offset, int64_t size,
 		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
 		   size_t errlen);
+	/* What a stage's directory `dir` holds, every entry: symbolic links
+	 * and special files as files (so the check before a commit removes
+	 * them like any file the plan does not name); NULL where a stage
+	 * cannot be listed. */
+	int (*stage_list)(struct xfer_curl *x, const char *dir, struct xfer_entry **entries,
+			  int *n, char *err, size_t errlen);
 	/* For a source that lists nothing: the files of the package that the
 	 * file `path` describes (an HLS or DASH manifest), as paths relative
 	 * to the directory that holds `path` (the manifest itself among them),
@@ -112,6 +118,9 @@ const char *xfer_curl_base(const struct xfer_curl *x);
  * takes the link, never what it points to). */
 int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,
 			 struct xfer_entry **entries, int *n, char *err, size_t errlen);
+/* A directory's every entry, links as files: a stage_list. */
+int xfer_curl_stage_list(struct xfer_curl *x, const char *dir, struct xfer_entry **entries,
+			 int *n, char *err, size_t errlen);
 /* Removes the tree `dir` with the protocol's commands for a file and for
  * an empty directory, depth first, the files of a directory in one batch. */
 int xfer_curl_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,

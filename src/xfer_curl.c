@@ -710,8 +710,13 @@ static void xc_entry(struct xfer_curl *x, char type, const char *name, size_t na
 		break;
 	}
 	default:
-		log_debug("xfer_curl: %s%s%.*s: special file skipped", x->shown, x->listdir,
-			  (int)namelen, name);
+		/* A listing that must see everything (a removal, the check of
+		 * a stage) takes a special file as a file too. */
+		if (x->with_links)
+			xc_add_entry(x, name, namelen, 0, -1);
+		else
+			log_debug("xfer_curl: %s%s%.*s: special file skipped", x->shown,
+				  x->listdir, (int)namelen, name);
 		break;
 	}
 }
@@ -1358,8 +1363,8 @@ static int xc_quote1(struct xfer_curl *x, const char *verb, const char *path, co
 
 /* ---- listing, stat, size ------------------------------------------------ */
 
-/* Fills x->ents with the entries of `dir` (symbolic links kept as files
- * when x->with_links). */
+/* Fills x->ents with the entries of `dir` (symbolic links and special
+ * files kept as files when x->with_links). */
 static int xc_list(struct xfer_curl *x, const char *dir, char *err, size_t errlen)
 {
 	xfer_curl_free_entries(x->ents, x->nents);
@@ -1822,6 +1827,12 @@ int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,
 		x->nents = x->capents = 0;
 	}
 	return rc;
+}
+
+int xfer_curl_stage_list(struct xfer_curl *x, const char *dir, struct xfer_entry **entries,
+			 int *n, char *err, size_t errlen)
+{
+	return xfer_curl_list_links(x, dir, 1, entries, n, err, errlen);
 }
 
 char *xfer_curl_slash(const char *path)

@@ -1357,6 +1357,77 @@ static int xfer_local_stage_settle(struct xfer_local_stage *st, int dfd, const c
 	return rc;
 }
 
+/* The plan of a package, sorted by path for bsearch. */
+struct xfer_local_plan {
+	const struct item **v;
+	int n;
+};
+
+static int xfer_local_cmp_items(const void *a, const void *b)
+{
+	return strcmp((*(const struct item *const *)a)->path, (*(const struct item *const *)b)->path);
+}
+
+static int xfer_local_find_item(const void *key, const void *elem)
+{
+	return strcmp(key, (*(const struct item *const *)elem)->path);
+}
+
+/* Removes from the staged directory `dfd` (`sub` in the package) and below
+ * whatever the plan does not name. */
+static int xfer_local_stage_prune_dir(struct xfer_local_stage *st,
+				      const struct xfer_local_plan *plan, int dfd, const char *sub,
+				      char *err, size_t errlen)
+{
+	char **names;
+	int nn, rc = XFER_OK;
+	if (xfer_local_read_names(dfd, &names, &nn) < 0)
+		return xfer_local_stage_fail(st, sub, errno, err, errlen);
+	for (int i = 0; i < nn && rc == XFER_OK; i++) {
+		char *child = *sub ? util_printf("%s/%s", sub, names[i]) : util_strdup(names[i]);
+		const struct item *const *hit =
+			bsearch(child, plan->v, (size_t)plan->n, sizeof *plan->v, xfer_local_find_item);
+		struct stat sb;
+		if (!hit) {
+			log_warn("xfer_local: %s/%s is in the stage but not in the task's plan: "
+				 "removed before the commit",
+				 st->rel, child);
+			if (xfer_local_rmtree(dfd, names[i]) < 0 && errno != ENOENT)
+				rc = xfer_local_stage_fail(st, child, errno, err, errlen);
+		} else if ((*hit)->is_dir && fstatat(dfd, names[i], &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+			   S_ISDIR(sb.st_mode)) {
+			int fd = openat(dfd, names[i], XFER_LOCAL_DIR_FLAGS);
+			if (fd < 0) {
+				rc = xfer_local_stage_fail(st, child, errno, err, errlen);
+			} else {
+				rc = xfer_local_stage_prune_dir(st, plan, fd, child, err, errlen);
+				close(fd);
+			}
+		}
+		free(child);
+	}
+	xfer_local_free_names(names, nn);
+	return rc;
+}
+
+int xfer_local_stage_prune(struct xfer_local_stage *st, const struct item *items, int nitems,
+			   char *err, size_t errlen)
+{
+	xfer_local_clear_err(err, errlen);
+	if (xfer_local_stage_usable(st, err, errlen) < 0)
+		return XFER_FAILED;
+	if (!st->is_dir)
+		return XFER_OK;
+	struct xfer_local_plan plan = { util_malloc(sizeof *plan.v * (size_t)(nitems + 1)), 0 };
+	for (int i = 0; i < nitems; i++)
+		if (items[i].path && *items[i].path)
+			plan.v[plan.n++] = &items[i];
+	qsort(plan.v, (size_t)plan.n, sizeof *plan.v, xfer_local_cmp_items);
+	int rc = xfer_local_stage_prune_dir(st, &plan, st->dfd, "", err, errlen);
+	free(plan.v);
+	return rc;
+}
+
 /*
  * Puts the finished stage in place as the final name, then removes
  * whatever the name held before. A plain rename replaces a file, a symbolic

@@ -12,7 +12,8 @@ import os
 import threading
 import time
 
-from conftest import (TASKID_RE, envelope, hidden_entries, parse_response, sha256,
+from conftest import (TASKID_RE, envelope, hidden_entries, parse_response, read_tree, sha256,
+                      write_tree,
                       soap_headers)
 
 MiB = 1 << 20
@@ -156,3 +157,108 @@ def test_finished_tasks_stay_queryable_after_a_restart(daemon):
     daemon.restart()
     assert daemon.status(load) == before == ("SUCCESS", f"file://{daemon.cdn}/keep/a.ts")
     assert daemon.status(purge) == ("SUCCESS", None)
+
+
+# ---- a stage an interrupted task left is not trusted blindly -----------------------
+#
+# A kill -9 followed by a machine crash can leave a file the store records
+# done missing, short or zero-filled in a local stage (the stage is made
+# durable only at the commit), and anything at all can be found in a stage
+# left behind: files an earlier plan had, or files put there by hand. After
+# the restart the published tree is exactly the source, byte for byte.
+
+def _interrupted_package(make_daemon, tmp_path, root=None, server=None, source_server=None):
+    """A package of twelve 1.5 MiB files (each large enough to be resumed)
+    and a manifest, loaded through a server throttled to 3 MiB/s, and apubid
+    killed with SIGKILL once four files are recorded done. Returns (daemon,
+    task id, tree)."""
+    from test_remote import PASSWORD, item_rows, start_daemon, transfer_conf, url, wait_until
+    tree = {f"v{i % 2}/seg{i:02d}.ts": os.urandom(3 * MiB // 2 - 7 * i) for i in range(12)}
+    tree["index.m3u8"] = b"#EXTM3U\n"
+    s = server or source_server
+    if source_server:
+        write_tree(source_server.root / "repo/pkg", tree)
+        d = start_daemon(make_daemon, sources=[url(s, "repo/", creds=False)],
+                         transfer=transfer_conf(tmp_path, s, parallel=1))
+        tid = d.load(url(s, "repo/pkg/"), "vod/pkg/")
+    else:
+        s.path("cdn").mkdir()
+        d = start_daemon(make_daemon, root=root, transfer=transfer_conf(tmp_path, s, parallel=1))
+        write_tree(d.ingest / "pkg", tree)
+        tid = d.load(f"file://{d.ingest}/pkg/", "vod/pkg/")
+
+    def done():
+        return sum(1 for r in item_rows(d, tid) if r["state"] == 1 and not r["is_dir"])
+    wait_until(lambda: done() >= 4, 120, "four files of the package recorded done")
+    d.kill9()
+    assert done() < len(tree), "the package finished before apubid could be killed"
+    return d, tid, tree
+
+
+def test_files_recorded_done_but_lost_from_a_local_stage_are_copied_again(tmp_path,
+                                                                          make_daemon):
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, item_rows, succeed
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, source_server=s)
+        stage = d.cdn / "vod" / f".pkg.apubid-{tid}.stage"
+        done = [r["path"] for r in item_rows(d, tid) if r["state"] == 1 and not r["is_dir"]]
+        # What a power cut can leave of files written but not yet synced:
+        # one short, one the right size but zero-filled, one gone.
+        short, zeroed, gone = done[:3]
+        with open(stage / short, "r+b") as f:
+            f.truncate(len(tree[short]) // 2)
+        (stage / zeroed).write_bytes(bytes(len(tree[zeroed])))
+        (stage / gone).unlink()
+        d.start()
+        succeed(d, tid, timeout=120)
+    assert read_tree(d.cdn / "vod/pkg") == tree
+    assert hidden_entries(d.cdn) == []
+    assert_items(d, tid, tree)
+    log = d.log_text()
+    for path in (short, zeroed, gone):
+        assert f"the staged copy of {path} is not what was recorded" in log, path
+
+
+def test_files_not_in_the_plan_never_leave_a_local_stage(tmp_path, make_daemon):
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, succeed
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, source_server=s)
+        stage = d.cdn / "vod" / f".pkg.apubid-{tid}.stage"
+        (stage / "stray.ts").write_bytes(b"not in the source")
+        (stage / "v0/stray.ts").write_bytes(b"not in the source either")
+        (stage / "old/deep").mkdir(parents=True)
+        (stage / "old/deep/seg.ts").write_bytes(b"from another plan")
+        os.symlink("/etc/passwd", stage / "v1/link.ts")
+        d.start()
+        succeed(d, tid, timeout=120)
+    assert read_tree(d.cdn / "vod/pkg") == tree
+    assert sorted(p.relative_to(d.cdn / "vod/pkg").as_posix()
+                  for p in (d.cdn / "vod/pkg").rglob("*")) == sorted([*tree, "v0", "v1"])
+    assert hidden_entries(d.cdn) == []
+    assert_items(d, tid, tree)
+
+
+def test_files_not_in_the_plan_never_leave_a_stage_on_an_ftp_root(tmp_path, make_daemon):
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, succeed, url
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, root=url(s, "cdn/"),
+                                            server=s)
+        stage = s.path("cdn/vod") / f".pkg.apubid-{tid}.stage"
+        assert stage.is_dir(), "no stage on the server to plant files in"
+        (stage / "stray.ts").write_bytes(b"not in the source")
+        (stage / "v0").mkdir(exist_ok=True)
+        (stage / "v0/stray.ts").write_bytes(b"not in the source either")
+        (stage / "old/deep").mkdir(parents=True)
+        (stage / "old/deep/seg.ts").write_bytes(b"from another plan")
+        d.start()
+        succeed(d, tid, timeout=120)
+        published = s.path("cdn/vod/pkg")
+        assert read_tree(published) == tree
+        assert sorted(p.relative_to(published).as_posix()
+                      for p in published.rglob("*")) == sorted([*tree, "v0", "v1"])
+        assert hidden_entries(s.path("cdn")) == []
+    assert_items(d, tid, tree)
+    assert "not in the task's plan: removed before the commit" in d.log_text()
