@@ -99,6 +99,11 @@ int xfer_curl_touch(struct xfer_curl *x, const char *path, char *err, size_t err
  * 404 is an answer (XS_NOTFOUND) or a failure. */
 int xfer_curl_request(struct xfer_curl *x, const char *method, const char *path,
 		      const char *const *headers, int nf, char *err, size_t errlen);
+/* The same with a request body (NULL for none), keeping the reply's body
+ * (at most 64 MiB): *reply is malloc'ed, "" on a failure. */
+int xfer_curl_request_reply(struct xfer_curl *x, const char *method, const char *path,
+			    const char *const *headers, const char *body, char **reply,
+			    size_t *replylen, int nf, char *err, size_t errlen);
 /* Commands without a transfer (FTP MKD, RNFR...; SFTP mkdir, rename...):
  * start a batch, add commands ("VERB path [path2]", quoted as the
  * protocol reads them), run them in order. */

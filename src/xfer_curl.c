@@ -1768,6 +1768,69 @@ int xfer_curl_request(struct xfer_curl *x, const char *method, const char *path,
 	return xc_result(x, xc_perform(x), nf, path, err, errlen);
 }
 
+/* A reply body kept in memory (a PROPFIND's multistatus), bounded. */
+#define XC_MAX_REPLY (64 << 20)
+struct xc_reply_body {
+	char *p;
+	size_t n, cap;
+};
+
+static size_t xc_collect(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	struct xc_reply_body *b = userp;
+	size_t n = size * nmemb;
+	if (b->n + n + 1 > XC_MAX_REPLY)
+		return 0;
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 16384;
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			return 0;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, ptr, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+	return n;
+}
+
+int xfer_curl_request_reply(struct xfer_curl *x, const char *method, const char *path,
+			    const char *const *headers, const char *body, char **reply,
+			    size_t *replylen, int nf, char *err, size_t errlen)
+{
+	struct xc_reply_body b = { 0 };
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, method);
+	if (headers) {
+		for (int i = 0; headers[i]; i++)
+			x->list = curl_slist_append(x->list, headers[i]);
+		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->list);
+	}
+	if (body) {
+		curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, xc_collect);
+	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, &b);
+	int rc = xc_result(x, xc_perform(x), nf, path, err, errlen);
+	/* The handle must not point at this frame once it returns. */
+	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, xc_discard);
+	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
+	if (rc != XS_OK) {
+		free(b.p);
+		b.p = NULL;
+		b.n = 0;
+	}
+	*reply = b.p ? b.p : util_strdup("");
+	*replylen = b.n;
+	return rc;
+}
+
 void xfer_curl_quote_start(struct xfer_curl *x)
 {
 	char *root = xc_url(x, "/");

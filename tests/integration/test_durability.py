@@ -12,6 +12,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from conftest import (TASKID_RE, envelope, hidden_entries, parse_response, read_tree, sha256,
                       write_tree,
                       soap_headers)
@@ -167,25 +169,19 @@ def test_finished_tasks_stay_queryable_after_a_restart(daemon):
 # left behind: files an earlier plan had, or files put there by hand. After
 # the restart the published tree is exactly the source, byte for byte.
 
-def _interrupted_package(make_daemon, tmp_path, root=None, server=None, source_server=None):
+def _interrupted_package(make_daemon, tmp_path, source, root=None, extra=()):
     """A package of twelve 1.5 MiB files (each large enough to be resumed)
-    and a manifest, loaded through a server throttled to 3 MiB/s, and apubid
-    killed with SIGKILL once four files are recorded done. Returns (daemon,
-    task id, tree)."""
-    from test_remote import PASSWORD, item_rows, start_daemon, transfer_conf, url, wait_until
+    and a manifest, fetched from the FTP server `source` throttled to
+    3 MiB/s into the local root or `root` (a URL; `extra` the servers it
+    needs), and apubid killed with SIGKILL once four files are recorded
+    done. Returns (daemon, task id, tree)."""
+    from test_remote import item_rows, start_daemon, transfer_conf, url, wait_until
     tree = {f"v{i % 2}/seg{i:02d}.ts": os.urandom(3 * MiB // 2 - 7 * i) for i in range(12)}
     tree["index.m3u8"] = b"#EXTM3U\n"
-    s = server or source_server
-    if source_server:
-        write_tree(source_server.root / "repo/pkg", tree)
-        d = start_daemon(make_daemon, sources=[url(s, "repo/", creds=False)],
-                         transfer=transfer_conf(tmp_path, s, parallel=1))
-        tid = d.load(url(s, "repo/pkg/"), "vod/pkg/")
-    else:
-        s.path("cdn").mkdir()
-        d = start_daemon(make_daemon, root=root, transfer=transfer_conf(tmp_path, s, parallel=1))
-        write_tree(d.ingest / "pkg", tree)
-        tid = d.load(f"file://{d.ingest}/pkg/", "vod/pkg/")
+    write_tree(source.root / "repo/pkg", tree)
+    d = start_daemon(make_daemon, sources=[url(source, "repo/", creds=False)], root=root,
+                     transfer=transfer_conf(tmp_path, source, *extra, parallel=1))
+    tid = d.load(url(source, "repo/pkg/"), "vod/pkg/")
 
     def done():
         return sum(1 for r in item_rows(d, tid) if r["state"] == 1 and not r["is_dir"])
@@ -200,7 +196,7 @@ def test_files_recorded_done_but_lost_from_a_local_stage_are_copied_again(tmp_pa
     from servers import FtpServer
     from test_remote import PASSWORD, assert_items, item_rows, succeed
     with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
-        d, tid, tree = _interrupted_package(make_daemon, tmp_path, source_server=s)
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s)
         stage = d.cdn / "vod" / f".pkg.apubid-{tid}.stage"
         done = [r["path"] for r in item_rows(d, tid) if r["state"] == 1 and not r["is_dir"]]
         # What a power cut can leave of files written but not yet synced:
@@ -224,7 +220,7 @@ def test_files_not_in_the_plan_never_leave_a_local_stage(tmp_path, make_daemon):
     from servers import FtpServer
     from test_remote import PASSWORD, assert_items, succeed
     with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
-        d, tid, tree = _interrupted_package(make_daemon, tmp_path, source_server=s)
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s)
         stage = d.cdn / "vod" / f".pkg.apubid-{tid}.stage"
         (stage / "stray.ts").write_bytes(b"not in the source")
         (stage / "v0/stray.ts").write_bytes(b"not in the source either")
@@ -240,13 +236,17 @@ def test_files_not_in_the_plan_never_leave_a_local_stage(tmp_path, make_daemon):
     assert_items(d, tid, tree)
 
 
-def test_files_not_in_the_plan_never_leave_a_stage_on_an_ftp_root(tmp_path, make_daemon):
+@pytest.mark.parametrize("kind", ["ftp", "http"])
+def test_files_not_in_the_plan_never_leave_a_stage_on_a_remote_root(kind, tmp_path,
+                                                                    make_daemon):
     from servers import FtpServer
-    from test_remote import PASSWORD, assert_items, succeed, url
-    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
-        d, tid, tree = _interrupted_package(make_daemon, tmp_path, root=url(s, "cdn/"),
-                                            server=s)
-        stage = s.path("cdn/vod") / f".pkg.apubid-{tid}.stage"
+    from test_remote import PASSWORD, assert_items, make_server, succeed, url
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s, \
+            make_server(kind, tmp_path) as dst:
+        dst.path("cdn").mkdir()
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s, root=url(dst, "cdn/"),
+                                            extra=[dst])
+        stage = dst.path("cdn/vod") / f".pkg.apubid-{tid}.stage"
         assert stage.is_dir(), "no stage on the server to plant files in"
         (stage / "stray.ts").write_bytes(b"not in the source")
         (stage / "v0").mkdir(exist_ok=True)
@@ -255,10 +255,10 @@ def test_files_not_in_the_plan_never_leave_a_stage_on_an_ftp_root(tmp_path, make
         (stage / "old/deep/seg.ts").write_bytes(b"from another plan")
         d.start()
         succeed(d, tid, timeout=120)
-        published = s.path("cdn/vod/pkg")
+        published = dst.path("cdn/vod/pkg")
         assert read_tree(published) == tree
         assert sorted(p.relative_to(published).as_posix()
                       for p in published.rglob("*")) == sorted([*tree, "v0", "v1"])
-        assert hidden_entries(s.path("cdn")) == []
+        assert hidden_entries(dst.path("cdn")) == []
     assert_items(d, tid, tree)
     assert "not in the task's plan: removed before the commit" in d.log_text()
