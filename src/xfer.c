@@ -14,9 +14,15 @@
  *      for a single file), reusing what an earlier attempt left;
  *   3. copy every item not yet done into the stage, resuming a partial
  *      file, hashing every byte with SHA-256 as it streams, checking sizes;
- *   4. commit: one rename puts the asset at its final name (an asset
- *      already there is swapped out and removed).
- * Nothing is ever visible at the final name before step 4.
+ *   4. commit: the stage is checked against the plan (a local stage
+ *      walked, a remote one listed once per directory) and whatever the
+ *      plan does not name is removed; then one rename puts the asset at
+ *      its final name (an asset already there is swapped out and
+ *      removed).
+ * Nothing is ever visible at the final name before step 4, and what
+ * becomes visible is exactly the plan. A local stage is durable only at
+ * the commit's barrier, so a resume into one reads back every file
+ * recorded done before it trusts the record (xfer_stage_recheck).
  *
  * What a changing source gets: a file is published only if its source
  * still is what was read. Before each file's copy its version is taken

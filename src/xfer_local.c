@@ -36,10 +36,13 @@
  *   retry of the same task finds what an earlier attempt left: opened with
  *   `resume` it continues in it (a partial file keeps its bytes and tells
  *   its size), without `resume` it removes it first. Two tasks never share
- *   a side name. A commit publishes the staged tree as it stands, files
- *   finished by earlier attempts included (the caller skips those), but
- *   refuses one that holds a symbolic link or a special file: only files
- *   and directories are ever staged, so anything else was planted.
+ *   a side name. Before a commit, xfer_local_stage_prune removes whatever
+ *   the task's plan does not name; the commit publishes the staged tree
+ *   as it then stands, files finished by earlier attempts included (the
+ *   caller skips those, after reading them back), but refuses one that
+ *   holds a symbolic link or a special file where the plan has a file or
+ *   a directory: only files and directories are ever staged, so anything
+ *   else was planted.
  *
  * - Sources are read without following a symbolic link at the source's
  *   last component or anywhere inside a source tree: a link or a special
