@@ -328,18 +328,20 @@ static int xc_expected(struct xfer_curl *x)
 	return !xfer_version_diff(x->expect, &got, x->changed, sizeof x->changed);
 }
 
-/* ---- the hasher beside a download --------------------------------------- */
+/* ---- the hasher beside a transfer ------------------------------------------ */
 
-/* A download's on_data (the caller's SHA-256 and progress) runs in a thread
- * of its own, one written piece behind the transfer: the transfer thread
- * receives and writes piece n+1 while piece n is hashed, so a fast link is
- * not held to the speed of SHA-256 on one core. Each piece is shown to
- * on_data exactly once and in order; xc_hasher_wait is the barrier. */
+/* A transfer's on_data (the caller's SHA-256 and progress) runs in a thread
+ * of its own, one piece behind the transfer: a download receives and
+ * writes piece n+1 while piece n is hashed, an upload sends piece n while
+ * it is hashed from a copy, so a fast link is not held to the speed of
+ * SHA-256 on one core. Each piece is shown to on_data exactly once and in
+ * order; xc_hasher_wait is the barrier. */
 struct xc_hasher {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	char *buf, *spare;
+	char *copy; /* an upload's piece, copied: libcurl reuses its buffer */
 	size_t len;
 	int busy, quit, failed;
 	int (*on_data)(void *arg, const char *buf, size_t n);
@@ -409,8 +411,35 @@ static void xc_hasher_stop(struct xfer_curl *x)
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
 	free(h->spare);
+	free(h->copy);
 	free(h);
 	x->hasher = NULL;
+}
+
+/* Hands an upload's piece to the hasher: a copy, since libcurl sends from
+ * and then refills its own buffer. 0, or -1 with x->local set. */
+static int xc_hasher_give(struct xfer_curl *x, const char *p, size_t n)
+{
+	while (n > 0) {
+		if (xc_hasher_wait(x) < 0)
+			return -1;
+		struct xc_hasher *h = x->hasher;
+		if (!h->copy)
+			h->copy = util_malloc(XC_WRITE_BUF);
+		size_t k = n < XC_WRITE_BUF ? n : XC_WRITE_BUF;
+		memcpy(h->copy, p, k);
+		pthread_mutex_lock(&h->lock);
+		h->buf = h->copy;
+		h->len = k;
+		h->on_data = x->on_data;
+		h->arg = x->arg;
+		h->busy = 1;
+		pthread_cond_broadcast(&h->cond);
+		pthread_mutex_unlock(&h->lock);
+		p += k;
+		n -= k;
+	}
+	return 0;
 }
 
 /* Writes out what xc_write gathered, shows it to on_data, and starts its
@@ -554,10 +583,8 @@ static size_t xc_read(char *buf, size_t size, size_t nitems, void *userp)
 	if (end > x->reported) {
 		int64_t from = x->pos > x->reported ? x->pos : x->reported;
 		if (x->on_data &&
-		    x->on_data(x->arg, buf + (from - x->pos), (size_t)(end - from)) != 0) {
-			snprintf(x->local, sizeof x->local, "the transfer was refused by the caller");
+		    xc_hasher_give(x, buf + (from - x->pos), (size_t)(end - from)) != 0)
 			return CURL_READFUNC_ABORT;
-		}
 		x->reported = end;
 	}
 	if (x->stop && *x->stop)
@@ -1614,7 +1641,11 @@ int xfer_curl_put(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 	 * `offset` bytes there with xfer_curl_size. */
 	if (offset > 0)
 		curl_easy_setopt(x->h, CURLOPT_APPEND, 1L);
-	rc = xc_result(x, xc_perform(x), 0, path, err, errlen);
+	CURLcode c = xc_perform(x);
+	/* Every byte read is shown to on_data before the call returns. */
+	if (x->hasher && xc_hasher_wait(x) < 0 && c == CURLE_OK)
+		c = CURLE_READ_ERROR;
+	rc = xc_result(x, c, 0, path, err, errlen);
 	if (rc == XS_OK && x->pos != x->limit)
 		return xc_fail(x, XS_TRANSIENT, path, err, errlen,
 			       "upload ended after %lld of %lld bytes",
