@@ -1038,6 +1038,12 @@ int xfer_local_stage_found(const struct xfer_local_stage *st);
  * after a failure, without it). */
 int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd, int64_t *size,
 			 char *err, size_t errlen);
+/* 1 when every byte of the open stage file fd was written since the
+ * machine last started, so that a resume may continue after them; 0 when
+ * they may not be on the disk (written before a crash or a power cut, or
+ * unknown), and the file must be copied again from its first byte. Marks
+ * the file as written in this boot either way. */
+int xfer_local_stage_claim(int fd);
 /* Truncates an open stage file to `size` and positions the fd there (when
  * a resumed transfer has to start again from 0 or from a known good
  * offset). */

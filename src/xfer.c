@@ -1120,7 +1120,10 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		goto out;
 	if (j->src.remote && (before.known & XV_SIZE))
 		size = before.size;
-	if (!keep || (size >= 0 && have > size))
+	/* Continued only if its bytes cannot have been lost to a crash (the
+	 * file is marked as written in this boot either way). */
+	int this_boot = xfer_local_stage_claim(out);
+	if (!keep || (size >= 0 && have > size) || !this_boot)
 		have = 0;
 	if (have == 0 && xfer_local_stage_truncate(out, 0, j->err, j->errlen) < 0) {
 		rc = XS_PERMANENT;

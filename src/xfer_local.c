@@ -76,6 +76,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* A copy polls the stop flag at least this often, so a stop request is
@@ -1252,6 +1253,46 @@ fail:
 	return XFER_FAILED;
 }
 
+/* This boot of the machine, from the kernel (a new one at every boot). */
+static char xfer_local_boot[64];
+static pthread_once_t xfer_local_boot_once = PTHREAD_ONCE_INIT;
+
+static void xfer_local_boot_init(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	if (f) {
+		if (!fgets(xfer_local_boot, sizeof xfer_local_boot, f))
+			xfer_local_boot[0] = '\0';
+		fclose(f);
+	}
+	xfer_local_boot[strcspn(xfer_local_boot, "\n")] = '\0';
+}
+
+#define XFER_LOCAL_BOOT_XATTR "user.apubid.boot"
+
+/*
+ * A partial file is continued only if every byte of it was written since
+ * the machine last started: bytes written before a power cut or a crash
+ * may never have reached the disk (the stage is made durable at the
+ * commit only), and the file can then hold zeros where its size says
+ * data. A file being written carries the boot it was written in (an
+ * extended attribute, removed when the file is finished); a file from
+ * another boot, or on a file system without user attributes, is
+ * copied again from its first byte.
+ */
+int xfer_local_stage_claim(int fd)
+{
+	pthread_once(&xfer_local_boot_once, xfer_local_boot_init);
+	char was[64];
+	ssize_t n = fgetxattr(fd, XFER_LOCAL_BOOT_XATTR, was, sizeof was - 1);
+	int same = xfer_local_boot[0] && n > 0 && (size_t)n == strlen(xfer_local_boot) &&
+		   memcmp(was, xfer_local_boot, (size_t)n) == 0;
+	if (!same && xfer_local_boot[0])
+		(void)fsetxattr(fd, XFER_LOCAL_BOOT_XATTR, xfer_local_boot,
+				strlen(xfer_local_boot), 0);
+	return same;
+}
+
 int xfer_local_stage_truncate(int fd, int64_t size, char *err, size_t errlen)
 {
 	xfer_local_clear_err(err, errlen);
@@ -1277,6 +1318,9 @@ int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, s
 	 * commit (xfer_local_stage_settle) then finds little left to write,
 	 * where an fsync per file would wait for the disk once per file. */
 	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	/* A finished file is checked against its record on a resume, not
+	 * continued: the mark of its boot goes, and is never published. */
+	(void)fremovexattr(fd, XFER_LOCAL_BOOT_XATTR);
 	xfer_local_stage_forget(st, fd);
 	return XFER_OK;
 }

@@ -169,12 +169,12 @@ def test_finished_tasks_stay_queryable_after_a_restart(daemon):
 # left behind: files an earlier plan had, or files put there by hand. After
 # the restart the published tree is exactly the source, byte for byte.
 
-def _interrupted_package(make_daemon, tmp_path, source, root=None, extra=()):
+def _interrupted_package(make_daemon, tmp_path, source, root=None, extra=(), kill=True):
     """A package of twelve 1.5 MiB files (each large enough to be resumed)
     and a manifest, fetched from the FTP server `source` throttled to
     3 MiB/s into the local root or `root` (a URL; `extra` the servers it
     needs), and apubid killed with SIGKILL once four files are recorded
-    done. Returns (daemon, task id, tree)."""
+    done (left running when not `kill`). Returns (daemon, task id, tree)."""
     from test_remote import item_rows, start_daemon, transfer_conf, url, wait_until
     tree = {f"v{i % 2}/seg{i:02d}.ts": os.urandom(3 * MiB // 2 - 7 * i) for i in range(12)}
     tree["index.m3u8"] = b"#EXTM3U\n"
@@ -186,6 +186,8 @@ def _interrupted_package(make_daemon, tmp_path, source, root=None, extra=()):
     def done():
         return sum(1 for r in item_rows(d, tid) if r["state"] == 1 and not r["is_dir"])
     wait_until(lambda: done() >= 4, 120, "four files of the package recorded done")
+    if not kill:
+        return d, tid, tree
     d.kill9()
     assert done() < len(tree), "the package finished before apubid could be killed"
     return d, tid, tree
@@ -214,6 +216,40 @@ def test_files_recorded_done_but_lost_from_a_local_stage_are_copied_again(tmp_pa
     log = d.log_text()
     for path in (short, zeroed, gone):
         assert f"the staged copy of {path} is not what was recorded" in log, path
+
+
+def test_a_partial_file_from_before_a_crash_is_copied_again_not_continued(tmp_path,
+                                                                           make_daemon):
+    """A file cut in the middle is continued after its bytes only when they
+    were written since the machine last started; bytes written before a
+    crash may be zeros on the disk. The partial file is zero-filled and
+    marked as written in another boot, as a power cut would leave it."""
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, item_rows, succeed, wait_until
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s, kill=False)
+        stage = d.cdn / "vod" / f".pkg.apubid-{tid}.stage"
+
+        def partial():
+            for r in item_rows(d, tid):
+                p = stage / r["path"]
+                if (not r["is_dir"] and r["state"] == 0 and r["version"] and p.exists()
+                        and 256 << 10 <= p.stat().st_size < len(tree[r["path"]])):
+                    return r["path"]
+            return None
+        path = wait_until(partial, 120, "a file half copied")
+        d.kill9()
+        p = stage / path
+        assert os.getxattr(p, "user.apubid.boot") == open(
+            "/proc/sys/kernel/random/boot_id", "rb").read().strip()
+        p.write_bytes(bytes(p.stat().st_size))
+        os.setxattr(p, "user.apubid.boot", b"00000000-0000-0000-0000-000000000000")
+        d.start()
+        succeed(d, tid, timeout=120)
+    assert read_tree(d.cdn / "vod/pkg") == tree
+    assert_items(d, tid, tree)
+    for f in (d.cdn / "vod/pkg").rglob("*.ts"):
+        assert "user.apubid.boot" not in os.listxattr(f), f"{f} is published with its mark"
 
 
 def test_files_not_in_the_plan_never_leave_a_local_stage(tmp_path, make_daemon):
