@@ -20,7 +20,8 @@ PKGS    := gsoapssl sqlite3 libpq uuid libcurl libxcrypt jansson libxml-2.0
 DEPS    := gcc make pkg-config gsoap libgsoap-dev libsqlite3-dev uuid-dev libcrypt-dev \
            libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libxml2-dev libpq-dev curl
 CHECK_DEPS := openssl python3 python3-zeep python3-pytest python3-pyftpdlib python3-openssl \
-           openssh-server openssh-client nginx valgrind groff-base man-db ffmpeg postgresql
+           openssh-server openssh-client nginx valgrind groff-base man-db ffmpeg postgresql \
+           libnginx-mod-http-dav-ext
 BENCH_DEPS := python3 nginx wrk openssl postgresql
 # The transfer section (tests/bench/transfer.py): the reference tools and
 # the servers it publishes to (the dav-ext module gives nginx the PROPFIND

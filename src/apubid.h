@@ -791,9 +791,12 @@ int store_admin_retry(struct store *s, const char *id, char *err, size_t errlen)
  * such task, -1 with err (a final task cannot be cancelled). */
 int store_admin_cancel(struct store *s, const char *id, const char *reason, int notify,
 		       int *was_running, char *err, size_t errlen);
-/* Running tasks an operator asked to stop: up to `max` ids; returns how
- * many, or -1. */
-int store_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int max);
+/* Running tasks this node must stop: up to `max` ids; returns how many,
+ * or -1. lost[i] (lost may be NULL) tells why ids[i] must stop: 0 for an
+ * operator's cancel, 1 for a task whose lease another node has taken
+ * over (a shared store only), which that node now runs: its stage is that
+ * node's to resume, and nothing this node writes about it is recorded. */
+int store_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int *lost, int max);
 /* Final tasks whose notification is due (pending, next_ms <= now), oldest
  * first: up to `max` ids; returns how many, or -1. */
 int store_notify_due(struct store *s, int64_t now_ms, char (*ids)[TASKID_LEN], int max);
@@ -1043,6 +1046,12 @@ int xfer_local_stage_found(const struct xfer_local_stage *st);
  * after a failure, without it). */
 int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd, int64_t *size,
 			 char *err, size_t errlen);
+/* 1 when every byte of the open stage file fd was written since the
+ * machine last started, so that a resume may continue after them; 0 when
+ * they may not be on the disk (written before a crash or a power cut, or
+ * unknown), and the file must be copied again from its first byte. Marks
+ * the file as written in this boot either way. */
+int xfer_local_stage_claim(int fd);
 /* Truncates an open stage file to `size` and positions the fd there (when
  * a resumed transfer has to start again from 0 or from a known good
  * offset). */
@@ -1053,6 +1062,13 @@ int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, s
  * an existing directory is fine. */
 int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *err,
 			  size_t errlen);
+/* Makes a package's stage hold exactly the plan: removes every file,
+ * directory, link or other entry that none of `items` names (a stage an
+ * attempt left can hold files of another plan: an earlier listing of a
+ * changed source, or anything put there by hand). A single file's stage
+ * is the one file. */
+int xfer_local_stage_prune(struct xfer_local_stage *st, const struct item *items, int nitems,
+			   char *err, size_t errlen);
 /* Puts the asset in place: fsyncs the stage's directories (refusing a
  * stage that holds a symbolic link or a special file), renames the stage
  * to the final name (or, over a directory with content or another type,

@@ -47,9 +47,11 @@
  * Stopping: each worker has its own stop flag, which its transfers poll.
  * A monitor thread raises it when apubid stops (the task goes back to
  * queued, the next start resumes it), when the task's task_timeout has
- * passed (the task fails), or when an operator cancelled the task
+ * passed (the task fails), when an operator cancelled the task
  * (apubictl cancel marks it in the store; the monitor looks every second;
- * the task ends cancelled). Workers never exit the process: a task's
+ * the task ends cancelled), or, on a store shared by several nodes, when
+ * another node took the task's lease over (that node runs the task now:
+ * this one leaves its stage and its record alone). Workers never exit the process: a task's
  * failure is recorded on the task.
  *
  * Housekeeping: the monitor also prunes finished tasks older than
@@ -77,9 +79,10 @@
 
 /* One worker: its thread, the stop flag its transfers poll, and the task
  * it runs. The monitor thread raises `stop` when apubid stops, the
- * deadline passes, or an operator cancels the task (then `cancelled` too).
- * `task_id`, `deadline_ms` and `cancelled` are shared with the monitor
- * under pool_lock; `beat_ms` and `exited` are atomics. */
+ * deadline passes, an operator cancels the task (then `cancelled` too), or
+ * another node takes its lease over (then `lost` too). `task_id`,
+ * `deadline_ms`, `cancelled` and `lost` are shared with the monitor under
+ * pool_lock; `beat_ms` and `exited` are atomics. */
 struct pool_worker {
 	pthread_t thread;
 	int index;
@@ -87,6 +90,7 @@ struct pool_worker {
 	int64_t deadline_ms; /* wall clock */
 	char task_id[TASKID_LEN];
 	int cancelled;
+	int lost;
 	int64_t beat_ms;     /* monotonic */
 	int exited;
 };
@@ -332,6 +336,7 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 	w->deadline_ms = t->first_started_ms + (int64_t)pool_cfg->task_timeout * 1000;
 	snprintf(w->task_id, sizeof w->task_id, "%s", t->id);
 	w->cancelled = t->cancel_requested;
+	w->lost = 0;
 	w->stop = pool_stopping || util_now_ms() >= w->deadline_ms || w->cancelled;
 	pthread_mutex_unlock(&pool_lock);
 
@@ -351,11 +356,23 @@ static void pool_run(struct pool_worker *w, struct store *s, struct task *t)
 		rc = XFER_FAILED;
 	}
 	pthread_mutex_lock(&pool_lock);
-	int cancelled = w->cancelled;
+	int cancelled = w->cancelled, lost = w->lost;
 	w->deadline_ms = 0;
 	w->task_id[0] = '\0';
 	w->cancelled = 0;
+	w->lost = 0;
 	pthread_mutex_unlock(&pool_lock);
+	if (lost) {
+		/* The node that holds the lease now runs the task, in the same
+		 * stage: removing it would destroy that node's work, and
+		 * whatever this one records matches no row any more. */
+		log_info("task %s: stopped on this node, which no longer holds its lease; "
+			 "the node that took it over carries it on", t->id);
+		free(note);
+		free(src);
+		free(dst);
+		return;
+	}
 	if (cancelled && rc != XFER_OK) {
 		pool_cancelled(s, t, started_wall);
 		free(note);
@@ -422,19 +439,29 @@ static void pool_prune(struct store *s)
 		log_info("store: pruned %lld tasks finished more than %d days ago", (long long)n, days);
 }
 
-/* Stops the workers running tasks an operator cancelled. */
+/* Stops the workers running tasks an operator cancelled, or whose lease
+ * another node took over. */
 static void pool_cancel_requested(struct store *s)
 {
 	char ids[POOL_MAX_CANCELS][TASKID_LEN];
-	int n = store_cancel_requests(s, ids, POOL_MAX_CANCELS);
+	int lost[POOL_MAX_CANCELS];
+	int n = store_cancel_requests(s, ids, lost, POOL_MAX_CANCELS);
 	pthread_mutex_lock(&pool_lock);
 	for (int k = 0; k < n; k++)
-		for (int i = 0; i < pool_nthreads; i++)
-			if (strcmp(pool_workers[i].task_id, ids[k]) == 0 && !pool_workers[i].cancelled) {
-				pool_workers[i].cancelled = 1;
-				pool_workers[i].stop = 1;
+		for (int i = 0; i < pool_nthreads; i++) {
+			struct pool_worker *w = &pool_workers[i];
+			if (strcmp(w->task_id, ids[k]) != 0 || w->cancelled || w->lost)
+				continue;
+			w->stop = 1;
+			if (lost[k]) {
+				w->lost = 1;
+				log_info("task %s: another node took its lease over, stopping it here",
+					 ids[k]);
+			} else {
+				w->cancelled = 1;
 				log_info("task %s: cancel requested by an operator, stopping it", ids[k]);
 			}
+		}
 	pthread_mutex_unlock(&pool_lock);
 }
 

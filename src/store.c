@@ -473,9 +473,9 @@ int store_admin_cancel(struct store *s, const char *id, const char *reason, int 
 	return s->ops->admin_cancel(s, id, reason, notify, was_running, err, errlen);
 }
 
-int store_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int max)
+int store_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int *lost, int max)
 {
-	return s->ops->cancel_requests(s, ids, max);
+	return s->ops->cancel_requests(s, ids, lost, max);
 }
 
 int store_notify_due(struct store *s, int64_t now_ms, char (*ids)[TASKID_LEN], int max)

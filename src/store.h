@@ -81,7 +81,7 @@ struct store_ops {
 	int (*admin_retry)(struct store *s, const char *id, char *err, size_t errlen);
 	int (*admin_cancel)(struct store *s, const char *id, const char *reason, int notify,
 			    int *was_running, char *err, size_t errlen);
-	int (*cancel_requests)(struct store *s, char (*ids)[TASKID_LEN], int max);
+	int (*cancel_requests)(struct store *s, char (*ids)[TASKID_LEN], int *lost, int max);
 	int (*notify_due)(struct store *s, int64_t now_ms, char (*ids)[TASKID_LEN], int max);
 	int (*notify_result)(struct store *s, const char *id, int state, int attempts,
 			     int64_t next_ms, const char *error);

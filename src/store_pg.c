@@ -1549,7 +1549,7 @@ static int store_pg_ids(PGresult *r, char (*ids)[TASKID_LEN], int have, int max)
 	return n;
 }
 
-static int store_pg_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int max)
+static int store_pg_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int *lost, int max)
 {
 	/* The tasks whose lease went to another node first: their workers
 	 * must stop, and what they record is fenced off anyway. */
@@ -1558,6 +1558,8 @@ static int store_pg_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], in
 	while (store_pg_running.nlost > 0 && n < max)
 		memcpy(ids[n++], store_pg_running.lost[--store_pg_running.nlost], TASKID_LEN);
 	pthread_mutex_unlock(&store_pg_running.lock);
+	for (int i = 0; lost && i < n; i++)
+		lost[i] = 1;
 	if (n > 0)
 		log_warn("store: %d task%s of this node went to another node (lease lost); "
 			 "stopping %s", n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
@@ -1570,7 +1572,10 @@ static int store_pg_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], in
 				   &a, 0, "cancel requests");
 	if (!r)
 		return n ? n : -1;
-	return store_pg_ids(r, ids, n, max);
+	int all = store_pg_ids(r, ids, n, max);
+	for (int i = n; lost && i < all; i++)
+		lost[i] = 0;
+	return all;
 }
 
 static int store_pg_notify_due(struct store *s, int64_t now_ms, char (*ids)[TASKID_LEN], int max)

@@ -1095,11 +1095,16 @@ static int store_sqlite_ids(struct store *s, sqlite3_stmt *st, char (*ids)[TASKI
 	return n;
 }
 
-static int store_sqlite_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int max)
+static int store_sqlite_cancel_requests(struct store *s, char (*ids)[TASKID_LEN], int *lost,
+					int max)
 {
+	/* One process owns an SQLite store: no lease is ever lost. */
 	sqlite3_stmt *st = SQ(s)->q[Q_CANCELS];
 	sqlite3_bind_int(st, 1, max);
-	return store_sqlite_ids(s, st, ids, max, "cancel requests");
+	int n = store_sqlite_ids(s, st, ids, max, "cancel requests");
+	for (int i = 0; lost && i < n; i++)
+		lost[i] = 0;
+	return n;
 }
 
 static int store_sqlite_notify_due(struct store *s, int64_t now_ms, char (*ids)[TASKID_LEN], int max)

@@ -14,9 +14,15 @@
  *      for a single file), reusing what an earlier attempt left;
  *   3. copy every item not yet done into the stage, resuming a partial
  *      file, hashing every byte with SHA-256 as it streams, checking sizes;
- *   4. commit: one rename puts the asset at its final name (an asset
- *      already there is swapped out and removed).
- * Nothing is ever visible at the final name before step 4.
+ *   4. commit: the stage is checked against the plan (a local stage
+ *      walked, a remote one listed once per directory) and whatever the
+ *      plan does not name is removed; then one rename puts the asset at
+ *      its final name (an asset already there is swapped out and
+ *      removed).
+ * Nothing is ever visible at the final name before step 4, and what
+ * becomes visible is exactly the plan. A local stage is durable only at
+ * the commit's barrier, so a resume into one reads back every file
+ * recorded done before it trusts the record (xfer_stage_recheck).
  *
  * What a changing source gets: a file is published only if its source
  * still is what was read. Before each file's copy its version is taken
@@ -717,6 +723,90 @@ static int xfer_forget_done(struct xfer_job *j)
 	return any ? xfer_record_items(j, j->items, j->nitems) : XS_OK;
 }
 
+/* The SHA-256 of the first `len` bytes of fd, read back; -1 on a read
+ * error or an early end of file. */
+static int xfer_read_sha256(int fd, int64_t len, char out[65])
+{
+	static const size_t bufsize = 1 << 20;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	char *buf = util_malloc(bufsize);
+	int64_t off = 0;
+	int rc = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? 0 : -1;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	while (rc == 0 && off < len) {
+		size_t want = (size_t)(len - off) < bufsize ? (size_t)(len - off) : bufsize;
+		ssize_t got = pread(fd, buf, want, off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			rc = -1;
+		else {
+			EVP_DigestUpdate(ctx, buf, (size_t)got);
+			off += got;
+		}
+	}
+	if (rc == 0 && EVP_DigestFinal_ex(ctx, md, &mdlen))
+		for (unsigned int i = 0; i < mdlen && i < 32; i++)
+			snprintf(out + 2 * i, 3, "%02x", md[i]);
+	else
+		rc = -1;
+	free(buf);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+/*
+ * A local stage holds its files durably only from the barrier at commit:
+ * after a power cut or a machine crash, a file the store records done can
+ * be missing, short or zero-filled in the stage an earlier attempt left.
+ * So a resume into a local stage trusts no record: every file recorded
+ * done is read back and its size and SHA-256 compared with the record;
+ * one that differs is emptied and copied again. Reading a file back costs
+ * a fraction of copying it (the kernel reads at disk speed, without the
+ * source's latency, and SHA-256 runs at ~2 GB/s), where a barrier taken
+ * before each record would cost every first attempt a wait for the disk;
+ * a resume is the rare case, so it pays.
+ */
+static int xfer_stage_recheck(struct xfer_job *j)
+{
+	int changed = 0;
+	for (int i = 0; i < j->nitems; i++) {
+		struct item *it = &j->items[i];
+		if (it->is_dir || it->state != ITEM_DONE)
+			continue;
+		int fd = -1;
+		int64_t have = 0;
+		if (xfer_local_stage_file(j->lstage, it->path, &fd, &have, j->err, j->errlen) < 0)
+			return XS_PERMANENT;
+		char hex[65] = "";
+		const char *why = NULL;
+		if (it->size >= 0 && have != it->size)
+			why = "its size differs";
+		else if (xfer_read_sha256(fd, have, hex) < 0)
+			why = "it cannot be read back";
+		else if (!it->sha256 || strcmp(hex, it->sha256) != 0)
+			why = "its SHA-256 differs";
+		int rc = XS_OK;
+		if (why) {
+			log_warn("task %s: the staged copy of %s is not what was recorded (%s): "
+				 "copying it again",
+				 j->t->id, *it->path ? it->path : j->t->dest_path, why);
+			if (xfer_local_stage_truncate(fd, 0, j->err, j->errlen) < 0)
+				rc = XS_PERMANENT;
+			it->state = ITEM_PENDING;
+			changed = 1;
+		}
+		if (xfer_local_stage_done_file(j->lstage, fd, j->err, j->errlen) < 0)
+			rc = XS_PERMANENT;
+		close(fd);
+		if (rc != XS_OK)
+			return rc;
+	}
+	return changed ? xfer_record_items(j, j->items, j->nitems) : XS_OK;
+}
+
 /* Step 2: the staging area. */
 static int xfer_stage(struct xfer_job *j)
 {
@@ -730,7 +820,8 @@ static int xfer_stage(struct xfer_job *j)
 		if (!j->src.remote && xfer_local_stage_check_source(j->lstage, j->src.path, j->err,
 								   j->errlen) < 0)
 			return XS_PERMANENT;
-		return xfer_local_stage_found(j->lstage) ? XS_OK : xfer_forget_done(j);
+		return xfer_local_stage_found(j->lstage) ? xfer_stage_recheck(j)
+							 : xfer_forget_done(j);
 	}
 	j->final = xfer_join(j->dst.path, j->t->dest_path);
 	j->stage = xfer_side_name(j->final, j->t->id, is_dir ? "stage" : "tmp");
@@ -1087,7 +1178,10 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		goto out;
 	if (j->src.remote && (before.known & XV_SIZE))
 		size = before.size;
-	if (!keep || (size >= 0 && have > size))
+	/* Continued only if its bytes cannot have been lost to a crash (the
+	 * file is marked as written in this boot either way). */
+	int this_boot = xfer_local_stage_claim(out);
+	if (!keep || (size >= 0 && have > size) || !this_boot)
 		have = 0;
 	if (have == 0 && xfer_local_stage_truncate(out, 0, j->err, j->errlen) < 0) {
 		rc = XS_PERMANENT;
@@ -1511,13 +1605,104 @@ static int xfer_copy(struct xfer_job *j)
 	return rc;
 }
 
+/* A package's items sorted by path, for the check of a remote stage. */
+static int xfer_cmp_item_paths(const void *a, const void *b)
+{
+	return strcmp((*(struct item *const *)a)->path, (*(struct item *const *)b)->path);
+}
+
+static int xfer_find_item_path(const void *key, const void *elem)
+{
+	return strcmp(key, (*(struct item *const *)elem)->path);
+}
+
+/* The item `it` and, for a directory, every item below it go back to
+ * pending (the next attempt copies them again) and are marked `removed`. */
+static void xfer_unplan_below(struct xfer_job *j, const struct item *it, char *removed)
+{
+	size_t len = strlen(it->path);
+	for (int i = 0; i < j->nitems; i++) {
+		struct item *o = &j->items[i];
+		if (o == it || (it->is_dir && strncmp(o->path, it->path, len) == 0 &&
+				o->path[len] == '/')) {
+			o->state = ITEM_PENDING;
+			removed[i] = 1;
+		}
+	}
+}
+
+/* Lists the staged directory `dir` (relative to the stage) and checks each
+ * entry against the plan: a file with its planned size is marked in
+ * `seen`; anything the plan does not name is removed, so the commit
+ * publishes exactly the plan; an entry of the wrong kind is removed and
+ * its item copied again. */
+static int xfer_verify_dir(struct xfer_job *j, struct item **byname, int n, char *seen,
+			   char *removed, const char *dir, int *bad)
+{
+	struct xfer_entry *e = NULL;
+	int ne = 0;
+	char *abs = xfer_join(j->stage, dir);
+	char *d = util_printf("%s/", abs);
+	int rc = j->dst.ops->stage_list(j->dst.x, d, &e, &ne, j->err, j->errlen);
+	free(d);
+	for (int k = 0; rc == XS_OK && k < ne; k++) {
+		char *rel = *dir ? util_printf("%s/%s", dir, e[k].name) : util_strdup(e[k].name);
+		struct item **hit = bsearch(rel, byname, (size_t)n, sizeof *byname,
+					    xfer_find_item_path);
+		struct item *it = hit ? *hit : NULL;
+		if (it && it->is_dir == e[k].is_dir) {
+			if (!it->is_dir) {
+				seen[hit - byname] = 1;
+				if (e[k].size >= 0 && it->size >= 0 && e[k].size != it->size) {
+					log_warn("task %s: short transfer to %s: %lld of %lld bytes; "
+						 "file %s",
+						 j->t->id, j->dst.show, (long long)e[k].size,
+						 (long long)it->size, it->path);
+					it->state = ITEM_PENDING;
+					if (*bad < 0)
+						*bad = (int)(it - j->items);
+				}
+			}
+			free(rel);
+			continue;
+		}
+		char *path = xfer_join(j->stage, rel);
+		log_warn("task %s: %s in the stage on %s is %s: removed before the commit", j->t->id,
+			 rel, j->dst.show,
+			 it ? (it->is_dir ? "a file where the plan has a directory"
+				          : "a directory where the plan has a file")
+			    : "not in the task's plan");
+		rc = xfer_end_remove(&j->dst, path, e[k].is_dir, j->err, j->errlen);
+		if (rc == XS_NOTFOUND)
+			rc = XS_OK;
+		if (it) {
+			xfer_unplan_below(j, it, removed);
+			if (*bad < 0)
+				*bad = (int)(it - j->items);
+		}
+		free(path);
+		free(rel);
+	}
+	xfer_curl_free_entries(e, ne);
+	free(abs);
+	return rc;
+}
+
 /* Before the commit, what a remote stage holds is checked against the
- * items in one listing per directory (FTP and SFTP; an HTTP server lists
+ * plan in one listing per directory (FTP and SFTP; an HTTP server lists
  * nothing, and its PUT answers stand): a file the server kept short, or
- * lost, is copied again by the next attempt. */
+ * lost, is copied again by the next attempt, and whatever the plan does
+ * not name (left by an attempt that recorded no plan, from an earlier
+ * listing of a source that has changed since, or put there by hand) is
+ * removed, so the commit publishes exactly the plan. */
 static int xfer_verify(struct xfer_job *j)
 {
-	if (!j->dst.remote || !(j->dst.ops->caps & XFER_CAN_LIST))
+	if (!j->dst.remote || !j->dst.ops->stage_list)
+		return XS_OK;
+	/* A single file's stage holds that file only; where the protocol
+	 * cannot list (WebDAV), a HEAD would be a request per task for what
+	 * the PUT's answer and byte count already say. */
+	if (!j->t->dest_is_dir && !(j->dst.ops->caps & XFER_CAN_LIST))
 		return XS_OK;
 	int rc = XS_OK, bad = -1;
 	int64_t got = -1;
@@ -1525,63 +1710,51 @@ static int xfer_verify(struct xfer_job *j)
 		int is_dir = 0;
 		rc = xfer_end_stat(&j->dst, j->stage, &is_dir, &got, j->err, j->errlen);
 		if (rc == XS_OK && j->nitems == 1 && got >= 0 && j->items[0].size >= 0 &&
-		    got != j->items[0].size)
+		    got != j->items[0].size) {
 			bad = 0;
-	} else {
-		char *last = NULL;
-		struct xfer_entry *e = NULL;
-		int ne = 0;
-		for (int i = 0; i < j->nitems && rc == XS_OK && bad < 0; i++) {
-			struct item *it = &j->items[i];
-			if (it->is_dir)
-				continue;
-			const char *slash = strrchr(it->path, '/');
-			char *dir = slash ? util_strndup(it->path, (size_t)(slash - it->path))
-					  : util_strdup("");
-			if (!last || strcmp(last, dir) != 0) {
-				xfer_curl_free_entries(e, ne);
-				e = NULL;
-				ne = 0;
-				char *abs = xfer_join(j->stage, dir);
-				char *d = util_printf("%s/", abs);
-				rc = j->dst.ops->list(j->dst.x, d, &e, &ne, j->err, j->errlen);
-				free(abs);
-				free(d);
-				free(last);
-				last = dir;
-			} else {
-				free(dir);
-			}
-			const char *name = slash ? slash + 1 : it->path;
-			int found = 0;
-			for (int k = 0; rc == XS_OK && k < ne && !found; k++)
-				if (!e[k].is_dir && strcmp(e[k].name, name) == 0) {
-					found = 1;
-					got = e[k].size;
-				}
-			if (rc == XS_OK && (!found || (got >= 0 && it->size >= 0 && got != it->size))) {
-				bad = i;
-				if (!found)
-					got = -1;
-			}
+			j->items[0].state = ITEM_PENDING;
 		}
-		xfer_curl_free_entries(e, ne);
-		free(last);
+		if (rc == XS_NOTFOUND)
+			rc = XS_TRANSIENT;
+		if (rc != XS_OK || bad < 0)
+			return rc;
+		snprintf(j->err, j->errlen, "short transfer to %s: %lld of %lld bytes", j->dst.show,
+			 (long long)got, (long long)j->items[0].size);
+		log_warn("task %s: %s", j->t->id, j->err);
+		return xfer_record_items(j, j->items, j->nitems) == XS_OK ? XS_TRANSIENT
+									 : XS_STOPPED;
 	}
+	struct item **byname = util_malloc(sizeof *byname * (size_t)(j->nitems + 1));
+	char *seen = util_calloc((size_t)j->nitems + 1, 1);
+	char *removed = util_calloc((size_t)j->nitems + 1, 1);
+	int n = 0;
+	for (int i = 0; i < j->nitems; i++)
+		if (*j->items[i].path)
+			byname[n++] = &j->items[i];
+	qsort(byname, (size_t)n, sizeof *byname, xfer_cmp_item_paths);
+	/* The stage itself, then each planned directory still standing
+	 * (items list a directory before what it holds). */
+	rc = xfer_verify_dir(j, byname, n, seen, removed, "", &bad);
+	for (int i = 0; i < j->nitems && rc == XS_OK; i++)
+		if (j->items[i].is_dir && *j->items[i].path && !removed[i])
+			rc = xfer_verify_dir(j, byname, n, seen, removed, j->items[i].path, &bad);
+	for (int k = 0; k < n && rc == XS_OK; k++)
+		if (!byname[k]->is_dir && !seen[k] && byname[k]->state == ITEM_DONE) {
+			log_warn("task %s: the staged copy of %s is missing on %s", j->t->id,
+				 byname[k]->path, j->dst.show);
+			byname[k]->state = ITEM_PENDING;
+			if (bad < 0)
+				bad = (int)(byname[k] - j->items);
+		}
+	free(byname);
+	free(seen);
+	free(removed);
 	if (rc == XS_NOTFOUND)
 		rc = XS_TRANSIENT;
 	if (rc != XS_OK || bad < 0)
 		return rc;
-	struct item *it = &j->items[bad];
-	if (got < 0)
-		snprintf(j->err, j->errlen, "the staged copy of %s is missing on %s",
-			 *it->path ? it->path : j->t->dest_path, j->dst.show);
-	else
-		snprintf(j->err, j->errlen, "short transfer to %s: %lld of %lld bytes%s%s",
-			 j->dst.show, (long long)got, (long long)it->size, *it->path ? "; file " : "",
-			 it->path);
-	log_warn("task %s: %s", j->t->id, j->err);
-	it->state = ITEM_PENDING;
+	snprintf(j->err, j->errlen, "the staged copy of %s on %s was not what was sent; it is "
+		 "copied again", j->items[bad].path, j->dst.show);
 	return xfer_record_items(j, j->items, j->nitems) == XS_OK ? XS_TRANSIENT : XS_STOPPED;
 }
 
@@ -1589,8 +1762,10 @@ static int xfer_verify(struct xfer_job *j)
 static int xfer_commit(struct xfer_job *j, char **note)
 {
 	if (!j->dst.remote)
-		return xfer_local_stage_commit(j->lstage, j->err, j->errlen) < 0 ? XS_PERMANENT
-										 : XS_OK;
+		return xfer_local_stage_prune(j->lstage, j->items, j->nitems, j->err, j->errlen) < 0 ||
+				       xfer_local_stage_commit(j->lstage, j->err, j->errlen) < 0
+			       ? XS_PERMANENT
+			       : XS_OK;
 	if (!j->t->dest_is_dir)
 		return xfer_end_rename(&j->dst, j->stage, j->final, j->err, j->errlen);
 	/* A directory cannot be renamed over another: the old package steps

@@ -44,6 +44,12 @@ struct xfer_ops {
 	int (*put)(struct xfer_curl *x, const char *path, int fd, int64_t offset, int64_t size,
 		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
 		   size_t errlen);
+	/* What a stage's directory `dir` holds, every entry: symbolic links
+	 * and special files as files (so the check before a commit removes
+	 * them like any file the plan does not name); NULL where a stage
+	 * cannot be listed. */
+	int (*stage_list)(struct xfer_curl *x, const char *dir, struct xfer_entry **entries,
+			  int *n, char *err, size_t errlen);
 	/* For a source that lists nothing: the files of the package that the
 	 * file `path` describes (an HLS or DASH manifest), as paths relative
 	 * to the directory that holds `path` (the manifest itself among them),
@@ -96,6 +102,11 @@ int xfer_curl_touch(struct xfer_curl *x, const char *path, char *err, size_t err
  * 404 is an answer (XS_NOTFOUND) or a failure. */
 int xfer_curl_request(struct xfer_curl *x, const char *method, const char *path,
 		      const char *const *headers, int nf, char *err, size_t errlen);
+/* The same with a request body (NULL for none), keeping the reply's body
+ * (at most 64 MiB): *reply is malloc'ed, "" on a failure. */
+int xfer_curl_request_reply(struct xfer_curl *x, const char *method, const char *path,
+			    const char *const *headers, const char *body, char **reply,
+			    size_t *replylen, int nf, char *err, size_t errlen);
 /* Commands without a transfer (FTP MKD, RNFR...; SFTP mkdir, rename...):
  * start a batch, add commands ("VERB path [path2]", quoted as the
  * protocol reads them), run them in order. */
@@ -115,6 +126,9 @@ const char *xfer_curl_base(const struct xfer_curl *x);
  * takes the link, never what it points to). */
 int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,
 			 struct xfer_entry **entries, int *n, char *err, size_t errlen);
+/* A directory's every entry, links as files: a stage_list. */
+int xfer_curl_stage_list(struct xfer_curl *x, const char *dir, struct xfer_entry **entries,
+			 int *n, char *err, size_t errlen);
 /* Removes the tree `dir` with the protocol's commands for a file and for
  * an empty directory, depth first, the files of a directory in one batch. */
 int xfer_curl_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,

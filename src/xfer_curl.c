@@ -334,18 +334,20 @@ static int xc_expected(struct xfer_curl *x)
 	return !xfer_version_diff(x->expect, &got, x->changed, sizeof x->changed);
 }
 
-/* ---- the hasher beside a download --------------------------------------- */
+/* ---- the hasher beside a transfer ------------------------------------------ */
 
-/* A download's on_data (the caller's SHA-256 and progress) runs in a thread
- * of its own, one written piece behind the transfer: the transfer thread
- * receives and writes piece n+1 while piece n is hashed, so a fast link is
- * not held to the speed of SHA-256 on one core. Each piece is shown to
- * on_data exactly once and in order; xc_hasher_wait is the barrier. */
+/* A transfer's on_data (the caller's SHA-256 and progress) runs in a thread
+ * of its own, one piece behind the transfer: a download receives and
+ * writes piece n+1 while piece n is hashed, an upload sends piece n while
+ * it is hashed from a copy, so a fast link is not held to the speed of
+ * SHA-256 on one core. Each piece is shown to on_data exactly once and in
+ * order; xc_hasher_wait is the barrier. */
 struct xc_hasher {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	char *buf, *spare;
+	char *copy; /* an upload's piece, copied: libcurl reuses its buffer */
 	size_t len;
 	int busy, quit, failed;
 	int (*on_data)(void *arg, const char *buf, size_t n);
@@ -415,8 +417,35 @@ static void xc_hasher_stop(struct xfer_curl *x)
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
 	free(h->spare);
+	free(h->copy);
 	free(h);
 	x->hasher = NULL;
+}
+
+/* Hands an upload's piece to the hasher: a copy, since libcurl sends from
+ * and then refills its own buffer. 0, or -1 with x->local set. */
+static int xc_hasher_give(struct xfer_curl *x, const char *p, size_t n)
+{
+	while (n > 0) {
+		if (xc_hasher_wait(x) < 0)
+			return -1;
+		struct xc_hasher *h = x->hasher;
+		if (!h->copy)
+			h->copy = util_malloc(XC_WRITE_BUF);
+		size_t k = n < XC_WRITE_BUF ? n : XC_WRITE_BUF;
+		memcpy(h->copy, p, k);
+		pthread_mutex_lock(&h->lock);
+		h->buf = h->copy;
+		h->len = k;
+		h->on_data = x->on_data;
+		h->arg = x->arg;
+		h->busy = 1;
+		pthread_cond_broadcast(&h->cond);
+		pthread_mutex_unlock(&h->lock);
+		p += k;
+		n -= k;
+	}
+	return 0;
 }
 
 /* Writes out what xc_write gathered, shows it to on_data, and starts its
@@ -560,10 +589,8 @@ static size_t xc_read(char *buf, size_t size, size_t nitems, void *userp)
 	if (end > x->reported) {
 		int64_t from = x->pos > x->reported ? x->pos : x->reported;
 		if (x->on_data &&
-		    x->on_data(x->arg, buf + (from - x->pos), (size_t)(end - from)) != 0) {
-			snprintf(x->local, sizeof x->local, "the transfer was refused by the caller");
+		    xc_hasher_give(x, buf + (from - x->pos), (size_t)(end - from)) != 0)
 			return CURL_READFUNC_ABORT;
-		}
 		x->reported = end;
 	}
 	if (x->stop && *x->stop)
@@ -716,8 +743,13 @@ static void xc_entry(struct xfer_curl *x, char type, const char *name, size_t na
 		break;
 	}
 	default:
-		log_debug("xfer_curl: %s%s%.*s: special file skipped", x->shown, x->listdir,
-			  (int)namelen, name);
+		/* A listing that must see everything (a removal, the check of
+		 * a stage) takes a special file as a file too. */
+		if (x->with_links)
+			xc_add_entry(x, name, namelen, 0, -1);
+		else
+			log_debug("xfer_curl: %s%s%.*s: special file skipped", x->shown,
+				  x->listdir, (int)namelen, name);
 		break;
 	}
 }
@@ -1368,8 +1400,8 @@ static int xc_quote1(struct xfer_curl *x, const char *verb, const char *path, co
 
 /* ---- listing, stat, size ------------------------------------------------ */
 
-/* Fills x->ents with the entries of `dir` (symbolic links kept as files
- * when x->with_links). */
+/* Fills x->ents with the entries of `dir` (symbolic links and special
+ * files kept as files when x->with_links). */
 static int xc_list(struct xfer_curl *x, const char *dir, char *err, size_t errlen)
 {
 	xfer_curl_free_entries(x->ents, x->nents);
@@ -1619,7 +1651,11 @@ int xfer_curl_put(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 	 * `offset` bytes there with xfer_curl_size. */
 	if (offset > 0)
 		curl_easy_setopt(x->h, CURLOPT_APPEND, 1L);
-	rc = xc_result(x, xc_perform(x), 0, path, err, errlen);
+	CURLcode c = xc_perform(x);
+	/* Every byte read is shown to on_data before the call returns. */
+	if (x->hasher && xc_hasher_wait(x) < 0 && c == CURLE_OK)
+		c = CURLE_READ_ERROR;
+	rc = xc_result(x, c, 0, path, err, errlen);
 	if (rc == XS_OK && x->pos != x->limit)
 		return xc_fail(x, XS_TRANSIENT, path, err, errlen,
 			       "upload ended after %lld of %lld bytes",
@@ -1773,6 +1809,69 @@ int xfer_curl_request(struct xfer_curl *x, const char *method, const char *path,
 	return xc_result(x, xc_perform(x), nf, path, err, errlen);
 }
 
+/* A reply body kept in memory (a PROPFIND's multistatus), bounded. */
+#define XC_MAX_REPLY (64 << 20)
+struct xc_reply_body {
+	char *p;
+	size_t n, cap;
+};
+
+static size_t xc_collect(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	struct xc_reply_body *b = userp;
+	size_t n = size * nmemb;
+	if (b->n + n + 1 > XC_MAX_REPLY)
+		return 0;
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 16384;
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			return 0;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, ptr, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+	return n;
+}
+
+int xfer_curl_request_reply(struct xfer_curl *x, const char *method, const char *path,
+			    const char *const *headers, const char *body, char **reply,
+			    size_t *replylen, int nf, char *err, size_t errlen)
+{
+	struct xc_reply_body b = { 0 };
+	char *url = xc_url(x, path);
+	xc_setup(x, url);
+	free(url);
+	curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, method);
+	if (headers) {
+		for (int i = 0; headers[i]; i++)
+			x->list = curl_slist_append(x->list, headers[i]);
+		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->list);
+	}
+	if (body) {
+		curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, xc_collect);
+	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, &b);
+	int rc = xc_result(x, xc_perform(x), nf, path, err, errlen);
+	/* The handle must not point at this frame once it returns. */
+	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, xc_discard);
+	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
+	if (rc != XS_OK) {
+		free(b.p);
+		b.p = NULL;
+		b.n = 0;
+	}
+	*reply = b.p ? b.p : util_strdup("");
+	*replylen = b.n;
+	return rc;
+}
+
 void xfer_curl_quote_start(struct xfer_curl *x)
 {
 	char *root = xc_url(x, "/");
@@ -1857,6 +1956,12 @@ int xfer_curl_list_links(struct xfer_curl *x, const char *dir, int with_links,
 		x->nents = x->capents = 0;
 	}
 	return rc;
+}
+
+int xfer_curl_stage_list(struct xfer_curl *x, const char *dir, struct xfer_entry **entries,
+			 int *n, char *err, size_t errlen)
+{
+	return xfer_curl_list_links(x, dir, 1, entries, n, err, errlen);
 }
 
 char *xfer_curl_slash(const char *path)

@@ -10,12 +10,20 @@
  *           named with its '/' and a file without, so a DELETE refused
  *           for the wrong kind is tried again as the other
  *
+ *   stage_list PROPFIND "dir/" with Depth: 1 asking for resourcetype and
+ *           getcontentlength (nginx needs its dav-ext module for PROPFIND);
+ *           the multistatus is read with libxml2, without network access
+ *
  * An upload cannot continue a partial one (PUT has no append), so a
- * resumed upload starts from its first byte; a stage cannot be listed
- * (no PROPFIND here), so a PUT's answer and its byte count stand.
+ * resumed upload starts from its first byte. The stage is listed once
+ * per directory before the commit, like an FTP or SFTP stage, so that a
+ * short or missing file is copied again and a file the plan does not
+ * name never reaches the final name.
  */
 #include "xfer.h"
 
+#include <libxml/parser.h>
+#include <libxml/tree.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,10 +117,138 @@ static int xfer_dav_remove(struct xfer_curl *x, const char *path, int is_dir, ch
 	return rc;
 }
 
+static const char xfer_dav_propfind[] =
+	"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+	"<D:propfind xmlns:D=\"DAV:\"><D:prop><D:resourcetype/><D:getcontentlength/>"
+	"</D:prop></D:propfind>\n";
+
+/* Whether node is the DAV: element `name`. */
+static int xfer_dav_is(const xmlNode *node, const char *name)
+{
+	return node && node->type == XML_ELEMENT_NODE && node->ns && node->ns->href &&
+	       strcmp((const char *)node->ns->href, "DAV:") == 0 &&
+	       strcmp((const char *)node->name, name) == 0;
+}
+
+/* The first DAV: element `name` at or below node, depth first. */
+static const xmlNode *xfer_dav_find(const xmlNode *node, const char *name)
+{
+	for (const xmlNode *c = node; c; c = c->next) {
+		if (xfer_dav_is(c, name))
+			return c;
+		const xmlNode *hit = c->type == XML_ELEMENT_NODE ? xfer_dav_find(c->children, name)
+								  : NULL;
+		if (hit)
+			return hit;
+	}
+	return NULL;
+}
+
+/* An href's path, percent-decoded, without scheme and authority and
+ * without a trailing '/' (but "/" stays "/"); malloc'ed. */
+static char *xfer_dav_href_path(const char *href)
+{
+	const char *p = strstr(href, "://");
+	if (p) {
+		p = strchr(p + 3, '/');
+		href = p ? p : "/";
+	}
+	size_t n = strlen(href);
+	char *out = util_malloc(n + 1), *o = out;
+	for (size_t i = 0; i < n; i++) {
+		static const char hex[] = "0123456789abcdef0123456789ABCDEF";
+		const char *h1, *h2;
+		if (href[i] == '%' && href[i + 1] && href[i + 2] &&
+		    (h1 = strchr(hex, href[i + 1])) && (h2 = strchr(hex, href[i + 2]))) {
+			*o++ = (char)(((h1 - hex) % 16) * 16 + (h2 - hex) % 16);
+			i += 2;
+		} else {
+			*o++ = href[i];
+		}
+	}
+	*o = '\0';
+	while (o - out > 1 && o[-1] == '/')
+		*--o = '\0';
+	return out;
+}
+
+static int xfer_dav_stage_list(struct xfer_curl *x, const char *dir, struct xfer_entry **entries,
+			       int *n, char *err, size_t errlen)
+{
+	*entries = NULL;
+	*n = 0;
+	char *d = xfer_curl_slash(dir);
+	const char *headers[] = { "Depth: 1", "Content-Type: application/xml; charset=utf-8",
+				  NULL };
+	char *body = NULL;
+	size_t len = 0;
+	int rc = xfer_curl_request_reply(x, "PROPFIND", d, headers, xfer_dav_propfind, &body,
+					 &len, 1, err, errlen);
+	char *self = xfer_dav_href_path(d);
+	xmlDoc *doc = NULL;
+	int cap = 0;
+	if (rc != XS_OK)
+		goto out;
+	doc = xmlReadMemory(body, (int)len, "multistatus.xml", NULL,
+			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	const xmlNode *top = doc ? xmlDocGetRootElement(doc) : NULL;
+	if (!xfer_dav_is(top, "multistatus")) {
+		rc = xfer_curl_fail(x, XS_TRANSIENT, d, err, errlen,
+				    "the answer to PROPFIND is not a WebDAV multistatus");
+		goto out;
+	}
+	for (const xmlNode *r = top->children; r; r = r->next) {
+		if (!xfer_dav_is(r, "response"))
+			continue;
+		const xmlNode *href = xfer_dav_find(r->children, "href");
+		xmlChar *text = href ? xmlNodeGetContent(href) : NULL;
+		char *path = xfer_dav_href_path(text ? (const char *)text : "");
+		xmlFree(text);
+		const char *slash = strrchr(path, '/');
+		const char *name = slash ? slash + 1 : path;
+		if (strcmp(path, self) == 0 || !*name) {
+			free(path);
+			continue;
+		}
+		int64_t size = -1;
+		const xmlNode *cl = xfer_dav_find(r->children, "getcontentlength");
+		xmlChar *cltext = cl ? xmlNodeGetContent(cl) : NULL;
+		if (cltext && *cltext)
+			size = strtoll((const char *)cltext, NULL, 10);
+		xmlFree(cltext);
+		const xmlNode *rt = xfer_dav_find(r->children, "resourcetype");
+		int is_dir = rt && xfer_dav_find(rt->children, "collection") != NULL;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 32;
+			struct xfer_entry *v = util_calloc((size_t)cap, sizeof *v);
+			if (*entries)
+				memcpy(v, *entries, (size_t)*n * sizeof *v);
+			free(*entries);
+			*entries = v;
+		}
+		(*entries)[(*n)++] = (struct xfer_entry){ .name = util_strdup(name),
+							  .is_dir = is_dir,
+							  .size = is_dir ? -1 : size };
+		free(path);
+	}
+out:
+	if (rc != XS_OK) {
+		xfer_curl_free_entries(*entries, *n);
+		*entries = NULL;
+		*n = 0;
+	}
+	xmlFreeDoc(doc);
+	free(self);
+	free(body);
+	free(d);
+	return rc;
+}
+
 const struct xfer_ops xfer_dav_ops = {
 	.name = "webdav",
 	.caps = XFER_CAN_WRITE,
 	.list = NULL,
+	.stage_list = xfer_dav_stage_list,
 	.version = xfer_curl_version,
 	.get = xfer_curl_get,
 	.put = xfer_curl_put,

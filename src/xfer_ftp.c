@@ -158,6 +158,7 @@ const struct xfer_ops xfer_ftp_ops = {
 	.name = "ftp",
 	.caps = XFER_CAN_LIST | XFER_CAN_WRITE | XFER_PUT_RESUMES,
 	.list = xfer_curl_list,
+	.stage_list = xfer_curl_stage_list,
 	.version = xfer_curl_version,
 	.get = xfer_curl_get,
 	.put = xfer_curl_put,

@@ -36,10 +36,13 @@
  *   retry of the same task finds what an earlier attempt left: opened with
  *   `resume` it continues in it (a partial file keeps its bytes and tells
  *   its size), without `resume` it removes it first. Two tasks never share
- *   a side name. A commit publishes the staged tree as it stands, files
- *   finished by earlier attempts included (the caller skips those), but
- *   refuses one that holds a symbolic link or a special file: only files
- *   and directories are ever staged, so anything else was planted.
+ *   a side name. Before a commit, xfer_local_stage_prune removes whatever
+ *   the task's plan does not name; the commit publishes the staged tree
+ *   as it then stands, files finished by earlier attempts included (the
+ *   caller skips those, after reading them back), but refuses one that
+ *   holds a symbolic link or a special file where the plan has a file or
+ *   a directory: only files and directories are ever staged, so anything
+ *   else was planted.
  *
  * - Sources are read without following a symbolic link at the source's
  *   last component or anywhere inside a source tree: a link or a special
@@ -73,6 +76,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* A copy polls the stop flag at least this often, so a stop request is
@@ -1249,6 +1253,46 @@ fail:
 	return XFER_FAILED;
 }
 
+/* This boot of the machine, from the kernel (a new one at every boot). */
+static char xfer_local_boot[64];
+static pthread_once_t xfer_local_boot_once = PTHREAD_ONCE_INIT;
+
+static void xfer_local_boot_init(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	if (f) {
+		if (!fgets(xfer_local_boot, sizeof xfer_local_boot, f))
+			xfer_local_boot[0] = '\0';
+		fclose(f);
+	}
+	xfer_local_boot[strcspn(xfer_local_boot, "\n")] = '\0';
+}
+
+#define XFER_LOCAL_BOOT_XATTR "user.apubid.boot"
+
+/*
+ * A partial file is continued only if every byte of it was written since
+ * the machine last started: bytes written before a power cut or a crash
+ * may never have reached the disk (the stage is made durable at the
+ * commit only), and the file can then hold zeros where its size says
+ * data. A file being written carries the boot it was written in (an
+ * extended attribute, removed when the file is finished); a file from
+ * another boot, or on a file system without user attributes, is
+ * copied again from its first byte.
+ */
+int xfer_local_stage_claim(int fd)
+{
+	pthread_once(&xfer_local_boot_once, xfer_local_boot_init);
+	char was[64];
+	ssize_t n = fgetxattr(fd, XFER_LOCAL_BOOT_XATTR, was, sizeof was - 1);
+	int same = xfer_local_boot[0] && n > 0 && (size_t)n == strlen(xfer_local_boot) &&
+		   memcmp(was, xfer_local_boot, (size_t)n) == 0;
+	if (!same && xfer_local_boot[0])
+		(void)fsetxattr(fd, XFER_LOCAL_BOOT_XATTR, xfer_local_boot,
+				strlen(xfer_local_boot), 0);
+	return same;
+}
+
 int xfer_local_stage_truncate(int fd, int64_t size, char *err, size_t errlen)
 {
 	xfer_local_clear_err(err, errlen);
@@ -1274,6 +1318,9 @@ int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, s
 	 * commit (xfer_local_stage_settle) then finds little left to write,
 	 * where an fsync per file would wait for the disk once per file. */
 	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	/* A finished file is checked against its record on a resume, not
+	 * continued: the mark of its boot goes, and is never published. */
+	(void)fremovexattr(fd, XFER_LOCAL_BOOT_XATTR);
 	xfer_local_stage_forget(st, fd);
 	return XFER_OK;
 }
@@ -1354,6 +1401,77 @@ static int xfer_local_stage_settle(struct xfer_local_stage *st, int dfd, const c
 		free(child);
 	}
 	xfer_local_free_names(names, nn);
+	return rc;
+}
+
+/* The plan of a package, sorted by path for bsearch. */
+struct xfer_local_plan {
+	const struct item **v;
+	int n;
+};
+
+static int xfer_local_cmp_items(const void *a, const void *b)
+{
+	return strcmp((*(const struct item *const *)a)->path, (*(const struct item *const *)b)->path);
+}
+
+static int xfer_local_find_item(const void *key, const void *elem)
+{
+	return strcmp(key, (*(const struct item *const *)elem)->path);
+}
+
+/* Removes from the staged directory `dfd` (`sub` in the package) and below
+ * whatever the plan does not name. */
+static int xfer_local_stage_prune_dir(struct xfer_local_stage *st,
+				      const struct xfer_local_plan *plan, int dfd, const char *sub,
+				      char *err, size_t errlen)
+{
+	char **names;
+	int nn, rc = XFER_OK;
+	if (xfer_local_read_names(dfd, &names, &nn) < 0)
+		return xfer_local_stage_fail(st, sub, errno, err, errlen);
+	for (int i = 0; i < nn && rc == XFER_OK; i++) {
+		char *child = *sub ? util_printf("%s/%s", sub, names[i]) : util_strdup(names[i]);
+		const struct item *const *hit =
+			bsearch(child, plan->v, (size_t)plan->n, sizeof *plan->v, xfer_local_find_item);
+		struct stat sb;
+		if (!hit) {
+			log_warn("xfer_local: %s/%s is in the stage but not in the task's plan: "
+				 "removed before the commit",
+				 st->rel, child);
+			if (xfer_local_rmtree(dfd, names[i]) < 0 && errno != ENOENT)
+				rc = xfer_local_stage_fail(st, child, errno, err, errlen);
+		} else if ((*hit)->is_dir && fstatat(dfd, names[i], &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+			   S_ISDIR(sb.st_mode)) {
+			int fd = openat(dfd, names[i], XFER_LOCAL_DIR_FLAGS);
+			if (fd < 0) {
+				rc = xfer_local_stage_fail(st, child, errno, err, errlen);
+			} else {
+				rc = xfer_local_stage_prune_dir(st, plan, fd, child, err, errlen);
+				close(fd);
+			}
+		}
+		free(child);
+	}
+	xfer_local_free_names(names, nn);
+	return rc;
+}
+
+int xfer_local_stage_prune(struct xfer_local_stage *st, const struct item *items, int nitems,
+			   char *err, size_t errlen)
+{
+	xfer_local_clear_err(err, errlen);
+	if (xfer_local_stage_usable(st, err, errlen) < 0)
+		return XFER_FAILED;
+	if (!st->is_dir)
+		return XFER_OK;
+	struct xfer_local_plan plan = { util_malloc(sizeof *plan.v * (size_t)(nitems + 1)), 0 };
+	for (int i = 0; i < nitems; i++)
+		if (items[i].path && *items[i].path)
+			plan.v[plan.n++] = &items[i];
+	qsort(plan.v, (size_t)plan.n, sizeof *plan.v, xfer_local_cmp_items);
+	int rc = xfer_local_stage_prune_dir(st, &plan, st->dfd, "", err, errlen);
+	free(plan.v);
 	return rc;
 }
 

@@ -7,6 +7,9 @@ a cluster behind a load balancer.
   purge is ordered after the load, nothing is left.
 - A node restarted while the others run tasks takes none of theirs: every
   task is attempted once.
+- A node frozen past its lease loses its task to another node; woken, it
+  says so (not "cancelled by an operator"), stops, and leaves the task's
+  stage and record to the new owner, which publishes the file whole.
 - Each notification is POSTed once across the cluster, and pruning
   deletes each task once.
 - The database stopped for a few seconds under load: submissions get 503
@@ -16,6 +19,7 @@ a cluster behind a load balancer.
 import http.server
 import json
 import os
+import signal
 import threading
 import time
 
@@ -116,6 +120,41 @@ def test_a_restarted_node_takes_none_of_the_tasks_the_others_run(tmp_path, clust
         assert all(st == "SUCCESS" for st, _ in done.values()), done
         for tid in ids:
             assert nodes[2].view(tid)["attempts"] == 1, nodes[2].view(tid)
+
+
+def test_a_lease_lost_to_another_node_is_logged_as_such_and_its_stage_kept(tmp_path,
+                                                                            cluster):
+    data = os.urandom(8 << 20)
+    with FtpServer(tmp_path, throttle_bytes_per_sec=1 << 20) as ftp:
+        (ftp.root / "long.ts").write_bytes(data)
+        nodes = cluster(2, source={"allow": [ftp.url("", credentials=False)]},
+                        store={"lease_timeout": "3"})
+        # The second node is down while the first claims the task.
+        assert nodes[1].stop() == 0
+        tid = nodes[0].load(ftp.url("long.ts"), "long/long.ts")
+        wait_until_all_running(nodes[0], [tid])
+        time.sleep(1)
+        # Frozen past its lease: the second node takes the task over.
+        nodes[0].proc.send_signal(signal.SIGSTOP)
+        try:
+            nodes[1].start()
+            end = time.monotonic() + 60
+            while nodes[1].view(tid)["attempts"] < 2:
+                assert time.monotonic() < end, f"no takeover\n{nodes[1].log_tail()}"
+                time.sleep(0.2)
+        finally:
+            nodes[0].proc.send_signal(signal.SIGCONT)
+        st, _ = nodes[1].wait_for_status(tid, timeout=300)
+        assert st == "SUCCESS", f"{st}\n{nodes[1].log_tail()}\n{nodes[0].log_tail()}"
+        assert (nodes[0].cdn / "long" / "long.ts").read_bytes() == data
+        log0 = nodes[0].log_text()
+        end = time.monotonic() + 30
+        while f"task {tid}: another node took its lease over" not in log0:
+            assert time.monotonic() < end, f"the first node never said so\n{nodes[0].log_tail()}"
+            time.sleep(0.2)
+            log0 = nodes[0].log_text()
+        assert "cancel requested by an operator" not in log0
+        assert "cancelled by an operator" not in log0
 
 
 def wait_until_all_running(d, ids, timeout=60):

@@ -12,7 +12,10 @@ import os
 import threading
 import time
 
-from conftest import (TASKID_RE, envelope, hidden_entries, parse_response, sha256,
+import pytest
+
+from conftest import (TASKID_RE, envelope, hidden_entries, parse_response, read_tree, sha256,
+                      write_tree,
                       soap_headers)
 
 MiB = 1 << 20
@@ -156,3 +159,142 @@ def test_finished_tasks_stay_queryable_after_a_restart(daemon):
     daemon.restart()
     assert daemon.status(load) == before == ("SUCCESS", f"file://{daemon.cdn}/keep/a.ts")
     assert daemon.status(purge) == ("SUCCESS", None)
+
+
+# ---- a stage an interrupted task left is not trusted blindly -----------------------
+#
+# A kill -9 followed by a machine crash can leave a file the store records
+# done missing, short or zero-filled in a local stage (the stage is made
+# durable only at the commit), and anything at all can be found in a stage
+# left behind: files an earlier plan had, or files put there by hand. After
+# the restart the published tree is exactly the source, byte for byte.
+
+def _interrupted_package(make_daemon, tmp_path, source, root=None, extra=(), kill=True):
+    """A package of twelve 1.5 MiB files (each large enough to be resumed)
+    and a manifest, fetched from the FTP server `source` throttled to
+    3 MiB/s into the local root or `root` (a URL; `extra` the servers it
+    needs), and apubid killed with SIGKILL once four files are recorded
+    done (left running when not `kill`). Returns (daemon, task id, tree)."""
+    from test_remote import item_rows, start_daemon, transfer_conf, url, wait_until
+    tree = {f"v{i % 2}/seg{i:02d}.ts": os.urandom(3 * MiB // 2 - 7 * i) for i in range(12)}
+    tree["index.m3u8"] = b"#EXTM3U\n"
+    write_tree(source.root / "repo/pkg", tree)
+    d = start_daemon(make_daemon, sources=[url(source, "repo/", creds=False)], root=root,
+                     transfer=transfer_conf(tmp_path, source, *extra, parallel=1))
+    tid = d.load(url(source, "repo/pkg/"), "vod/pkg/")
+
+    def done():
+        return sum(1 for r in item_rows(d, tid) if r["state"] == 1 and not r["is_dir"])
+    wait_until(lambda: done() >= 4, 120, "four files of the package recorded done")
+    if not kill:
+        return d, tid, tree
+    d.kill9()
+    assert done() < len(tree), "the package finished before apubid could be killed"
+    return d, tid, tree
+
+
+def test_files_recorded_done_but_lost_from_a_local_stage_are_copied_again(tmp_path,
+                                                                          make_daemon):
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, item_rows, succeed
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s)
+        stage = d.cdn / "vod" / f".pkg.apubid-{tid}.stage"
+        done = [r["path"] for r in item_rows(d, tid) if r["state"] == 1 and not r["is_dir"]]
+        # What a power cut can leave of files written but not yet synced:
+        # one short, one the right size but zero-filled, one gone.
+        short, zeroed, gone = done[:3]
+        with open(stage / short, "r+b") as f:
+            f.truncate(len(tree[short]) // 2)
+        (stage / zeroed).write_bytes(bytes(len(tree[zeroed])))
+        (stage / gone).unlink()
+        d.start()
+        succeed(d, tid, timeout=120)
+    assert read_tree(d.cdn / "vod/pkg") == tree
+    assert hidden_entries(d.cdn) == []
+    assert_items(d, tid, tree)
+    log = d.log_text()
+    for path in (short, zeroed, gone):
+        assert f"the staged copy of {path} is not what was recorded" in log, path
+
+
+def test_a_partial_file_from_before_a_crash_is_copied_again_not_continued(tmp_path,
+                                                                           make_daemon):
+    """A file cut in the middle is continued after its bytes only when they
+    were written since the machine last started; bytes written before a
+    crash may be zeros on the disk. The partial file is zero-filled and
+    marked as written in another boot, as a power cut would leave it."""
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, item_rows, succeed, wait_until
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s, kill=False)
+        stage = d.cdn / "vod" / f".pkg.apubid-{tid}.stage"
+
+        def partial():
+            for r in item_rows(d, tid):
+                p = stage / r["path"]
+                if (not r["is_dir"] and r["state"] == 0 and r["version"] and p.exists()
+                        and 256 << 10 <= p.stat().st_size < len(tree[r["path"]])):
+                    return r["path"]
+            return None
+        path = wait_until(partial, 120, "a file half copied")
+        d.kill9()
+        p = stage / path
+        assert os.getxattr(p, "user.apubid.boot") == open(
+            "/proc/sys/kernel/random/boot_id", "rb").read().strip()
+        p.write_bytes(bytes(p.stat().st_size))
+        os.setxattr(p, "user.apubid.boot", b"00000000-0000-0000-0000-000000000000")
+        d.start()
+        succeed(d, tid, timeout=120)
+    assert read_tree(d.cdn / "vod/pkg") == tree
+    assert_items(d, tid, tree)
+    for f in (d.cdn / "vod/pkg").rglob("*.ts"):
+        assert "user.apubid.boot" not in os.listxattr(f), f"{f} is published with its mark"
+
+
+def test_files_not_in_the_plan_never_leave_a_local_stage(tmp_path, make_daemon):
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, succeed
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s:
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s)
+        stage = d.cdn / "vod" / f".pkg.apubid-{tid}.stage"
+        (stage / "stray.ts").write_bytes(b"not in the source")
+        (stage / "v0/stray.ts").write_bytes(b"not in the source either")
+        (stage / "old/deep").mkdir(parents=True)
+        (stage / "old/deep/seg.ts").write_bytes(b"from another plan")
+        os.symlink("/etc/passwd", stage / "v1/link.ts")
+        d.start()
+        succeed(d, tid, timeout=120)
+    assert read_tree(d.cdn / "vod/pkg") == tree
+    assert sorted(p.relative_to(d.cdn / "vod/pkg").as_posix()
+                  for p in (d.cdn / "vod/pkg").rglob("*")) == sorted([*tree, "v0", "v1"])
+    assert hidden_entries(d.cdn) == []
+    assert_items(d, tid, tree)
+
+
+@pytest.mark.parametrize("kind", ["ftp", "http"])
+def test_files_not_in_the_plan_never_leave_a_stage_on_a_remote_root(kind, tmp_path,
+                                                                    make_daemon):
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, make_server, succeed, url
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s, \
+            make_server(kind, tmp_path) as dst:
+        dst.path("cdn").mkdir()
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s, root=url(dst, "cdn/"),
+                                            extra=[dst])
+        stage = dst.path("cdn/vod") / f".pkg.apubid-{tid}.stage"
+        assert stage.is_dir(), "no stage on the server to plant files in"
+        (stage / "stray.ts").write_bytes(b"not in the source")
+        (stage / "v0").mkdir(exist_ok=True)
+        (stage / "v0/stray.ts").write_bytes(b"not in the source either")
+        (stage / "old/deep").mkdir(parents=True)
+        (stage / "old/deep/seg.ts").write_bytes(b"from another plan")
+        d.start()
+        succeed(d, tid, timeout=120)
+        published = dst.path("cdn/vod/pkg")
+        assert read_tree(published) == tree
+        assert sorted(p.relative_to(published).as_posix()
+                      for p in published.rglob("*")) == sorted([*tree, "v0", "v1"])
+        assert hidden_entries(dst.path("cdn")) == []
+    assert_items(d, tid, tree)
+    assert "not in the task's plan: removed before the commit" in d.log_text()
