@@ -18,7 +18,11 @@
  * drops the previous call's options but the multi handle keeps the
  * connection cache, so the files a session copies travel over one
  * control connection (one SSH session, one keep-alive HTTP connection).
- * A task with several files in flight opens one session per lane.
+ * A task with several files in flight opens one session per lane. The
+ * data connection of an FTPS upload is closed only once the server has
+ * closed its side (xc_closesocket): a server that is late with its TLS 1.3
+ * session tickets would otherwise have the connection reset under the
+ * tail of the file it has not read yet, and store the file short.
  *
  * Commands without a transfer (MKD, RNFR/RNTO, DELE, RMD, CWD; rm, rename,
  * mkdir, rmdir) run as CURLOPT_QUOTE commands on a NOBODY request for the
