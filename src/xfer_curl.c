@@ -18,7 +18,11 @@
  * drops the previous call's options but the multi handle keeps the
  * connection cache, so the files a session copies travel over one
  * control connection (one SSH session, one keep-alive HTTP connection).
- * A task with several files in flight opens one session per lane.
+ * A task with several files in flight opens one session per lane. The
+ * data connection of an FTPS upload is closed only once the server has
+ * closed its side (xc_closesocket): a server that is late with its TLS 1.3
+ * session tickets would otherwise have the connection reset under the
+ * tail of the file it has not read yet, and store the file short.
  *
  * Commands without a transfer (MKD, RNFR/RNTO, DELE, RMD, CWD; rm, rename,
  * mkdir, rmdir) run as CURLOPT_QUOTE commands on a NOBODY request for the
@@ -60,6 +64,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -76,6 +81,11 @@
 #define XC_STALL_TIMEOUT 60
 /* How deep xfer_curl_remove follows a directory tree before giving up. */
 #define XC_MAX_DEPTH 64
+/* An FTPS upload's data connection is closed only once the server has
+ * closed its side, waiting at most this long, and reading at most
+ * XC_LINGER_MAX bytes meanwhile (xc_closesocket). */
+#define XC_LINGER_MS 10000
+#define XC_LINGER_MAX (64 * 1024)
 /* The longest a handle sleeps before its transfer has started (xc_drive). */
 #define XC_SETUP_POLL_MS 5
 /* A download is written in pieces of this size, and its writeback started
@@ -92,6 +102,7 @@ enum xc_body { XC_BODY_UNKNOWN, XC_BODY_WRITE, XC_BODY_DISCARD };
 
 static curl_socket_t xc_opensocket(void *clientp, curlsocktype purpose,
 				   struct curl_sockaddr *a);
+static int xc_closesocket(void *clientp, curl_socket_t fd);
 
 struct xfer_curl {
 	CURL *h;
@@ -123,6 +134,7 @@ struct xfer_curl {
 	curl_off_t moved;             /* bytes moved either way at the last check */
 	int64_t moved_ms;             /* when they last changed, 0 before the transfer */
 	int stalled;
+	int linger;                   /* put over FTPS: see xc_closesocket */
 
 	/* The current call; xc_setup clears all of it. */
 	struct curl_slist *list;      /* quote commands or extra headers */
@@ -978,6 +990,8 @@ static void xc_setup(struct xfer_curl *x, const char *url)
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, x->connect_timeout);
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, xc_opensocket);
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, x);
+	curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, xc_closesocket);
+	curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, x);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, x->stall_timeout);
 	/* A server that does not answer an FTP or SFTP command is stalled too. */
@@ -1169,6 +1183,48 @@ static curl_socket_t xc_opensocket(void *clientp, curlsocktype purpose,
 		return CURL_SOCKET_BAD;
 	}
 	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* Every socket xc_opensocket opened is closed here. An FTPS upload ends
+ * with the client closing the data connection, and the server takes
+ * whatever it read before the close for the whole file (FTP has no other
+ * end of file). Under TLS 1.3 the server sends its session tickets only
+ * once it has read our Finished message, which a busy server does after
+ * we have sent the whole file and closed: those bytes then reach a closed
+ * socket, the kernel answers with a reset, and the reset discards what
+ * the server had not read yet - the file is stored short and the server
+ * still answers 226. So the data connection of an upload is half-closed
+ * (libcurl has sent the TLS close_notify before), and what the server
+ * still sends is read and dropped until it closes its side: it then has
+ * read every byte. The wait is bounded (XC_LINGER_MS, XC_LINGER_MAX, a
+ * stop) and is never an error: a short file is still caught by the
+ * listing of the stage (xfer.c). */
+static int xc_closesocket(void *clientp, curl_socket_t fd)
+{
+	struct xfer_curl *x = clientp;
+	if (x->linger && shutdown(fd, SHUT_WR) == 0) {
+		int64_t until = util_mono_ms() + XC_LINGER_MS;
+		size_t drained = 0;
+		char buf[4096];
+		for (;;) {
+			int64_t left = until - util_mono_ms();
+			if (left <= 0 || drained > XC_LINGER_MAX || (x->stop && *x->stop))
+				break;
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			int n = poll(&p, 1, left < 100 ? (int)left : 100);
+			if (n < 0 && errno != EINTR)
+				break;
+			if (n <= 0)
+				continue;
+			ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+				       errno != EINTR))
+				break;
+			if (r > 0)
+				drained += (size_t)r;
+		}
+	}
+	return close(fd);
 }
 
 /* Sorts out how a call ended. `nf` says whether a missing path is the
@@ -1651,7 +1707,9 @@ int xfer_curl_put(struct xfer_curl *x, const char *path, int fd, int64_t offset,
 	 * `offset` bytes there with xfer_curl_size. */
 	if (offset > 0)
 		curl_easy_setopt(x->h, CURLOPT_APPEND, 1L);
+	x->linger = x->proto == XC_FTP && x->tls;
 	CURLcode c = xc_perform(x);
+	x->linger = 0;
 	/* Every byte read is shown to on_data before the call returns. */
 	if (x->hasher && xc_hasher_wait(x) < 0 && c == CURLE_OK)
 		c = CURLE_READ_ERROR;

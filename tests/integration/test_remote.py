@@ -474,6 +474,29 @@ def test_local_directory_is_published_to_remote_root_and_republish_replaces_it(
     assert_no_secret(d, PASSWORD)
 
 
+def test_ftps_uploads_in_parallel_reach_the_server_whole_every_time(tmp_path, make_daemon):
+    # Four files in flight at once keep the server busy: it may read a data
+    # connection's TLS handshake only after apubid has sent the whole file,
+    # and under TLS 1.3 its session tickets follow then. A client that has
+    # closed the connection by then answers them with a reset, and the
+    # server takes what it had read for the whole file (226 all the same).
+    # Every upload must end with the TLS close_notify, read by the server.
+    tree = {f"v{i % 2}/s{i}.ts": os.urandom(150_000 + i) for i in range(8)}
+    with make_server("ftps", tmp_path) as s:
+        s.path("cdn").mkdir()
+        d = start_daemon(make_daemon, root=url(s, "cdn/"),
+                         transfer=transfer_conf(tmp_path, s, parallel=4))
+        write_tree(d.ingest / "pkg", tree)
+        for round in range(6):
+            tid = d.load(f"file://{d.ingest}/pkg/", f"vod/pkg{round}/")
+            assert succeed(d, tid, timeout=120) == url(s, f"cdn/vod/pkg{round}/", creds=False)
+            assert read_tree(s.path(f"cdn/vod/pkg{round}")) == tree
+            assert task_row(d, tid)["attempts"] == 1, f"round {round}: a file was stored short"
+            assert_items(d, tid, tree)
+        cut = re.findall(r".*recv\(\), err: SysCallError.*", s.log())
+        assert not cut, "a data connection ended without the TLS close_notify:\n" + "\n".join(cut)
+
+
 @pytest.mark.parametrize("kind", ["ftp", "http"])
 def test_remote_root_credentials_may_come_from_the_credentials_section(kind, tmp_path,
                                                                        make_daemon):
