@@ -1380,6 +1380,13 @@ static int xfer_item(struct xfer_job *j, struct item *it)
 			rc = XS_STOPPED;
 		}
 		if (rc == XS_OK) {
+			/* The job's copy of the items is what a later
+			 * xfer_record_items writes back whole (a stage found
+			 * short, a new plan): it must hold what the store was
+			 * just told, or a file done in this attempt would lose
+			 * its recorded SHA-256. */
+			free(it->sha256);
+			it->sha256 = util_strdup(hex);
 			it->state = ITEM_DONE;
 			it->size = size;
 			metrics_file(size);

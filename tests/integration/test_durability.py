@@ -298,3 +298,27 @@ def test_files_not_in_the_plan_never_leave_a_stage_on_a_remote_root(kind, tmp_pa
         assert hidden_entries(dst.path("cdn")) == []
     assert_items(d, tid, tree)
     assert "not in the task's plan: removed before the commit" in d.log_text()
+
+
+def test_a_file_found_short_on_a_remote_stage_is_sent_again_and_no_record_is_lost(
+        tmp_path, make_daemon):
+    """A file recorded done but short on the server's stage is caught by the
+    listing before the commit and sent again; the files sent in the same
+    attempt keep their recorded SHA-256 through the task's items being
+    written back."""
+    from servers import FtpServer
+    from test_remote import PASSWORD, assert_items, item_rows, make_server, succeed, url
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s, \
+            make_server("ftp", tmp_path) as dst:
+        dst.path("cdn").mkdir()
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s, root=url(dst, "cdn/"),
+                                            extra=[dst])
+        stage = dst.path("cdn/vod") / f".pkg.apubid-{tid}.stage"
+        done = [r["path"] for r in item_rows(d, tid) if r["state"] == 1 and not r["is_dir"]]
+        with open(stage / done[0], "r+b") as f:
+            f.truncate(len(tree[done[0]]) // 3)
+        d.start()
+        succeed(d, tid, timeout=120)
+        assert read_tree(dst.path("cdn/vod/pkg")) == tree
+    assert_items(d, tid, tree)
+    assert "short transfer to" in d.log_text()
