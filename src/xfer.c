@@ -1897,6 +1897,11 @@ out:
 		}
 		rmdir(j.spool);
 	}
+	/* The connections close before their places under max_per_host are
+	 * given back, or another task could connect while they are still
+	 * open. */
+	xfer_end_unshare(&j.src);
+	xfer_end_unshare(&j.dst);
 	if (held)
 		xfer_hosts_release(j.src.key, j.dst.key);
 	item_free_all(j.items, j.nitems);
@@ -1929,6 +1934,7 @@ void xfer_abandon(const struct config *c, const struct task *t)
 		if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, &never) == 0) {
 			if (xfer_end_open(c, &dst, &never, 0, err, sizeof err) == XS_OK)
 				xfer_end_remove(&dst, stage, t->dest_is_dir, err, sizeof err);
+			xfer_end_unshare(&dst);
 			xfer_hosts_release(dst.key, NULL);
 		}
 		free(final);
@@ -1987,6 +1993,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 		rc = XS_OK;
 	}
 out:
+	xfer_end_unshare(&dst);
 	xfer_hosts_release(dst.key, NULL);
 	free(final);
 	free(aside);
