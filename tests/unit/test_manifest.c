@@ -640,10 +640,10 @@ static void test_base_urls_compose_from_mpd_to_representation(void)
 
 static void test_base_url_leaving_the_directory_is_refused_naming_the_file(void)
 {
-	CHECK(plan_mpd(NULL, "<BaseURL>../shared/</BaseURL><Period><AdaptationSet>"
+	CHECK(plan_mpd(NULL, "<BaseURL>../common/</BaseURL><Period><AdaptationSet>"
 			     "<Representation id=\"r\"><BaseURL>r.mp4</BaseURL><SegmentBase/>"
 			     "</Representation></AdaptationSet></Period>") == MANIFEST_PERMANENT);
-	CHECK(strstr(err, "shared/r.mp4") && strstr(err, "leaves the manifest's directory"));
+	CHECK(strstr(err, "common/r.mp4") && strstr(err, "leaves the manifest's directory"));
 	CHECK(plan_mpd(NULL, "<BaseURL>http://cdn2.test/vod/movie/</BaseURL><Period>"
 			     "<AdaptationSet><Representation id=\"r\"><BaseURL>r.mp4</BaseURL>"
 			     "</Representation></AdaptationSet></Period>") == MANIFEST_PERMANENT);
