@@ -151,23 +151,22 @@ def small_fs():
 
 
 def fill(directory):
-    """Writes directory/filler until the filesystem is full; returns it."""
+    """Writes directory/filler until the filesystem is full; returns it.
+
+    Unbuffered writes straight to the descriptor: a buffered file would
+    keep the bytes a full disk refused and raise again when closed."""
     filler = directory / "filler"
-    block = b"\0" * (64 * KiB)
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(block)
-                f.flush()
-        except OSError:
-            pass
-    # Whatever the last block left: bytes, one at a time.
-    with open(filler, "ab", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0")
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for size in (64 * KiB, 1):      # big blocks, then what is left byte by byte
+            block = b"\0" * size
+            try:
+                while True:
+                    os.write(fd, block)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
     return filler
 
 
