@@ -84,8 +84,10 @@
  * most copy_file_range is asked for in one call. */
 #define XFER_LOCAL_CHUNK (16 * 1024 * 1024)
 /* The read/write buffer, used when the kernel cannot copy between the two
- * file systems itself or when the caller wants to see the data. */
-#define XFER_LOCAL_BUFSZ (1024 * 1024)
+ * file systems itself or when the caller wants to see the data. 256 KiB,
+ * as a download's pieces (XC_WRITE_BUF in xfer_curl.c): writes of 1 MiB
+ * or more cost several times as much system time on a virtual machine. */
+#define XFER_LOCAL_BUFSZ (256 * 1024)
 
 #define XFER_LOCAL_DIR_FLAGS (O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC)
 
