@@ -66,6 +66,7 @@ BENCH_TRANSFER_OUT (the tables; default bench-transfer.md beside
 BENCH_OUT, else build/bench-transfer.md), BENCH_QUICK=1 (100 files, 32 MiB, one run each:
 checks the harness in about a minute; its numbers mean nothing),
 BENCH_REPEAT, BENCH_PKG_FILES, BENCH_BIG_MIB, BENCH_RUN_TIMEOUT (seconds),
+BENCH_SETTLE (seconds of quiet before each run, default 3; see clear()),
 BENCH_TMP (where the temporary directory goes), BENCH_KEEP=1 (keep it),
 BENCH_STRACE=1 (run apubid under `strace -f -c -w` and write each scenario's
 system call summary beside the table, transfer-strace-SCENARIO.txt),
@@ -119,6 +120,7 @@ REPEAT = env_num("BENCH_REPEAT", 3, 1)
 PKG_FILES = env_num("BENCH_PKG_FILES", 1000, 100)
 BIG_MIB = env_num("BENCH_BIG_MIB", 1024, 32)
 RUN_TIMEOUT = env_num("BENCH_RUN_TIMEOUT", 600, 120, float)
+SETTLE = env_num("BENCH_SETTLE", 3, 0, float)  # seconds between runs (see clear)
 STRACE = os.environ.get("BENCH_STRACE", "") not in ("", "0")
 PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
 _default_out = (Path(os.environ["BENCH_OUT"]).with_name("bench-transfer.md")
@@ -879,10 +881,18 @@ def scenarios(w):
 # ---- running a scenario -------------------------------------------------------------
 
 def clear(path):
-    """Removes a run's result, and writes back what is dirty, so the next
-    run meets a quiet disk."""
+    """Removes a run's result, writes back what is dirty, and waits
+    SETTLE seconds, so the next run meets a quiet disk and the same memory
+    as every other run: a virtual machine whose balloon reports free pages
+    to the host (virtio-balloon free page reporting, as on the machine the
+    docs' numbers come from) gives the pages freed here back about two
+    seconds later, and a run that starts sooner writes into pages the
+    guest still holds, while one that starts later pays a host fault for
+    each new page (a 1 GiB write costs 0.15 s of system time in the first
+    case and 0.55-0.65 s in the second)."""
     shutil.rmtree(path, ignore_errors=True)
     os.sync()
+    time.sleep(SETTLE)
 
 
 class Row:
