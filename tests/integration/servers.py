@@ -437,7 +437,7 @@ class FtpServer(_Server):
 
     FtpServer(tmpdir, tls=False, user="apubi", password="s3cret", root=None,
               throttle_bytes_per_sec=0, passive_port_count=8,
-              tls_required=True, perm="elradfmwMT")
+              tls_required=True, perm="elradfmwMT", commands_off=())
 
     tls=True: explicit FTPS (AUTH TLS on the same port; URLs stay ftp://,
     use curl --ssl-reqd / CURLOPT_USE_SSL=CURLUSESSL_ALL) with a self-signed
@@ -449,13 +449,16 @@ class FtpServer(_Server):
     The user has every permission (elradfmwMT): REST (resumed RETR and STOR),
     APPE, SIZE, MDTM, MFMT, RNFR/RNTO, MKD, RMD, DELE all work.  A wrong
     password is answered "530" after 0.2 s (pyftpdlib's default is 3 s).
+    commands_off: commands the server does not know (answered "500"), as
+    on a server without them, e.g. ("MLST", "MLSD").
     """
     kind = "ftp"
 
     def __init__(self, tmpdir, tls=False, user="apubi", password="s3cret",
                  root=None, throttle_bytes_per_sec=0, passive_port_count=8,
-                 tls_required=True, perm="elradfmwMT"):
+                 tls_required=True, perm="elradfmwMT", commands_off=()):
         super().__init__(tmpdir, root)
+        self.commands_off = tuple(c.upper() for c in commands_off)
         self.tls = tls
         self.user = user
         self.password = password
@@ -474,7 +477,8 @@ class FtpServer(_Server):
                 self.host, self.port, self.root, self.user, self.password,
                 self.perm, f"{self.passive_ports[0]}-{self.passive_ports[-1]}",
                 self.throttle_bytes_per_sec, self.certfile or "",
-                self.keyfile or "", int(bool(self.tls_required))]
+                self.keyfile or "", int(bool(self.tls_required)),
+                ",".join(self.commands_off)]
 
     def url(self, path="", credentials=True):
         """ftp://user:password@127.0.0.1:PORT/path (path relative to root)."""
@@ -484,10 +488,11 @@ class FtpServer(_Server):
 
 def _ftpd_main(argv):
     """The FTP server process: servers.py ftpd HOST PORT ROOT USER PASSWORD
-    PERM PASV_FIRST-PASV_LAST THROTTLE CERTFILE KEYFILE TLS_REQUIRED"""
+    PERM PASV_FIRST-PASV_LAST THROTTLE CERTFILE KEYFILE TLS_REQUIRED
+    COMMANDS_OFF (comma-separated, may be empty)"""
     import logging
     (host, port, root, user, password, perm, pasv, throttle, certfile,
-     keyfile, tls_required) = argv
+     keyfile, tls_required, commands_off) = argv
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib import handlers
     from pyftpdlib.servers import FTPServer
@@ -548,7 +553,8 @@ def _ftpd_main(argv):
                                            "write_limit": throttle})
 
     class Handler(base):
-        pass
+        proto_cmds = {k: v for k, v in base.proto_cmds.items()
+                      if k not in commands_off.split(",")}
 
     Handler.authorizer = authorizer
     Handler.dtp_handler = dtp

@@ -332,13 +332,23 @@ def replaced_between_attempts(server, make_daemon, old_size, new_size):
     return d, view, new
 
 
+@pytest.mark.parametrize("mlst", [True, False], ids=["mlst", "size_mdtm"])
 @pytest.mark.parametrize("new_size", [24 * MiB, 20 * MiB], ids=["same_size", "shorter"])
-def test_ftp_source_replaced_between_attempts_is_published_new_and_whole(new_size, tmp_path,
+def test_ftp_source_replaced_between_attempts_is_published_new_and_whole(new_size, mlst, tmp_path,
                                                                         make_daemon):
-    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=6 * MiB) as s:
+    """A server with MLST is asked for a file's version with it; one
+    without (500) with SIZE and MDTM: a replaced file is seen either way."""
+    off = () if mlst else ("MLST", "MLSD")
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=6 * MiB,
+                   commands_off=off) as s:
         start_mark = len(s.log())
         d, view, new = replaced_between_attempts(s, make_daemon, 24 * MiB, new_size)
         after = s.log()[start_mark:]
+    if mlst:
+        assert "<- MLST /" in after and "<- MDTM" not in after, after[-3000:]
+    else:
+        assert "<- MDTM /" in after and "<- SIZE /" in after, after[-3000:]
+        assert after.count("<- MLST") <= view["attempts"], "MLST asked again after a 500"
     after_restart = after[after.rfind("start #"):] if "start #" in after else after
     published = (d.cdn / "big.ts").read_bytes()
     assert published == new, "the published file is not the new version whole"
