@@ -44,8 +44,10 @@
  * URL, and a message is scrubbed of the password before it is returned.
  *
  * What a changing source gets: xfer_curl_version asks the server what
- * identifies a file now (HEAD: Content-Length, ETag, Last-Modified; FTP:
- * SIZE and MDTM; SFTP: size and mtime), and xfer_curl_get, given the
+ * identifies a file now (HEAD: Content-Length, ETag, Last-Modified, or
+ * the answer of the HEAD that planned the file a moment before; FTP: the
+ * size and modify facts of one MLST, or SIZE and MDTM from a server
+ * without it; SFTP: size and mtime), and xfer_curl_get, given the
  * version the caller expects, refuses an HTTP answer whose own ETag or
  * Last-Modified differs before writing any byte of it (XS_CHANGED): a
  * resumed download (Range) is never continued with bytes of another
@@ -87,6 +89,9 @@
  * XC_LINGER_MAX bytes meanwhile (xc_closesocket). */
 #define XC_LINGER_MS 10000
 #define XC_LINGER_MAX (64 * 1024)
+/* How long a HEAD's answer stands for the version of its file (see
+ * xfer_curl_version). */
+#define XC_HEAD_REUSE_MS 1000
 /* The longest a handle sleeps before its transfer has started (xc_drive). */
 #define XC_SETUP_POLL_MS 5
 /* A download is written in pieces of this size, and its writeback started
@@ -170,6 +175,11 @@ struct xfer_curl {
 	int nents, capents;
 	int with_links;               /* keep symbolic links (as files) */
 	char facts[512];              /* FTP: the facts line of an MLST answer */
+	/* HTTP: what the last HEAD through xfer_curl_head said, for one
+	 * xfer_curl_version of the same path right after (see there). */
+	char *head_path;
+	struct xfer_version head_v;
+	int64_t head_ms;
 	const char *listdir;          /* the directory being listed, for messages */
 	char *line;                   /* the listing line being received */
 	size_t linelen, linecap;
@@ -965,6 +975,7 @@ void xfer_curl_close(struct xfer_curl *x)
 	free(x->line);
 	xc_hasher_stop(x);
 	free(x->wbuf);
+	free(x->head_path);
 	free(x);
 }
 
@@ -1658,6 +1669,21 @@ int xfer_curl_version(struct xfer_curl *x, const char *path, struct xfer_version
 	if (x->proto == XC_FTP && (rc = xc_mlst(x, path, v, err, errlen)) >= 0)
 		return rc;
 	memset(v, 0, sizeof *v);
+	/* The version before a copy, asked right after the HEAD that told
+	 * the file from a directory (xfer_http.c's stat, when a task is
+	 * planned): that HEAD's answer, not a second one. Used once; the
+	 * GET that follows is refused if its own answer is of another
+	 * version, and the version after the copy is always asked anew. */
+	if (x->head_path) {
+		int same = x->proto == XC_HTTP && strcmp(x->head_path, path) == 0 &&
+			   util_mono_ms() - x->head_ms < XC_HEAD_REUSE_MS;
+		free(x->head_path);
+		x->head_path = NULL;
+		if (same) {
+			*v = x->head_v;
+			return XS_OK;
+		}
+	}
 	char *url = xc_url(x, path);
 	xc_setup(x, url);
 	free(url);
@@ -1925,7 +1951,31 @@ int xfer_curl_check_path(struct xfer_curl *x, const char *path, char *err, size_
 int xfer_curl_head(struct xfer_curl *x, const char *path, int64_t *size, char *err,
 		   size_t errlen)
 {
-	return xc_head(x, path, size, err, errlen);
+	int64_t len = -1;
+	int rc = xc_head(x, path, &len, err, errlen);
+	if (size)
+		*size = len;
+	free(x->head_path);
+	x->head_path = NULL;
+	if (rc == XS_OK && x->proto == XC_HTTP) {
+		struct xfer_version *v = &x->head_v;
+		memset(v, 0, sizeof *v);
+		if (len >= 0) {
+			v->known |= XV_SIZE;
+			v->size = len;
+		}
+		if (x->etag[0]) {
+			v->known |= XV_ETAG;
+			snprintf(v->etag, sizeof v->etag, "%s", x->etag);
+		}
+		if (x->modified[0]) {
+			v->known |= XV_MODIFIED;
+			snprintf(v->modified, sizeof v->modified, "%s", x->modified);
+		}
+		x->head_path = util_strdup(path);
+		x->head_ms = util_mono_ms();
+	}
+	return rc;
 }
 
 int xfer_curl_touch(struct xfer_curl *x, const char *path, char *err, size_t errlen)
