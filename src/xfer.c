@@ -59,7 +59,8 @@
  *
  * Between two servers (remote to remote) a file passes through a spool
  * file beside the store, so memory never grows with file size and both
- * halves can resume.
+ * halves can resume; a spool file, like a local stage's, is continued
+ * only within the boot that wrote it.
  *
  * Connections: one session per end for the whole task (connections are
  * reused across the files of a package), and at most max_per_host
@@ -1301,6 +1302,11 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 		goto out;
 	if (before.known & XV_SIZE)
 		size = before.size;
+	/* As a local stage's file: bytes written before a crash may be zeros
+	 * on the disk, so a spool file is continued, and the upload it fed,
+	 * only within the boot that wrote it. */
+	if (!xfer_local_stage_claim(in))
+		keep = 0;
 	int64_t have = !keep || (size >= 0 && st.st_size > size) ? 0 : st.st_size;
 	if (have == 0 && ftruncate(in, 0) < 0) {
 		rc = XS_PERMANENT;

@@ -11,6 +11,7 @@ import http.client
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -250,6 +251,43 @@ def test_a_partial_file_from_before_a_crash_is_copied_again_not_continued(tmp_pa
     assert_items(d, tid, tree)
     for f in (d.cdn / "vod/pkg").rglob("*.ts"):
         assert "user.apubid.boot" not in os.listxattr(f), f"{f} is published with its mark"
+
+
+def test_a_spool_file_from_before_a_crash_is_fetched_again_not_continued(tmp_path,
+                                                                          make_daemon):
+    """Between two servers a file passes through a spool file beside the
+    store; one cut in the middle by a crash of the machine is treated as a
+    local stage's file: its bytes may be zeros, so it is fetched again from
+    its first byte, and the server's copy ends byte-identical."""
+    from servers import FtpServer
+    from test_remote import (PASSWORD, assert_items, item_rows, make_server, succeed, url,
+                             wait_until)
+    with FtpServer(tmp_path, password=PASSWORD, throttle_bytes_per_sec=3 * MiB) as s, \
+            make_server("http", tmp_path) as dst:
+        dst.path("cdn").mkdir()
+        d, tid, tree = _interrupted_package(make_daemon, tmp_path, s, root=url(dst, "cdn/"),
+                                            extra=[dst], kill=False)
+        spool = Path(d.tmp) / f"spool-{tid}"
+
+        def partial():
+            by_seq = {r["seq"]: r for r in item_rows(d, tid)}
+            for f in spool.glob("*") if spool.is_dir() else ():
+                r = by_seq.get(int(f.name)) if f.name.isdigit() else None
+                if (r and not r["is_dir"] and r["state"] == 0 and r["version"]
+                        and 256 << 10 <= f.stat().st_size < len(tree[r["path"]])):
+                    return f
+            return None
+        f = wait_until(partial, 120, "a file half fetched into the spool")
+        d.kill9()
+        assert os.getxattr(f, "user.apubid.boot") == open(
+            "/proc/sys/kernel/random/boot_id", "rb").read().strip()
+        f.write_bytes(bytes(f.stat().st_size))
+        os.setxattr(f, "user.apubid.boot", b"00000000-0000-0000-0000-000000000000")
+        d.start()
+        succeed(d, tid, timeout=120)
+        assert read_tree(dst.path("cdn/vod/pkg")) == tree
+    assert_items(d, tid, tree)
+    assert not spool.exists(), f"{spool} is left behind"
 
 
 def test_files_not_in_the_plan_never_leave_a_local_stage(tmp_path, make_daemon):
