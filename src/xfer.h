@@ -133,6 +133,23 @@ int xfer_curl_stage_list(struct xfer_curl *x, const char *dir, struct xfer_entry
  * an empty directory, depth first, the files of a directory in one batch. */
 int xfer_curl_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,
 		     const char *rm_dir, char *err, size_t errlen);
+/* A protocol's stat, and its one try at a rename (struct xfer_ops). */
+typedef int (*xfer_stat_fn)(struct xfer_curl *x, const char *path, int *is_dir, int64_t *size,
+			    char *err, size_t errlen);
+typedef int (*xfer_rename_fn)(struct xfer_curl *x, const char *from, const char *to,
+			      char *err, size_t errlen);
+/* A remove for protocols of commands (FTP, SFTP): a file with rm_file; a
+ * tree with xfer_curl_rmtree when is_dir, or when rm_file is refused and
+ * `stat` finds a directory; XS_NOTFOUND when nothing is there. */
+int xfer_curl_remove_with(struct xfer_curl *x, const char *path, int is_dir,
+			  const char *rm_file, const char *rm_dir, xfer_stat_fn stat, char *err,
+			  size_t errlen);
+/* A rename for the same: rename_once, and when the server refuses it,
+ * XS_NOTFOUND for a missing `from`, or a file in the way at `to` removed
+ * with rm_file and rename_once tried again. */
+int xfer_curl_rename_with(struct xfer_curl *x, const char *from, const char *to,
+			  xfer_rename_fn rename_once, const char *rm_file, xfer_stat_fn stat,
+			  char *err, size_t errlen);
 /* XS_OK when `url` passes the source rules the session was opened with
  * (struct xfer_curl_opts allow), else XS_PERMANENT with their reason. */
 int xfer_curl_allowed(struct xfer_curl *x, const char *url, char *err, size_t errlen);

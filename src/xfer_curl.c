@@ -1591,6 +1591,24 @@ int xfer_curl_size(struct xfer_curl *x, const char *path, int64_t *size, char *e
 
 /* ---- transfers ------------------------------------------------------------ */
 
+/* Adds to *v what the last answer told of the file: its size (`len`, -1
+ * when not told) and, over HTTP, its ETag and Last-Modified. */
+static void xc_answer_version(const struct xfer_curl *x, int64_t len, struct xfer_version *v)
+{
+	if (len >= 0) {
+		v->known |= XV_SIZE;
+		v->size = len;
+	}
+	if (x->etag[0]) {
+		v->known |= XV_ETAG;
+		snprintf(v->etag, sizeof v->etag, "%s", x->etag);
+	}
+	if (x->modified[0]) {
+		v->known |= XV_MODIFIED;
+		snprintf(v->modified, sizeof v->modified, "%s", x->modified);
+	}
+}
+
 /* The value of the fact `name` ("size=") in an MLST facts line, or NULL. */
 static const char *xc_fact(const char *facts, const char *name)
 {
@@ -1697,22 +1715,11 @@ int xfer_curl_version(struct xfer_curl *x, const char *path, struct xfer_version
 		return rc;
 	curl_off_t len = -1, t = -1;
 	curl_easy_getinfo(x->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-	if (len >= 0) {
-		v->known |= XV_SIZE;
-		v->size = (int64_t)len;
-	}
+	xc_answer_version(x, (int64_t)len, v);
 	if (x->proto != XC_HTTP && curl_easy_getinfo(x->h, CURLINFO_FILETIME_T, &t) == CURLE_OK &&
 	    t >= 0) {
 		v->known |= XV_MTIME;
 		v->mtime_ns = (int64_t)t * 1000000000;
-	}
-	if (x->etag[0]) {
-		v->known |= XV_ETAG;
-		snprintf(v->etag, sizeof v->etag, "%s", x->etag);
-	}
-	if (x->modified[0]) {
-		v->known |= XV_MODIFIED;
-		snprintf(v->modified, sizeof v->modified, "%s", x->modified);
 	}
 	return XS_OK;
 }
@@ -1932,6 +1939,75 @@ int xfer_curl_rmtree(struct xfer_curl *x, const char *dir, const char *rm_file,
 	return xc_rmtree(x, dir, rm_file, rm_dir, 0, err, errlen);
 }
 
+int xfer_curl_remove_with(struct xfer_curl *x, const char *path, int is_dir,
+			  const char *rm_file, const char *rm_dir, xfer_stat_fn stat, char *err,
+			  size_t errlen)
+{
+	char first[1024];
+	char *p = xfer_curl_noslash(path);
+	int rc, d = 0;
+	int64_t size;
+	if (!is_dir) {
+		rc = xfer_curl_quote(x, rm_file, p, NULL, 0, first, sizeof first);
+		if (rc == XS_PERMANENT) {
+			/* Refused: missing, or a directory after all (a purge
+			 * removes whatever is there). */
+			char e2[1024];
+			int r = stat(x, p, &d, &size, e2, sizeof e2);
+			if (r == XS_NOTFOUND)
+				rc = XS_NOTFOUND;
+			else if (r == XS_OK && d)
+				rc = xfer_curl_rmtree(x, p, rm_file, rm_dir, first, sizeof first);
+		}
+	} else {
+		rc = stat(x, p, &d, &size, first, sizeof first);
+		if (rc == XS_OK)
+			rc = d ? xfer_curl_rmtree(x, p, rm_file, rm_dir, first, sizeof first)
+			       : xfer_curl_quote(x, rm_file, p, NULL, 0, first, sizeof first);
+	}
+	free(p);
+	if (rc != XS_OK)
+		snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
+int xfer_curl_rename_with(struct xfer_curl *x, const char *from, const char *to,
+			  xfer_rename_fn rename_once, const char *rm_file, xfer_stat_fn stat,
+			  char *err, size_t errlen)
+{
+	char first[1024];
+	int rc = rename_once(x, from, to, first, sizeof first);
+	if (rc == XS_OK || rc == XS_TRANSIENT || rc == XS_STOPPED)
+		goto out;
+	/* Refused. A missing source is "not found" (and must not cost the
+	 * target anything); a file in the way is removed first where the
+	 * server will not replace it, and the rename tried again. */
+	int from_dir = 0, to_dir = 0;
+	int64_t size;
+	char e2[1024];
+	int r = stat(x, from, &from_dir, &size, e2, sizeof e2);
+	if (r == XS_NOTFOUND) {
+		rc = XS_NOTFOUND;
+		goto out;
+	}
+	if (r != XS_OK)
+		goto out;
+	r = stat(x, to, &to_dir, &size, e2, sizeof e2);
+	if (r != XS_OK || to_dir)
+		goto out;
+	r = xfer_curl_quote(x, rm_file, to, NULL, 0, e2, sizeof e2);
+	if (r != XS_OK) {
+		snprintf(first, sizeof first, "%s", e2);
+		rc = r;
+		goto out;
+	}
+	rc = rename_once(x, from, to, first, sizeof first);
+out:
+	if (rc != XS_OK)
+		snprintf(err, errlen, "%s", first);
+	return rc;
+}
+
 int xfer_curl_fail(struct xfer_curl *x, int status, const char *path, char *err, size_t errlen,
 		   const char *fmt, ...)
 {
@@ -1958,20 +2034,8 @@ int xfer_curl_head(struct xfer_curl *x, const char *path, int64_t *size, char *e
 	free(x->head_path);
 	x->head_path = NULL;
 	if (rc == XS_OK && x->proto == XC_HTTP) {
-		struct xfer_version *v = &x->head_v;
-		memset(v, 0, sizeof *v);
-		if (len >= 0) {
-			v->known |= XV_SIZE;
-			v->size = len;
-		}
-		if (x->etag[0]) {
-			v->known |= XV_ETAG;
-			snprintf(v->etag, sizeof v->etag, "%s", x->etag);
-		}
-		if (x->modified[0]) {
-			v->known |= XV_MODIFIED;
-			snprintf(v->modified, sizeof v->modified, "%s", x->modified);
-		}
+		memset(&x->head_v, 0, sizeof x->head_v);
+		xc_answer_version(x, len, &x->head_v);
 		x->head_path = util_strdup(path);
 		x->head_ms = util_mono_ms();
 	}

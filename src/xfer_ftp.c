@@ -90,68 +90,14 @@ static int xfer_ftp_rename_once(struct xfer_curl *x, const char *from, const cha
 static int xfer_ftp_rename(struct xfer_curl *x, const char *from, const char *to, char *err,
 			   size_t errlen)
 {
-	char first[1024];
-	int rc = xfer_ftp_rename_once(x, from, to, first, sizeof first);
-	if (rc == XS_OK || rc == XS_TRANSIENT || rc == XS_STOPPED)
-		goto out;
-	/* Refused. A missing source is "not found" (and must not cost the
-	 * target anything); a file in the way is removed first where the
-	 * server will not replace it. */
-	int from_dir = 0, to_dir = 0;
-	int64_t size;
-	char e2[1024];
-	int r = xfer_ftp_stat(x, from, &from_dir, &size, e2, sizeof e2);
-	if (r == XS_NOTFOUND) {
-		rc = XS_NOTFOUND;
-		goto out;
-	}
-	if (r != XS_OK)
-		goto out;
-	r = xfer_ftp_stat(x, to, &to_dir, &size, e2, sizeof e2);
-	if (r != XS_OK || to_dir)
-		goto out;
-	r = xfer_curl_quote(x, "DELE", to, NULL, 0, e2, sizeof e2);
-	if (r != XS_OK) {
-		snprintf(first, sizeof first, "%s", e2);
-		rc = r;
-		goto out;
-	}
-	rc = xfer_ftp_rename_once(x, from, to, first, sizeof first);
-out:
-	if (rc != XS_OK)
-		snprintf(err, errlen, "%s", first);
-	return rc;
+	return xfer_curl_rename_with(x, from, to, xfer_ftp_rename_once, "DELE", xfer_ftp_stat, err,
+				     errlen);
 }
 
 static int xfer_ftp_remove(struct xfer_curl *x, const char *path, int is_dir, char *err,
 			   size_t errlen)
 {
-	char first[1024];
-	char *p = xfer_curl_noslash(path);
-	int rc, d = 0;
-	int64_t size;
-	if (!is_dir) {
-		rc = xfer_curl_quote(x, "DELE", p, NULL, 0, first, sizeof first);
-		if (rc == XS_PERMANENT) {
-			/* Refused: missing, or a directory after all (a purge
-			 * removes whatever is there). */
-			char e2[1024];
-			int r = xfer_ftp_stat(x, p, &d, &size, e2, sizeof e2);
-			if (r == XS_NOTFOUND)
-				rc = XS_NOTFOUND;
-			else if (r == XS_OK && d)
-				rc = xfer_curl_rmtree(x, p, "DELE", "RMD", first, sizeof first);
-		}
-	} else {
-		rc = xfer_ftp_stat(x, p, &d, &size, first, sizeof first);
-		if (rc == XS_OK)
-			rc = d ? xfer_curl_rmtree(x, p, "DELE", "RMD", first, sizeof first)
-			       : xfer_curl_quote(x, "DELE", p, NULL, 0, first, sizeof first);
-	}
-	free(p);
-	if (rc != XS_OK)
-		snprintf(err, errlen, "%s", first);
-	return rc;
+	return xfer_curl_remove_with(x, path, is_dir, "DELE", "RMD", xfer_ftp_stat, err, errlen);
 }
 
 const struct xfer_ops xfer_ftp_ops = {
