@@ -1649,7 +1649,9 @@ static int xc_mlst(struct xfer_curl *x, const char *path, struct xfer_version *v
 				x->mlst = -1;
 			return -1;
 		}
-		return rc;
+		/* 550 for a file that is not there, as SIZE's: not found (a
+		 * file gone since it was listed is a change, not a failure). */
+		return rc == XS_PERMANENT && x->reply_code == 550 ? XS_NOTFOUND : rc;
 	}
 	const char *type = xc_fact(x->facts, "type=");
 	const char *size = xc_fact(x->facts, "size=");
