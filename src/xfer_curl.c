@@ -457,6 +457,22 @@ static void xc_hasher_stop(struct xfer_curl *x)
 	x->hasher = NULL;
 }
 
+/* Gives the idle hasher (xc_hasher_wait first) `len` bytes at `buf` to
+ * show to the session's on_data; `buf` must stay as it is until the next
+ * xc_hasher_wait. */
+static void xc_hasher_hand(struct xfer_curl *x, char *buf, size_t len)
+{
+	struct xc_hasher *h = x->hasher;
+	pthread_mutex_lock(&h->lock);
+	h->buf = buf;
+	h->len = len;
+	h->on_data = x->on_data;
+	h->arg = x->arg;
+	h->busy = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
 /* Hands an upload's piece to the hasher: a copy, since libcurl sends from
  * and then refills its own buffer. 0, or -1 with x->local set. */
 static int xc_hasher_give(struct xfer_curl *x, const char *p, size_t n)
@@ -469,14 +485,7 @@ static int xc_hasher_give(struct xfer_curl *x, const char *p, size_t n)
 			h->copy = util_malloc(XC_WRITE_BUF);
 		size_t k = n < XC_WRITE_BUF ? n : XC_WRITE_BUF;
 		memcpy(h->copy, p, k);
-		pthread_mutex_lock(&h->lock);
-		h->buf = h->copy;
-		h->len = k;
-		h->on_data = x->on_data;
-		h->arg = x->arg;
-		h->busy = 1;
-		pthread_cond_broadcast(&h->cond);
-		pthread_mutex_unlock(&h->lock);
+		xc_hasher_hand(x, h->copy, k);
 		p += k;
 		n -= k;
 	}
@@ -520,14 +529,7 @@ static int xc_flush(struct xfer_curl *x)
 	if (xc_hasher_wait(x) < 0)
 		return -1;
 	struct xc_hasher *h = x->hasher;
-	pthread_mutex_lock(&h->lock);
-	h->buf = x->wbuf;
-	h->len = n;
-	h->on_data = x->on_data;
-	h->arg = x->arg;
-	h->busy = 1;
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
+	xc_hasher_hand(x, x->wbuf, n);
 	char *spare = h->spare;
 	h->spare = x->wbuf;
 	x->wbuf = spare;

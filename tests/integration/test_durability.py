@@ -219,6 +219,15 @@ def test_files_recorded_done_but_lost_from_a_local_stage_are_copied_again(tmp_pa
         assert f"the staged copy of {path} is not what was recorded" in log, path
 
 
+def as_after_a_power_cut(path):
+    """Makes the partial file `path`, marked by apubid as written in this
+    boot, what a power cut can leave: zeros, written in another boot."""
+    assert os.getxattr(path, "user.apubid.boot") == open(
+        "/proc/sys/kernel/random/boot_id", "rb").read().strip()
+    path.write_bytes(bytes(path.stat().st_size))
+    os.setxattr(path, "user.apubid.boot", b"00000000-0000-0000-0000-000000000000")
+
+
 def test_a_partial_file_from_before_a_crash_is_copied_again_not_continued(tmp_path,
                                                                            make_daemon):
     """A file cut in the middle is continued after its bytes only when they
@@ -240,11 +249,7 @@ def test_a_partial_file_from_before_a_crash_is_copied_again_not_continued(tmp_pa
             return None
         path = wait_until(partial, 120, "a file half copied")
         d.kill9()
-        p = stage / path
-        assert os.getxattr(p, "user.apubid.boot") == open(
-            "/proc/sys/kernel/random/boot_id", "rb").read().strip()
-        p.write_bytes(bytes(p.stat().st_size))
-        os.setxattr(p, "user.apubid.boot", b"00000000-0000-0000-0000-000000000000")
+        as_after_a_power_cut(stage / path)
         d.start()
         succeed(d, tid, timeout=120)
     assert read_tree(d.cdn / "vod/pkg") == tree
@@ -279,10 +284,7 @@ def test_a_spool_file_from_before_a_crash_is_fetched_again_not_continued(tmp_pat
             return None
         f = wait_until(partial, 120, "a file half fetched into the spool")
         d.kill9()
-        assert os.getxattr(f, "user.apubid.boot") == open(
-            "/proc/sys/kernel/random/boot_id", "rb").read().strip()
-        f.write_bytes(bytes(f.stat().st_size))
-        os.setxattr(f, "user.apubid.boot", b"00000000-0000-0000-0000-000000000000")
+        as_after_a_power_cut(f)
         d.start()
         succeed(d, tid, timeout=120)
         assert read_tree(dst.path("cdn/vod/pkg")) == tree

@@ -26,10 +26,8 @@ import hashlib
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -37,6 +35,7 @@ import pytest
 from conftest import hidden_entries
 from servers import WebDavServer
 from test_manifest_plan import CODECS, FFMPEG, FFMPEG_TIMEOUT, PACKAGES, SOURCE, mpd_segments
+from test_remote import attempt_rows, item_rows, task_row
 
 # The packages published whole: every file ffmpeg wrote is named by the
 # manifests, but for dash_template, where ffmpeg may write one audio chunk
@@ -115,23 +114,6 @@ def start(make_daemon, origin, parallel=None, retries="3"):
 
 
 # ---- the task store and the trees ------------------------------------------------
-
-def _db(d):
-    con = sqlite3.connect(f"file:{d.tmp}/apubid.db?mode=ro", uri=True, timeout=10)
-    con.row_factory = sqlite3.Row
-    return con
-
-
-def task_row(d, tid):
-    with closing(_db(d)) as con:
-        return dict(con.execute("SELECT * FROM task WHERE id = ?", (tid,)).fetchone())
-
-
-def item_rows(d, tid):
-    with closing(_db(d)) as con:
-        return [dict(r) for r in con.execute(
-            "SELECT * FROM item WHERE task_id = ? ORDER BY seq", (tid,))]
-
 
 def tree(root):
     """{relative path: SHA-256} of every file below root."""
@@ -350,9 +332,7 @@ def test_segment_answering_503_is_retried_not_failed(make_daemon, origin, origin
             assert d.status(tid)[0] == "IN_PROGRESS", task_row(d, tid)["reason"]
             time.sleep(0.1)
         assert d.status(tid)[0] == "IN_PROGRESS"
-        with closing(_db(d)) as con:
-            errors = [r[0] for r in con.execute(
-                "SELECT error FROM attempt WHERE task_id = ? ORDER BY n", (tid,))]
+        errors = [r["error"] for r in attempt_rows(d, tid)]
         assert errors and "/vod/busy/index2.ts" in errors[0] and "503" in errors[0], errors
         # Retrying: nothing at the destination, the stage kept for the resume.
         assert not (d.cdn / "pkg/busy").exists()
