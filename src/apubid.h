@@ -1010,7 +1010,7 @@ int xfer_local_purge(const char *root, const char *rel, const char *taskid, char
 		    char *err, size_t errlen);
 
 /* The pieces xfer.c assembles transfers from when one end is local. Every
- * function returns XFER_OK or XFER_FAILED (xfer_local_copy also
+ * function returns XFER_OK or XFER_FAILED (xfer_fd_copy also
  * XFER_STOPPED), with err set on failure to a sentence for a task's reason.
  * Paths inside a package ("sub/a.ts") are normalised: no "..", ".", empty
  * segment, or leading or trailing '/'; anything else is refused. */
@@ -1046,16 +1046,6 @@ int xfer_local_stage_found(const struct xfer_local_stage *st);
  * after a failure, without it). */
 int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd, int64_t *size,
 			 char *err, size_t errlen);
-/* 1 when every byte of the open stage file fd was written since the
- * machine last started, so that a resume may continue after them; 0 when
- * they may not be on the disk (written before a crash or a power cut, or
- * unknown), and the file must be copied again from its first byte. Marks
- * the file as written in this boot either way. */
-int xfer_local_stage_claim(int fd);
-/* Truncates an open stage file to `size` and positions the fd there (when
- * a resumed transfer has to start again from 0 or from a known good
- * offset). */
-int xfer_local_stage_truncate(int fd, int64_t size, char *err, size_t errlen);
 /* fsyncs a finished file (the caller then closes it). */
 int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, size_t errlen);
 /* Creates an (empty) directory inside the package, and any missing parent;
@@ -1118,6 +1108,8 @@ int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *
  * missing one is XV_GONE). Returns XFER_OK or XFER_FAILED with err. */
 int xfer_local_version(const char *src, const char *path, int fd, struct xfer_version *v,
 		      char *err, size_t errlen);
+/* ---- xfer_fd.c: work on open descriptors ------------------------------ */
+
 /* Copies `len` bytes from `in` at `in_off` to `out` at `out_off` with
  * positional calls (neither descriptor's offset moves), with
  * copy_file_range where it works and pread/pwrite otherwise, polling *stop
@@ -1131,9 +1123,22 @@ int xfer_local_version(const char *src, const char *path, int fd, struct xfer_ve
  * no file (the function only has descriptors): "read error at byte N:
  * ...", "write error at byte N: ...", "the source ended at byte N, M bytes
  * short"; callers add which files. */
-int xfer_local_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
+int xfer_fd_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
 		   volatile sig_atomic_t *stop, char *err, size_t errlen);
+
+/* 1 when every byte of the open partial file fd (a stage's, a spool's) was written since the
+ * machine last started, so that a resume may continue after them; 0 when
+ * they may not be on the disk (written before a crash or a power cut, or
+ * unknown), and the file must be copied again from its first byte. Marks
+ * the file as written in this boot either way. */
+int xfer_fd_claim(int fd);
+/* Truncates an open partial file to `size` and positions the fd there (when
+ * a resumed transfer has to start again from 0 or from a known good
+ * offset). */
+int xfer_fd_truncate(int fd, int64_t size, char *err, size_t errlen);
+/* Takes the boot mark off a finished file. */
+void xfer_fd_unclaim(int fd);
 
 /* ---- xfer_curl.c: remote servers through libcurl ---------------------- */
 /* What differs between protocols (stat, mkdir, rename, remove) is in one

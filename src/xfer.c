@@ -794,7 +794,7 @@ static int xfer_stage_recheck(struct xfer_job *j)
 			log_warn("task %s: the staged copy of %s is not what was recorded (%s): "
 				 "copying it again",
 				 j->t->id, *it->path ? it->path : j->t->dest_path, why);
-			if (xfer_local_stage_truncate(fd, 0, j->err, j->errlen) < 0)
+			if (xfer_fd_truncate(fd, 0, j->err, j->errlen) < 0)
 				rc = XS_PERMANENT;
 			it->state = ITEM_PENDING;
 			changed = 1;
@@ -1181,10 +1181,10 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		size = before.size;
 	/* Continued only if its bytes cannot have been lost to a crash (the
 	 * file is marked as written in this boot either way). */
-	int this_boot = xfer_local_stage_claim(out);
+	int this_boot = xfer_fd_claim(out);
 	if (!keep || (size >= 0 && have > size) || !this_boot)
 		have = 0;
-	if (have == 0 && xfer_local_stage_truncate(out, 0, j->err, j->errlen) < 0) {
+	if (have == 0 && xfer_fd_truncate(out, 0, j->err, j->errlen) < 0) {
 		rc = XS_PERMANENT;
 		goto out;
 	}
@@ -1194,7 +1194,7 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 	}
 	j->bytes_cur = have;
 	if (!j->src.remote) {
-		int r = xfer_local_copy(in, have, out, have, size - have, xfer_on_data, j, j->stop,
+		int r = xfer_fd_copy(in, have, out, have, size - have, xfer_on_data, j, j->stop,
 				       j->err, j->errlen);
 		rc = r == XFER_OK ? XS_OK : r == XFER_STOPPED ? XS_STOPPED : XS_PERMANENT;
 	} else {
@@ -1228,7 +1228,7 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		rc = xfer_version_after(j, it, in, &before, rc);
 	if (rc == XS_CHANGED) {
 		char e[256];
-		xfer_local_stage_truncate(out, 0, e, sizeof e);
+		xfer_fd_truncate(out, 0, e, sizeof e);
 	}
 out:
 	if (in >= 0)
@@ -1305,7 +1305,7 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 	/* As a local stage's file: bytes written before a crash may be zeros
 	 * on the disk, so a spool file is continued, and the upload it fed,
 	 * only within the boot that wrote it. */
-	if (!xfer_local_stage_claim(in))
+	if (!xfer_fd_claim(in))
 		keep = 0;
 	int64_t have = !keep || (size >= 0 && st.st_size > size) ? 0 : st.st_size;
 	if (have == 0 && ftruncate(in, 0) < 0) {

@@ -1007,7 +1007,7 @@ static void test_stage_truncate_restarts_a_resumed_file_from_the_given_offset(vo
 	int fd;
 	int64_t size = -1;
 	CHECK(xfer_local_stage_file(st, "", &fd, &size, err, sizeof err) == XFER_OK);
-	int rc = size == 12 ? xfer_local_stage_truncate(fd, 4, err, sizeof err) : XFER_FAILED;
+	int rc = size == 12 ? xfer_fd_truncate(fd, 4, err, sizeof err) : XFER_FAILED;
 	/* The next write lands right after the kept bytes, not at the old
 	 * end. */
 	off_t at = lseek(fd, 0, SEEK_CUR);
@@ -1342,8 +1342,8 @@ static int copy_in_two(const char *src, const char *dst, int64_t at)
 	struct stat st;
 	int rc = -1;
 	if (in >= 0 && out >= 0 && fstat(in, &st) == 0 &&
-	    xfer_local_copy(in, 0, out, 0, at, NULL, NULL, &no_stop, err, sizeof err) == XFER_OK &&
-	    xfer_local_copy(in, at, out, at, st.st_size - at, NULL, NULL, &no_stop, err,
+	    xfer_fd_copy(in, 0, out, 0, at, NULL, NULL, &no_stop, err, sizeof err) == XFER_OK &&
+	    xfer_fd_copy(in, at, out, at, st.st_size - at, NULL, NULL, &no_stop, err,
 			   sizeof err) == XFER_OK &&
 	    lseek(in, 0, SEEK_CUR) == 0 && lseek(out, 0, SEEK_CUR) == 0)
 		rc = 0;
@@ -1404,7 +1404,7 @@ static void test_copy_shows_every_byte_to_on_data(void)
 	CHECK(s.buf != NULL);
 	int in = open(P("%s/movie.ts", ingest), O_RDONLY | O_CLOEXEC);
 	int out = open_rw(P("%s/copy.ts", root));
-	int rc = xfer_local_copy(in, 100, out, 100, (int64_t)total - 100, collect, &s, &no_stop,
+	int rc = xfer_fd_copy(in, 100, out, 100, (int64_t)total - 100, collect, &s, &no_stop,
 				err, sizeof err);
 	close(in);
 	close(out);
@@ -1424,7 +1424,7 @@ static void test_copy_stops_when_stop_is_set(void)
 	volatile sig_atomic_t stop = 1;
 	int in = open(P("%s/movie.ts", ingest), O_RDONLY | O_CLOEXEC);
 	int out = open_rw(P("%s/copy.ts", root));
-	int rc = xfer_local_copy(in, 0, out, 0, 1024 * 1024, NULL, NULL, &stop, err, sizeof err);
+	int rc = xfer_fd_copy(in, 0, out, 0, 1024 * 1024, NULL, NULL, &stop, err, sizeof err);
 	struct stat st;
 	int sized = fstat(out, &st) == 0 && st.st_size == 0;
 	close(in);
@@ -1439,7 +1439,7 @@ static void test_copy_of_a_source_shorter_than_asked_fails(void)
 	CHECK(write_text(P("%s/short.ts", ingest), "0123456789") == 0);
 	int in = open(P("%s/short.ts", ingest), O_RDONLY | O_CLOEXEC);
 	int out = open_rw(P("%s/copy.ts", root));
-	int rc = xfer_local_copy(in, 4, out, 0, 10, NULL, NULL, &no_stop, err, sizeof err);
+	int rc = xfer_fd_copy(in, 4, out, 0, 10, NULL, NULL, &no_stop, err, sizeof err);
 	close(in);
 	close(out);
 	CHECK(rc == XFER_FAILED);
