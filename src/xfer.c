@@ -187,98 +187,6 @@ static void xfer_hosts_release(const char *a, const char *b)
 
 /* ---- the two ends ----------------------------------------------------- */
 
-struct xfer_end {
-	int remote;
-	char *path;    /* local path, or raw server path (no trailing '/') */
-	char *session; /* scheme://user:password@host:port/ (remote) */
-	char *show;    /* the session or path, credentials masked, for messages */
-	char *key;     /* scheme://host:port, for the per-host limit */
-	char *scheme;
-	const struct xfer_ops *ops; /* the protocol's (remote ends) */
-	struct xfer_curl *x;
-};
-
-static void xfer_end_free(struct xfer_end *e)
-{
-	if (e->x)
-		xfer_curl_close(e->x);
-	free(e->path);
-	free(e->session);
-	free(e->show);
-	free(e->key);
-	free(e->scheme);
-	memset(e, 0, sizeof *e);
-}
-
-/* The user and password for a server: the URL's own, else the first
- * [credentials] entry for the same scheme, host and port. */
-static void xfer_find_credentials(const struct config *c, const struct url *u, char **user,
-				  char **password)
-{
-	*user = util_strdup(u->user);
-	*password = util_strdup(u->password);
-	if (u->user)
-		return;
-	int port = url_default_port(u);
-	for (int i = 0; i < c->ncredentials; i++) {
-		struct url k;
-		if (url_parse(c->credentials[i], &k, NULL, 0) < 0)
-			continue;
-		int kport = url_default_port(&k);
-		if (strcmp(k.scheme, u->scheme) == 0 && strcasecmp(k.host, u->host) == 0 &&
-		    kport == port && k.user) {
-			*user = util_strdup(k.user);
-			*password = util_strdup(k.password);
-			url_free(&k);
-			return;
-		}
-		url_free(&k);
-	}
-}
-
-/* The table of a protocol by scheme; an http(s) server is read as a
- * plain HTTP origin and written as a WebDAV root. */
-static const struct xfer_ops *xfer_ops_of(const char *scheme, int is_source)
-{
-	if (strcmp(scheme, "ftp") == 0 || strcmp(scheme, "ftps") == 0)
-		return &xfer_ftp_ops;
-	if (strcmp(scheme, "sftp") == 0)
-		return &xfer_sftp_ops;
-	return is_source ? &xfer_http_ops : &xfer_dav_ops;
-}
-
-/* Fills a remote end from a parsed URL. */
-static void xfer_end_remote(const struct config *c, struct xfer_end *e, const struct url *u,
-			    int is_source)
-{
-	char *user, *password;
-	xfer_find_credentials(c, u, &user, &password);
-	int port = url_default_port(u);
-	int v6 = strchr(u->host, ':') != NULL;
-	char *auth = NULL;
-	if (user) {
-		char *eu = url_encode_userinfo(user);
-		char *ep = password ? url_encode_userinfo(password) : NULL;
-		auth = util_printf("%s%s%s@", eu, ep ? ":" : "", ep ? ep : "");
-		free(eu);
-		free(ep);
-	}
-	e->remote = 1;
-	e->scheme = util_strdup(u->scheme);
-	e->ops = xfer_ops_of(u->scheme, is_source);
-	e->session = util_printf("%s://%s%s%s%s:%d/", u->scheme, auth ? auth : "", v6 ? "[" : "",
-				 u->host, v6 ? "]" : "", port);
-	e->key = util_printf("%s://%s%s%s:%d", u->scheme, v6 ? "[" : "", u->host, v6 ? "]" : "",
-			     port);
-	e->show = url_mask(e->session);
-	size_t n = strlen(e->show);
-	if (n > 0 && e->show[n - 1] == '/')
-		e->show[n - 1] = '\0';
-	free(auth);
-	free(user);
-	free(password);
-}
-
 static void xfer_strip_slashes(char *p)
 {
 	size_t n = strlen(p);
@@ -286,140 +194,49 @@ static void xfer_strip_slashes(char *p)
 		p[--n] = '\0';
 }
 
-/* The source end of a load. */
-static int xfer_source_end(const struct config *c, const char *source, struct xfer_end *e,
-			   char *err, size_t errlen)
-{
-	memset(e, 0, sizeof *e);
-	if (!url_is_absolute(source)) {
-		e->path = util_strdup(source);
-	} else {
-		struct url u;
-		if (url_parse(source, &u, err, errlen) < 0)
-			return -1;
-		if (strcmp(u.scheme, "file") == 0) {
-			e->path = util_strdup(u.path);
-		} else {
-			xfer_end_remote(c, e, &u, 1);
-			e->path = util_strdup(u.path);
-		}
-		url_free(&u);
-	}
-	xfer_strip_slashes(e->path);
-	if (!e->remote)
-		e->show = util_strdup(e->path);
-	return 0;
-}
-
-/* The destination end: the root, local or remote; e->path is the root's
- * local path or its server path, without a trailing '/'. */
-static int xfer_dest_end(const struct config *c, struct xfer_end *e, char *err, size_t errlen)
-{
-	memset(e, 0, sizeof *e);
-	if (c->dest_root_path) {
-		e->path = util_strdup(c->dest_root_path);
-		e->show = util_strdup(c->dest_root_path);
-		return 0;
-	}
-	struct url u;
-	if (url_parse(c->dest_root_auth ? c->dest_root_auth : c->dest_root, &u, err, errlen) < 0)
-		return -1;
-	xfer_end_remote(c, e, &u, 0);
-	e->path = util_strdup(u.path);
-	xfer_strip_slashes(e->path);
-	url_free(&u);
-	return 0;
-}
-
-/* struct xfer_curl_opts allow for a source: a URL a package's manifest
- * names is held to the rules of a SourceAssetUrl. */
-static int xfer_source_allowed(void *arg, const char *url, char *err, size_t errlen)
-{
-	char *local = NULL;
-	int is_dir = 0;
-	if (asset_source(arg, url, &local, &is_dir, err, errlen) < 0)
-		return -1;
-	free(local);
-	return 0;
-}
-
-static int xfer_end_open(const struct config *c, struct xfer_end *e, volatile sig_atomic_t *stop,
+/* An end from a source or a root: a plain path or a file: URL is a path on
+ * this machine, any other URL a server. */
+static int xfer_end_init(const struct config *c, struct xfer_end *e, const char *where,
 			 int is_source, char *err, size_t errlen)
 {
-	if (!e->remote || e->x)
-		return XS_OK;
-	struct xfer_curl_opts o = {
-		.ca_file = c->ca_file,
-		.ssh_private_key = c->ssh_private_key,
-		.ssh_public_key = c->ssh_public_key,
-		.ssh_known_hosts = c->ssh_known_hosts,
-		.connect_timeout = c->connect_timeout,
-		.stall_timeout = c->stall_timeout,
-		.stop = stop,
-		.refuse_private = is_source && c->refuse_private_sources,
-		.allow = is_source ? xfer_source_allowed : NULL,
-		.allow_arg = (void *)c,
-	};
-	e->x = xfer_curl_open(e->session, &o, err, errlen);
-	return e->x ? XS_OK : XS_PERMANENT;
-}
-
-/* The operations of a remote end, through its protocol's table; every
- * path is checked first (absolute, no control character). */
-static int xfer_end_stat(struct xfer_end *e, const char *path, int *is_dir, int64_t *size,
-			 char *err, size_t errlen)
-{
-	*is_dir = 0;
-	*size = -1;
-	int rc = xfer_curl_check_path(e->x, path, err, errlen);
-	return rc != XS_OK ? rc : e->ops->stat(e->x, path, is_dir, size, err, errlen);
-}
-
-static int xfer_end_size(struct xfer_end *e, const char *path, int64_t *size, char *err,
-			 size_t errlen)
-{
-	int is_dir = 0;
-	int rc = xfer_end_stat(e, path, &is_dir, size, err, errlen);
-	if (rc == XS_OK && is_dir) {
-		*size = -1;
-		return xfer_curl_fail(e->x, XS_PERMANENT, path, err, errlen,
-				      "is a directory, not a file");
+	memset(e, 0, sizeof *e);
+	if (!url_is_absolute(where)) {
+		e->ops = &xfer_local_end;
+		e->path = util_strdup(where);
+		xfer_strip_slashes(e->path);
+		return e->ops->init(c, e, NULL, is_source, err, errlen) == XS_OK ? 0 : -1;
 	}
-	return rc;
+	struct url u;
+	if (url_parse(where, &u, err, errlen) < 0)
+		return -1;
+	e->ops = strcmp(u.scheme, "file") == 0 ? &xfer_local_end : &xfer_remote_end;
+	e->path = util_strdup(u.path);
+	xfer_strip_slashes(e->path);
+	int rc = e->ops->init(c, e, &u, is_source, err, errlen);
+	url_free(&u);
+	return rc == XS_OK ? 0 : -1;
 }
 
-static int xfer_end_mkdir(struct xfer_end *e, const char *dir, char *err, size_t errlen)
+/* The destination end: the root, a path or a server. */
+static int xfer_dest_end(const struct config *c, struct xfer_end *e, char *err, size_t errlen)
 {
-	int rc = xfer_curl_check_path(e->x, dir, err, errlen);
-	return rc != XS_OK ? rc : e->ops->mkdir(e->x, dir, err, errlen);
+	return xfer_end_init(c, e,
+			     c->dest_root_path   ? c->dest_root_path
+			     : c->dest_root_auth ? c->dest_root_auth
+						 : c->dest_root,
+			     0, err, errlen);
 }
 
-static int xfer_end_rename(struct xfer_end *e, const char *from, const char *to, char *err,
-			   size_t errlen)
+static void xfer_end_free(struct xfer_end *e)
 {
-	int rc = xfer_curl_check_path(e->x, from, err, errlen);
-	if (rc == XS_OK)
-		rc = xfer_curl_check_path(e->x, to, err, errlen);
-	if (rc != XS_OK || strcmp(from, to) == 0)
-		return rc;
-	return e->ops->rename(e->x, from, to, err, errlen);
-}
-
-static int xfer_end_remove(struct xfer_end *e, const char *path, int is_dir, char *err,
-			   size_t errlen)
-{
-	int rc = xfer_curl_check_path(e->x, path, err, errlen);
-	return rc != XS_OK ? rc : e->ops->remove(e->x, path, is_dir, err, errlen);
-}
-
-/* "/a/b" + "c/d" -> "/a/b/c/d"; an empty part adds nothing. */
-static char *xfer_join(const char *a, const char *b)
-{
-	if (!*b)
-		return util_strdup(a);
-	if (!*a || strcmp(a, "/") == 0)
-		return util_printf("/%s", b);
-	return util_printf("%s/%s", a, b);
+	if (!e->ops)
+		return;
+	e->ops->disconnect(e);
+	e->ops->release(e);
+	free(e->path);
+	free(e->show);
+	free(e->key);
+	memset(e, 0, sizeof *e);
 }
 
 /* ---- the job ----------------------------------------------------------- */
@@ -427,7 +244,6 @@ static char *xfer_join(const char *a, const char *b)
 /* What the lanes of one load share (see xfer_copy_files). */
 struct xfer_shared {
 	pthread_mutex_t lock;
-	pthread_mutex_t stage_lock;  /* a local stage's calls, which keep a list */
 	int next, end;               /* items [next, end) still to hand out */
 	int rc;                      /* the first failure, XS_OK while none */
 	char err[2048];              /* and its reason */
@@ -444,11 +260,7 @@ struct xfer_job {
 	struct xfer_end src, dst;
 	struct item *items;
 	int nitems;
-	/* Destination paths (remote: server paths; local: relative to the stage). */
-	char *final;    /* the asset's final server path (remote) */
-	char *stage;    /* stage directory or temporary file (remote) */
-	struct xfer_local_stage *lstage; /* local destination */
-	char *spool;    /* spool directory for remote-to-remote */
+	char *spool;    /* spool directory between two servers */
 	/* Progress. */
 	struct xfer_shared *sh;
 	int64_t bytes_cur;  /* bytes of the current item */
@@ -514,53 +326,14 @@ static void xfer_add_item(struct item **v, int *n, int *cap, const char *path, i
 	it->size = size;
 }
 
-/* Lists a remote directory tree, breadth first. */
-static int xfer_list_remote(struct xfer_job *j, struct item **v, int *n, int *cap)
-{
-	if (!(j->src.ops->caps & XFER_CAN_LIST)) {
-		snprintf(j->err, j->errlen, "%s%s/: directory listing is not supported over %s",
-			 j->src.show, j->src.path, j->src.ops->name);
-		return XS_PERMANENT;
-	}
-	char **queue = util_calloc(1, sizeof *queue);
-	int qlen = 1, qhead = 0, rc = XS_OK;
-	queue[0] = util_strdup("");
-	while (qhead < qlen && rc == XS_OK) {
-		char *rel = queue[qhead++];
-		char *abs = xfer_join(j->src.path, rel);
-		char *dir = util_printf("%s/", abs);
-		struct xfer_entry *e = NULL;
-		int ne = 0;
-		rc = j->src.ops->list(j->src.x, dir, &e, &ne, j->err, j->errlen);
-		for (int i = 0; rc == XS_OK && i < ne; i++) {
-			char *path = *rel ? util_printf("%s/%s", rel, e[i].name) : util_strdup(e[i].name);
-			xfer_add_item(v, n, cap, path, e[i].is_dir, e[i].is_dir ? -1 : e[i].size);
-			if (e[i].is_dir) {
-				queue = realloc(queue, (size_t)(qlen + 1) * sizeof *queue);
-				if (!queue)
-					abort();
-				queue[qlen++] = util_strdup(path);
-			}
-			free(path);
-		}
-		xfer_curl_free_entries(e, ne);
-		free(abs);
-		free(dir);
-	}
-	for (int i = 0; i < qlen; i++)
-		free(queue[i]);
-	free(queue);
-	return rc;
-}
-
-/* The items of a package its source's planner lists (struct xfer_ops
- * plan): each file, and before it every directory its path implies. */
+/* The items of a package its source's planner lists (struct
+ * xfer_end_ops plan): each file, and before it every directory its path implies. */
 static int xfer_plan_package(struct xfer_job *j, const char *manifest, struct item **v, int *n,
 			     int *cap)
 {
 	struct xfer_entry *e = NULL;
 	int ne = 0;
-	int rc = j->src.ops->plan(j->src.x, manifest, &e, &ne, j->err, j->errlen);
+	int rc = j->src.ops->plan(&j->src, manifest, &e, &ne, j->err, j->errlen);
 	for (int i = 0; rc == XS_OK && i < ne; i++) {
 		for (const char *p = strchr(e[i].name, '/'); p; p = strchr(p + 1, '/')) {
 			char *dir = util_strndup(e[i].name, (size_t)(p - e[i].name));
@@ -626,8 +399,7 @@ static int xfer_plan(struct xfer_job *j)
 	char *manifest = NULL, *top = NULL;
 	struct item *v = NULL;
 	int n = 0, cap = 0, rc = XS_OK, package = 0;
-	if (j->src.remote && j->t->dest_is_dir && !(j->src.ops->caps & XFER_CAN_LIST) &&
-	    j->src.ops->plan) {
+	if (j->t->dest_is_dir && (j->src.caps & XFER_PLANS)) {
 		package = 1;
 		manifest = util_strdup(j->src.path);
 		char *slash = strrchr(j->src.path, '/');
@@ -660,30 +432,13 @@ static int xfer_plan(struct xfer_job *j)
 	j->items = NULL;
 	j->nitems = 0;
 	j->fresh = 1;
-	if (package) {
-		/* planned above */
-	} else if (!j->src.remote) {
-		struct xfer_local_item *fi = NULL;
-		int nf = 0;
-		if (xfer_local_list(j->src.path, &fi, &nf, j->err, j->errlen) < 0)
-			return access(j->src.path, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
-		for (int i = 0; i < nf; i++)
-			xfer_add_item(&v, &n, &cap, fi[i].path, fi[i].is_dir, fi[i].size);
-		xfer_local_free_items(fi, nf);
-	} else if (j->t->dest_is_dir) {
-		rc = xfer_list_remote(j, &v, &n, &cap);
-	} else {
-		int is_dir = 0;
-		int64_t size = -1;
-		rc = xfer_end_stat(&j->src, j->src.path, &is_dir, &size, j->err, j->errlen);
-		if (rc == XS_OK && is_dir) {
-			snprintf(j->err, j->errlen,
-				 "source %s%s is a directory: name it with a trailing '/'", j->src.show,
-				 j->src.path);
-			rc = XS_PERMANENT;
-		}
-		if (rc == XS_OK)
-			xfer_add_item(&v, &n, &cap, "", 0, size);
+	if (!package) {
+		struct xfer_entry *e = NULL;
+		int ne = 0;
+		rc = j->src.ops->list(&j->src, j->t->dest_is_dir, &e, &ne, j->err, j->errlen);
+		for (int i = 0; rc == XS_OK && i < ne; i++)
+			xfer_add_item(&v, &n, &cap, e[i].name, e[i].is_dir, e[i].size);
+		xfer_curl_free_entries(e, ne);
 	}
 	if (rc != XS_OK) {
 		item_free_all(v, n);
@@ -700,15 +455,6 @@ static int xfer_plan(struct xfer_job *j)
 	j->items = v;
 	j->nitems = n;
 	return XS_OK;
-}
-
-/* The hidden names beside the final one: ".NAME.apubid-TASKID.SUFFIX". */
-static char *xfer_side_name(const char *final, const char *taskid, const char *suffix)
-{
-	const char *slash = strrchr(final, '/');
-	size_t dirlen = slash ? (size_t)(slash - final) + 1 : 0;
-	return util_printf("%.*s.%s.apubid-%s.%s", (int)dirlen, final, final + dirlen, taskid,
-			   suffix);
 }
 
 /* When the stage an earlier attempt filled is not there any more (it was
@@ -779,8 +525,9 @@ static int xfer_stage_recheck(struct xfer_job *j)
 			continue;
 		int fd = -1;
 		int64_t have = 0;
-		if (xfer_local_stage_file(j->lstage, it->path, &fd, &have, j->err, j->errlen) < 0)
-			return XS_PERMANENT;
+		int rc = j->dst.ops->create(&j->dst, it->path, &fd, &have, j->err, j->errlen);
+		if (rc != XS_OK)
+			return rc;
 		char hex[65] = "";
 		const char *why = NULL;
 		if (it->size >= 0 && have != it->size)
@@ -789,7 +536,6 @@ static int xfer_stage_recheck(struct xfer_job *j)
 			why = "it cannot be read back";
 		else if (!it->sha256 || strcmp(hex, it->sha256) != 0)
 			why = "its SHA-256 differs";
-		int rc = XS_OK;
 		if (why) {
 			log_warn("task %s: the staged copy of %s is not what was recorded (%s): "
 				 "copying it again",
@@ -799,8 +545,11 @@ static int xfer_stage_recheck(struct xfer_job *j)
 			it->state = ITEM_PENDING;
 			changed = 1;
 		}
-		if (xfer_local_stage_done_file(j->lstage, fd, j->err, j->errlen) < 0)
-			rc = XS_PERMANENT;
+		char e2[256];
+		int f = rc == XS_OK ? j->dst.ops->finish(&j->dst, fd, j->err, j->errlen)
+				    : j->dst.ops->finish(&j->dst, fd, e2, sizeof e2);
+		if (rc == XS_OK)
+			rc = f;
 		close(fd);
 		if (rc != XS_OK)
 			return rc;
@@ -808,60 +557,17 @@ static int xfer_stage_recheck(struct xfer_job *j)
 	return changed ? xfer_record_items(j, j->items, j->nitems) : XS_OK;
 }
 
-/* Step 2: the staging area. */
+/* Step 2: the staging area. A stage is continued only by the attempt
+ * after the one that recorded the plan it was filled from. */
 static int xfer_stage(struct xfer_job *j)
 {
-	int is_dir = j->t->dest_is_dir;
-	if (!j->dst.remote) {
-		/* A stage is continued only by the attempt after the one that
-		 * recorded the plan it was filled from. */
-		if (xfer_local_stage_open(j->dst.path, j->t->dest_path, j->t->id, is_dir, !j->fresh,
-					 &j->lstage, j->err, j->errlen) < 0)
-			return XS_PERMANENT;
-		if (!j->src.remote && xfer_local_stage_check_source(j->lstage, j->src.path, j->err,
-								   j->errlen) < 0)
-			return XS_PERMANENT;
-		return xfer_local_stage_found(j->lstage) ? xfer_stage_recheck(j)
-							 : xfer_forget_done(j);
-	}
-	j->final = xfer_join(j->dst.path, j->t->dest_path);
-	j->stage = xfer_side_name(j->final, j->t->id, is_dir ? "stage" : "tmp");
-	/* Parent directories below the root, one level at a time. */
-	const char *rel = j->t->dest_path;
-	for (const char *p = strchr(rel, '/'); p; p = strchr(p + 1, '/')) {
-		char *part = util_strndup(rel, (size_t)(p - rel));
-		char *dir = xfer_join(j->dst.path, part);
-		char *d = util_printf("%s/", dir);
-		int rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
-		free(part);
-		free(dir);
-		free(d);
-		if (rc != XS_OK)
-			return rc;
-	}
-	/* Only a resume looks for what an earlier attempt staged: a first
-	 * attempt sends no probe (on FTP a probe for a missing name costs the
-	 * control connection), and uploads over whatever an attempt that
-	 * recorded nothing may have left. */
-	int found_dir = 0, rc = XS_NOTFOUND;
-	int64_t size;
-	if (!j->fresh)
-		rc = xfer_end_stat(&j->dst, j->stage, &found_dir, &size, j->err, j->errlen);
-	if (rc == XS_NOTFOUND || (rc == XS_OK && found_dir != is_dir)) {
-		if (rc == XS_OK)
-			xfer_end_remove(&j->dst, j->stage, found_dir, j->err, j->errlen);
-		if ((rc = xfer_forget_done(j)) != XS_OK)
-			return rc;
-	} else if (rc != XS_OK) {
+	int found = 0;
+	int rc = j->dst.ops->stage(&j->dst, j->t, !j->fresh, &j->src, &found, j->err, j->errlen);
+	if (rc != XS_OK)
 		return rc;
-	}
-	if (is_dir) {
-		char *d = util_printf("%s/", j->stage);
-		rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
-		free(d);
-		return rc;
-	}
-	return XS_OK;
+	if (!found)
+		return xfer_forget_done(j);
+	return j->dst.caps & XFER_BY_FD ? xfer_stage_recheck(j) : XS_OK;
 }
 
 /* Counts and hashes every byte that passes; writes progress now and then. */
@@ -1018,19 +724,12 @@ char *xfer_version_text(const struct xfer_version *v)
 	return b.p;
 }
 
-/* The version of an item's source now: of the open local file `in`, of
- * what its local path names when `in` < 0, or what the server says. */
+/* The version of an item's source now: of the descriptor `in` its copy
+ * reads, or of what its path names when `in` < 0. */
 static int xfer_source_version(struct xfer_job *j, const struct item *it, int in,
 			       struct xfer_version *v)
 {
-	if (!j->src.remote)
-		return xfer_local_version(j->src.path, it->path, in, v, j->err, j->errlen) == XFER_OK
-			       ? XS_OK
-			       : XS_PERMANENT;
-	char *src = xfer_join(j->src.path, it->path);
-	int rc = j->src.ops->version(j->src.x, src, v, j->err, j->errlen);
-	free(src);
-	return rc;
+	return j->src.ops->version(&j->src, it->path, in, v, j->err, j->errlen);
 }
 
 /* Files smaller than this are never resumed: copying one again costs less
@@ -1081,9 +780,8 @@ static int xfer_version_start(struct xfer_job *j, struct item *it, const struct 
 static int xfer_changed(struct xfer_job *j, const struct item *it, const char *what)
 {
 	char *w = util_strdup(what);
-	char *file = j->src.remote ? util_printf("%s%s%s%s", j->src.show, j->src.path,
-						 *it->path ? "/" : "", it->path)
-				   : xfer_join(j->src.path, it->path);
+	char *file = util_printf("%s%s%s%s", j->src.show, j->src.path, *it->path ? "/" : "",
+				 it->path);
 	snprintf(j->err, j->errlen, "source changed during the copy: %s; file %s", w, file);
 	log_warn("task %s: %s", j->t->id, j->err);
 	free(file);
@@ -1092,9 +790,10 @@ static int xfer_changed(struct xfer_job *j, const struct item *it, const char *w
 }
 
 /* After a copy: whether the source is still the version it started from
- * (`before`). A local file is asked twice: its open descriptor (appended
- * to, cut, rewritten in place) and its path (replaced by another file, or
- * removed). XS_OK, XS_CHANGED, or the error of asking. */
+ * (`before`). A file read through a descriptor is asked twice: the
+ * descriptor (appended to, cut, rewritten in place) and its path
+ * (replaced by another file, or removed). XS_OK, XS_CHANGED, or the error
+ * of asking. */
 static int xfer_version_check(struct xfer_job *j, const struct item *it, int in,
 			      const struct xfer_version *before)
 {
@@ -1109,7 +808,7 @@ static int xfer_version_check(struct xfer_job *j, const struct item *it, int in,
 	if (rc != XS_OK)
 		return rc;
 	int changed = xfer_version_diff(before, &now, what, sizeof what);
-	if (!changed && !j->src.remote) {
+	if (!changed && in >= 0) {
 		if ((rc = xfer_source_version(j, it, -1, &now)) != XS_OK)
 			return rc;
 		changed = xfer_version_diff(before, &now, what, sizeof what);
@@ -1153,31 +852,26 @@ static int xfer_size_check(struct xfer_job *j, int64_t got, int64_t want, const 
 	return XS_OK;
 }
 
-/* Copies one file into a local stage, from a local or remote source. The
- * source's version is taken before the first byte is read and checked
- * again after the last: a copy of a source that changed meanwhile is
- * emptied and reported as XS_CHANGED. */
-static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size_out)
+/* Copies one file into a stage that hands out descriptors (XFER_BY_FD),
+ * from a source that does too (a copy between descriptors) or from a
+ * server (a download). The source's version is taken before the first
+ * byte is read and checked again after the last: a copy of a source that
+ * changed meanwhile is emptied and reported as XS_CHANGED. */
+static int xfer_item_into_fd(struct xfer_job *j, struct item *it, int64_t *size_out)
 {
 	int out = -1, in = -1, rc, keep = 0;
 	int64_t have = 0, size = it->size;
 	struct xfer_version before;
-	pthread_mutex_lock(&j->sh->stage_lock);
-	int opened = xfer_local_stage_file(j->lstage, it->path, &out, &have, j->err, j->errlen);
-	pthread_mutex_unlock(&j->sh->stage_lock);
-	if (opened < 0)
-		return XS_PERMANENT;
-	char *src = xfer_join(j->src.path, it->path);
-	if (!j->src.remote) {
-		if (xfer_local_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
-			rc = access(src, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
-			goto out;
-		}
-	}
+	int by_fd = (j->src.caps & XFER_BY_FD) != 0;
+	if ((rc = j->dst.ops->create(&j->dst, it->path, &out, &have, j->err, j->errlen)) != XS_OK)
+		return rc;
+	if (by_fd && (rc = j->src.ops->open(&j->src, it->path, &in, &size, j->err, j->errlen)) !=
+			     XS_OK)
+		goto out;
 	if ((rc = xfer_source_version(j, it, in, &before)) != XS_OK ||
 	    (rc = xfer_version_start(j, it, &before, &keep)) != XS_OK)
 		goto out;
-	if (j->src.remote && (before.known & XV_SIZE))
+	if (!by_fd && (before.known & XV_SIZE))
 		size = before.size;
 	/* Continued only if its bytes cannot have been lost to a crash (the
 	 * file is marked as written in this boot either way). */
@@ -1193,13 +887,13 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 		goto out;
 	}
 	j->bytes_cur = have;
-	if (!j->src.remote) {
+	if (by_fd) {
 		int r = xfer_fd_copy(in, have, out, have, size - have, xfer_on_data, j, j->stop,
-				       j->err, j->errlen);
+				     j->err, j->errlen);
 		rc = r == XFER_OK ? XS_OK : r == XFER_STOPPED ? XS_STOPPED : XS_PERMANENT;
 	} else {
-		rc = j->src.ops->get(j->src.x, src, out, have, &before, xfer_on_data, j, j->err,
-				   j->errlen);
+		rc = j->src.ops->get(&j->src, it->path, out, have, &before, xfer_on_data, j, j->err,
+				     j->errlen);
 		if (rc == XS_CHANGED)
 			rc = xfer_changed(j, it, j->err);
 	}
@@ -1214,17 +908,14 @@ static int xfer_item_to_local(struct xfer_job *j, struct item *it, int64_t *size
 			*size_out = st.st_size;
 		}
 	}
-	if (rc == XS_OK) {
-		pthread_mutex_lock(&j->sh->stage_lock);
-		if (xfer_local_stage_done_file(j->lstage, out, j->err, j->errlen) < 0)
-			rc = XS_PERMANENT;
-		pthread_mutex_unlock(&j->sh->stage_lock);
-	}
-	/* A local source is asked again even after a failed copy: a read
-	 * that ended early is what a source cut during the copy looks like.
-	 * A server is asked only after a copy that went through: after a
-	 * failure, the next attempt compares versions before it resumes. */
-	if (rc != XS_STOPPED && rc != XS_CHANGED && (rc == XS_OK || !j->src.remote))
+	if (rc == XS_OK)
+		rc = j->dst.ops->finish(&j->dst, out, j->err, j->errlen);
+	/* A source read through a descriptor is asked again even after a
+	 * failed copy: a read that ended early is what a source cut during
+	 * the copy looks like. A server is asked only after a copy that went
+	 * through: after a failure, the next attempt compares versions before
+	 * it resumes. */
+	if (rc != XS_STOPPED && rc != XS_CHANGED && (rc == XS_OK || by_fd))
 		rc = xfer_version_after(j, it, in, &before, rc);
 	if (rc == XS_CHANGED) {
 		char e[256];
@@ -1235,20 +926,19 @@ out:
 		close(in);
 	if (out >= 0)
 		close(out);
-	free(src);
 	return rc;
 }
 
-/* Uploads `size` bytes of local fd `in` to server path `target`, resuming
- * an earlier partial upload where the protocol allows and `fresh` is 0. */
-static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *target, int fresh)
+/* Uploads `size` bytes of fd `in` to `rel` in the stage, resuming an
+ * earlier partial upload where the protocol allows and `fresh` is 0. */
+static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *rel, int fresh)
 {
 	int64_t have = 0;
-	int resumable = (j->dst.ops->caps & XFER_PUT_RESUMES) != 0;
-	if (resumable && !fresh) {
+	if ((j->dst.caps & XFER_PUT_RESUMES) && !fresh) {
 		int64_t rsize = 0;
-		if (xfer_end_size(&j->dst, target, &rsize, j->err, j->errlen) == XS_OK &&
-		    rsize > 0 && rsize <= size)
+		int is_dir = 0;
+		if (j->dst.ops->stat(&j->dst, rel, &is_dir, &rsize, j->err, j->errlen) == XS_OK &&
+		    !is_dir && rsize > 0 && rsize <= size)
 			have = rsize;
 	}
 	if (xfer_hash_prefix(j, in, have) < 0)
@@ -1256,32 +946,28 @@ static int xfer_upload(struct xfer_job *j, int in, int64_t size, const char *tar
 	j->bytes_cur = have;
 	/* The upload counts what it sends and fails short of `size`; what the
 	 * server kept is checked once for the whole stage (xfer_verify). */
-	return j->dst.ops->put(j->dst.x, target, in, have, size, xfer_on_data, j, j->err,
-			     j->errlen);
+	return j->dst.ops->put(&j->dst, rel, in, have, size, xfer_on_data, j, j->err, j->errlen);
 }
 
-/* Copies one file to a remote stage, from a local source, or from a
- * remote one through a spool file. The source's version is checked as in
- * xfer_item_to_local: around the upload of a local file, around the
- * download into the spool of a remote one. */
-static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *size_out)
+/* Copies one file to a server's stage, from a source read through a
+ * descriptor, or from another server through a spool file. The source's
+ * version is checked as in xfer_item_into_fd: around the upload of a
+ * file read through a descriptor, around the download into the spool of
+ * a server's. */
+static int xfer_item_put(struct xfer_job *j, struct item *it, int64_t *size_out)
 {
-	char *target = xfer_join(j->stage, it->path);
 	int in = -1, rc, keep = 0;
 	int64_t size = it->size;
 	char *spool = NULL;
 	struct xfer_version before;
-	if (!j->src.remote) {
-		if (xfer_local_open_source(j->src.path, it->path, &in, &size, j->err, j->errlen) < 0) {
-			char *src = xfer_join(j->src.path, it->path);
-			rc = access(src, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
-			free(src);
+	if (j->src.caps & XFER_BY_FD) {
+		if ((rc = j->src.ops->open(&j->src, it->path, &in, &size, j->err, j->errlen)) !=
+		    XS_OK)
 			goto out;
-		}
 		if ((rc = xfer_source_version(j, it, in, &before)) != XS_OK ||
 		    (rc = xfer_version_start(j, it, &before, &keep)) != XS_OK)
 			goto out;
-		rc = xfer_upload(j, in, size, target, !keep);
+		rc = xfer_upload(j, in, size, it->path, !keep);
 		if (rc != XS_STOPPED)
 			rc = xfer_version_after(j, it, in, &before, rc);
 		if (rc == XS_OK)
@@ -1315,12 +1001,10 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 	EVP_MD_CTX *hold = j->md;
 	j->md = EVP_MD_CTX_new();
 	EVP_DigestInit_ex(j->md, EVP_sha256(), NULL);
-	char *src = xfer_join(j->src.path, it->path);
 	rc = lseek(in, have, SEEK_SET) < 0
 		     ? XS_PERMANENT
-		     : j->src.ops->get(j->src.x, src, in, have, &before, xfer_on_data, j, j->err,
-				     j->errlen);
-	free(src);
+		     : j->src.ops->get(&j->src, it->path, in, have, &before, xfer_on_data, j,
+				       j->err, j->errlen);
 	EVP_MD_CTX_free(j->md);
 	j->md = hold;
 	if (rc == XS_CHANGED)
@@ -1338,7 +1022,7 @@ static int xfer_item_to_remote(struct xfer_job *j, struct item *it, int64_t *siz
 	j->bytes_cur = 0;
 	/* An upload an earlier attempt left holds bytes of the spool as it
 	 * was then: continued only when the spool was. */
-	rc = xfer_upload(j, in, size, target, !keep);
+	rc = xfer_upload(j, in, size, it->path, !keep);
 	if (rc == XS_OK)
 		*size_out = size;
 out:
@@ -1347,25 +1031,14 @@ out:
 	if (rc == XS_OK && spool)
 		unlink(spool);
 	free(spool);
-	free(target);
 	return rc;
 }
 
 /* Step 3 for one item. */
 static int xfer_item(struct xfer_job *j, struct item *it)
 {
-	if (it->is_dir) {
-		if (!j->dst.remote)
-			return xfer_local_stage_mkdir(j->lstage, it->path, j->err, j->errlen) < 0
-				       ? XS_PERMANENT
-				       : XS_OK;
-		char *dir = xfer_join(j->stage, it->path);
-		char *d = util_printf("%s/", dir);
-		int rc = xfer_end_mkdir(&j->dst, d, j->err, j->errlen);
-		free(dir);
-		free(d);
-		return rc;
-	}
+	if (it->is_dir)
+		return j->dst.ops->mkdir(&j->dst, it->path, j->err, j->errlen);
 	j->md = EVP_MD_CTX_new();
 	if (!j->md || !EVP_DigestInit_ex(j->md, EVP_sha256(), NULL)) {
 		snprintf(j->err, j->errlen, "internal error: SHA-256 is not available");
@@ -1375,7 +1048,8 @@ static int xfer_item(struct xfer_job *j, struct item *it)
 	}
 	int64_t size = 0;
 	j->bytes_cur = 0;
-	int rc = j->dst.remote ? xfer_item_to_remote(j, it, &size) : xfer_item_to_local(j, it, &size);
+	int rc = j->dst.caps & XFER_BY_FD ? xfer_item_into_fd(j, it, &size)
+					  : xfer_item_put(j, it, &size);
 	if (rc == XS_OK) {
 		char hex[65] = "";
 		xfer_digest_hex(j, hex);
@@ -1496,7 +1170,7 @@ static void xfer_lane_run(struct xfer_job *j)
 	}
 }
 
-/* One extra lane: its own connections (one session per remote end, kept
+/* One extra lane: its own connections (one session per server, kept
  * for all the files it copies), its own digest and messages; the items,
  * the stage and the report are shared. */
 struct xfer_lane {
@@ -1510,9 +1184,9 @@ static void *xfer_lane_main(void *arg)
 {
 	struct xfer_lane *l = arg;
 	char why[512];
-	int rc = xfer_end_open(l->j.c, &l->j.src, l->j.stop, 1, why, sizeof why);
+	int rc = l->j.src.ops->connect(l->j.c, &l->j.src, l->j.stop, 1, why, sizeof why);
 	if (rc == XS_OK)
-		rc = xfer_end_open(l->j.c, &l->j.dst, l->j.stop, 0, why, sizeof why);
+		rc = l->j.dst.ops->connect(l->j.c, &l->j.dst, l->j.stop, 0, why, sizeof why);
 	/* A lane that cannot connect leaves its files to the others. */
 	if (rc == XS_OK)
 		xfer_lane_run(&l->j);
@@ -1526,14 +1200,12 @@ static void *xfer_lane_main(void *arg)
 static void xfer_end_share(struct xfer_end *to, const struct xfer_end *from)
 {
 	*to = *from;
-	to->x = NULL;
+	to->conn = NULL;
 }
 
 static void xfer_end_unshare(struct xfer_end *e)
 {
-	if (e->x)
-		xfer_curl_close(e->x);
-	e->x = NULL;
+	e->ops->disconnect(e);
 }
 
 /* Copies items [from, to) with up to `lanes` files in flight: this thread
@@ -1618,7 +1290,7 @@ static int xfer_copy(struct xfer_job *j)
 	return rc;
 }
 
-/* A package's items sorted by path, for the check of a remote stage. */
+/* A package's items sorted by path, for the check of a stage. */
 static int xfer_cmp_item_paths(const void *a, const void *b)
 {
 	return strcmp((*(struct item *const *)a)->path, (*(struct item *const *)b)->path);
@@ -1654,10 +1326,7 @@ static int xfer_verify_dir(struct xfer_job *j, struct item **byname, int n, char
 {
 	struct xfer_entry *e = NULL;
 	int ne = 0;
-	char *abs = xfer_join(j->stage, dir);
-	char *d = util_printf("%s/", abs);
-	int rc = j->dst.ops->stage_list(j->dst.x, d, &e, &ne, j->err, j->errlen);
-	free(d);
+	int rc = j->dst.ops->stage_list(&j->dst, dir, &e, &ne, j->err, j->errlen);
 	for (int k = 0; rc == XS_OK && k < ne; k++) {
 		char *rel = *dir ? util_printf("%s/%s", dir, e[k].name) : util_strdup(e[k].name);
 		struct item **hit = bsearch(rel, byname, (size_t)n, sizeof *byname,
@@ -1679,13 +1348,12 @@ static int xfer_verify_dir(struct xfer_job *j, struct item **byname, int n, char
 			free(rel);
 			continue;
 		}
-		char *path = xfer_join(j->stage, rel);
 		log_warn("task %s: %s in the stage on %s is %s: removed before the commit", j->t->id,
 			 rel, j->dst.show,
 			 it ? (it->is_dir ? "a file where the plan has a directory"
 				          : "a directory where the plan has a file")
 			    : "not in the task's plan");
-		rc = xfer_end_remove(&j->dst, path, e[k].is_dir, j->err, j->errlen);
+		rc = j->dst.ops->remove(&j->dst, rel, e[k].is_dir, j->err, j->errlen);
 		if (rc == XS_NOTFOUND)
 			rc = XS_OK;
 		if (it) {
@@ -1693,35 +1361,34 @@ static int xfer_verify_dir(struct xfer_job *j, struct item **byname, int n, char
 			if (*bad < 0)
 				*bad = (int)(it - j->items);
 		}
-		free(path);
 		free(rel);
 	}
 	xfer_curl_free_entries(e, ne);
-	free(abs);
 	return rc;
 }
 
-/* Before the commit, what a remote stage holds is checked against the
- * plan in one listing per directory (FTP and SFTP; an HTTP server lists
- * nothing, and its PUT answers stand): a file the server kept short, or
+/* Before the commit, what a server's stage holds is checked against the
+ * plan in one listing per directory (FTP and SFTP: XFER_STAGE_LISTS; a
+ * WebDAV server lists nothing here, and its PUT answers stand; a local
+ * stage is pruned by its own commit): a file the server kept short, or
  * lost, is copied again by the next attempt, and whatever the plan does
  * not name (left by an attempt that recorded no plan, from an earlier
  * listing of a source that has changed since, or put there by hand) is
  * removed, so the commit publishes exactly the plan. */
 static int xfer_verify(struct xfer_job *j)
 {
-	if (!j->dst.remote || !j->dst.ops->stage_list)
+	if (!(j->dst.caps & XFER_STAGE_LISTS))
 		return XS_OK;
 	/* A single file's stage holds that file only; where the protocol
 	 * cannot list (WebDAV), a HEAD would be a request per task for what
 	 * the PUT's answer and byte count already say. */
-	if (!j->t->dest_is_dir && !(j->dst.ops->caps & XFER_CAN_LIST))
+	if (!j->t->dest_is_dir && !(j->dst.caps & XFER_CAN_LIST))
 		return XS_OK;
 	int rc = XS_OK, bad = -1;
 	int64_t got = -1;
 	if (!j->t->dest_is_dir) {
 		int is_dir = 0;
-		rc = xfer_end_stat(&j->dst, j->stage, &is_dir, &got, j->err, j->errlen);
+		rc = j->dst.ops->stat(&j->dst, "", &is_dir, &got, j->err, j->errlen);
 		if (rc == XS_OK && j->nitems == 1 && got >= 0 && j->items[0].size >= 0 &&
 		    got != j->items[0].size) {
 			bad = 0;
@@ -1774,38 +1441,9 @@ static int xfer_verify(struct xfer_job *j)
 /* Step 4: the asset goes in place. */
 static int xfer_commit(struct xfer_job *j, char **note)
 {
-	if (!j->dst.remote)
-		return xfer_local_stage_prune(j->lstage, j->items, j->nitems, j->err, j->errlen) < 0 ||
-				       xfer_local_stage_commit(j->lstage, j->err, j->errlen) < 0
-			       ? XS_PERMANENT
-			       : XS_OK;
-	if (!j->t->dest_is_dir)
-		return xfer_end_rename(&j->dst, j->stage, j->final, j->err, j->errlen);
-	/* A directory cannot be renamed over another: the old package steps
-	 * aside, the new one takes its name, the old one is removed. */
-	char *old = xfer_side_name(j->final, j->t->id, "old");
-	int is_dir = 0, rc;
-	int64_t size;
-	rc = xfer_end_stat(&j->dst, j->final, &is_dir, &size, j->err, j->errlen);
-	if (rc == XS_OK) {
-		int old_dir;
-		if (xfer_end_stat(&j->dst, old, &old_dir, &size, j->err, j->errlen) == XS_OK)
-			xfer_end_remove(&j->dst, old, old_dir, j->err, j->errlen);
-		rc = xfer_end_rename(&j->dst, j->final, old, j->err, j->errlen);
-	} else if (rc == XS_NOTFOUND) {
-		rc = XS_OK;
-		is_dir = -1;
-	}
-	if (rc == XS_OK)
-		rc = xfer_end_rename(&j->dst, j->stage, j->final, j->err, j->errlen);
-	if (rc == XS_OK && is_dir >= 0) {
-		char e[512];
-		if (xfer_end_remove(&j->dst, old, is_dir, e, sizeof e) != XS_OK) {
-			*note = util_printf("the replaced asset could not be removed entirely: %s", e);
-			log_warn("task %s: %s", j->t->id, *note);
-		}
-	}
-	free(old);
+	int rc = j->dst.ops->commit(&j->dst, j->items, j->nitems, note, j->err, j->errlen);
+	if (*note)
+		log_warn("task %s: %s", j->t->id, *note);
 	return rc;
 }
 
@@ -1837,8 +1475,7 @@ int xfer_load(const struct config *c, const struct task *t, const struct xfer_re
 	if (*stop)
 		return XFER_STOPPED;
 	pthread_mutex_init(&sh.lock, NULL);
-	pthread_mutex_init(&sh.stage_lock, NULL);
-	if (xfer_source_end(c, t->source, &j.src, err, errlen) < 0 ||
+	if (xfer_end_init(c, &j.src, t->source, 1, err, errlen) < 0 ||
 	    xfer_dest_end(c, &j.dst, err, errlen) < 0) {
 		rc = XS_PERMANENT;
 		goto out;
@@ -1848,10 +1485,12 @@ int xfer_load(const struct config *c, const struct task *t, const struct xfer_re
 		goto out;
 	}
 	held = 1;
-	if ((rc = xfer_end_open(c, &j.src, stop, 1, err, errlen)) != XS_OK ||
-	    (rc = xfer_end_open(c, &j.dst, stop, 0, err, errlen)) != XS_OK)
+	if ((rc = j.src.ops->connect(c, &j.src, stop, 1, err, errlen)) != XS_OK ||
+	    (rc = j.dst.ops->connect(c, &j.dst, stop, 0, err, errlen)) != XS_OK)
 		goto out;
-	if (j.src.remote && j.dst.remote) {
+	/* Between two ends that hand out no descriptors, a file passes
+	 * through a spool file. */
+	if (!(j.src.caps & XFER_BY_FD) && !(j.dst.caps & XFER_BY_FD)) {
 		j.spool = util_printf("%s/spool-%s", c->spool_dir ? c->spool_dir : ".", t->id);
 		if (mkdir(j.spool, 0700) < 0 && errno != EEXIST) {
 			snprintf(err, errlen, "cannot create spool directory %s: %s", j.spool,
@@ -1884,17 +1523,11 @@ int xfer_load(const struct config *c, const struct task *t, const struct xfer_re
 		 * every byte. The asset is in place whatever happens here. */
 		r->progress(r->arg, sh.bytes, 1);
 	}
-	if (rc == XS_OK && note)
-		log_info("task %s: %s", t->id, note);
 out:
-	if (rc == XS_PERMANENT && j.lstage)
-		xfer_local_stage_discard(j.lstage);
-	else if (j.lstage)
-		xfer_local_stage_close(j.lstage);
-	if (rc == XS_PERMANENT && j.dst.remote && j.stage && j.dst.x) {
-		char e[256];
-		xfer_end_remove(&j.dst, j.stage, t->dest_is_dir, e, sizeof e);
-	}
+	/* A stage is kept for the next attempt unless the task failed for
+	 * good. */
+	if (j.dst.stage)
+		j.dst.ops->unstage(&j.dst, rc == XS_PERMANENT);
 	if (j.spool && (rc == XS_OK || rc == XS_PERMANENT)) {
 		for (int i = 0; i < j.nitems; i++) {
 			char *f = util_printf("%s/%d", j.spool, j.items[i].seq);
@@ -1906,19 +1539,18 @@ out:
 	/* The connections close before their places under max_per_host are
 	 * given back, or another task could connect while they are still
 	 * open. */
-	xfer_end_unshare(&j.src);
-	xfer_end_unshare(&j.dst);
+	if (j.src.ops)
+		xfer_end_unshare(&j.src);
+	if (j.dst.ops)
+		xfer_end_unshare(&j.dst);
 	if (held)
 		xfer_hosts_release(j.src.key, j.dst.key);
 	item_free_all(j.items, j.nitems);
 	xfer_end_free(&j.src);
 	xfer_end_free(&j.dst);
-	free(j.final);
-	free(j.stage);
 	free(j.spool);
 	free(note);
 	pthread_mutex_destroy(&sh.lock);
-	pthread_mutex_destroy(&sh.stage_lock);
 	return xfer_verdict(rc);
 }
 
@@ -1926,25 +1558,14 @@ void xfer_abandon(const struct config *c, const struct task *t)
 {
 	struct xfer_end dst;
 	char err[512];
+	volatile sig_atomic_t never = 0;
 	if (t->kind != TASK_LOAD || xfer_dest_end(c, &dst, err, sizeof err) < 0)
 		return;
-	if (!dst.remote) {
-		struct xfer_local_stage *st = NULL;
-		if (xfer_local_stage_open(dst.path, t->dest_path, t->id, t->dest_is_dir, 0, &st, err,
-					 sizeof err) == 0)
-			xfer_local_stage_discard(st);
-	} else {
-		volatile sig_atomic_t never = 0;
-		char *final = xfer_join(dst.path, t->dest_path);
-		char *stage = xfer_side_name(final, t->id, t->dest_is_dir ? "stage" : "tmp");
-		if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, &never) == 0) {
-			if (xfer_end_open(c, &dst, &never, 0, err, sizeof err) == XS_OK)
-				xfer_end_remove(&dst, stage, t->dest_is_dir, err, sizeof err);
-			xfer_end_unshare(&dst);
-			xfer_hosts_release(dst.key, NULL);
-		}
-		free(final);
-		free(stage);
+	if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, &never) == 0) {
+		if (dst.ops->connect(c, &dst, &never, 0, err, sizeof err) == XS_OK)
+			dst.ops->abandon(&dst, t);
+		xfer_end_unshare(&dst);
+		xfer_hosts_release(dst.key, NULL);
 	}
 	xfer_end_free(&dst);
 }
@@ -1956,53 +1577,15 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	*err = '\0';
 	if (xfer_dest_end(c, &dst, err, errlen) < 0)
 		return XFER_FAILED;
-	if (!dst.remote) {
-		int rc = xfer_local_purge(dst.path, t->dest_path, t->id, note, err, errlen);
-		xfer_end_free(&dst);
-		return rc;
-	}
-	int rc;
 	if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, stop) < 0) {
 		xfer_end_free(&dst);
 		return XFER_STOPPED;
 	}
-	char *final = xfer_join(dst.path, t->dest_path);
-	char *aside = NULL;
-	int is_dir = 0;
-	int64_t size;
-	if ((rc = xfer_end_open(c, &dst, stop, 0, err, errlen)) != XS_OK)
-		goto out;
-	rc = xfer_end_stat(&dst, final, &is_dir, &size, err, errlen);
-	if (rc == XS_NOTFOUND) {
-		*note = util_printf("nothing to purge: %s was not there", t->dest_path);
-		rc = XS_OK;
-		goto out;
-	}
-	if (rc != XS_OK)
-		goto out;
-	if (!is_dir) {
-		rc = xfer_end_remove(&dst, final, 0, err, errlen);
-		if (rc == XS_NOTFOUND) {
-			*note = util_printf("nothing to purge: %s was not there", t->dest_path);
-			rc = XS_OK;
-		}
-		goto out;
-	}
-	/* A directory vanishes at once under a hidden name, then is removed. */
-	aside = xfer_side_name(final, t->id, "purge");
-	rc = xfer_end_rename(&dst, final, aside, err, errlen);
-	if (rc == XS_OK || rc == XS_NOTFOUND) {
-		int r = xfer_end_remove(&dst, aside, 1, err, errlen);
-		if (r != XS_OK && r != XS_NOTFOUND && rc == XS_OK)
-			*note = util_printf("%s was removed, but some of its files could not be "
-					    "deleted: %s", t->dest_path, err);
-		rc = XS_OK;
-	}
-out:
+	int rc = dst.ops->connect(c, &dst, stop, 0, err, errlen);
+	if (rc == XS_OK)
+		rc = dst.ops->purge(&dst, t, note, err, errlen);
 	xfer_end_unshare(&dst);
 	xfer_hosts_release(dst.key, NULL);
-	free(final);
-	free(aside);
 	xfer_end_free(&dst);
 	return xfer_verdict(rc);
 }

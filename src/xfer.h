@@ -1,20 +1,31 @@
 /*
- * xfer.h - the table of operations behind which each remote protocol sits,
- * and the libcurl plumbing (xfer_curl.c) the protocols share. Only the
- * transfer files include it: xfer.c, the orchestrator, and one file per
- * protocol sharing its stem (xfer_ftp.c, xfer_sftp.c, xfer_dav.c,
- * xfer_http.c). A new protocol is one new file with one table, and one
- * line in xfer_curl.c's table of schemes.
+ * xfer.h - the tables of operations behind which the transfer ends sit,
+ * and the libcurl plumbing (xfer_curl.c) the servers' protocols share.
+ * Only the transfer files include it.
  *
- * What a protocol decides is what differs between servers: how a path is
- * told to be a file or a directory (FTP: SIZE then CWD; SFTP: open, then
- * list; HTTP: HEAD, then "path/"), how a directory is made, how a name is
- * moved, how a tree is removed, and what the protocol can do at all (list
- * a directory, continue an upload). What is the same everywhere (a
- * download into a descriptor, an upload from one, a listing, the
- * version of a file, the sorting of failures into enum xfer_status) stays
- * in xfer_curl.c. Every operation returns an enum xfer_status and writes
- * its reason into err, credentials masked.
+ * Two levels. xfer.c, the orchestrator, plans, stages, copies, checks and
+ * commits over two ends, each behind struct xfer_end_ops: a path on this
+ * machine (xfer_local.c) or a server (xfer_remote.c). It never asks which
+ * kind an end is, only what it can do (struct xfer_end.caps): an end
+ * that hands out descriptors (XFER_BY_FD) is read and written through
+ * them, a server through its get and put, and between two servers a file
+ * passes through a spool file.
+ *
+ * A server's end drives its protocol through struct xfer_ops, one file
+ * per protocol sharing the stem (xfer_ftp.c, xfer_sftp.c, xfer_dav.c,
+ * xfer_http.c). What a protocol decides is what differs between servers:
+ * how a path is told to be a file or a directory (FTP: SIZE then CWD;
+ * SFTP: open, then list; HTTP: HEAD, then "path/"), how a directory is
+ * made, how a name is moved, how a tree is removed, and what the protocol
+ * can do at all (list a directory, continue an upload). What is the same
+ * everywhere (a download into a descriptor, an upload from one, a listing,
+ * the version of a file, the sorting of failures into enum xfer_status)
+ * stays in xfer_curl.c. A new protocol over libcurl is one new file with
+ * one table, and one line in xfer_curl.c's table of schemes; a new kind of
+ * end is one new file with one struct xfer_end_ops.
+ *
+ * Every operation returns an enum xfer_status and writes its reason into
+ * err, credentials masked.
  */
 #ifndef XFER_H
 #define XFER_H
@@ -25,6 +36,15 @@
 #define XFER_CAN_LIST 1    /* list a directory: packages as sources, verify a stage */
 #define XFER_CAN_WRITE 2   /* be a destination root: put, mkdir, rename, remove */
 #define XFER_PUT_RESUMES 4 /* continue a partial upload (FTP APPE, SFTP append) */
+/* What else an end can do (struct xfer_end.caps, which also carries the
+ * protocol's bits above). */
+#define XFER_PLANS 8        /* a source that plans a package from its manifest */
+#define XFER_BY_FD 16       /* a path on this machine: files are read and staged
+			     * through descriptors; its stage is durable from the
+			     * commit's barrier only, so a resume reads back what
+			     * the store records done */
+#define XFER_STAGE_LISTS 32 /* a destination whose stage is listed and checked
+			     * against the plan before the commit */
 
 struct xfer_ops {
 	const char *name; /* "ftp", "sftp", "webdav", "http", for messages */
@@ -83,6 +103,106 @@ extern const struct xfer_ops xfer_ftp_ops, xfer_sftp_ops, xfer_dav_ops, xfer_htt
 /* The table of a session (its scheme's; an http(s) session is WebDAV's,
  * which can also do everything HTTP's can). */
 const struct xfer_ops *xfer_curl_ops(const struct xfer_curl *x);
+
+/* ---- the ends of a transfer: xfer.c drives them ------------------------ */
+
+struct xfer_end_ops;
+
+/* One end of a task: its source, or the destination root. The lanes of a
+ * task (xfer.c) each take a copy with a connection of their own; the rest
+ * is shared. */
+struct xfer_end {
+	const struct xfer_end_ops *ops;
+	unsigned caps;  /* XFER_ bits */
+	char *path;     /* the source, or the root: a path without a trailing '/' */
+	char *show;     /* what names the end before `path` in messages: the
+			 * server, credentials masked; "" on this machine */
+	char *key;      /* "scheme://host:port", the server's place under
+			 * max_per_host; NULL on this machine */
+	void *site;     /* the end's own state, set by init, freed by release */
+	void *conn;     /* one lane's connection (connect, disconnect) */
+	void *stage;    /* a destination's stage (stage, unstage) */
+};
+
+/* Paths below: `rel` is relative to the source's path (a source) or to the
+ * stage (a destination), "" for the file itself. An operation an end's
+ * caps rule out is NULL. */
+struct xfer_end_ops {
+	const char *name;
+	/* Fills e from the source or root `u` (NULL: e->path is a plain
+	 * local path, already set). */
+	int (*init)(const struct config *c, struct xfer_end *e, const struct url *u,
+		    int is_source, char *err, size_t errlen);
+	void (*release)(struct xfer_end *e);
+	int (*connect)(const struct config *c, struct xfer_end *e, volatile sig_atomic_t *stop,
+		       int is_source, char *err, size_t errlen);
+	void (*disconnect)(struct xfer_end *e);
+
+	/* A source. Its files: the tree below a directory (is_dir), each
+	 * entry named by its relative path, directories before what they
+	 * hold; or the file itself, as one entry named "". XS_NOTFOUND when
+	 * there is nothing. */
+	int (*list)(struct xfer_end *e, int is_dir, struct xfer_entry **entries, int *n,
+		    char *err, size_t errlen);
+	/* XFER_PLANS: the files of the package the manifest `path` describes,
+	 * relative to its directory (struct xfer_ops plan). */
+	int (*plan)(struct xfer_end *e, const char *path, struct xfer_entry **entries, int *n,
+		    char *err, size_t errlen);
+	/* XFER_BY_FD: a file opened for reading, with its size. */
+	int (*open)(struct xfer_end *e, const char *rel, int *fd, int64_t *size, char *err,
+		    size_t errlen);
+	/* The version of a file: of the descriptor `fd` from open, or what
+	 * the path names now when fd < 0. XS_NOTFOUND when it is gone. */
+	int (*version)(struct xfer_end *e, const char *rel, int fd, struct xfer_version *v,
+		       char *err, size_t errlen);
+	/* Not XFER_BY_FD: a download into fd from `offset`, refused with
+	 * XS_CHANGED when the answer is not the version `expect`. */
+	int (*get)(struct xfer_end *e, const char *rel, int fd, int64_t offset,
+		   const struct xfer_version *expect,
+		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
+		   size_t errlen);
+
+	/* A destination. Prepares the stage of task t (its hidden name beside
+	 * the final one, the directories above it); with `resume`, what an
+	 * earlier attempt staged is kept and *found says whether there was
+	 * any; without, it is cleared. `src` is the task's other end. */
+	int (*stage)(struct xfer_end *e, const struct task *t, int resume,
+		     const struct xfer_end *src, int *found, char *err, size_t errlen);
+	int (*mkdir)(struct xfer_end *e, const char *rel, char *err, size_t errlen);
+	/* XFER_BY_FD: a staged file opened for writing, not truncated, *have
+	 * its size; finish when it is written whole (the caller then closes
+	 * fd). Both may be called from several lanes at once. */
+	int (*create)(struct xfer_end *e, const char *rel, int *fd, int64_t *have, char *err,
+		      size_t errlen);
+	int (*finish)(struct xfer_end *e, int fd, char *err, size_t errlen);
+	/* Not XFER_BY_FD: an upload of bytes [offset, size) of fd, and what
+	 * the stage holds at `rel` (a partial upload to continue, the check of
+	 * a single file's stage). */
+	int (*put)(struct xfer_end *e, const char *rel, int fd, int64_t offset, int64_t size,
+		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg, char *err,
+		   size_t errlen);
+	int (*stat)(struct xfer_end *e, const char *rel, int *is_dir, int64_t *size, char *err,
+		    size_t errlen);
+	/* XFER_STAGE_LISTS: a staged directory's every entry, and the removal
+	 * of one the plan does not name. */
+	int (*stage_list)(struct xfer_end *e, const char *rel, struct xfer_entry **entries,
+			  int *n, char *err, size_t errlen);
+	int (*remove)(struct xfer_end *e, const char *rel, int is_dir, char *err, size_t errlen);
+	/* Puts the stage in place: exactly the plan `items` (what the stage
+	 * holds beyond it goes first), the asset it replaces removed after;
+	 * *note says what could not be tidied. */
+	int (*commit)(struct xfer_end *e, const struct item *items, int nitems, char **note,
+		      char *err, size_t errlen);
+	/* Lets go of the stage; `discard` (a task failed for good) removes it. */
+	void (*unstage)(struct xfer_end *e, int discard);
+	/* Removes the asset of purge task t; *note when nothing was there. */
+	int (*purge)(struct xfer_end *e, const struct task *t, char **note, char *err,
+		     size_t errlen);
+	/* Removes whatever the attempts of load task t left. */
+	void (*abandon)(struct xfer_end *e, const struct task *t);
+};
+
+extern const struct xfer_end_ops xfer_local_end, xfer_remote_end;
 
 /* ---- xfer_curl.c: the plumbing the protocols share -------------------- */
 

@@ -63,7 +63,7 @@
  * source failures name the source path the WFM sent. A stage handle is used
  * by one thread at a time.
  */
-#include "apubid.h"
+#include "xfer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1446,3 +1446,188 @@ int xfer_local_stage_found(const struct xfer_local_stage *st)
 {
 	return st->found;
 }
+
+/* ---- the end (struct xfer_end_ops) ---------------------------------------- */
+
+/* A local destination's stage, shared by the lanes of a task: its calls
+ * keep a list of open files, so they take turns. */
+struct xfer_local_end_stage {
+	struct xfer_local_stage *st;
+	pthread_mutex_t lock;
+};
+
+#define XL_STAGE(e) ((struct xfer_local_end_stage *)(e)->stage)
+
+static int xfer_local_end_init(const struct config *c, struct xfer_end *e, const struct url *u,
+			       int is_source, char *err, size_t errlen)
+{
+	e->show = util_strdup("");
+	e->caps = XFER_BY_FD | XFER_CAN_LIST | XFER_CAN_WRITE;
+	return XS_OK;
+}
+
+static void xfer_local_end_release(struct xfer_end *e)
+{
+}
+
+static int xfer_local_end_connect(const struct config *c, struct xfer_end *e,
+				  volatile sig_atomic_t *stop, int is_source, char *err,
+				  size_t errlen)
+{
+	return XS_OK;
+}
+
+static void xfer_local_end_disconnect(struct xfer_end *e)
+{
+}
+
+/* A source that cannot be read is missing (XS_NOTFOUND) or refused. */
+static int xfer_local_end_missing(const char *src, const char *rel)
+{
+	char *path = *rel ? util_printf("%s/%s", src, rel) : util_strdup(src);
+	int rc = access(path, F_OK) == 0 ? XS_PERMANENT : XS_NOTFOUND;
+	free(path);
+	return rc;
+}
+
+static int xfer_local_end_list(struct xfer_end *e, int is_dir, struct xfer_entry **entries,
+			       int *n, char *err, size_t errlen)
+{
+	struct xfer_local_item *fi = NULL;
+	int nf = 0;
+	*entries = NULL;
+	*n = 0;
+	if (xfer_local_list(e->path, &fi, &nf, err, errlen) < 0)
+		return xfer_local_end_missing(e->path, "");
+	*entries = util_calloc((size_t)nf + 1, sizeof **entries);
+	for (int i = 0; i < nf; i++) {
+		(*entries)[i] = (struct xfer_entry){ .name = fi[i].path, .is_dir = fi[i].is_dir,
+						     .size = fi[i].size };
+		fi[i].path = NULL;
+	}
+	*n = nf;
+	xfer_local_free_items(fi, nf);
+	return XS_OK;
+}
+
+static int xfer_local_end_open(struct xfer_end *e, const char *rel, int *fd, int64_t *size,
+			       char *err, size_t errlen)
+{
+	if (xfer_local_open_source(e->path, rel, fd, size, err, errlen) < 0)
+		return xfer_local_end_missing(e->path, rel);
+	return XS_OK;
+}
+
+static int xfer_local_end_version(struct xfer_end *e, const char *rel, int fd,
+				  struct xfer_version *v, char *err, size_t errlen)
+{
+	return xfer_local_version(e->path, rel, fd, v, err, errlen) == XFER_OK ? XS_OK
+									      : XS_PERMANENT;
+}
+
+static int xfer_local_end_stage(struct xfer_end *e, const struct task *t, int resume,
+				const struct xfer_end *src, int *found, char *err, size_t errlen)
+{
+	*found = 0;
+	struct xfer_local_stage *st = NULL;
+	if (xfer_local_stage_open(e->path, t->dest_path, t->id, t->dest_is_dir, resume, &st, err,
+				  errlen) < 0)
+		return XS_PERMANENT;
+	struct xfer_local_end_stage *s = util_calloc(1, sizeof *s);
+	s->st = st;
+	pthread_mutex_init(&s->lock, NULL);
+	e->stage = s;
+	if ((src->caps & XFER_BY_FD) &&
+	    xfer_local_stage_check_source(st, src->path, err, errlen) < 0)
+		return XS_PERMANENT;
+	*found = xfer_local_stage_found(st);
+	return XS_OK;
+}
+
+static int xfer_local_end_mkdir(struct xfer_end *e, const char *rel, char *err, size_t errlen)
+{
+	struct xfer_local_end_stage *s = XL_STAGE(e);
+	pthread_mutex_lock(&s->lock);
+	int rc = xfer_local_stage_mkdir(s->st, rel, err, errlen);
+	pthread_mutex_unlock(&s->lock);
+	return rc < 0 ? XS_PERMANENT : XS_OK;
+}
+
+static int xfer_local_end_create(struct xfer_end *e, const char *rel, int *fd, int64_t *have,
+				 char *err, size_t errlen)
+{
+	struct xfer_local_end_stage *s = XL_STAGE(e);
+	pthread_mutex_lock(&s->lock);
+	int rc = xfer_local_stage_file(s->st, rel, fd, have, err, errlen);
+	pthread_mutex_unlock(&s->lock);
+	return rc < 0 ? XS_PERMANENT : XS_OK;
+}
+
+static int xfer_local_end_finish(struct xfer_end *e, int fd, char *err, size_t errlen)
+{
+	struct xfer_local_end_stage *s = XL_STAGE(e);
+	pthread_mutex_lock(&s->lock);
+	int rc = xfer_local_stage_done_file(s->st, fd, err, errlen);
+	pthread_mutex_unlock(&s->lock);
+	return rc < 0 ? XS_PERMANENT : XS_OK;
+}
+
+static int xfer_local_end_commit(struct xfer_end *e, const struct item *items, int nitems,
+				 char **note, char *err, size_t errlen)
+{
+	struct xfer_local_stage *st = XL_STAGE(e)->st;
+	return xfer_local_stage_prune(st, items, nitems, err, errlen) < 0 ||
+			       xfer_local_stage_commit(st, err, errlen) < 0
+		       ? XS_PERMANENT
+		       : XS_OK;
+}
+
+static void xfer_local_end_unstage(struct xfer_end *e, int discard)
+{
+	struct xfer_local_end_stage *s = XL_STAGE(e);
+	if (!s)
+		return;
+	if (discard)
+		xfer_local_stage_discard(s->st);
+	else
+		xfer_local_stage_close(s->st);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	e->stage = NULL;
+}
+
+static int xfer_local_end_purge(struct xfer_end *e, const struct task *t, char **note, char *err,
+				size_t errlen)
+{
+	return xfer_local_purge(e->path, t->dest_path, t->id, note, err, errlen) == XFER_OK
+		       ? XS_OK
+		       : XS_PERMANENT;
+}
+
+static void xfer_local_end_abandon(struct xfer_end *e, const struct task *t)
+{
+	struct xfer_local_stage *st = NULL;
+	char err[512];
+	if (xfer_local_stage_open(e->path, t->dest_path, t->id, t->dest_is_dir, 0, &st, err,
+				  sizeof err) == 0)
+		xfer_local_stage_discard(st);
+}
+
+const struct xfer_end_ops xfer_local_end = {
+	.name = "local",
+	.init = xfer_local_end_init,
+	.release = xfer_local_end_release,
+	.connect = xfer_local_end_connect,
+	.disconnect = xfer_local_end_disconnect,
+	.list = xfer_local_end_list,
+	.open = xfer_local_end_open,
+	.version = xfer_local_end_version,
+	.stage = xfer_local_end_stage,
+	.mkdir = xfer_local_end_mkdir,
+	.create = xfer_local_end_create,
+	.finish = xfer_local_end_finish,
+	.commit = xfer_local_end_commit,
+	.unstage = xfer_local_end_unstage,
+	.purge = xfer_local_end_purge,
+	.abandon = xfer_local_end_abandon,
+};
