@@ -1110,6 +1110,12 @@ int xfer_local_version(const char *src, const char *path, int fd, struct xfer_ve
 		      char *err, size_t errlen);
 /* ---- xfer_fd.c: work on open descriptors ------------------------------ */
 
+/* The reason of a failure, one sentence into err (NULL allowed): returns
+ * XFER_FAILED. xfer_clear_err empties err. */
+int xfer_fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void xfer_clear_err(char *err, size_t errlen);
+
 /* Copies `len` bytes from `in` at `in_off` to `out` at `out_off` with
  * positional calls (neither descriptor's offset moves), with
  * copy_file_range where it works and pread/pwrite otherwise, polling *stop

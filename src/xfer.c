@@ -1,7 +1,11 @@
 /*
  * xfer.c - carrying out a task: the orchestration of a load or a purge over
- * two ends, a source and a destination, each either a local path
- * (xfer_local.c) or a server reached through libcurl (xfer_curl.c).
+ * two ends, a source and a destination, each behind struct xfer_end_ops
+ * (xfer.h): a path on this machine (xfer_local.c) or a server
+ * (xfer_remote.c, through its protocol's table). Nothing here asks which
+ * kind an end is, only what it can do: an end that hands out descriptors
+ * (XFER_BY_FD) is read or written through them, a server through its get
+ * and put, and a stage is checked by listing where the end can list it.
  *
  * A load runs in four steps, each safe to repeat, so that a task retried
  * after a transient error, or resumed after a crash or a shutdown,
@@ -15,7 +19,7 @@
  *   3. copy every item not yet done into the stage, resuming a partial
  *      file, hashing every byte with SHA-256 as it streams, checking sizes;
  *   4. commit: the stage is checked against the plan (a local stage
- *      walked, a remote one listed once per directory) and whatever the
+ *      walked, a server's listed once per directory) and whatever the
  *      plan does not name is removed; then one rename puts the asset at
  *      its final name (an asset already there is swapped out and
  *      removed).
@@ -57,15 +61,17 @@
  * failing it, persist.c); a report it could not record before being
  * stopped ends the job as stopped. Progress is reported now and then.
  *
- * Between two servers (remote to remote) a file passes through a spool
- * file beside the store, so memory never grows with file size and both
- * halves can resume; a spool file, like a local stage's, is continued
- * only within the boot that wrote it.
+ * Between two servers a file passes through a spool file beside the
+ * store, so memory never grows with file size and both halves can resume;
+ * a spool file, like a local stage's, is continued only within the boot
+ * that wrote it.
  *
- * Connections: one session per end for the whole task (connections are
- * reused across the files of a package), and at most max_per_host
- * sessions to one server across all workers; a task takes the slots of
- * both its ends at once, so two tasks can never wait on each other.
+ * Connections: the media files of a package are copied `parallel` at a
+ * time, each lane with one session per server end for the whole task
+ * (reused across its files), and at most max_per_host sessions to one
+ * server across all workers; a task takes the slots of both its ends at
+ * once, and an extra lane starts only when a slot is free, so two tasks
+ * can never wait on each other.
  */
 #include "xfer.h"
 

@@ -15,6 +15,9 @@
  * continued by a later attempt only when every byte of it was written in
  * this boot: xfer_fd_claim says whether it was and marks it as being
  * written now; xfer_fd_unclaim takes the mark off a finished file.
+ *
+ * The local files' functions (here and in xfer_local.c) report a failure
+ * as one sentence in err, through xfer_fail.
  */
 #include "apubid.h"
 
@@ -29,24 +32,22 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-static int xfer_fd_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* Writes the reason into err and returns XFER_FAILED. */
-static int xfer_fd_fail(char *err, size_t errlen, const char *fmt, ...)
+/* Writes the reason into err and returns XFER_FAILED, so failure paths
+ * read "return xfer_fail(...)". */
+int xfer_fail(char *err, size_t errlen, const char *fmt, ...)
 {
-	char line[1024];
+	char line[2048];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
 	if (err && errlen)
 		snprintf(err, errlen, "%s", line);
-	log_debug("xfer_fd: %s", line);
+	log_debug("xfer: %s", line);
 	return XFER_FAILED;
 }
 
-static void xfer_fd_clear_err(char *err, size_t errlen)
+void xfer_clear_err(char *err, size_t errlen)
 {
 	if (err && errlen)
 		err[0] = '\0';
@@ -310,7 +311,7 @@ int xfer_fd_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 		   volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
 	struct xfer_fd_fault f;
-	xfer_fd_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	int rc = on_data && len >= XFER_FD_PAR_MIN
 			 ? xfer_fd_copy_hashed(in, in_off, out, out_off, len, on_data, arg, stop, &f)
 			 : xfer_fd_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, &f, NULL);
@@ -318,20 +319,20 @@ int xfer_fd_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 		return rc;
 	switch (f.at) {
 	case XFER_FD_AT_READ:
-		return xfer_fd_fail(err, errlen, "read error at byte %lld: %s",
+		return xfer_fail(err, errlen, "read error at byte %lld: %s",
 				      (long long)(in_off + f.done), strerror(f.errnum));
 	case XFER_FD_AT_WRITE:
-		return xfer_fd_fail(err, errlen, "write error at byte %lld: %s",
+		return xfer_fail(err, errlen, "write error at byte %lld: %s",
 				      (long long)(out_off + f.done), strerror(f.errnum));
 	case XFER_FD_AT_SHORT:
-		return xfer_fd_fail(err, errlen,
+		return xfer_fail(err, errlen,
 				      "the source ended at byte %lld, %lld bytes short",
 				      (long long)(in_off + f.done), (long long)(len - f.done));
 	case XFER_FD_AT_CALLER:
-		return xfer_fd_fail(err, errlen, "copy ended by its caller at byte %lld",
+		return xfer_fail(err, errlen, "copy ended by its caller at byte %lld",
 				      (long long)(in_off + f.done));
 	default:
-		return xfer_fd_fail(err, errlen, "copy error at byte %lld: %s",
+		return xfer_fail(err, errlen, "copy error at byte %lld: %s",
 				      (long long)(in_off + f.done), strerror(f.errnum));
 	}
 }
@@ -381,18 +382,18 @@ int xfer_fd_claim(int fd)
 
 int xfer_fd_truncate(int fd, int64_t size, char *err, size_t errlen)
 {
-	xfer_fd_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	if (size < 0)
-		return xfer_fd_fail(err, errlen, "cannot truncate a staged file to %lld bytes",
+		return xfer_fail(err, errlen, "cannot truncate a staged file to %lld bytes",
 				      (long long)size);
 	while (ftruncate(fd, (off_t)size) < 0)
 		if (errno != EINTR)
-			return xfer_fd_fail(err, errlen, "cannot truncate a staged file: %s",
+			return xfer_fail(err, errlen, "cannot truncate a staged file: %s",
 					      strerror(errno));
 	/* Without this, the next write(2) would land at the old end and
 	 * leave a hole of zeros. */
 	if (lseek(fd, (off_t)size, SEEK_SET) < 0)
-		return xfer_fd_fail(err, errlen, "cannot truncate a staged file: %s",
+		return xfer_fail(err, errlen, "cannot truncate a staged file: %s",
 				      strerror(errno));
 	return XFER_OK;
 }

@@ -107,30 +107,6 @@ struct xfer_local_stage {
 	int nopen, capopen;
 };
 
-static int xfer_local_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* Writes the reason into err and returns XFER_FAILED, so failure paths read
- * "return xfer_local_fail(...)". */
-static int xfer_local_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	char line[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	if (err && errlen)
-		snprintf(err, errlen, "%s", line);
-	log_debug("xfer_local: %s", line);
-	return XFER_FAILED;
-}
-
-static void xfer_local_clear_err(char *err, size_t errlen)
-{
-	if (err && errlen)
-		err[0] = '\0';
-}
-
 /* Grows an array like util_malloc allocates: never NULL. */
 static void *xfer_local_grow(void *p, int *cap, size_t elem)
 {
@@ -354,15 +330,15 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 	*dirfd = -1;
 	*leaf = NULL;
 	if (!rel || !*rel)
-		return xfer_local_fail(err, errlen, "invalid destination path: it is empty");
+		return xfer_fail(err, errlen, "invalid destination path: it is empty");
 	/* Check every component before touching the disk, so a bad path
 	 * creates nothing. */
 	if (!xfer_local_path_ok(rel))
-		return xfer_local_fail(err, errlen, "invalid destination path: %s%s", prefix, rel);
+		return xfer_fail(err, errlen, "invalid destination path: %s%s", prefix, rel);
 
 	int fd = fcntl(startfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
-		return xfer_local_fail(err, errlen, "cannot open %s: %s",
+		return xfer_fail(err, errlen, "cannot open %s: %s",
 				      *prefix ? prefix : "the destination root", strerror(errno));
 	const char *p = rel;
 	for (;;) {
@@ -386,7 +362,7 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 			else if (errno != EEXIST) {
 				int e = errno;
 				close(fd);
-				return xfer_local_fail(err, errlen, "cannot create %s%.*s: %s", prefix,
+				return xfer_fail(err, errlen, "cannot create %s%.*s: %s", prefix,
 						      upto, rel, strerror(e));
 			}
 			/* EEXIST: another task made it meanwhile; open what is there. */
@@ -397,16 +373,16 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 			int islink = xfer_local_is_link(fd, comp, e);
 			close(fd);
 			if (islink)
-				return xfer_local_fail(err, errlen,
+				return xfer_fail(err, errlen,
 						      "destination path crosses a symbolic link: %s%.*s",
 						      prefix, upto, rel);
 			if (!create && (e == ENOENT || e == ENOTDIR))
 				return 1;
 			if (e == ENOTDIR)
-				return xfer_local_fail(err, errlen,
+				return xfer_fail(err, errlen,
 						      "destination path is blocked by a file: %s%.*s",
 						      prefix, upto, rel);
-			return xfer_local_fail(err, errlen, "cannot open %s%.*s: %s", prefix, upto,
+			return xfer_fail(err, errlen, "cannot open %s%.*s: %s", prefix, upto,
 					      rel, strerror(e));
 		}
 		/* A directory made on the way must survive a crash along with
@@ -415,7 +391,7 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 			int e = errno;
 			close(fd);
 			close(next);
-			return xfer_local_fail(err, errlen, "cannot create %s%.*s: %s", prefix, upto,
+			return xfer_fail(err, errlen, "cannot create %s%.*s: %s", prefix, upto,
 					      rel, strerror(e));
 		}
 		close(fd);
@@ -427,7 +403,7 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 static int xfer_local_open_root(const char *root, char *err, size_t errlen)
 {
 	if (!root || root[0] != '/') {
-		xfer_local_fail(err, errlen, "destination root is not an absolute path: %s",
+		xfer_fail(err, errlen, "destination root is not an absolute path: %s",
 			       root ? root : "(none)");
 		return -1;
 	}
@@ -435,7 +411,7 @@ static int xfer_local_open_root(const char *root, char *err, size_t errlen)
 	 * /srv/cdn -> /data/cdn); only what lies below it is confined. */
 	int fd = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		xfer_local_fail(err, errlen, "cannot open destination root %s: %s", root,
+		xfer_fail(err, errlen, "cannot open destination root %s: %s", root,
 			       strerror(errno));
 	return fd;
 }
@@ -463,20 +439,20 @@ static int xfer_local_open_top(const char *src, struct stat *st, char *err, size
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT)
-			return xfer_local_fail(err, errlen, "source asset does not exist: %s", src);
+			return xfer_fail(err, errlen, "source asset does not exist: %s", src);
 		if (e == ELOOP)
-			return xfer_local_fail(err, errlen, "source asset is a symbolic link: %s",
+			return xfer_fail(err, errlen, "source asset is a symbolic link: %s",
 					      src);
-		return xfer_local_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
+		return xfer_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
 	}
 	if (fstat(fd, st) < 0) {
 		int e = errno;
 		close(fd);
-		return xfer_local_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
+		return xfer_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
 	}
 	if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode)) {
 		close(fd);
-		return xfer_local_fail(err, errlen, "source asset is not a file or a directory: %s",
+		return xfer_fail(err, errlen, "source asset is not a file or a directory: %s",
 				      src);
 	}
 	xfer_local_blocking(fd);
@@ -489,7 +465,7 @@ static int xfer_local_open_top(const char *src, struct stat *st, char *err, size
 static char *xfer_local_source_path(const char *src, char *err, size_t errlen)
 {
 	if (!src || src[0] != '/') {
-		xfer_local_fail(err, errlen, "source asset is not an absolute path: %s",
+		xfer_fail(err, errlen, "source asset is not an absolute path: %s",
 			       src ? src : "(none)");
 		return NULL;
 	}
@@ -521,19 +497,19 @@ static int xfer_local_list_dir(struct xfer_local_lister *l, int dfd, const char 
 	char **names;
 	int nn, rc = XFER_OK;
 	if (xfer_local_read_names(dfd, &names, &nn) < 0)
-		return xfer_local_fail(l->err, l->errlen, "cannot read %s%s%s: %s", l->src,
+		return xfer_fail(l->err, l->errlen, "cannot read %s%s%s: %s", l->src,
 				      *sub ? "/" : "", sub, strerror(errno));
 	for (int i = 0; i < nn && rc == XFER_OK; i++) {
 		char *child = *sub ? util_printf("%s/%s", sub, names[i]) : util_strdup(names[i]);
 		struct stat st;
 		if (fstatat(dfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			rc = xfer_local_fail(l->err, l->errlen, "cannot read %s/%s: %s", l->src,
+			rc = xfer_fail(l->err, l->errlen, "cannot read %s/%s: %s", l->src,
 					    child, strerror(errno));
 		} else if (S_ISLNK(st.st_mode)) {
-			rc = xfer_local_fail(l->err, l->errlen,
+			rc = xfer_fail(l->err, l->errlen,
 					    "source contains a symbolic link: %s", child);
 		} else if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
-			rc = xfer_local_fail(l->err, l->errlen,
+			rc = xfer_fail(l->err, l->errlen,
 					    "source contains a special file: %s", child);
 		} else if (S_ISREG(st.st_mode)) {
 			xfer_local_list_add(l, child, 0, (int64_t)st.st_size);
@@ -541,10 +517,10 @@ static int xfer_local_list_dir(struct xfer_local_lister *l, int dfd, const char 
 		} else {
 			int fd = openat(dfd, names[i], XFER_LOCAL_DIR_FLAGS);
 			if (fd < 0 && xfer_local_is_link(dfd, names[i], errno)) {
-				rc = xfer_local_fail(l->err, l->errlen,
+				rc = xfer_fail(l->err, l->errlen,
 						    "source contains a symbolic link: %s", child);
 			} else if (fd < 0) {
-				rc = xfer_local_fail(l->err, l->errlen, "cannot read %s/%s: %s",
+				rc = xfer_fail(l->err, l->errlen, "cannot read %s/%s: %s",
 						    l->src, child, strerror(errno));
 			} else {
 				xfer_local_list_add(l, child, 1, 0);
@@ -568,7 +544,7 @@ int xfer_local_list(const char *src, struct xfer_local_item **items, int *n, cha
 
 	*items = NULL;
 	*n = 0;
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	char *path = xfer_local_source_path(src, err, errlen);
 	if (!path)
 		return XFER_FAILED;
@@ -609,7 +585,7 @@ int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *
 
 	*fd = -1;
 	*size = 0;
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	char *top = xfer_local_source_path(src, err, errlen);
 	if (!top)
 		return XFER_FAILED;
@@ -617,19 +593,19 @@ int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *
 		if ((f = xfer_local_open_top(top, &st, err, errlen)) < 0)
 			goto out;
 		if (S_ISDIR(st.st_mode)) {
-			xfer_local_fail(err, errlen, "cannot read %s: %s", top, strerror(EISDIR));
+			xfer_fail(err, errlen, "cannot read %s: %s", top, strerror(EISDIR));
 			goto out;
 		}
 		goto done;
 	}
 	if (!xfer_local_path_ok(path)) {
-		xfer_local_fail(err, errlen, "invalid path inside the source %s: %s", top, path);
+		xfer_fail(err, errlen, "invalid path inside the source %s: %s", top, path);
 		goto out;
 	}
 	if ((dfd = xfer_local_open_top(top, &st, err, errlen)) < 0)
 		goto out;
 	if (!S_ISDIR(st.st_mode)) {
-		xfer_local_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(ENOTDIR));
+		xfer_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(ENOTDIR));
 		goto out;
 	}
 	const char *p = path;
@@ -646,10 +622,10 @@ int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *
 		if (next < 0) {
 			int e = errno;
 			if (xfer_local_is_link(dfd, comp, e))
-				xfer_local_fail(err, errlen, "source contains a symbolic link: %.*s",
+				xfer_fail(err, errlen, "source contains a symbolic link: %.*s",
 					       upto, path);
 			else
-				xfer_local_fail(err, errlen, "cannot read %s/%.*s: %s", top, upto,
+				xfer_fail(err, errlen, "cannot read %s/%.*s: %s", top, upto,
 					       path, strerror(e));
 			goto out;
 		}
@@ -662,15 +638,15 @@ int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *
 		p = slash + 1;
 	}
 	if (fstat(f, &st) < 0) {
-		xfer_local_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(errno));
+		xfer_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(errno));
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		xfer_local_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(EISDIR));
+		xfer_fail(err, errlen, "cannot read %s/%s: %s", top, path, strerror(EISDIR));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		xfer_local_fail(err, errlen, "source contains a special file: %s", path);
+		xfer_fail(err, errlen, "source contains a special file: %s", path);
 		goto out;
 	}
 	xfer_local_blocking(f);
@@ -703,11 +679,11 @@ int xfer_local_version(const char *src, const char *path, int fd, struct xfer_ve
 		      char *err, size_t errlen)
 {
 	struct stat st;
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	memset(v, 0, sizeof *v);
 	if (fd >= 0) {
 		if (fstat(fd, &st) < 0)
-			return xfer_local_fail(err, errlen, "cannot read %s%s%s: %s", src,
+			return xfer_fail(err, errlen, "cannot read %s%s%s: %s", src,
 					      path && *path ? "/" : "", path ? path : "",
 					      strerror(errno));
 		xfer_local_version_of(&st, v);
@@ -722,7 +698,7 @@ int xfer_local_version(const char *src, const char *path, int fd, struct xfer_ve
 	else if (errno == ENOENT || errno == ENOTDIR)
 		v->known = XV_GONE;
 	else
-		rc = xfer_local_fail(err, errlen, "cannot read %s: %s", full, strerror(errno));
+		rc = xfer_fail(err, errlen, "cannot read %s: %s", full, strerror(errno));
 	free(full);
 	return rc;
 }
@@ -744,7 +720,7 @@ static void xfer_local_stage_forget(struct xfer_local_stage *st, int fd)
 static int xfer_local_stage_fail(const struct xfer_local_stage *st, const char *child, int e,
 				char *err, size_t errlen)
 {
-	return xfer_local_fail(err, errlen, "cannot write %s%s%s: %s", st->rel,
+	return xfer_fail(err, errlen, "cannot write %s%s%s: %s", st->rel,
 			      child && *child ? "/" : "", child ? child : "", strerror(e));
 }
 
@@ -776,9 +752,9 @@ int xfer_local_stage_open(const char *root, const char *rel, const char *taskid,
 	char *swap = NULL, *old = NULL, *other = NULL;
 
 	*out = NULL;
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	if (!xfer_local_taskid_ok(taskid)) {
-		xfer_local_fail(err, errlen, "invalid task id for a file name");
+		xfer_fail(err, errlen, "invalid task id for a file name");
 		goto fail;
 	}
 	if ((rootfd = xfer_local_open_root(root, err, errlen)) < 0)
@@ -872,7 +848,7 @@ static int xfer_local_stage_usable(const struct xfer_local_stage *st, char *err,
 {
 	if (!st->gone)
 		return 0;
-	xfer_local_fail(err, errlen, "cannot write %s: its stage was already committed", st->rel);
+	xfer_fail(err, errlen, "cannot write %s: its stage was already committed", st->rel);
 	return -1;
 }
 
@@ -884,21 +860,21 @@ int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd
 
 	*fd = -1;
 	*size = 0;
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	if (!path)
 		path = "";
 	if (xfer_local_stage_usable(st, err, errlen) < 0)
 		return XFER_FAILED;
 	if (!st->is_dir) {
 		if (*path)
-			return xfer_local_fail(err, errlen,
+			return xfer_fail(err, errlen,
 					      "invalid destination path: %s%s (%s is a single file)",
 					      st->prefix, path, st->rel);
 		dirfd = st->pfd;
 		leaf = st->side;
 	} else {
 		if (!*path)
-			return xfer_local_fail(err, errlen,
+			return xfer_fail(err, errlen,
 					      "invalid destination path: a file in %s needs a name",
 					      st->rel);
 		if (xfer_local_walk(st->dfd, st->prefix, path, XFER_LOCAL_WALK_CREATE, &dirfd, &leaf,
@@ -917,7 +893,7 @@ int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd
 		if (f < 0) {
 			int e = errno;
 			if (xfer_local_is_link(dirfd, leaf, e))
-				xfer_local_fail(err, errlen,
+				xfer_fail(err, errlen,
 					       "destination path crosses a symbolic link: %s%s",
 					       st->is_dir ? st->prefix : st->rel, path);
 			else
@@ -929,7 +905,7 @@ int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd
 			goto fail;
 		}
 		if (!S_ISREG(sb.st_mode)) {
-			xfer_local_fail(err, errlen, "cannot write %s%s: it is not a regular file",
+			xfer_fail(err, errlen, "cannot write %s%s: it is not a regular file",
 				       st->is_dir ? st->prefix : st->rel, path);
 			goto fail;
 		}
@@ -974,7 +950,7 @@ fail:
 
 int xfer_local_stage_done_file(struct xfer_local_stage *st, int fd, char *err, size_t errlen)
 {
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	/* Writeback starts now, without waiting for it: the one barrier at
 	 * commit (xfer_local_stage_settle) then finds little left to write,
 	 * where an fsync per file would wait for the disk once per file. */
@@ -992,15 +968,15 @@ int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *
 	int dirfd = -1, rc = XFER_FAILED;
 	const char *leaf;
 
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	if (xfer_local_stage_usable(st, err, errlen) < 0)
 		return XFER_FAILED;
 	if (!st->is_dir)
-		return xfer_local_fail(err, errlen,
+		return xfer_fail(err, errlen,
 				      "invalid destination path: %s%s (%s is a single file)",
 				      st->prefix, path ? path : "", st->rel);
 	if (!path || !*path)
-		return xfer_local_fail(err, errlen,
+		return xfer_fail(err, errlen,
 				      "invalid destination path: a directory in %s needs a name",
 				      st->rel);
 	if (xfer_local_walk(st->dfd, st->prefix, path, XFER_LOCAL_WALK_CREATE, &dirfd, &leaf, err,
@@ -1015,7 +991,7 @@ int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *
 	if (check < 0) {
 		int e = errno;
 		if (xfer_local_is_link(dirfd, leaf, e))
-			xfer_local_fail(err, errlen, "destination path crosses a symbolic link: %s%s",
+			xfer_fail(err, errlen, "destination path crosses a symbolic link: %s%s",
 				       st->prefix, path);
 		else
 			xfer_local_stage_fail(st, path, e, err, errlen);
@@ -1052,11 +1028,11 @@ static int xfer_local_stage_settle(struct xfer_local_stage *st, int dfd, const c
 				close(fd);
 			}
 		} else if (S_ISLNK(sb.st_mode)) {
-			rc = xfer_local_fail(err, errlen,
+			rc = xfer_fail(err, errlen,
 					    "staged package holds a symbolic link: %s/%s", st->rel,
 					    child);
 		} else if (!S_ISREG(sb.st_mode)) {
-			rc = xfer_local_fail(err, errlen, "staged package holds a special file: %s/%s",
+			rc = xfer_fail(err, errlen, "staged package holds a special file: %s/%s",
 					    st->rel, child);
 		}
 		free(child);
@@ -1121,7 +1097,7 @@ static int xfer_local_stage_prune_dir(struct xfer_local_stage *st,
 int xfer_local_stage_prune(struct xfer_local_stage *st, const struct item *items, int nitems,
 			   char *err, size_t errlen)
 {
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	if (xfer_local_stage_usable(st, err, errlen) < 0)
 		return XFER_FAILED;
 	if (!st->is_dir)
@@ -1224,7 +1200,7 @@ out:
 
 int xfer_local_stage_commit(struct xfer_local_stage *st, char *err, size_t errlen)
 {
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	if (xfer_local_stage_usable(st, err, errlen) < 0)
 		return XFER_FAILED;
 	if (st->is_dir && xfer_local_stage_settle(st, st->dfd, "", err, errlen) != XFER_OK)
@@ -1324,11 +1300,11 @@ int xfer_local_stage_check_source(const struct xfer_local_stage *st, const char 
 	 * package on a retry and publish a copy inside the copy. */
 	int sfd = open(src, XFER_LOCAL_DIR_FLAGS);
 	if (sfd < 0)
-		return xfer_local_fail(err, errlen, "cannot read %s: %s", src, strerror(errno));
+		return xfer_fail(err, errlen, "cannot read %s: %s", src, strerror(errno));
 	int inside = xfer_local_is_above(sfd, st->pfd);
 	close(sfd);
 	if (inside)
-		return xfer_local_fail(err, errlen, "source contains the destination: %s is inside %s",
+		return xfer_fail(err, errlen, "source contains the destination: %s is inside %s",
 				      st->rel, src);
 	return XFER_OK;
 }
@@ -1345,9 +1321,9 @@ int xfer_local_purge(const char *root, const char *rel, const char *taskid, char
 
 	if (note)
 		*note = NULL;
-	xfer_local_clear_err(err, errlen);
+	xfer_clear_err(err, errlen);
 	if (!xfer_local_taskid_ok(taskid)) {
-		xfer_local_fail(err, errlen, "invalid task id for a file name");
+		xfer_fail(err, errlen, "invalid task id for a file name");
 		goto out;
 	}
 	if ((rootfd = xfer_local_open_root(root, err, errlen)) < 0)
@@ -1364,7 +1340,7 @@ int xfer_local_purge(const char *root, const char *rel, const char *taskid, char
 	/* A crashed attempt of this task may have renamed the asset aside and
 	 * not finished deleting it; finish that first. */
 	if (xfer_local_clear_stale(pfd, gone) < 0) {
-		xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+		xfer_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 		goto out;
 	}
 	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -1372,7 +1348,7 @@ int xfer_local_purge(const char *root, const char *rel, const char *taskid, char
 			absent = 1;
 			rc = XFER_OK;
 		} else {
-			xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+			xfer_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 		}
 		goto out;
 	}
@@ -1383,13 +1359,13 @@ int xfer_local_purge(const char *root, const char *rel, const char *taskid, char
 				absent = 1;
 				rc = XFER_OK;
 			} else {
-				xfer_local_fail(err, errlen, "cannot remove %s: %s", rel,
+				xfer_fail(err, errlen, "cannot remove %s: %s", rel,
 					       strerror(errno));
 			}
 			goto out;
 		}
 		if (fsync(pfd) < 0) {
-			xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+			xfer_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 			goto out;
 		}
 		rc = XFER_OK;
@@ -1402,12 +1378,12 @@ int xfer_local_purge(const char *root, const char *rel, const char *taskid, char
 			absent = 1;
 			rc = XFER_OK;
 		} else {
-			xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+			xfer_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 		}
 		goto out;
 	}
 	if (fsync(pfd) < 0) {
-		xfer_local_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
+		xfer_fail(err, errlen, "cannot remove %s: %s", rel, strerror(errno));
 		goto out;
 	}
 	rc = XFER_OK;
