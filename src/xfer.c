@@ -332,8 +332,8 @@ static void xfer_add_item(struct item **v, int *n, int *cap, const char *path, i
 	it->size = size;
 }
 
-/* The items of a package its source's planner lists (struct
- * xfer_end_ops plan): each file, and before it every directory its path implies. */
+/* The items of a package its source's planner lists (struct xfer_end_ops
+ * plan): each file, and before it every directory its path implies. */
 static int xfer_plan_package(struct xfer_job *j, const char *manifest, struct item **v, int *n,
 			     int *cap)
 {

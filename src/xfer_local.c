@@ -2,8 +2,9 @@
  * xfer_local.c - the local-filesystem side of transfers: listing and reading
  * a local source, assembling an asset below the local destination root
  * ("a stage") and putting it in place, and purging an asset from the
- * root. xfer.c runs these pieces, whatever the other end is; the copy
- * between two local files is xfer_fd.c's.
+ * root. These pieces are the end xfer.c drives (xfer_local_end, struct
+ * xfer_end_ops, at the bottom of this file), whatever the other end is;
+ * the copy between two local files is xfer_fd.c's.
  *
  * Invariants this file keeps:
  *
