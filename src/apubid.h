@@ -1002,18 +1002,18 @@ void xfer_abandon(const struct config *c, const struct task *t);
 int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic_t *stop,
 	       char **note, char *err, size_t errlen);
 
-/* The local-filesystem end behind xfer_load/xfer_purge. `root` is the
+/* The pieces of the local-filesystem end (xfer_local.c; xfer_local_end in
+ * xfer.h is made of them, and the unit tests call them). `root` is the
  * absolute destination root directory, `src` an absolute local path. All
  * access below `root` walks one component at a time without following
  * symbolic links, so nothing is written or removed outside it. */
 int xfer_local_purge(const char *root, const char *rel, const char *taskid, char **note,
 		    char *err, size_t errlen);
 
-/* The pieces xfer.c assembles transfers from when one end is local. Every
- * function returns XFER_OK or XFER_FAILED (xfer_fd_copy also
- * XFER_STOPPED), with err set on failure to a sentence for a task's reason.
- * Paths inside a package ("sub/a.ts") are normalised: no "..", ".", empty
- * segment, or leading or trailing '/'; anything else is refused. */
+/* Every function of the local end returns XFER_OK or XFER_FAILED, with
+ * err set on failure to a sentence for a task's reason. Paths inside a
+ * package ("sub/a.ts") are normalised: no "..", ".", empty segment, or
+ * leading or trailing '/'; anything else is refused. */
 
 /* A local package being assembled below the destination root, under
  * ".NAME.apubid-TASKID.stage" (a directory) or ".NAME.apubid-TASKID.tmp"
@@ -1080,23 +1080,20 @@ int xfer_local_stage_check_source(const struct xfer_local_stage *st, const char 
  * resume. */
 void xfer_local_stage_close(struct xfer_local_stage *st);
 
-/* One file or directory of a local source tree. */
-struct xfer_local_item {
-	char *path;   /* relative to the source, "" for a single-file source */
-	int is_dir;
-	int64_t size; /* 0 for a directory */
-};
-/* Lists a local source (an absolute path): for a file, one item with path
- * "" and is_dir 0; for a directory, every file and directory below it
- * (none for an empty one), depth first in bytewise name order, directories
- * before their content. A symbolic link or a special file anywhere fails
- * the listing ("source contains a symbolic link: sub/x", "source asset is
- * a symbolic link: /in/x", "source contains a special file: sub/p", "source
- * asset does not exist: /in/x"). *items is malloc'ed (free with
- * xfer_local_free_items); on failure it is NULL and *n 0. */
-int xfer_local_list(const char *src, struct xfer_local_item **items, int *n, char *err,
-		   size_t errlen);
-void xfer_local_free_items(struct xfer_local_item *items, int n);
+/* Lists a local source (an absolute path), entries as a server's listing
+ * gives them (struct xfer_entry below) but each named by its path
+ * relative to the source: for a file, one entry named "" with is_dir 0;
+ * for a directory, every file and directory below it (none for an empty
+ * one), depth first in bytewise name order, directories before their
+ * content, a directory's size 0. A symbolic link or a special file
+ * anywhere fails the listing ("source contains a symbolic link: sub/x",
+ * "source asset is a symbolic link: /in/x", "source contains a special
+ * file: sub/p", "source asset does not exist: /in/x"). *entries is
+ * malloc'ed (free with xfer_curl_free_entries); on failure it is NULL and
+ * *n 0. */
+struct xfer_entry;
+int xfer_local_list(const char *src, struct xfer_entry **entries, int *n, char *err,
+		    size_t errlen);
 /* Opens one source file for reading (path "" for a single-file source),
  * walking from `src` with O_NOFOLLOW on every component; *size = its size.
  * A directory, a symbolic link or a special file is refused. The caller
@@ -1108,6 +1105,7 @@ int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *
  * missing one is XV_GONE). Returns XFER_OK or XFER_FAILED with err. */
 int xfer_local_version(const char *src, const char *path, int fd, struct xfer_version *v,
 		      char *err, size_t errlen);
+
 /* ---- xfer_fd.c: work on open descriptors ------------------------------ */
 
 /* The reason of a failure, one sentence into err (NULL allowed): returns
@@ -1130,14 +1128,15 @@ void xfer_clear_err(char *err, size_t errlen);
  * ...", "write error at byte N: ...", "the source ended at byte N, M bytes
  * short"; callers add which files. */
 int xfer_fd_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
-		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-		   volatile sig_atomic_t *stop, char *err, size_t errlen);
+		int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+		volatile sig_atomic_t *stop, char *err, size_t errlen);
 
-/* 1 when every byte of the open partial file fd (a stage's, a spool's) was written since the
- * machine last started, so that a resume may continue after them; 0 when
- * they may not be on the disk (written before a crash or a power cut, or
- * unknown), and the file must be copied again from its first byte. Marks
- * the file as written in this boot either way. */
+/* 1 when every byte of the open partial file fd (a stage's, a spool's)
+ * was written since the machine last started, so that a resume may
+ * continue after them; 0 when they may not be on the disk (written before
+ * a crash or a power cut, or unknown), and the file must be copied again
+ * from its first byte. Marks the file as written in this boot either
+ * way. */
 int xfer_fd_claim(int fd);
 /* Truncates an open partial file to `size` and positions the fd there (when
  * a resumed transfer has to start again from 0 or from a known good

@@ -1209,11 +1209,6 @@ static void xfer_end_share(struct xfer_end *to, const struct xfer_end *from)
 	to->conn = NULL;
 }
 
-static void xfer_end_unshare(struct xfer_end *e)
-{
-	e->ops->disconnect(e);
-}
-
 /* Copies items [from, to) with up to `lanes` files in flight: this thread
  * is one lane, each other lane a thread with its own connections, started
  * only when every server involved has a connection to spare within
@@ -1253,8 +1248,8 @@ static int xfer_copy_range(struct xfer_job *j, int from, int to, int lanes)
 	xfer_lane_run(j);
 	for (int k = 0; k < nextra; k++) {
 		pthread_join(extra[k].thread, NULL);
-		xfer_end_unshare(&extra[k].j.src);
-		xfer_end_unshare(&extra[k].j.dst);
+		extra[k].j.src.ops->disconnect(&extra[k].j.src);
+		extra[k].j.dst.ops->disconnect(&extra[k].j.dst);
 		xfer_hosts_release(j->src.key, j->dst.key);
 	}
 	free(extra);
@@ -1546,9 +1541,9 @@ out:
 	 * given back, or another task could connect while they are still
 	 * open. */
 	if (j.src.ops)
-		xfer_end_unshare(&j.src);
+		j.src.ops->disconnect(&j.src);
 	if (j.dst.ops)
-		xfer_end_unshare(&j.dst);
+		j.dst.ops->disconnect(&j.dst);
 	if (held)
 		xfer_hosts_release(j.src.key, j.dst.key);
 	item_free_all(j.items, j.nitems);
@@ -1570,7 +1565,7 @@ void xfer_abandon(const struct config *c, const struct task *t)
 	if (xfer_hosts_acquire(dst.key, NULL, c->max_per_host, &never) == 0) {
 		if (dst.ops->connect(c, &dst, &never, 0, err, sizeof err) == XS_OK)
 			dst.ops->abandon(&dst, t);
-		xfer_end_unshare(&dst);
+		dst.ops->disconnect(&dst);
 		xfer_hosts_release(dst.key, NULL);
 	}
 	xfer_end_free(&dst);
@@ -1590,7 +1585,7 @@ int xfer_purge(const struct config *c, const struct task *t, volatile sig_atomic
 	int rc = dst.ops->connect(c, &dst, stop, 0, err, errlen);
 	if (rc == XS_OK)
 		rc = dst.ops->purge(&dst, t, note, err, errlen);
-	xfer_end_unshare(&dst);
+	dst.ops->disconnect(&dst);
 	xfer_hosts_release(dst.key, NULL);
 	xfer_end_free(&dst);
 	return xfer_verdict(rc);

@@ -128,7 +128,6 @@ struct xfer_end {
  * stage (a destination), "" for the file itself. An operation an end's
  * caps rule out is NULL. */
 struct xfer_end_ops {
-	const char *name;
 	/* Fills e from the source or root `u` (NULL: e->path is a plain
 	 * local path, already set). */
 	int (*init)(const struct config *c, struct xfer_end *e, const struct url *u,

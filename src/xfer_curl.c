@@ -1690,7 +1690,6 @@ int xfer_curl_version(struct xfer_curl *x, const char *path, struct xfer_version
 		return rc;
 	if (x->proto == XC_FTP && (rc = xc_mlst(x, path, v, err, errlen)) >= 0)
 		return rc;
-	memset(v, 0, sizeof *v);
 	/* The version before a copy, asked right after the HEAD that told
 	 * the file from a directory (xfer_http.c's stat, when a task is
 	 * planned): that HEAD's answer, not a second one. Used once; the

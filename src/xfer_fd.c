@@ -149,15 +149,15 @@ out:
 }
 
 static int xfer_fd_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
-			      int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-			      volatile sig_atomic_t *stop, struct xfer_fd_fault *f,
-			      struct xfer_fd_hasher *h);
+			   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+			   volatile sig_atomic_t *stop, struct xfer_fd_fault *f,
+			   struct xfer_fd_hasher *h);
 
 /* A long copy the caller hashes: the copy runs here (in the kernel where
  * it can), the hashing in a second thread reading the destination. */
 static int xfer_fd_copy_hashed(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
-				 int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-				 volatile sig_atomic_t *stop, struct xfer_fd_fault *f)
+			      int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+			      volatile sig_atomic_t *stop, struct xfer_fd_fault *f)
 {
 	struct xfer_fd_hasher h = { .out = out, .out_off = out_off, .len = len,
 				      .on_data = on_data, .arg = arg };
@@ -168,7 +168,7 @@ static int xfer_fd_copy_hashed(int in, int64_t in_off, int out, int64_t out_off,
 		pthread_mutex_destroy(&h.lock);
 		pthread_cond_destroy(&h.more);
 		return xfer_fd_copy_fds(in, in_off, out, out_off, len, on_data, arg, stop, f,
-					  NULL);
+				       NULL);
 	}
 	int rc = xfer_fd_copy_fds(in, in_off, out, out_off, len, NULL, NULL, stop, f, &h);
 	pthread_mutex_lock(&h.lock);
@@ -197,9 +197,9 @@ static int xfer_fd_copy_hashed(int in, int64_t in_off, int out, int64_t out_off,
  * flag is polled before every chunk of at most XFER_FD_CHUNK bytes.
  */
 static int xfer_fd_copy_fds(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
-			      int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-			      volatile sig_atomic_t *stop, struct xfer_fd_fault *f,
-			      struct xfer_fd_hasher *h)
+			   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+			   volatile sig_atomic_t *stop, struct xfer_fd_fault *f,
+			   struct xfer_fd_hasher *h)
 {
 	int64_t done = 0;
 	int kernel = on_data == NULL;
@@ -307,8 +307,8 @@ out:
 }
 
 int xfer_fd_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
-		   int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
-		   volatile sig_atomic_t *stop, char *err, size_t errlen)
+		int (*on_data)(void *arg, const char *buf, size_t n), void *arg,
+		volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
 	struct xfer_fd_fault f;
 	xfer_clear_err(err, errlen);
@@ -320,20 +320,20 @@ int xfer_fd_copy(int in, int64_t in_off, int out, int64_t out_off, int64_t len,
 	switch (f.at) {
 	case XFER_FD_AT_READ:
 		return xfer_fail(err, errlen, "read error at byte %lld: %s",
-				      (long long)(in_off + f.done), strerror(f.errnum));
+				(long long)(in_off + f.done), strerror(f.errnum));
 	case XFER_FD_AT_WRITE:
 		return xfer_fail(err, errlen, "write error at byte %lld: %s",
-				      (long long)(out_off + f.done), strerror(f.errnum));
+				(long long)(out_off + f.done), strerror(f.errnum));
 	case XFER_FD_AT_SHORT:
 		return xfer_fail(err, errlen,
-				      "the source ended at byte %lld, %lld bytes short",
-				      (long long)(in_off + f.done), (long long)(len - f.done));
+				"the source ended at byte %lld, %lld bytes short",
+				(long long)(in_off + f.done), (long long)(len - f.done));
 	case XFER_FD_AT_CALLER:
 		return xfer_fail(err, errlen, "copy ended by its caller at byte %lld",
-				      (long long)(in_off + f.done));
+				(long long)(in_off + f.done));
 	default:
 		return xfer_fail(err, errlen, "copy error at byte %lld: %s",
-				      (long long)(in_off + f.done), strerror(f.errnum));
+				(long long)(in_off + f.done), strerror(f.errnum));
 	}
 }
 
@@ -385,16 +385,16 @@ int xfer_fd_truncate(int fd, int64_t size, char *err, size_t errlen)
 	xfer_clear_err(err, errlen);
 	if (size < 0)
 		return xfer_fail(err, errlen, "cannot truncate a staged file to %lld bytes",
-				      (long long)size);
+				(long long)size);
 	while (ftruncate(fd, (off_t)size) < 0)
 		if (errno != EINTR)
 			return xfer_fail(err, errlen, "cannot truncate a staged file: %s",
-					      strerror(errno));
+					strerror(errno));
 	/* Without this, the next write(2) would land at the old end and
 	 * leave a hole of zeros. */
 	if (lseek(fd, (off_t)size, SEEK_SET) < 0)
 		return xfer_fail(err, errlen, "cannot truncate a staged file: %s",
-				      strerror(errno));
+				strerror(errno));
 	return XFER_OK;
 }
 

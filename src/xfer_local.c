@@ -340,7 +340,7 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 	int fd = fcntl(startfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
 		return xfer_fail(err, errlen, "cannot open %s: %s",
-				      *prefix ? prefix : "the destination root", strerror(errno));
+				*prefix ? prefix : "the destination root", strerror(errno));
 	const char *p = rel;
 	for (;;) {
 		const char *slash = strchr(p, '/');
@@ -364,7 +364,7 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 				int e = errno;
 				close(fd);
 				return xfer_fail(err, errlen, "cannot create %s%.*s: %s", prefix,
-						      upto, rel, strerror(e));
+						upto, rel, strerror(e));
 			}
 			/* EEXIST: another task made it meanwhile; open what is there. */
 			next = openat(fd, comp, XFER_LOCAL_DIR_FLAGS);
@@ -375,16 +375,16 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 			close(fd);
 			if (islink)
 				return xfer_fail(err, errlen,
-						      "destination path crosses a symbolic link: %s%.*s",
-						      prefix, upto, rel);
+						"destination path crosses a symbolic link: %s%.*s",
+						prefix, upto, rel);
 			if (!create && (e == ENOENT || e == ENOTDIR))
 				return 1;
 			if (e == ENOTDIR)
 				return xfer_fail(err, errlen,
-						      "destination path is blocked by a file: %s%.*s",
-						      prefix, upto, rel);
+						"destination path is blocked by a file: %s%.*s",
+						prefix, upto, rel);
 			return xfer_fail(err, errlen, "cannot open %s%.*s: %s", prefix, upto,
-					      rel, strerror(e));
+					rel, strerror(e));
 		}
 		/* A directory made on the way must survive a crash along with
 		 * the asset that will be renamed into it. */
@@ -393,7 +393,7 @@ static int xfer_local_walk(int startfd, const char *prefix, const char *rel, int
 			close(fd);
 			close(next);
 			return xfer_fail(err, errlen, "cannot create %s%.*s: %s", prefix, upto,
-					      rel, strerror(e));
+					rel, strerror(e));
 		}
 		close(fd);
 		fd = next;
@@ -405,7 +405,7 @@ static int xfer_local_open_root(const char *root, char *err, size_t errlen)
 {
 	if (!root || root[0] != '/') {
 		xfer_fail(err, errlen, "destination root is not an absolute path: %s",
-			       root ? root : "(none)");
+			 root ? root : "(none)");
 		return -1;
 	}
 	/* The root itself is the operator's choice and may be a link (e.g.
@@ -413,7 +413,7 @@ static int xfer_local_open_root(const char *root, char *err, size_t errlen)
 	int fd = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		xfer_fail(err, errlen, "cannot open destination root %s: %s", root,
-			       strerror(errno));
+			 strerror(errno));
 	return fd;
 }
 
@@ -443,7 +443,7 @@ static int xfer_local_open_top(const char *src, struct stat *st, char *err, size
 			return xfer_fail(err, errlen, "source asset does not exist: %s", src);
 		if (e == ELOOP)
 			return xfer_fail(err, errlen, "source asset is a symbolic link: %s",
-					      src);
+					src);
 		return xfer_fail(err, errlen, "cannot read %s: %s", src, strerror(e));
 	}
 	if (fstat(fd, st) < 0) {
@@ -454,7 +454,7 @@ static int xfer_local_open_top(const char *src, struct stat *st, char *err, size
 	if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode)) {
 		close(fd);
 		return xfer_fail(err, errlen, "source asset is not a file or a directory: %s",
-				      src);
+				src);
 	}
 	xfer_local_blocking(fd);
 	return fd;
@@ -467,7 +467,7 @@ static char *xfer_local_source_path(const char *src, char *err, size_t errlen)
 {
 	if (!src || src[0] != '/') {
 		xfer_fail(err, errlen, "source asset is not an absolute path: %s",
-			       src ? src : "(none)");
+			 src ? src : "(none)");
 		return NULL;
 	}
 	size_t n = strlen(src);
@@ -478,7 +478,7 @@ static char *xfer_local_source_path(const char *src, char *err, size_t errlen)
 
 struct xfer_local_lister {
 	const char *src;
-	struct xfer_local_item *items;
+	struct xfer_entry *items;
 	int n, cap;
 	char *err;
 	size_t errlen;
@@ -488,7 +488,7 @@ static void xfer_local_list_add(struct xfer_local_lister *l, char *path, int is_
 {
 	if (l->n == l->cap)
 		l->items = xfer_local_grow(l->items, &l->cap, sizeof *l->items);
-	l->items[l->n++] = (struct xfer_local_item){ .path = path, .is_dir = is_dir, .size = size };
+	l->items[l->n++] = (struct xfer_entry){ .name = path, .is_dir = is_dir, .size = size };
 }
 
 /* Lists the directory `dfd`, which is `sub` inside the source ("" at the
@@ -499,19 +499,19 @@ static int xfer_local_list_dir(struct xfer_local_lister *l, int dfd, const char 
 	int nn, rc = XFER_OK;
 	if (xfer_local_read_names(dfd, &names, &nn) < 0)
 		return xfer_fail(l->err, l->errlen, "cannot read %s%s%s: %s", l->src,
-				      *sub ? "/" : "", sub, strerror(errno));
+				*sub ? "/" : "", sub, strerror(errno));
 	for (int i = 0; i < nn && rc == XFER_OK; i++) {
 		char *child = *sub ? util_printf("%s/%s", sub, names[i]) : util_strdup(names[i]);
 		struct stat st;
 		if (fstatat(dfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			rc = xfer_fail(l->err, l->errlen, "cannot read %s/%s: %s", l->src,
-					    child, strerror(errno));
+				      child, strerror(errno));
 		} else if (S_ISLNK(st.st_mode)) {
 			rc = xfer_fail(l->err, l->errlen,
-					    "source contains a symbolic link: %s", child);
+				      "source contains a symbolic link: %s", child);
 		} else if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
 			rc = xfer_fail(l->err, l->errlen,
-					    "source contains a special file: %s", child);
+				      "source contains a special file: %s", child);
 		} else if (S_ISREG(st.st_mode)) {
 			xfer_local_list_add(l, child, 0, (int64_t)st.st_size);
 			continue; /* the list owns child now */
@@ -519,10 +519,10 @@ static int xfer_local_list_dir(struct xfer_local_lister *l, int dfd, const char 
 			int fd = openat(dfd, names[i], XFER_LOCAL_DIR_FLAGS);
 			if (fd < 0 && xfer_local_is_link(dfd, names[i], errno)) {
 				rc = xfer_fail(l->err, l->errlen,
-						    "source contains a symbolic link: %s", child);
+					      "source contains a symbolic link: %s", child);
 			} else if (fd < 0) {
 				rc = xfer_fail(l->err, l->errlen, "cannot read %s/%s: %s",
-						    l->src, child, strerror(errno));
+					      l->src, child, strerror(errno));
 			} else {
 				xfer_local_list_add(l, child, 1, 0);
 				rc = xfer_local_list_dir(l, fd, child);
@@ -536,7 +536,7 @@ static int xfer_local_list_dir(struct xfer_local_lister *l, int dfd, const char 
 	return rc;
 }
 
-int xfer_local_list(const char *src, struct xfer_local_item **items, int *n, char *err,
+int xfer_local_list(const char *src, struct xfer_entry **items, int *n, char *err,
 		   size_t errlen)
 {
 	struct xfer_local_lister l = { .err = err, .errlen = errlen };
@@ -566,16 +566,9 @@ out:
 		*items = l.items;
 		*n = l.n;
 	} else {
-		xfer_local_free_items(l.items, l.n);
+		xfer_curl_free_entries(l.items, l.n);
 	}
 	return rc;
-}
-
-void xfer_local_free_items(struct xfer_local_item *items, int n)
-{
-	for (int i = 0; i < n; i++)
-		free(items[i].path);
-	free(items);
 }
 
 int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *size,
@@ -624,10 +617,10 @@ int xfer_local_open_source(const char *src, const char *path, int *fd, int64_t *
 			int e = errno;
 			if (xfer_local_is_link(dfd, comp, e))
 				xfer_fail(err, errlen, "source contains a symbolic link: %.*s",
-					       upto, path);
+					 upto, path);
 			else
 				xfer_fail(err, errlen, "cannot read %s/%.*s: %s", top, upto,
-					       path, strerror(e));
+					 path, strerror(e));
 			goto out;
 		}
 		if (!slash) {
@@ -685,8 +678,8 @@ int xfer_local_version(const char *src, const char *path, int fd, struct xfer_ve
 	if (fd >= 0) {
 		if (fstat(fd, &st) < 0)
 			return xfer_fail(err, errlen, "cannot read %s%s%s: %s", src,
-					      path && *path ? "/" : "", path ? path : "",
-					      strerror(errno));
+					path && *path ? "/" : "", path ? path : "",
+					strerror(errno));
 		xfer_local_version_of(&st, v);
 		return XFER_OK;
 	}
@@ -722,7 +715,7 @@ static int xfer_local_stage_fail(const struct xfer_local_stage *st, const char *
 				char *err, size_t errlen)
 {
 	return xfer_fail(err, errlen, "cannot write %s%s%s: %s", st->rel,
-			      child && *child ? "/" : "", child ? child : "", strerror(e));
+			child && *child ? "/" : "", child ? child : "", strerror(e));
 }
 
 void xfer_local_stage_close(struct xfer_local_stage *st)
@@ -869,15 +862,15 @@ int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd
 	if (!st->is_dir) {
 		if (*path)
 			return xfer_fail(err, errlen,
-					      "invalid destination path: %s%s (%s is a single file)",
-					      st->prefix, path, st->rel);
+					"invalid destination path: %s%s (%s is a single file)",
+					st->prefix, path, st->rel);
 		dirfd = st->pfd;
 		leaf = st->side;
 	} else {
 		if (!*path)
 			return xfer_fail(err, errlen,
-					      "invalid destination path: a file in %s needs a name",
-					      st->rel);
+					"invalid destination path: a file in %s needs a name",
+					st->rel);
 		if (xfer_local_walk(st->dfd, st->prefix, path, XFER_LOCAL_WALK_CREATE, &dirfd, &leaf,
 				   err, errlen) != 0)
 			return XFER_FAILED;
@@ -895,8 +888,8 @@ int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd
 			int e = errno;
 			if (xfer_local_is_link(dirfd, leaf, e))
 				xfer_fail(err, errlen,
-					       "destination path crosses a symbolic link: %s%s",
-					       st->is_dir ? st->prefix : st->rel, path);
+					 "destination path crosses a symbolic link: %s%s",
+					 st->is_dir ? st->prefix : st->rel, path);
 			else
 				xfer_local_stage_fail(st, path, e, err, errlen);
 			goto fail;
@@ -907,7 +900,7 @@ int xfer_local_stage_file(struct xfer_local_stage *st, const char *path, int *fd
 		}
 		if (!S_ISREG(sb.st_mode)) {
 			xfer_fail(err, errlen, "cannot write %s%s: it is not a regular file",
-				       st->is_dir ? st->prefix : st->rel, path);
+				 st->is_dir ? st->prefix : st->rel, path);
 			goto fail;
 		}
 		/* A file that also has a name elsewhere is not one we made:
@@ -974,12 +967,12 @@ int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *
 		return XFER_FAILED;
 	if (!st->is_dir)
 		return xfer_fail(err, errlen,
-				      "invalid destination path: %s%s (%s is a single file)",
-				      st->prefix, path ? path : "", st->rel);
+				"invalid destination path: %s%s (%s is a single file)",
+				st->prefix, path ? path : "", st->rel);
 	if (!path || !*path)
 		return xfer_fail(err, errlen,
-				      "invalid destination path: a directory in %s needs a name",
-				      st->rel);
+				"invalid destination path: a directory in %s needs a name",
+				st->rel);
 	if (xfer_local_walk(st->dfd, st->prefix, path, XFER_LOCAL_WALK_CREATE, &dirfd, &leaf, err,
 			   errlen) != 0)
 		return XFER_FAILED;
@@ -993,7 +986,7 @@ int xfer_local_stage_mkdir(struct xfer_local_stage *st, const char *path, char *
 		int e = errno;
 		if (xfer_local_is_link(dirfd, leaf, e))
 			xfer_fail(err, errlen, "destination path crosses a symbolic link: %s%s",
-				       st->prefix, path);
+				 st->prefix, path);
 		else
 			xfer_local_stage_fail(st, path, e, err, errlen);
 		goto out;
@@ -1030,11 +1023,11 @@ static int xfer_local_stage_settle(struct xfer_local_stage *st, int dfd, const c
 			}
 		} else if (S_ISLNK(sb.st_mode)) {
 			rc = xfer_fail(err, errlen,
-					    "staged package holds a symbolic link: %s/%s", st->rel,
-					    child);
+				      "staged package holds a symbolic link: %s/%s", st->rel,
+				      child);
 		} else if (!S_ISREG(sb.st_mode)) {
 			rc = xfer_fail(err, errlen, "staged package holds a special file: %s/%s",
-					    st->rel, child);
+				      st->rel, child);
 		}
 		free(child);
 	}
@@ -1306,7 +1299,7 @@ int xfer_local_stage_check_source(const struct xfer_local_stage *st, const char 
 	close(sfd);
 	if (inside)
 		return xfer_fail(err, errlen, "source contains the destination: %s is inside %s",
-				      st->rel, src);
+				st->rel, src);
 	return XFER_OK;
 }
 
@@ -1361,7 +1354,7 @@ int xfer_local_purge(const char *root, const char *rel, const char *taskid, char
 				rc = XFER_OK;
 			} else {
 				xfer_fail(err, errlen, "cannot remove %s: %s", rel,
-					       strerror(errno));
+					 strerror(errno));
 			}
 			goto out;
 		}
@@ -1470,20 +1463,8 @@ static int xfer_local_end_missing(const char *src, const char *rel)
 static int xfer_local_end_list(struct xfer_end *e, int is_dir, struct xfer_entry **entries,
 			       int *n, char *err, size_t errlen)
 {
-	struct xfer_local_item *fi = NULL;
-	int nf = 0;
-	*entries = NULL;
-	*n = 0;
-	if (xfer_local_list(e->path, &fi, &nf, err, errlen) < 0)
+	if (xfer_local_list(e->path, entries, n, err, errlen) < 0)
 		return xfer_local_end_missing(e->path, "");
-	*entries = util_calloc((size_t)nf + 1, sizeof **entries);
-	for (int i = 0; i < nf; i++) {
-		(*entries)[i] = (struct xfer_entry){ .name = fi[i].path, .is_dir = fi[i].is_dir,
-						     .size = fi[i].size };
-		fi[i].path = NULL;
-	}
-	*n = nf;
-	xfer_local_free_items(fi, nf);
 	return XS_OK;
 }
 
@@ -1591,7 +1572,6 @@ static void xfer_local_end_abandon(struct xfer_end *e, const struct task *t)
 }
 
 const struct xfer_end_ops xfer_local_end = {
-	.name = "local",
 	.init = xfer_local_end_init,
 	.release = xfer_local_end_release,
 	.connect = xfer_local_end_connect,

@@ -524,7 +524,6 @@ static void xfer_remote_abandon(struct xfer_end *e, const struct task *t)
 }
 
 const struct xfer_end_ops xfer_remote_end = {
-	.name = "remote",
 	.init = xfer_remote_init,
 	.release = xfer_remote_release,
 	.connect = xfer_remote_connect,

@@ -1216,10 +1216,10 @@ static void test_list_gives_directories_before_their_content_and_file_sizes(void
 {
 	CHECK(fx_setup() == 0);
 	CHECK(make_package(P("%s/pkg", ingest)) == 0);
-	struct xfer_local_item *items = NULL;
+	struct xfer_entry *items = NULL;
 	int n = -1;
 	CHECK(xfer_local_list(P("%s/pkg/", ingest), &items, &n, err, sizeof err) == XFER_OK);
-	const struct xfer_local_item want[] = {
+	const struct xfer_entry want[] = {
 		{ "empty", 1, 0 },
 		{ "manifest.mpd", 0, 7 },
 		{ "video", 1, 0 },
@@ -1230,13 +1230,13 @@ static void test_list_gives_directories_before_their_content_and_file_sizes(void
 	};
 	int same = n == (int)(sizeof want / sizeof want[0]);
 	for (int i = 0; same && i < n; i++) {
-		same = strcmp(items[i].path, want[i].path) == 0 &&
+		same = strcmp(items[i].name, want[i].name) == 0 &&
 		       items[i].is_dir == want[i].is_dir && items[i].size == want[i].size;
 		if (!same)
-			fprintf(stderr, "  item %d: %s %d %lld\n", i, items[i].path, items[i].is_dir,
+			fprintf(stderr, "  item %d: %s %d %lld\n", i, items[i].name, items[i].is_dir,
 				(long long)items[i].size);
 	}
-	xfer_local_free_items(items, n);
+	xfer_curl_free_entries(items, n);
 	CHECK(same);
 }
 
@@ -1244,18 +1244,18 @@ static void test_list_of_a_file_is_one_item_with_an_empty_path(void)
 {
 	CHECK(fx_setup() == 0);
 	CHECK(write_random(P("%s/movie.ts", ingest), 12345, 3) == 0);
-	struct xfer_local_item *items = NULL;
+	struct xfer_entry *items = NULL;
 	int n = -1;
 	CHECK(xfer_local_list(P("%s/movie.ts", ingest), &items, &n, err, sizeof err) == XFER_OK);
-	int ok = n == 1 && strcmp(items[0].path, "") == 0 && !items[0].is_dir &&
+	int ok = n == 1 && strcmp(items[0].name, "") == 0 && !items[0].is_dir &&
 		 items[0].size == 12345;
-	xfer_local_free_items(items, n);
+	xfer_curl_free_entries(items, n);
 	CHECK(ok);
 	/* An empty directory lists as nothing at all. */
 	CHECK(mkdir(P("%s/empty", ingest), 0755) == 0);
 	CHECK(xfer_local_list(P("%s/empty", ingest), &items, &n, err, sizeof err) == XFER_OK);
 	CHECK(n == 0);
-	xfer_local_free_items(items, n);
+	xfer_curl_free_entries(items, n);
 }
 
 static void test_list_refuses_symlinks_and_special_files(void)
@@ -1264,7 +1264,7 @@ static void test_list_refuses_symlinks_and_special_files(void)
 	CHECK(make_package(P("%s/pkg", ingest)) == 0);
 	CHECK(mkdir(P("%s/pkg/sub", ingest), 0755) == 0);
 	CHECK(symlink("/etc/passwd", P("%s/pkg/sub/x", ingest)) == 0);
-	struct xfer_local_item *items = (struct xfer_local_item *)&items;
+	struct xfer_entry *items = (struct xfer_entry *)&items;
 	int n = -1;
 	CHECK(xfer_local_list(P("%s/pkg", ingest), &items, &n, err, sizeof err) == XFER_FAILED);
 	CHECK_STR(err, "source contains a symbolic link: sub/x");
@@ -1344,7 +1344,7 @@ static int copy_in_two(const char *src, const char *dst, int64_t at)
 	if (in >= 0 && out >= 0 && fstat(in, &st) == 0 &&
 	    xfer_fd_copy(in, 0, out, 0, at, NULL, NULL, &no_stop, err, sizeof err) == XFER_OK &&
 	    xfer_fd_copy(in, at, out, at, st.st_size - at, NULL, NULL, &no_stop, err,
-			   sizeof err) == XFER_OK &&
+			sizeof err) == XFER_OK &&
 	    lseek(in, 0, SEEK_CUR) == 0 && lseek(out, 0, SEEK_CUR) == 0)
 		rc = 0;
 	if (in >= 0)
@@ -1405,7 +1405,7 @@ static void test_copy_shows_every_byte_to_on_data(void)
 	int in = open(P("%s/movie.ts", ingest), O_RDONLY | O_CLOEXEC);
 	int out = open_rw(P("%s/copy.ts", root));
 	int rc = xfer_fd_copy(in, 100, out, 100, (int64_t)total - 100, collect, &s, &no_stop,
-				err, sizeof err);
+			     err, sizeof err);
 	close(in);
 	close(out);
 	size_t n;
